@@ -1,0 +1,52 @@
+# The two commands: `make demo` and `make test`. Both set everything up on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+EXTRAS ?= server,agent,franka,xarm,realsense,dev
+
+.PHONY: demo test install sysdeps proto lint bench clean
+
+demo: $(STAMP)
+	$(PY) -m robot_agent.demo
+
+test: $(STAMP) sysdeps
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+# torch==2.13.0 first: a plain `torch` requirement with nothing installed pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+# System libraries the tests need: libusb for pyrealsense2, Prometheus (and promtool) for the
+# monitoring tests. Installed only when missing and only as root (CI runs as root).
+sysdeps:
+	@missing=""; \
+	ldconfig -p | grep -q libusb-1.0.so.0 || missing="$$missing libusb-1.0-0"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing (tests that need them are skipped)"; \
+	  fi; \
+	fi
+
+proto: $(STAMP)
+	$(PY) -m vla._codegen
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+
+bench: $(STAMP)
+	@ls bench/*.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

@@ -1,0 +1,40 @@
+"""The small interface every camera implements: simulated, RealSense, USB/V4L2.
+
+``read`` blocks until a new frame is available; the agent calls it from a capture thread per
+camera and keeps only the latest frame, so a slow camera never stalls control.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Camera", "Frame"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An RGB uint8 ``[H, W, 3]`` image and the ``time.monotonic()`` it was captured at."""
+
+    rgb: np.ndarray
+    time_s: float
+    depth: np.ndarray | None = None  # metres, aligned to rgb, when the camera gives depth
+
+
+class Camera(abc.ABC):
+    """A camera. Built from a ``CameraConfig`` by its class method ``from_config``."""
+
+    name: str
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Open the device; raise an error naming it (and listing what is connected) on failure."""
+
+    @abc.abstractmethod
+    def read(self) -> Frame:
+        """Block until the next frame and return it."""
+
+    def close(self) -> None:
+        """Release the device. Always called."""

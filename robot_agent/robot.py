@@ -1,0 +1,83 @@
+"""The small interface every arm implements: the simulated Panda, a Franka through panda-python,
+a UFACTORY xArm through its SDK.
+
+Methods block (real SDKs do); the agent calls them from one dedicated driver thread, never from
+the event loop, and never concurrently. Every command reaching a robot has passed the safety
+shield. Units are SI inside vla-deploy: metres, radians, seconds; quaternions are (x, y, z, w);
+the gripper is a fraction, 0 = closed, 1 = open. Each driver converts to its SDK's units in one
+place.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+from safety.types import Pose
+
+__all__ = ["Robot", "RobotState"]
+
+
+@dataclass(frozen=True)
+class RobotState:
+    """One reading of the arm. ``fault`` is set when the driver reports an error (a Franka reflex,
+    an xArm error code): the agent latches the e-stop on it."""
+
+    time_s: float  # time.monotonic() when read
+    joint_positions: np.ndarray
+    joint_velocities: np.ndarray
+    ee: Pose
+    gripper: float
+    external_torques: np.ndarray | None = None
+    fault: str | None = None
+
+
+class Robot(abc.ABC):
+    """A robot arm. Built from a ``RobotConfig`` by its class method ``from_config``."""
+
+    #: Joint position limits (lower, upper) in radians, from the manufacturer's documentation.
+    joint_limits: tuple[np.ndarray, np.ndarray]
+    #: The pose the arm starts from; a safety workspace must contain it.
+    home_joints: np.ndarray
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Connect, enable and set the control mode. Called once before anything else; fails
+        within the configured timeout with an error naming the address."""
+
+    @abc.abstractmethod
+    def read_state(self) -> RobotState:
+        """Read the current state. Called every control tick."""
+
+    @abc.abstractmethod
+    def command_ee(self, pose: Pose) -> None:
+        """Track an end-effector target (already through the shield)."""
+
+    @abc.abstractmethod
+    def command_joints(self, joints: np.ndarray) -> None:
+        """Track a joint target (already through the shield)."""
+
+    @abc.abstractmethod
+    def command_gripper(self, opening: float) -> None:
+        """Move the gripper to ``opening`` (0 closed, 1 open); must not block the control tick."""
+
+    @abc.abstractmethod
+    def hold(self) -> None:
+        """Hold position: command the measured pose with zero velocity."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Controlled stop: come to rest and leave the control mode."""
+
+    @abc.abstractmethod
+    def emergency_stop(self) -> None:
+        """Stop now, as fast as the arm allows. Called on any driver error; latched by the agent."""
+
+    def reset_fault(self) -> None:
+        """Clear a latched error on the arm (Franka ``recover``, xArm ``clean_error``). Only on an
+        explicit operator reset."""
+
+    def close(self) -> None:
+        """Release the connection. Always called, in ``finally``."""
