@@ -1,0 +1,184 @@
+"""Rotation maths for vla-deploy, in one place: quaternions (x, y, z, w), matrices, rotation vectors.
+
+The shield and the agent both need a handful of conversions; keeping them here (pure numpy, no
+scipy) means there is exactly one implementation to test and one quaternion order: (x, y, z, w),
+as panda-python, ROS and scipy use. Functions take and return float64 arrays and never mutate
+their inputs. A rotation vector is axis * angle (radians), the exponential coordinates of SO(3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "IDENTITY_QUATERNION",
+    "matrix_to_quat",
+    "quat_angle",
+    "quat_conjugate",
+    "quat_multiply",
+    "quat_normalize",
+    "quat_rotate",
+    "quat_slerp",
+    "quat_to_matrix",
+    "quat_to_rotvec",
+    "quat_to_rpy",
+    "rotvec_to_quat",
+    "rpy_to_quat",
+]
+
+IDENTITY_QUATERNION = np.array([0.0, 0.0, 0.0, 1.0])
+IDENTITY_QUATERNION.flags.writeable = False
+
+# Below this angle the sin(x)/x terms use their Taylor series: exact to float64 precision there,
+# and free of 0/0.
+_SMALL_ANGLE = 1e-8
+
+
+def quat_normalize(q: np.ndarray) -> np.ndarray:
+    """Return ``q`` scaled to unit norm; raises ValueError for a zero or non-finite quaternion."""
+    q = np.asarray(q, dtype=float)
+    n = math.sqrt(float(q @ q))
+    if not math.isfinite(n) or n < 1e-12:
+        raise ValueError(f"cannot normalise quaternion {q.tolist()!r}: norm is {n}")
+    return q / n
+
+
+def quat_conjugate(q: np.ndarray) -> np.ndarray:
+    """The inverse rotation of a unit quaternion."""
+    q = np.asarray(q, dtype=float)
+    return np.array([-q[0], -q[1], -q[2], q[3]])
+
+
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a * b``: rotate by ``b`` first, then by ``a`` (as matrices ``A @ B``)."""
+    ax, ay, az, aw = (float(v) for v in a)
+    bx, by, bz, bw = (float(v) for v in b)
+    return np.array(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ]
+    )
+
+
+def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate vector ``v`` by unit quaternion ``q``."""
+    return quat_to_matrix(q) @ np.asarray(v, dtype=float)
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """3x3 rotation matrix of a quaternion (normalised first, so a slightly off one is fine)."""
+    x, y, z, w = (float(v) for v in quat_normalize(q))
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz = x * y, x * z, y * z
+    wx, wy, wz = w * x, w * y, w * z
+    return np.array(
+        [
+            [1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy)],
+            [2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx)],
+            [2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy)],
+        ]
+    )
+
+
+def matrix_to_quat(m: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) of a rotation matrix, with w >= 0.
+
+    Shepperd's method: pick the largest of the four squared components to divide by, so the
+    result is accurate for every rotation, including angles near pi.
+    """
+    m = np.asarray(m, dtype=float)
+    if m.shape != (3, 3):
+        raise ValueError(f"rotation matrix must have shape (3, 3), got {m.shape}")
+    tr = m[0, 0] + m[1, 1] + m[2, 2]
+    if tr > 0:
+        s = 2.0 * math.sqrt(1.0 + tr)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+    elif m[0, 0] >= m[1, 1] and m[0, 0] >= m[2, 2]:
+        s = 2.0 * math.sqrt(max(1.0 + m[0, 0] - m[1, 1] - m[2, 2], 0.0))
+        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif m[1, 1] >= m[2, 2]:
+        s = 2.0 * math.sqrt(max(1.0 + m[1, 1] - m[0, 0] - m[2, 2], 0.0))
+        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = 2.0 * math.sqrt(max(1.0 + m[2, 2] - m[0, 0] - m[1, 1], 0.0))
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
+    out = quat_normalize(np.array(q))
+    return -out if out[3] < 0 else out
+
+
+def rotvec_to_quat(v: np.ndarray) -> np.ndarray:
+    """Exponential map: rotation vector (axis * angle) to unit quaternion."""
+    v = np.asarray(v, dtype=float)
+    theta = math.sqrt(float(v @ v))
+    half = 0.5 * theta
+    # sin(theta/2)/theta, by its series near zero
+    k = 0.5 - theta * theta / 48.0 if theta < _SMALL_ANGLE else math.sin(half) / theta
+    return np.array([k * v[0], k * v[1], k * v[2], math.cos(half)])
+
+
+def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
+    """Logarithm map: unit quaternion to rotation vector with angle in [0, pi].
+
+    ``q`` and ``-q`` are the same rotation; the shorter one is returned.
+    """
+    q = quat_normalize(q)
+    if q[3] < 0:
+        q = -q
+    s = math.sqrt(float(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]))
+    theta = 2.0 * math.atan2(s, float(q[3]))
+    # theta / sin(theta/2); near zero its series is 2 + theta^2/12.
+    k = 2.0 + theta * theta / 12.0 if s < _SMALL_ANGLE else theta / s
+    return k * q[:3]
+
+
+def quat_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle in radians, in [0, pi], of the rotation taking ``a`` to ``b``."""
+    a = quat_normalize(a)
+    b = quat_normalize(b)
+    d = abs(float(a @ b))
+    # atan2 form instead of 2*acos(d): acos loses half the digits for small angles.
+    rel = quat_multiply(quat_conjugate(a), b)
+    s = math.sqrt(float(rel[0] * rel[0] + rel[1] * rel[1] + rel[2] * rel[2]))
+    return 2.0 * math.atan2(s, d)
+
+
+def quat_slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Spherical linear interpolation from ``a`` (t=0) to ``b`` (t=1) along the shorter arc."""
+    a = quat_normalize(a)
+    b = quat_normalize(b)
+    if float(a @ b) < 0:
+        b = -b
+    rel = quat_multiply(quat_conjugate(a), b)
+    return quat_normalize(quat_multiply(a, rotvec_to_quat(t * quat_to_rotvec(rel))))
+
+
+def rpy_to_quat(rpy: np.ndarray) -> np.ndarray:
+    """Roll, pitch, yaw (radians; R = Rz(yaw) @ Ry(pitch) @ Rx(roll), as ROS) to a quaternion."""
+    r, p, y = (0.5 * float(v) for v in rpy)
+    cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
+    return np.array(
+        [
+            sr * cp * cy - cr * sp * sy,
+            cr * sp * cy + sr * cp * sy,
+            cr * cp * sy - sr * sp * cy,
+            cr * cp * cy + sr * sp * sy,
+        ]
+    )
+
+
+def quat_to_rpy(q: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rpy_to_quat`; pitch in [-pi/2, pi/2], roll and yaw in [-pi, pi]."""
+    m = quat_to_matrix(q)
+    pitch = math.asin(max(-1.0, min(1.0, -float(m[2, 0]))))
+    if abs(float(m[2, 0])) < 1.0 - 1e-12:
+        roll = math.atan2(float(m[2, 1]), float(m[2, 2]))
+        yaw = math.atan2(float(m[1, 0]), float(m[0, 0]))
+    else:  # gimbal lock: only roll - yaw (or roll + yaw) is defined; put it all in yaw
+        roll = 0.0
+        yaw = math.atan2(-float(m[0, 1]), float(m[1, 1]))
+    return np.array([roll, pitch, yaw])
