@@ -53,7 +53,9 @@ def from_tensor(tensor: pb.Tensor, *, name: str = "tensor") -> np.ndarray:
     try:
         dtype = _NUMPY_BY_DTYPE[tensor.dtype]
     except KeyError:
-        label = pb.Tensor.DType.Name(tensor.dtype) if tensor.dtype in pb.Tensor.DType.values() else tensor.dtype
+        label = (
+            pb.Tensor.DType.Name(tensor.dtype) if tensor.dtype in pb.Tensor.DType.values() else tensor.dtype
+        )
         raise CodecError(f"{name}: dtype {label} is not supported") from None
     shape = tuple(int(d) for d in tensor.shape)
     if any(d < 0 for d in shape):
@@ -76,7 +78,9 @@ def encode_image(rgb: np.ndarray, encoding: int = pb.Image.RAW_RGB8, *, jpeg_qua
     elif encoding in (pb.Image.JPEG, pb.Image.PNG):
         import cv2
 
-        ext, params = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]) if encoding == pb.Image.JPEG else (".png", [])
+        ext, params = (
+            (".jpg", [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]) if encoding == pb.Image.JPEG else (".png", [])
+        )
         ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
         if not ok:
             raise CodecError(f"OpenCV could not encode a {width}x{height} image as {ext}")
@@ -94,7 +98,9 @@ def decode_image(image: pb.Image, *, name: str = "image") -> np.ndarray:
     if image.encoding == pb.Image.RAW_RGB8:
         expected = height * width * channels
         if len(image.data) != expected:
-            raise CodecError(f"{name}: {len(image.data)} bytes of RAW_RGB8, {width}x{height}x3 needs {expected}")
+            raise CodecError(
+                f"{name}: {len(image.data)} bytes of RAW_RGB8, {width}x{height}x3 needs {expected}"
+            )
         return np.frombuffer(image.data, dtype=np.uint8).reshape(height, width, channels)
     if image.encoding in (pb.Image.JPEG, pb.Image.PNG):
         import cv2
@@ -103,8 +109,6 @@ def decode_image(image: pb.Image, *, name: str = "image") -> np.ndarray:
         if bgr is None:
             raise CodecError(f"{name}: data is not a valid {pb.Image.Encoding.Name(image.encoding)} image")
         if bgr.shape[:2] != (height, width):
-            raise CodecError(
-                f"{name}: decoded {bgr.shape[1]}x{bgr.shape[0]}, header says {width}x{height}"
-            )
+            raise CodecError(f"{name}: decoded {bgr.shape[1]}x{bgr.shape[0]}, header says {width}x{height}")
         return np.ascontiguousarray(bgr[:, :, ::-1])
     raise CodecError(f"{name}: unknown encoding {image.encoding}")
