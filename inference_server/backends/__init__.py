@@ -1,0 +1,50 @@
+"""Backends: one file per way of running a model, chosen by name from a table.
+
+The table holds ``"module:Class"`` strings so that torch, onnxruntime and TensorRT are imported
+only when their backend is chosen; a missing package answers with the pip line that installs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from inference_server.backends.base import Backend, Batch, dummy_batch
+from inference_server.errors import BackendUnavailable
+from inference_server.importer import import_from_string
+
+if TYPE_CHECKING:
+    from inference_server.bundle import Bundle
+
+__all__ = ["BACKENDS", "Backend", "Batch", "create_backend", "dummy_batch"]
+
+BACKENDS: dict[str, str] = {
+    "torch": "inference_server.backends.torch_backend:TorchBackend",
+    "onnx": "inference_server.backends.onnx_backend:OnnxBackend",
+    "tensorrt": "inference_server.backends.tensorrt_backend:TensorRTBackend",
+    "torch_tensorrt": "inference_server.backends.torch_tensorrt_backend:TorchTensorRTBackend",
+    "python": "inference_server.backends.python_backend:PythonBackend",
+}
+
+# The distribution that provides each top-level module a backend imports, and its install line.
+_EXTRAS: dict[str, str] = {
+    "torch": "pip install 'vla-deploy[server]'",
+    "onnxruntime": "pip install 'vla-deploy[server]'",
+    "onnx": "pip install 'vla-deploy[server]'",
+    "tensorrt": "pip install 'vla-deploy[tensorrt]'",
+    "torch_tensorrt": "pip install 'vla-deploy[tensorrt]'",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class behind backend ``name``, importing its module now."""
+    try:
+        return import_from_string(BACKENDS[name])  # type: ignore[no-any-return]
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        hint = _EXTRAS.get(top, f"pip install {top}")
+        raise BackendUnavailable(f"backend {name!r} needs {top!r}, which is not installed: {hint}") from exc
+
+
+def create_backend(bundle: Bundle) -> Backend:
+    """Load ``bundle``'s model with its backend. Call it on the thread that will run the model."""
+    return backend_class(bundle.backend)(bundle)  # type: ignore[call-arg]

@@ -1,0 +1,100 @@
+"""Serve any policy written in Python: the bundle names a class, the server calls it.
+
+This is how a LeRobot or openpi model is served without exporting it. The bundle folder goes on
+``sys.path`` so ``entrypoint = "policy:MyPolicy"`` can point at ``policy.py`` inside the bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from inference_server.errors import BackendError, ImportFromStringError
+from inference_server.importer import import_from_string
+
+if TYPE_CHECKING:
+    from inference_server.backends.base import Batch
+    from inference_server.bundle import Bundle
+
+__all__ = ["PythonBackend", "PythonPolicy"]
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class PythonPolicy(Protocol):
+    """The plugin interface: built once as ``Class(bundle_dir, manifest)``, then called per batch.
+
+    ``predict(batch)`` gets ``{"images": {camera: uint8 [B, H, W, 3]}, "state": float32 [B, S],
+    "instruction": list[str], "prev_actions": list[ndarray [n, action_dim] | None],
+    "inference_delay_steps": list[int | None]}`` and returns float32 ``[B, chunk_length,
+    action_dim]``. State is normalised and actions un-normalised by the server only when the
+    manifest has a ``[normalization]`` section. It is always called from the same thread, one batch
+    at a time. An optional ``reset()`` is called when the server shuts down.
+    """
+
+    def __init__(self, bundle_dir: Path, manifest: dict[str, Any]) -> None: ...
+
+    def predict(self, batch: dict[str, Any]) -> np.ndarray: ...
+
+
+class PythonBackend:
+    """Adapts a :class:`PythonPolicy` to the backend interface."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        assert bundle.entrypoint is not None
+        self._policy = _load_policy(bundle)
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        out = self._policy.predict(
+            {
+                "images": batch.images,
+                "state": batch.state,
+                "instruction": batch.instruction,
+                "prev_actions": batch.prev_actions,
+                "inference_delay_steps": batch.inference_delay_steps,
+            }
+        )
+        return np.asarray(out)
+
+    def close(self) -> None:
+        reset = getattr(self._policy, "reset", None)
+        if callable(reset):
+            reset()
+
+
+def _load_policy(bundle: Bundle) -> Any:
+    bundle_dir = bundle.path.resolve()
+    entrypoint = bundle.entrypoint or ""
+    if str(bundle_dir) not in sys.path:
+        sys.path.insert(0, str(bundle_dir))
+    _forget_shadowed_module(entrypoint.partition(":")[0].split(".")[0], bundle_dir)
+    try:
+        cls = import_from_string(entrypoint)
+    except ImportFromStringError as exc:
+        raise bundle.error(f"entrypoint is {entrypoint!r}: {exc}", field="entrypoint") from exc
+    except ModuleNotFoundError as exc:
+        raise BackendError(
+            f"entrypoint {entrypoint!r} needs the module {exc.name!r}, which is not installed"
+        ) from exc
+    logger.info("Loading Python policy %s from %s", entrypoint, bundle_dir)
+    try:
+        return cls(bundle_dir, dict(bundle.manifest))
+    except Exception as exc:
+        raise BackendError(f"{entrypoint}({bundle_dir}) failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _forget_shadowed_module(top: str, bundle_dir: Path) -> None:
+    """Drop a same-named module imported from another bundle, so this bundle's file is the one used."""
+    if not ((bundle_dir / f"{top}.py").exists() or (bundle_dir / top).is_dir()):
+        return
+    module = sys.modules.get(top)
+    file = getattr(module, "__file__", None)
+    if module is None or (file is not None and Path(file).resolve().is_relative_to(bundle_dir)):
+        return
+    for name in [n for n in sys.modules if n == top or n.startswith(f"{top}.")]:
+        del sys.modules[name]

@@ -1,0 +1,278 @@
+"""Command line: flags → :class:`ServerConfig` → :class:`Server`. Only this module reads flags.
+
+``inference-server --policy PATH`` serves; subcommands ``bench``, ``new-bundle`` and
+``build-engine`` measure a model, write an example bundle, and build a TensorRT engine.
+Errors print one line, ``TypeName: message``, and exit 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging.config
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from inference_server.config import PRECISIONS, ServerConfig, load_config
+from inference_server.errors import ServerError
+
+__all__ = ["main"]
+
+_DEFAULTS = ServerConfig(policy=Path("."))
+COMMANDS = ("serve", "bench", "new-bundle", "build-engine")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure_logging(level: str) -> None:
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"default": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "default",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "loggers": {
+                "inference_server": {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+            },
+        }
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="logging level (default: %(default)s)"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors (default: off)")
+
+
+def _model_overrides(parser: argparse.ArgumentParser) -> None:
+    s = argparse.SUPPRESS
+    parser.add_argument(
+        "--device",
+        default=s,
+        help="override the bundle's device: cpu, cuda, cuda:N (default: the manifest's)",
+    )
+    parser.add_argument(
+        "--precision",
+        default=s,
+        choices=PRECISIONS,
+        help="override the bundle's precision (default: the manifest's)",
+    )
+    parser.add_argument(
+        "--backend", default=s, choices=("torch", "onnx", "tensorrt", "torch_tensorrt", "python"),
+        help="override the bundle's backend (default: the manifest's)",
+    )  # fmt: skip
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    d, s = _DEFAULTS, argparse.SUPPRESS
+    parser = argparse.ArgumentParser(
+        prog="inference-server",
+        description="Serve a policy bundle over gRPC (vla.v1.PolicyService), with health, reflection and /metrics.",
+        epilog="other commands: inference-server {bench,new-bundle,build-engine} --help",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML file with ServerConfig keys; flags override it (default: none)",
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=s,
+        help="policy bundle folder, with policy.toml (required here or in --config)",
+    )
+    parser.add_argument("--host", default=s, help=f"address to bind (default: {d.host})")
+    parser.add_argument(
+        "--port", type=int, default=s, help=f"gRPC port, 0 = any free one (default: {d.port})"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=s,
+        help=f"Prometheus /metrics port, 0 = any free one (default: {d.metrics_port})",
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="serve no /metrics endpoint (default: off)")
+    _model_overrides(parser)
+    parser.add_argument(
+        "--max-batch", type=int, default=s, help=f"largest batch across sessions (default: {d.max_batch})"
+    )
+    parser.add_argument(
+        "--max-queue-delay-ms", type=float, default=s,
+        help=f"longest wait to fill a batch; 0 = run whatever is waiting (default: {d.max_queue_delay_ms})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--warmup-iters", type=int, default=s, help=f"model runs before SERVING (default: {d.warmup_iters})"
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=s,
+        help=f"largest request accepted (default: {d.max_request_bytes})",
+    )
+    parser.add_argument(
+        "--graceful-shutdown-s", type=float, default=s,
+        help=f"time in-flight requests get on SIGTERM (default: {d.graceful_shutdown_s})",
+    )  # fmt: skip
+    _common(parser)
+    return parser
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inference-server bench",
+        description="Measure model latency (no gRPC) for a bundle's backend and precision, after warm-up.",
+    )
+    parser.add_argument("--policy", type=Path, required=True, help="policy bundle folder (required)")
+    _model_overrides(parser)
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
+    parser.add_argument("--iters", type=int, default=100, help="timed iterations (default: %(default)s)")
+    parser.add_argument(
+        "--warmup-iters", type=int, default=10, help="untimed iterations first (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures to this JSON file (default: none)"
+    )
+    _common(parser)
+    return parser
+
+
+def new_bundle_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inference-server new-bundle",
+        description="Write a small randomly initialised example bundle: two 224x224 cameras, 8-value state, "
+        "chunks of 16 actions of 7 values (ee_delta, a few millimetres per step).",
+    )
+    parser.add_argument("directory", type=Path, help="folder to create (must be empty or absent)")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "python"),
+        default="torch",
+        help="backend of the bundle (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="weight initialisation seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--name", default="example", help="policy name in the manifest (default: %(default)s)"
+    )
+    _common(parser)
+    return parser
+
+
+def build_engine_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inference-server build-engine",
+        description="Build a serialized TensorRT 10 engine from an ONNX file (needs an NVIDIA GPU and the [tensorrt] extra).",
+    )
+    parser.add_argument("onnx", type=Path, help="input ONNX model")
+    parser.add_argument("engine", type=Path, help="output engine file")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "fp16"),
+        default="fp16",
+        help="engine precision (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=8,
+        help="largest batch of the optimisation profile (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workspace-mib", type=int, default=2048, help="builder workspace limit (default: %(default)s)"
+    )
+    _common(parser)
+    return parser
+
+
+def run(config: ServerConfig) -> None:
+    """Serve until SIGINT/SIGTERM (patched out by the CLI tests)."""
+    from inference_server.server import Server
+
+    Server(config).run()
+
+
+def _serve(args: argparse.Namespace) -> None:
+    overrides: dict[str, Any] = {
+        k: v for k, v in vars(args).items() if k not in ("config", "no_metrics", "log_level", "debug")
+    }
+    config = load_config(args.config, **overrides)
+    if args.no_metrics:  # None overrides mean "not given", so switch metrics off after loading
+        config = dataclasses.replace(config, metrics_port=None)
+    run(config)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from inference_server.bench import bench_model
+
+    bench_model(
+        args.policy,
+        backend=getattr(args, "backend", None),
+        device=getattr(args, "device", None),
+        precision=getattr(args, "precision", None),
+        batch=args.batch,
+        iters=args.iters,
+        warmup_iters=args.warmup_iters,
+        json_path=args.json,
+    )
+
+
+def _new_bundle(args: argparse.Namespace) -> None:
+    from inference_server.new_bundle import write_example_bundle
+
+    path = write_example_bundle(args.directory, backend=args.backend, seed=args.seed, name=args.name)
+    print(f"wrote {args.backend} bundle {path}")
+
+
+def _build_engine(args: argparse.Namespace) -> None:
+    from inference_server.backends.tensorrt_backend import build_engine
+
+    build_engine(
+        args.onnx,
+        args.engine,
+        precision=args.precision,
+        max_batch=args.max_batch,
+        workspace_mib=args.workspace_mib,
+    )
+    print(f"wrote TensorRT engine {args.engine}")
+
+
+_COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], None]]] = {
+    "serve": (serve_parser, _serve),
+    "bench": (bench_parser, _bench),
+    "new-bundle": (new_bundle_parser, _new_bundle),
+    "build-engine": (build_engine_parser, _build_engine),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in _COMMANDS else "serve"
+    make_parser, action = _COMMANDS[command]
+    args = make_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        action(args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (ServerError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"{type(exc).__name__}: {exc} (unexpected: rerun with --debug for the traceback)", file=sys.stderr
+        )
+        sys.exit(1)

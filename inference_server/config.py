@@ -1,0 +1,131 @@
+"""What the server runs: one frozen :class:`ServerConfig`, every default in one place.
+
+``cli.py`` builds it from ``--config FILE.toml`` with flags overriding; tests and the demo build
+it directly::
+
+    config = ServerConfig(policy=Path("bundles/demo"), port=0, metrics_port=None)
+    await Server(config).serve()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference_server.errors import ConfigError
+
+__all__ = ["DEVICES", "PRECISIONS", "ServerConfig", "load_config"]
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICES = ("cpu", "cuda")  # plus "cuda:N"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``Server`` needs; ``None`` overrides mean "as the bundle's manifest says".
+
+    ``port=0`` and ``metrics_port=0`` bind a free port (``server.port``, ``server.metrics_port``
+    hold the bound ones); ``metrics_port=None`` serves no metrics endpoint.
+    """
+
+    policy: Path
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int | None = 9100
+    device: str | None = None
+    precision: str | None = None
+    backend: str | None = None
+    max_batch: int = 8
+    max_queue_delay_ms: float = 0.0
+    warmup_iters: int = 3
+    max_request_bytes: int = 8 * 1024 * 1024
+    graceful_shutdown_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", Path(self.policy))
+        _check(0 <= self.port <= 65535, "port", f"is {self.port}, expected 0..65535")
+        if self.metrics_port is not None:
+            _check(
+                0 <= self.metrics_port <= 65535, "metrics_port", f"is {self.metrics_port}, expected 0..65535"
+            )
+        if self.device is not None:
+            _check(
+                self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:"),
+                "device",
+                f"is {self.device!r}, expected cpu, cuda or cuda:N",
+            )
+        if self.precision is not None:
+            _check(
+                self.precision in PRECISIONS,
+                "precision",
+                f"is {self.precision!r}, expected one of {PRECISIONS}",
+            )
+        _check(self.max_batch >= 1, "max_batch", f"is {self.max_batch}, expected >= 1")
+        _check(
+            self.max_queue_delay_ms >= 0, "max_queue_delay_ms", f"is {self.max_queue_delay_ms}, expected >= 0"
+        )
+        _check(self.warmup_iters >= 0, "warmup_iters", f"is {self.warmup_iters}, expected >= 0")
+        _check(
+            self.max_request_bytes >= 1024,
+            "max_request_bytes",
+            f"is {self.max_request_bytes}, expected >= 1024",
+        )
+        _check(
+            self.graceful_shutdown_s >= 0,
+            "graceful_shutdown_s",
+            f"is {self.graceful_shutdown_s}, expected >= 0",
+        )
+
+
+def _check(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field} {message}", field=field)
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> ServerConfig:
+    """Read ``path`` (keys of ServerConfig, top level or under ``[server]``), then apply overrides.
+
+    Overrides whose value is ``None`` are ignored, so a CLI can pass every flag through.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config {path}: no such file", path=path) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path}: not valid TOML ({exc})", path=path) from None
+        data = data.get("server", data)
+        known = {f.name for f in dataclasses.fields(ServerConfig)}
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(
+                    f"config {path}: unknown key {key!r} (known: {', '.join(sorted(known))})",
+                    path=path,
+                    field=key,
+                )
+            values[key] = value
+        if "policy" in values:  # relative to the config file, as a reader of the file expects
+            values["policy"] = (
+                (path.parent / values["policy"]).resolve()
+                if not Path(values["policy"]).is_absolute()
+                else Path(values["policy"])
+            )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "policy" not in values:
+        raise ConfigError(
+            "no policy given: pass --policy PATH or set policy in the config file", field="policy"
+        )
+    try:
+        return ServerConfig(**values)
+    except ConfigError as exc:
+        if path is not None:
+            raise ConfigError(f"config {path}: {exc}", path=path, field=exc.field) from None
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"config {path}: {exc}", path=path) from None

@@ -1,0 +1,253 @@
+"""Server lifecycle: ``startup()`` → serve until asked to stop → ``shutdown()``, in a fixed order.
+
+Startup: read the bundle, bind gRPC with health NOT_SERVING (so orchestrators can probe while the
+model loads), start /metrics, load the model on its worker thread, warm it up, then SERVING and
+``started`` is set. Shutdown (SIGTERM, SIGINT, or :meth:`Server.handle_exit`): NOT_SERVING, stop
+accepting, let in-flight requests finish within ``graceful_shutdown_s``, then free the model. A
+second SIGINT skips the graceful wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from inference_server.backends import Backend, create_backend, dummy_batch
+from inference_server.batcher import ModelWorker
+from inference_server.bundle import Bundle, load_bundle
+from inference_server.metrics import ServerMetrics
+from inference_server.service import PolicyService
+from vla.v1 import policy_pb2, policy_pb2_grpc
+
+if TYPE_CHECKING:
+    from inference_server.config import ServerConfig
+
+__all__ = ["SERVICE_NAME", "Server", "warm_up"]
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Server:
+    """Serves ``config.policy`` until told to stop. ``run()`` blocks; ``serve()`` is the coroutine.
+
+    ``started`` is set once the port is bound and the model warm; ``port`` and ``metrics_port``
+    then hold the bound ports (useful with port 0).
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        backend_factory: Callable[[Bundle], Backend] = create_backend,
+    ) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = ServerMetrics.create(self.registry)
+        self.started = asyncio.Event()
+        self.should_exit = asyncio.Event()
+        self.force_exit = False
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self.bundle: Bundle | None = None
+        self._backend_factory = backend_factory
+        self._grpc: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._service: PolicyService | None = None
+        self._worker: ModelWorker | None = None
+        self._metrics_httpd: Any = None
+        self._decode_pool: ThreadPoolExecutor | None = None
+
+    def run(self) -> None:
+        """Serve in a fresh event loop (uvloop when installed) with SIGINT/SIGTERM handled."""
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            loop_factory = None
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(self.serve(install_signal_handlers=True))
+
+    async def serve(self, *, install_signal_handlers: bool = False) -> None:
+        with self._capture_signals(install_signal_handlers):
+            try:
+                await self.startup()
+                await self.should_exit.wait()
+            finally:
+                await self.shutdown()
+
+    def handle_exit(self, sig: int, frame: Any = None) -> None:
+        """Record a stop request; a second SIGINT skips the graceful wait."""
+        if self.should_exit.is_set() and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        config = self.config
+        logger.info("Loading policy bundle %s", config.policy)
+        bundle = await asyncio.to_thread(
+            load_bundle,
+            config.policy,
+            backend=config.backend,
+            device=config.device,
+            precision=config.precision,
+        )
+        self.bundle = bundle
+        self.metrics.model_info.info(
+            {"name": bundle.name, "version": bundle.version, "backend": bundle.backend,
+             "precision": bundle.precision, "device": bundle.device}
+        )  # fmt: skip
+
+        self._worker = ModelWorker(
+            bundle,
+            max_batch=config.max_batch,
+            max_queue_delay_s=config.max_queue_delay_ms / 1e3,
+            metrics=self.metrics,
+            backend_factory=self._backend_factory,
+        )
+        self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vla-decode")
+        self._service = PolicyService(
+            bundle,
+            self._worker,
+            metrics=self.metrics,
+            max_batch=config.max_batch,
+            max_request_bytes=config.max_request_bytes,
+            decode_executor=self._decode_pool,
+        )
+        self._health = health.aio.HealthServicer()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # The transport limit sits above max_request_bytes so that an oversize request reaches the
+        # service and gets INVALID on a live stream; only a wildly oversize one breaks the stream.
+        transport_limit = 2 * config.max_request_bytes + (1 << 20)
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", transport_limit),
+                ("grpc.max_send_message_length", transport_limit),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(self._service, self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._grpc,
+        )
+        address = f"{config.host}:{config.port}"
+        try:
+            self.port = self._grpc.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind gRPC to {address}: {exc}") from None
+        await self._grpc.start()
+        logger.info("gRPC listening on %s:%d (NOT_SERVING until the model is warm)", config.host, self.port)
+
+        if config.metrics_port is not None:
+            self._metrics_httpd, _ = start_http_server(
+                config.metrics_port, addr=config.host, registry=self.registry
+            )
+            self.metrics_port = int(self._metrics_httpd.server_port)
+            logger.info("Metrics on http://%s:%d/metrics", config.host, self.metrics_port)
+
+        logger.info("Loading the %s model (%s, %s)", bundle.backend, bundle.device, bundle.precision)
+        await asyncio.wrap_future(self._worker.start())
+        if config.warmup_iters:
+            t0 = time.monotonic()
+            await asyncio.wrap_future(
+                self._worker.call(lambda b: warm_up(b, bundle, config.warmup_iters, config.max_batch))
+            )
+            logger.info("Warm-up done: %d iterations in %.2f s", config.warmup_iters, time.monotonic() - t0)
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.started.set()
+        logger.info("Serving %s %s on port %d", bundle.name, bundle.version, self.port)
+
+    async def shutdown(self) -> None:
+        logger.info("Shutting down")
+        grace = 0.0 if self.force_exit else self.config.graceful_shutdown_s
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        steps = []
+        if self._grpc is not None:
+            steps.append(self._grpc.stop(grace))  # stops accepting now, cancels what is left after grace
+        if self._service is not None:
+            steps.append(self._service.close(grace))  # ends open streams once in-flight requests answer
+        await asyncio.gather(*steps)
+        if self._worker is not None:
+            self._worker.stop(drain=not self.force_exit)
+            if not await asyncio.to_thread(self._worker.join, max(grace, 1.0)):
+                logger.warning("The model worker is still busy; leaving it behind")
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+        if self._decode_pool is not None:
+            self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        logger.info("Finished server process")
+
+    @contextlib.contextmanager
+    def _capture_signals(self, install: bool) -> Iterator[None]:
+        # loop.add_signal_handler runs handle_exit on the loop, never inside a C call; only from
+        # the main thread, as Python allows signals nowhere else.
+        if not install or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in HANDLED_SIGNALS:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in HANDLED_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+
+def warm_up(backend: Backend, bundle: Bundle, iters: int, max_batch: int) -> None:
+    """Run the model ``iters`` times at batch 1 (and once at ``max_batch``), checking its output.
+
+    A model whose output does not match the manifest fails here, before SERVING, naming the field.
+    """
+    for i in range(iters):
+        _check_output(backend.predict(dummy_batch(bundle, 1)), bundle, 1, first=i == 0)
+    if max_batch > 1 and iters:
+        _check_output(backend.predict(dummy_batch(bundle, max_batch)), bundle, max_batch, first=False)
+
+
+def _check_output(out: Any, bundle: Bundle, size: int, *, first: bool) -> None:
+    import numpy as np
+
+    shape = tuple(np.shape(out))
+    expected = (size, bundle.chunk_length, bundle.action_dim)
+    if shape == expected:
+        return
+    if len(shape) == 3 and shape[0] == size and shape[1] != bundle.chunk_length:
+        raise bundle.error(
+            f"chunk_length is {bundle.chunk_length}, the model returns {shape[1]}", field="chunk_length"
+        )
+    if len(shape) == 3 and shape[0] == size and shape[2] != bundle.action_dim:
+        raise bundle.error(
+            f"action_dim is {bundle.action_dim}, the model returns {shape[2]}", field="action_dim"
+        )
+    raise bundle.error(
+        f"the model returns actions of shape {list(shape)} for a batch of {size}, expected {list(expected)}"
+    )

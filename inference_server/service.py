@@ -1,0 +1,237 @@
+"""The ``vla.v1.PolicyService`` servicer: streams in, checked requests to the worker, answers out.
+
+Each Predict stream has a reader that checks and submits requests in arrival order and a writer
+(the handler itself) that sends answers as they complete, so a LATE or INVALID answer never waits
+behind a computation. The event loop only validates and decodes; the model runs on the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING
+
+from inference_server.batcher import ModelWorker, Pending, Result
+from inference_server.errors import InvalidRequest
+from inference_server.validation import decode_request, needs_decoding
+from vla.codec import to_tensor
+from vla.v1 import policy_pb2 as pb
+from vla.v1 import policy_pb2_grpc
+
+if TYPE_CHECKING:
+    import grpc.aio
+
+    from inference_server.bundle import Bundle
+    from inference_server.metrics import ServerMetrics
+
+__all__ = ["PolicyService", "policy_spec"]
+
+logger = logging.getLogger(__name__)
+
+_STATUS_LABEL = {
+    pb.PredictResponse.OK: "ok",
+    pb.PredictResponse.LATE: "late",
+    pb.PredictResponse.INVALID: "invalid",
+    pb.PredictResponse.ERROR: "error",
+}
+
+
+def policy_spec(bundle: Bundle, *, max_batch: int, max_request_bytes: int) -> pb.PolicySpec:
+    """The spec the server announces, straight from the checked bundle."""
+    return pb.PolicySpec(
+        name=bundle.name,
+        version=bundle.version,
+        backend=bundle.backend,
+        precision=bundle.precision,
+        device=bundle.device,
+        cameras=[
+            pb.CameraSpec(
+                name=c.name,
+                height=c.height,
+                width=c.width,
+                encodings=[pb.Image.Encoding.Value(e) for e in c.encodings],
+            )
+            for c in bundle.cameras
+        ],
+        state_dim=bundle.state_dim,
+        action_dim=bundle.action_dim,
+        action_space=bundle.action_space,
+        action_names=list(bundle.action_names),
+        chunk_length=bundle.chunk_length,
+        dt_s=bundle.dt_s,
+        max_batch=max_batch,
+        state_names=list(bundle.state_names),
+        max_request_bytes=max_request_bytes,
+    )
+
+
+class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
+    """Serves one bundle through one :class:`ModelWorker`."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        worker: ModelWorker,
+        *,
+        metrics: ServerMetrics,
+        max_batch: int,
+        max_request_bytes: int,
+        decode_executor: Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bundle = bundle
+        self._worker = worker
+        self._metrics = metrics
+        self._max_request_bytes = max_request_bytes
+        self._decode_executor = decode_executor
+        self._clock = clock
+        self._spec = policy_spec(bundle, max_batch=max_batch, max_request_bytes=max_request_bytes)
+        self._closing = asyncio.Event()
+        self._streams = itertools.count(1)
+        self._open_streams = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def GetPolicySpec(
+        self, request: pb.GetPolicySpecRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PolicySpec:
+        return self._spec
+
+    async def Predict(
+        self, request_iterator: AsyncIterator[pb.PredictRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.PredictResponse]:
+        stream_id = next(self._streams)
+        out: asyncio.Queue[tuple[pb.PredictResponse, float] | None] = asyncio.Queue()
+        outstanding: set[Pending] = set()
+        self._stream_opened()
+        reader = asyncio.create_task(self._read(stream_id, request_iterator, out, outstanding))
+        try:
+            while (item := await out.get()) is not None:
+                response, arrival = item
+                yield response
+                self._metrics.requests.labels(status=_STATUS_LABEL.get(response.status, "error")).inc()
+                self._metrics.request_seconds.observe(self._clock() - arrival)
+            await reader  # surfaces a reader failure as the RPC's error
+        finally:
+            reader.cancel()
+            for p in outstanding:
+                self._worker.discard(p)
+            self._stream_closed()
+
+    async def close(self, timeout: float) -> None:
+        """Stop reading requests on every stream, let in-flight ones finish, end the streams."""
+        self._closing.set()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            logger.warning("%d Predict stream(s) still open after %.1f s", self._open_streams, timeout)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _stream_opened(self) -> None:
+        self._open_streams += 1
+        self._idle.clear()
+        self._metrics.sessions.inc()
+
+    def _stream_closed(self) -> None:
+        self._open_streams -= 1
+        self._metrics.sessions.dec()
+        if self._open_streams == 0:
+            self._idle.set()
+
+    async def _read(
+        self,
+        stream_id: int,
+        requests: AsyncIterator[pb.PredictRequest],
+        out: asyncio.Queue[tuple[pb.PredictResponse, float] | None],
+        outstanding: set[Pending],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        closing = asyncio.ensure_future(self._closing.wait())
+        it = aiter(requests)
+        try:
+            while not self._closing.is_set():
+                next_request = asyncio.ensure_future(anext(it))
+                await asyncio.wait((next_request, closing), return_when=asyncio.FIRST_COMPLETED)
+                if not next_request.done():
+                    next_request.cancel()  # shutting down: take no new work
+                    break
+                try:
+                    request = next_request.result()
+                except StopAsyncIteration:
+                    break
+                arrival = self._clock()
+                await self._handle(stream_id, request, arrival, loop, out, outstanding)
+            if outstanding:
+                await asyncio.wait([p.future for p in outstanding])
+        finally:
+            closing.cancel()
+            out.put_nowait(None)
+
+    async def _handle(
+        self,
+        stream_id: int,
+        request: pb.PredictRequest,
+        arrival: float,
+        loop: asyncio.AbstractEventLoop,
+        out: asyncio.Queue[tuple[pb.PredictResponse, float] | None],
+        outstanding: set[Pending],
+    ) -> None:
+        try:
+            if self._decode_executor is not None and needs_decoding(request):
+                obs = await loop.run_in_executor(
+                    self._decode_executor, decode_request, request, self._bundle, self._max_request_bytes
+                )
+            else:
+                obs = decode_request(request, self._bundle, self._max_request_bytes)
+        except InvalidRequest as exc:
+            logger.debug("Request %d of %s is invalid: %s", request.request_id, request.session_id, exc)
+            result = Result(pb.PredictResponse.INVALID, str(exc))
+            out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
+            return
+        enqueued = self._clock()
+        pending = Pending(
+            session=request.session_id or f"stream-{stream_id}",
+            request_id=request.request_id,
+            observation=obs,
+            enqueued=enqueued,
+            deadline=arrival + request.timeout_ms / 1e3 if request.timeout_ms else None,
+            loop=loop,
+            future=loop.create_future(),
+        )
+        outstanding.add(pending)
+
+        def done(future: asyncio.Future[Result]) -> None:
+            outstanding.discard(pending)
+            if not future.cancelled():
+                out.put_nowait((self._response(request, arrival, enqueued, future.result()), arrival))
+
+        pending.future.add_done_callback(done)
+        self._worker.submit(pending)
+
+    def _response(
+        self, request: pb.PredictRequest, arrival: float, enqueued: float, result: Result
+    ) -> pb.PredictResponse:
+        response = pb.PredictResponse(
+            request_id=request.request_id,
+            status=result.status,  # type: ignore[arg-type]
+            message=result.message,
+            dt_s=self._bundle.dt_s,
+            capture_time_s=request.capture_time_s,
+        )
+        t = self._clock()
+        if result.actions is not None:
+            response.actions.CopyFrom(to_tensor(result.actions))
+        timing = response.timing
+        timing.preprocess_ms = ((enqueued - arrival) + result.stack_s) * 1e3
+        timing.queue_ms = result.queue_s * 1e3
+        timing.inference_ms = result.inference_s * 1e3
+        timing.postprocess_ms = (result.postprocess_s + self._clock() - t) * 1e3
+        timing.total_ms = (self._clock() - arrival) * 1e3
+        timing.batch_size = result.batch_size
+        return response
