@@ -1,0 +1,107 @@
+"""The simulated camera: draws the simulated arm's world at the configured size and rate.
+
+It needs the ``SimRobot`` it looks at (``robot.world`` and the tip pose), so it is built with it:
+``SimCamera.from_config(camera_config, robot)``. Options (``[cameras.NAME.options]``)::
+
+    view = "front"   # "front": fixed third-person view; "wrist": on the gripper, looking down
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from robot_agent.camera import Camera, Frame
+from robot_agent.config import CameraConfig
+from robot_agent.drivers.sim import SimRobot
+from robot_agent.errors import ConfigError
+from robot_agent.robot import Robot
+from robot_agent.sim.clock import WallClock
+from robot_agent.sim.render import VIEWS, render
+
+__all__ = ["SimCamera"]
+
+logger = logging.getLogger(__name__)
+
+_OPTIONS = {"view": "front"}
+
+
+class SimCamera(Camera):
+    """Renders ``robot.world`` with the gripper where the simulated arm has it now.
+
+    ``read`` is paced at ``fps`` on the wall clock (a real camera blocks for its next frame);
+    on a manual-clock robot it renders at once, since sim time only moves when stepped.
+    """
+
+    def __init__(
+        self, robot: SimRobot, *, name: str, width: int, height: int, fps: float, view: str = "front"
+    ) -> None:
+        if view not in VIEWS:
+            raise ValueError(f"cameras.{name}.options.view is {view!r}: must be one of {VIEWS!r}")
+        if width < 8 or height < 8:
+            raise ValueError(f"cameras.{name}: size {width}x{height} is too small (at least 8x8)")
+        if not fps > 0:
+            raise ValueError(f"cameras.{name}.fps must be > 0, got {fps!r}")
+        self.robot = robot
+        self.name = name
+        self.width = int(width)
+        self.height = int(height)
+        self.period_s = 1.0 / float(fps)
+        self.view = view
+        self._next_s: float | None = None
+        self._opened = False
+
+    @classmethod
+    def from_config(cls, config: CameraConfig, robot: Robot) -> SimCamera:
+        if not isinstance(robot, SimRobot):
+            raise ConfigError(
+                f"cameras.{config.name}: the sim camera draws the simulated arm's world; "
+                f'robot is a {type(robot).__name__}, use kind = "sim" for the robot too',
+                field=f"cameras.{config.name}.kind",
+            )
+        options: Mapping[str, Any] = config.options or {}
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"cameras.{config.name}.options: unknown option(s) {unknown!r}; known: {sorted(_OPTIONS)!r}",
+                field=f"cameras.{config.name}.options",
+            )
+        view = str(options.get("view", _OPTIONS["view"]))
+        try:
+            return cls(
+                robot, name=config.name, width=config.width, height=config.height, fps=config.fps, view=view
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc), field=f"cameras.{config.name}") from exc
+
+    def open(self) -> None:
+        self._opened = True
+        self._next_s = None
+        logger.info(
+            "Simulated camera %r open: %s view, %dx%d.", self.name, self.view, self.width, self.height
+        )
+
+    def read(self) -> Frame:
+        if isinstance(self.robot.clock, WallClock):
+            now = time.monotonic()
+            if self._next_s is not None and now < self._next_s:
+                time.sleep(self._next_s - now)
+            now = time.monotonic()
+            # Drift-free pacing; after a stall, restart from now instead of bursting to catch up.
+            self._next_s = (
+                now + self.period_s
+                if self._next_s is None or now > self._next_s + self.period_s
+                else self._next_s + self.period_s
+            )
+        return self.render()
+
+    def render(self) -> Frame:
+        """A frame of the scene now, without pacing (offline use)."""
+        ee, gripper, t = self.robot.snapshot()
+        rgb = render(self.robot.world, ee, gripper, self.width, self.height, self.view)
+        return Frame(rgb=rgb, time_s=t)
+
+    def close(self) -> None:
+        self._opened = False

@@ -1,0 +1,445 @@
+"""A simulated Franka Panda: real kinematics, a simple tracking model, real time by default.
+
+Kinematics are panda-python's own ``panda_py.fk`` / ``panda_py.ik`` (the analytical solver the
+real driver uses), so joint limits, reach and IK failures behave like the real arm's. ``fk``
+returns the Franka Hand's default TCP (flange + 0.1034 m along its z axis, between the
+fingertips): that is the gripper tip, and the end-effector pose this robot reports and tracks.
+
+Dynamics are deliberately simple: each joint follows its target as a first-order system
+(time constant ``tracking_time_constant_s``) under velocity and acceleration limits, integrated
+in fixed sub-steps of ``physics_dt_s``. Commands take effect after ``command_latency_s``; readings
+carry Gaussian ``state_noise_std`` on the joints. The model advances lazily to ``clock.now()``
+whenever the robot is touched: on the wall clock that is real time; with ``realtime = false`` a
+``ManualClock`` moves only on ``step(dt)``, for data generation and fast evaluation.
+
+Options (``[robot.options]``; all optional)::
+
+    realtime = true                 # false: manual clock, advance with step(dt)
+    command_latency_s = 0.0
+    state_noise_std = 0.0           # radians, on joint positions
+    max_joint_velocity = 1.0        # fraction of the Panda limits (a number), or 7 values in rad/s
+    max_joint_acceleration = 1.0    # fraction of the Panda limits, or 7 values in rad/s^2
+    tracking_time_constant_s = 0.05
+    physics_dt_s = 0.001
+    gripper_speed = 1.0             # opening fraction per second
+    seed = 0                        # noise and scenes; absent: random
+    time_limit_s = 15.0             # the world's episode limit
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import panda_py
+
+from robot_agent.config import RobotConfig
+from robot_agent.errors import ConfigError
+from robot_agent.robot import Robot, RobotState
+from robot_agent.sim.clock import Clock, ManualClock, WallClock
+from robot_agent.sim.world import SimWorld
+from safety.rotations import matrix_to_quat, quat_to_matrix
+from safety.types import Pose
+
+__all__ = [
+    "PANDA_HOME_JOINTS",
+    "PANDA_JOINT_LIMITS",
+    "PANDA_MAX_JOINT_ACCELERATION",
+    "PANDA_MAX_JOINT_VELOCITY",
+    "SimRobot",
+]
+
+logger = logging.getLogger(__name__)
+
+# Franka Panda limits from Franka's "Robot and interface specifications" (FR3/Panda datasheet).
+PANDA_JOINT_LIMITS = (
+    np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]),
+    np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]),
+)
+PANDA_MAX_JOINT_VELOCITY = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
+PANDA_MAX_JOINT_ACCELERATION = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])
+PANDA_HOME_JOINTS = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4])
+for _a in (*PANDA_JOINT_LIMITS, PANDA_MAX_JOINT_VELOCITY, PANDA_MAX_JOINT_ACCELERATION, PANDA_HOME_JOINTS):
+    _a.flags.writeable = False
+
+_OPTIONS = {
+    "realtime": True,
+    "command_latency_s": 0.0,
+    "state_noise_std": 0.0,
+    "max_joint_velocity": 1.0,
+    "max_joint_acceleration": 1.0,
+    "tracking_time_constant_s": 0.05,
+    "physics_dt_s": 0.001,
+    "gripper_speed": 1.0,
+    "seed": None,
+    "time_limit_s": 15.0,
+}
+# An IK answer this far (rad, any joint) from the previous target means the solver switched
+# branch: following it would swing the arm through space for a small Cartesian step.
+_MAX_IK_JUMP_RAD = 1.0
+_IK_POSITION_TOLERANCE_M = 1e-3
+
+
+def _limit_vector(name: str, value: Any, panda: np.ndarray) -> np.ndarray:
+    """A number is a fraction of the Panda's documented limits; a list gives them per joint."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0.0 < float(value) <= 1.0:
+            raise ConfigError(
+                f"robot.options.{name} is {value!r}: a fraction must be in (0, 1]",
+                field=f"robot.options.{name}",
+            )
+        return panda * float(value)
+    arr = np.asarray(value, dtype=float)
+    if arr.shape != (7,) or not np.all(np.isfinite(arr)) or not np.all(arr > 0):
+        raise ConfigError(
+            f"robot.options.{name} is {value!r}: give a fraction or 7 positive values",
+            field=f"robot.options.{name}",
+        )
+    return arr
+
+
+class SimRobot(Robot):
+    """The simulated Panda. ``world`` is the scene it moves in (reset, judged, drawn)."""
+
+    joint_limits = PANDA_JOINT_LIMITS
+    home_joints = PANDA_HOME_JOINTS
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        world: SimWorld | None = None,
+        command_latency_s: float = 0.0,
+        state_noise_std: float = 0.0,
+        max_joint_velocity: np.ndarray | None = None,
+        max_joint_acceleration: np.ndarray | None = None,
+        tracking_time_constant_s: float = 0.05,
+        physics_dt_s: float = 0.001,
+        gripper_speed: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        for name, value, low in (
+            ("command_latency_s", command_latency_s, 0.0),
+            ("state_noise_std", state_noise_std, 0.0),
+        ):
+            if not (math.isfinite(value) and value >= low):
+                raise ValueError(f"SimRobot: {name} must be a finite number >= {low}, got {value!r}")
+        for name, value in (
+            ("tracking_time_constant_s", tracking_time_constant_s),
+            ("physics_dt_s", physics_dt_s),
+            ("gripper_speed", gripper_speed),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"SimRobot: {name} must be a positive number, got {value!r}")
+        self.clock: Clock = clock if clock is not None else WallClock()
+        self.world = world if world is not None else SimWorld(clock=self.clock, seed=seed)
+        self.command_latency_s = float(command_latency_s)
+        self.state_noise_std = float(state_noise_std)
+        self.max_joint_velocity = (
+            PANDA_MAX_JOINT_VELOCITY.copy()
+            if max_joint_velocity is None
+            else np.asarray(max_joint_velocity, float)
+        )
+        self.max_joint_acceleration = (
+            PANDA_MAX_JOINT_ACCELERATION.copy()
+            if max_joint_acceleration is None
+            else np.asarray(max_joint_acceleration, float)
+        )
+        self.tracking_time_constant_s = float(tracking_time_constant_s)
+        self.physics_dt_s = float(physics_dt_s)
+        self.gripper_speed = float(gripper_speed)
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.RLock()
+        # True model state.
+        self._q = self.home_joints.copy()
+        self._v = np.zeros(7)
+        self._q_target = self.home_joints.copy()
+        self._gripper = 1.0
+        self._gripper_target = 1.0
+        self._t = self.clock.now()
+        # Commands waiting out the latency: (apply_time, kind, value).
+        self._pending: collections.deque[tuple[float, str, Any]] = collections.deque()
+        self._last_commanded_q = self.home_joints.copy()  # IK seed: where the arm is being sent
+        self._estop = False
+        self._ik_failing = False
+        self.ik_failures = 0
+        self.rejected_commands = 0
+        self.world.bind(on_reset=self.go_home, sync=self.sync)
+        self.world.observe_tip(self._tip_position(), self._t)
+
+    @classmethod
+    def from_config(cls, config: RobotConfig) -> SimRobot:
+        """Build from the ``[robot]`` section; unknown options are refused by name."""
+        options: Mapping[str, Any] = config.options or {}
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"robot.options: unknown option(s) {unknown!r} for the sim robot; known: {sorted(_OPTIONS)!r}",
+                field="robot.options",
+            )
+        opts = {**_OPTIONS, **options}
+        try:
+            return cls._from_options(opts)
+        except ValueError as exc:
+            raise ConfigError(f"robot.options: {exc}", field="robot.options") from exc
+
+    @classmethod
+    def _from_options(cls, opts: Mapping[str, Any]) -> SimRobot:
+        clock: Clock = WallClock() if bool(opts["realtime"]) else ManualClock()
+        seed = opts["seed"]
+        world = SimWorld(clock=clock, seed=seed, time_limit_s=float(opts["time_limit_s"]))
+        return cls(
+            clock=clock,
+            world=world,
+            command_latency_s=float(opts["command_latency_s"]),
+            state_noise_std=float(opts["state_noise_std"]),
+            max_joint_velocity=_limit_vector(
+                "max_joint_velocity", opts["max_joint_velocity"], PANDA_MAX_JOINT_VELOCITY
+            ),
+            max_joint_acceleration=_limit_vector(
+                "max_joint_acceleration", opts["max_joint_acceleration"], PANDA_MAX_JOINT_ACCELERATION
+            ),
+            tracking_time_constant_s=float(opts["tracking_time_constant_s"]),
+            physics_dt_s=float(opts["physics_dt_s"]),
+            gripper_speed=float(opts["gripper_speed"]),
+            seed=None if seed is None else int(seed),
+        )
+
+    # -- Robot interface ---------------------------------------------------------------------
+    def connect(self) -> None:
+        self.sync()
+        logger.info(
+            "Simulated Panda ready (%s clock).", "wall" if isinstance(self.clock, WallClock) else "manual"
+        )
+
+    def read_state(self) -> RobotState:
+        with self._lock:
+            self.sync()
+            q = self._q.copy()
+            v = self._v.copy()
+            if self.state_noise_std > 0:
+                q += self._rng.normal(0.0, self.state_noise_std, 7)
+                v += self._rng.normal(0.0, self.state_noise_std, 7)
+            return RobotState(
+                time_s=self._t,
+                joint_positions=q,
+                joint_velocities=v,
+                ee=self._pose(q),
+                gripper=self._gripper,
+                fault="emergency stop (latched until reset_fault)" if self._estop else None,
+            )
+
+    def command_ee(self, pose: Pose) -> None:
+        with self._lock:
+            if self._refuse_if_estopped("command_ee"):
+                return
+            q = self._solve_ik(pose)
+            if q is None:
+                return
+            self._last_commanded_q = q
+            self._queue("joints", q)
+
+    def command_joints(self, joints: np.ndarray) -> None:
+        q = np.asarray(joints, dtype=float)
+        if q.shape != (7,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"SimRobot.command_joints: need 7 finite values, got {joints!r}")
+        with self._lock:
+            if self._refuse_if_estopped("command_joints"):
+                return
+            q = np.clip(q, *self.joint_limits)
+            self._last_commanded_q = q
+            self._queue("joints", q)
+
+    def command_gripper(self, opening: float) -> None:
+        if not math.isfinite(opening):
+            raise ValueError(f"SimRobot.command_gripper: opening must be finite, got {opening!r}")
+        with self._lock:
+            if self._refuse_if_estopped("command_gripper"):
+                return
+            self._queue("gripper", min(1.0, max(0.0, float(opening))))
+
+    def hold(self) -> None:
+        with self._lock:
+            self.sync()
+            self._pending.clear()
+            self._q_target = self._q.copy()
+            self._last_commanded_q = self._q.copy()
+            self._gripper_target = self._gripper
+
+    def stop(self) -> None:
+        self.hold()
+        logger.info("Simulated Panda stopping.")
+
+    def emergency_stop(self) -> None:
+        with self._lock:
+            self.sync()
+            self._estop = True
+            self._pending.clear()
+            self._v[:] = 0.0
+            self._q_target = self._q.copy()
+            self._last_commanded_q = self._q.copy()
+            self._gripper_target = self._gripper
+        logger.warning("Simulated Panda: emergency stop, latched until reset_fault().")
+
+    def reset_fault(self) -> None:
+        with self._lock:
+            if self._estop:
+                logger.info("Simulated Panda: emergency stop cleared.")
+            self._estop = False
+
+    def close(self) -> None:
+        self.hold()
+
+    # -- simulation ---------------------------------------------------------------------------
+    @property
+    def estopped(self) -> bool:
+        return self._estop
+
+    def step(self, dt_s: float) -> None:
+        """Advance a manual-clock simulation by ``dt_s`` seconds (``realtime = false`` only)."""
+        if not isinstance(self.clock, ManualClock):
+            raise RuntimeError(
+                "SimRobot.step: this robot runs on the wall clock; build it with realtime = false"
+            )
+        self.clock.advance(dt_s)
+        self.sync()
+
+    def go_home(self) -> None:
+        """Put the arm at home at rest with the gripper open, at once (a sim convenience for
+        ``SimWorld.reset``; a real arm would drive there)."""
+        with self._lock:
+            self.sync()
+            self._pending.clear()
+            self._q = self.home_joints.copy()
+            self._v = np.zeros(7)
+            self._q_target = self.home_joints.copy()
+            self._last_commanded_q = self.home_joints.copy()
+            self._gripper = self._gripper_target = 1.0
+            self.world.observe_tip(self._tip_position(), self._t)
+
+    def true_joints(self) -> np.ndarray:
+        with self._lock:
+            self.sync()
+            return self._q.copy()
+
+    def true_ee(self) -> Pose:
+        """The gripper tip pose without noise (for the camera, the expert and the judge)."""
+        with self._lock:
+            self.sync()
+            return self._pose(self._q)
+
+    def snapshot(self) -> tuple[Pose, float, float]:
+        """The true tip pose, gripper opening and sim time, all at one instant (for drawing)."""
+        with self._lock:
+            self.sync()
+            return self._pose(self._q), self._gripper, self._t
+
+    def true_gripper(self) -> float:
+        with self._lock:
+            self.sync()
+            return self._gripper
+
+    def sync(self) -> None:
+        """Advance the model to the clock's now in fixed sub-steps, applying due commands and
+        reporting the tip to the world at each sub-step."""
+        with self._lock:
+            now = self.clock.now()
+            while self._t < now - 1e-12:
+                h = min(self.physics_dt_s, now - self._t)
+                t_next = self._t + h
+                while self._pending and self._pending[0][0] <= t_next:
+                    _, kind, value = self._pending.popleft()
+                    if kind == "joints":
+                        self._q_target = value
+                    else:
+                        self._gripper_target = value
+                self._integrate(h)
+                self._t = t_next
+                self.world.observe_tip(self._tip_position(), self._t)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _integrate(self, h: float) -> None:
+        if self._estop:
+            self._v[:] = 0.0
+            return
+        err = self._q_target - self._q
+        v_des = err / self.tracking_time_constant_s
+        # Never ask for more speed than can be braked away before the target (no overshoot).
+        v_brake = np.sqrt(2.0 * self.max_joint_acceleration * np.abs(err))
+        v_des = np.clip(v_des, -v_brake, v_brake)
+        v_des = np.clip(v_des, -self.max_joint_velocity, self.max_joint_velocity)
+        dv = np.clip(v_des - self._v, -self.max_joint_acceleration * h, self.max_joint_acceleration * h)
+        self._v = self._v + dv
+        q = self._q + self._v * h
+        lo, hi = self.joint_limits
+        hit = (q < lo) | (q > hi)
+        if np.any(hit):
+            q = np.clip(q, lo, hi)
+            self._v[hit] = 0.0
+        self._q = q
+        step = self.gripper_speed * h
+        self._gripper += max(-step, min(step, self._gripper_target - self._gripper))
+
+    def _queue(self, kind: str, value: Any) -> None:
+        self.sync()
+        self._pending.append((self._t + self.command_latency_s, kind, value))
+
+    def _refuse_if_estopped(self, what: str) -> bool:
+        if self._estop:
+            self.rejected_commands += 1
+            logger.debug("Simulated Panda: %s ignored, emergency stop latched.", what)
+        return self._estop
+
+    def _solve_ik(self, pose: Pose) -> np.ndarray | None:
+        position = np.asarray(pose.position, dtype=float)
+        quaternion = np.asarray(pose.quaternion, dtype=float)
+        reason = None
+        if position.shape != (3,) or quaternion.shape != (4,):
+            raise ValueError(
+                f"SimRobot.command_ee: pose needs a 3-vector and a quaternion, got {position!r}, {quaternion!r}"
+            )
+        if not (np.all(np.isfinite(position)) and np.all(np.isfinite(quaternion))):
+            raise ValueError(
+                f"SimRobot.command_ee: non-finite pose {position.tolist()!r} {quaternion.tolist()!r}"
+            )
+        seed = self._last_commanded_q
+        transform = np.eye(4)
+        transform[:3, :3] = quat_to_matrix(quaternion)
+        transform[:3, 3] = position
+        q = np.asarray(panda_py.ik(transform, seed, float(seed[6])), dtype=float).reshape(7)
+        lo, hi = self.joint_limits
+        if not np.all(np.isfinite(q)):
+            reason = "no IK solution (out of reach)"
+        elif np.any(q < lo - 1e-6) or np.any(q > hi + 1e-6):
+            reason = f"IK solution outside the joint limits (joint {int(np.argmax((q < lo) | (q > hi)))})"
+        elif np.max(np.abs(q - seed)) > _MAX_IK_JUMP_RAD:
+            reason = f"IK switched branch (joint jump {np.max(np.abs(q - seed)):.2f} rad)"
+        elif np.linalg.norm(panda_py.fk(q)[:3, 3] - position) > _IK_POSITION_TOLERANCE_M:
+            reason = "IK solution misses the target"
+        if reason is not None:
+            self.ik_failures += 1
+            if not self._ik_failing:
+                logger.warning(
+                    "Simulated Panda: end-effector target %s refused, %s; keeping the last target.",
+                    np.round(position, 4).tolist(),
+                    reason,
+                )
+            self._ik_failing = True
+            return None
+        if self._ik_failing:
+            logger.info("Simulated Panda: end-effector targets reachable again.")
+        self._ik_failing = False
+        return q
+
+    def _tip_position(self) -> np.ndarray:
+        return np.asarray(panda_py.fk(self._q), dtype=float)[:3, 3]
+
+    @staticmethod
+    def _pose(q: np.ndarray) -> Pose:
+        t = np.asarray(panda_py.fk(q), dtype=float)
+        return Pose(position=t[:3, 3].copy(), quaternion=matrix_to_quat(t[:3, :3]))
