@@ -32,6 +32,8 @@ class RobotState:
     gripper: float
     external_torques: np.ndarray | None = None
     fault: str | None = None
+    # Estimated external wrench on the end effector in the base frame: force (N), torque (N m).
+    external_wrench: np.ndarray | None = None
 
 
 class Robot(abc.ABC):
