@@ -31,6 +31,7 @@ import numpy as np
 
 from robot_agent.config import RobotConfig
 from robot_agent.drivers._blocking import call_with_timeout
+from robot_agent.drivers._options import check_known, choice, flag, number, vector
 from robot_agent.errors import ConfigError, DriverError, MissingExtra
 from robot_agent.robot import Robot, RobotState
 from safety.rotations import matrix_to_quat, quat_normalize
@@ -83,25 +84,20 @@ class FrankaOptions:
             "gripper_deadband",
             "realtime",
         }
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"robot.options.{unknown[0]} is not a Franka option; known: {', '.join(sorted(known))}",
-                field=f"robot.options.{unknown[0]}",
-            )
-        self.controller: str = _choice(options, "controller", "cartesian_impedance", CONTROLLERS)
-        self.impedance: np.ndarray | None = _vector(options, "impedance", 6, positive=True)
-        self.damping_ratio: float = _number(options, "damping_ratio", 1.0, low=0.0)
-        self.nullspace_stiffness: float = _number(options, "nullspace_stiffness", 0.5, low=0.0)
-        self.filter_coeff: float = _number(options, "filter_coeff", 1.0, low=0.0, high=1.0)
-        self.joint_stiffness: np.ndarray | None = _vector(options, "joint_stiffness", 7, positive=True)
-        self.joint_damping: np.ndarray | None = _vector(options, "joint_damping", 7, positive=True)
-        self.gripper: bool = _flag(options, "gripper", True)
-        self.gripper_speed: float = _number(options, "gripper_speed", 0.1, low=0.0, high=0.2)  # m/s
+        check_known(options, known, "Franka")
+        self.controller: str = choice(options, "controller", "cartesian_impedance", CONTROLLERS)
+        self.impedance: np.ndarray | None = vector(options, "impedance", 6, positive=True)
+        self.damping_ratio: float = number(options, "damping_ratio", 1.0, low=0.0)
+        self.nullspace_stiffness: float = number(options, "nullspace_stiffness", 0.5, low=0.0)
+        self.filter_coeff: float = number(options, "filter_coeff", 1.0, low=0.0, high=1.0)
+        self.joint_stiffness: np.ndarray | None = vector(options, "joint_stiffness", 7, positive=True)
+        self.joint_damping: np.ndarray | None = vector(options, "joint_damping", 7, positive=True)
+        self.gripper: bool = flag(options, "gripper", True)
+        self.gripper_speed: float = number(options, "gripper_speed", 0.1, low=0.0, high=0.2)  # m/s
         # N; > 0 closes with grasp() so the fingers squeeze what they hold, 0 closes with move().
-        self.gripper_force: float = _number(options, "gripper_force", 20.0, low=0.0, high=70.0)
-        self.gripper_deadband: float = _number(options, "gripper_deadband", 0.05, low=0.0, high=1.0)
-        self.realtime: bool = _flag(options, "realtime", False)
+        self.gripper_force: float = number(options, "gripper_force", 20.0, low=0.0, high=70.0)
+        self.gripper_deadband: float = number(options, "gripper_deadband", 0.05, low=0.0, high=1.0)
+        self.realtime: bool = flag(options, "realtime", False)
 
 
 class FrankaRobot(Robot):
@@ -505,62 +501,3 @@ def _version_tuple(version: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
-
-
-# -- option readers ------------------------------------------------------------------------------
-
-
-def _choice(options: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = options.get(key, default)
-    if value not in allowed:
-        raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected one of {', '.join(allowed)}",
-            field=f"robot.options.{key}",
-        )
-    return str(value)
-
-
-def _number(
-    options: Mapping[str, Any],
-    key: str,
-    default: float,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-) -> float:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected a number", field=f"robot.options.{key}"
-        )
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected a number in [{low}, {high}]",
-            field=f"robot.options.{key}",
-        )
-    return float(value)
-
-
-def _flag(options: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = options.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected true or false", field=f"robot.options.{key}"
-        )
-    return value
-
-
-def _vector(options: Mapping[str, Any], key: str, size: int, *, positive: bool) -> np.ndarray | None:
-    if key not in options:
-        return None
-    value = options[key]
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        array = np.zeros(0)
-    if array.shape != (size,) or not np.all(np.isfinite(array)) or (positive and np.any(array <= 0)):
-        raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected {size} {'positive ' if positive else ''}numbers",
-            field=f"robot.options.{key}",
-        )
-    return array
