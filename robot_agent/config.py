@@ -1,16 +1,66 @@
 """What the agent runs: one frozen config object, every default in one place.
 
 Built from ``--config agent.toml`` with flags overriding (``cli.py``), validated once before
-anything connects.
+anything connects. Every error names the field and the value::
+
+    ConfigError: control.rate_hz is -5.0, must be > 0
+
+Example ``agent.toml``::
+
+    instruction = "touch the red cube"
+    metrics_port = 9101
+
+    [server]
+    address = "gpu-box:50051"
+
+    [robot]
+    kind = "franka"
+    ip = "172.16.0.2"
+
+    [cameras.front]
+    kind = "realsense"
+    serial = "123456789"
+
+    [control]
+    rate_hz = 250
+    blend = "ensemble"
+    interpolation = "ruckig"
+
+    [safety]             # handed as is to safety.SafetyConfig.from_mapping
+    workspace_min = [0.2, -0.5, 0.0]
+
+    [record]
+    dir = "episodes/run-1"
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CameraConfig", "RobotConfig"]
+from robot_agent.errors import ConfigError
+
+__all__ = [
+    "BLEND_MODES",
+    "INTERPOLATIONS",
+    "AgentConfig",
+    "CameraConfig",
+    "ControlConfig",
+    "RecordConfig",
+    "RobotConfig",
+    "SchedulerConfig",
+    "ServerConfig",
+]
+
+BLEND_MODES = ("replace", "crossfade", "ensemble")
+INTERPOLATIONS = ("linear", "cubic", "minimum_jerk", "ruckig")
 
 
 @dataclass(frozen=True)
@@ -42,3 +92,313 @@ class CameraConfig:
     serial: str | None = None  # RealSense serial number
     device: str | int | None = None  # USB: index or /dev/video path
     options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The ``[server]`` section: where the policy runs and how the stream behaves."""
+
+    address: str = "127.0.0.1:50051"
+    session_id: str | None = None  # None: a fresh random id per run
+    # Budget each request carries (``timeout_ms``); a request still queued after it is answered LATE.
+    request_timeout_ms: int = 1000
+    connect_timeout_s: float = 2.0
+    # Reconnect backoff: first wait, growth factor, ceiling, and +- jitter fraction.
+    backoff_initial_s: float = 0.2
+    backoff_factor: float = 2.0
+    backoff_max_s: float = 5.0
+    backoff_jitter: float = 0.2
+    jpeg_quality: int = 90
+    # Fault injection for evaluation: delay added on the agent's side of the stream.
+    inject_latency_ms: float = 0.0
+    inject_jitter_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The ``[control]`` section: the fixed-rate loop, chunk blending and interpolation."""
+
+    rate_hz: float = 100.0
+    blend: str = "crossfade"  # replace | crossfade | ensemble
+    crossfade_steps: int = 3  # actions of the new chunk over which the old one fades out
+    ensemble_decay: float = 0.1  # ACT: weight exp(-decay * i), i = 0 for the oldest prediction
+    interpolation: str = "minimum_jerk"  # linear | cubic | minimum_jerk | ruckig
+    # Ruckig limits per kind of degree of freedom: (velocity, acceleration, jerk) per second.
+    ruckig_translation: tuple[float, float, float] = (0.5, 5.0, 200.0)
+    ruckig_rotation: tuple[float, float, float] = (1.5, 15.0, 500.0)
+    ruckig_joint: tuple[float, float, float] = (1.5, 15.0, 500.0)
+    ruckig_gripper: tuple[float, float, float] = (2.0, 20.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """The ``[scheduler]`` section: when to ask for the next chunk."""
+
+    rtt_quantile: float = 0.9  # high quantile of recent round trips: robust, not the mean
+    rtt_window: int = 50
+    rtt_ignore_first: int = 1  # the first call (lazy init, cudnn autotune) is not representative
+    rtt_initial_s: float = 0.1  # the estimate before anything was measured
+    margin_s: float = 0.03  # ask this much earlier than the estimate says
+    # > 0: also ask this long after the previous request, to re-plan before a chunk is used up.
+    replan_interval_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """The ``[record]`` section: ``--record DIR`` writes an episode folder there."""
+
+    dir: str | None = None
+    video: bool = True
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything the agent runs with. Build with :meth:`load` or :meth:`from_mapping`.
+
+    Cameras named in ``cameras`` are opened before the server is contacted; a camera the policy
+    asks for that is not configured is created after the spec is read, of kind ``default_camera``.
+    """
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    cameras: Mapping[str, CameraConfig] = field(default_factory=dict)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    safety: Mapping[str, Any] = field(default_factory=dict)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    instruction: str = ""
+    duration_s: float | None = None  # None: until SIGINT / SIGTERM
+    metrics_port: int | None = 9101  # None or 0: no metrics endpoint
+    default_camera: str = "sim"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+        """Read ``path`` (TOML) if given, apply ``overrides`` (same shape, dotted keys allowed:
+        ``{"control.rate_hz": 250}``), validate, and return the config."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                data = tomllib.loads(Path(path).read_text())
+            except FileNotFoundError:
+                raise ConfigError(f"config file {str(path)!r} does not exist", field="config") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(
+                    f"config file {str(path)!r} is not valid TOML: {exc}", field="config"
+                ) from None
+        for key, value in (overrides or {}).items():
+            _set_dotted(data, key, value)
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> AgentConfig:
+        """Build and validate from a plain mapping (a parsed TOML document)."""
+        data = dict(data)
+        cameras_raw = data.pop("cameras", {}) or {}
+        if not isinstance(cameras_raw, Mapping):
+            raise ConfigError(
+                f"cameras must be a table of [cameras.NAME] sections, got {cameras_raw!r}", field="cameras"
+            )
+        cameras: dict[str, CameraConfig] = {}
+        for name, section in cameras_raw.items():
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"cameras.{name} must be a table, got {section!r}", field=f"cameras.{name}")
+            section = {"name": name, **section}
+            cameras[name] = _build(CameraConfig, section, f"cameras.{name}")
+        safety = data.pop("safety", {}) or {}
+        if not isinstance(safety, Mapping):
+            raise ConfigError(f"safety must be a table, got {safety!r}", field="safety")
+        sections = {
+            "server": ServerConfig,
+            "robot": RobotConfig,
+            "control": ControlConfig,
+            "scheduler": SchedulerConfig,
+            "record": RecordConfig,
+        }
+        built: dict[str, Any] = {}
+        for name, section_cls in sections.items():
+            raw = data.pop(name, {}) or {}
+            if not isinstance(raw, Mapping):
+                raise ConfigError(f"{name} must be a table, got {raw!r}", field=name)
+            built[name] = _build(section_cls, raw, name)
+        top = _build(_TopLevel, data, "")
+        config = cls(cameras=cameras, safety=dict(safety), **built, **dataclasses.asdict(top))
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check values against each other; raise :class:`ConfigError` naming the first bad one."""
+        c, s, sch = self.control, self.server, self.scheduler
+        _positive("control.rate_hz", c.rate_hz)
+        _choice("control.blend", c.blend, BLEND_MODES)
+        _choice("control.interpolation", c.interpolation, INTERPOLATIONS)
+        if c.crossfade_steps < 1:
+            raise ConfigError(
+                f"control.crossfade_steps is {c.crossfade_steps}, must be >= 1",
+                field="control.crossfade_steps",
+            )
+        if c.ensemble_decay < 0:
+            raise ConfigError(
+                f"control.ensemble_decay is {c.ensemble_decay}, must be >= 0", field="control.ensemble_decay"
+            )
+        for name in ("ruckig_translation", "ruckig_rotation", "ruckig_joint", "ruckig_gripper"):
+            value = getattr(c, name)
+            if len(value) != 3 or not all(math.isfinite(v) and v > 0 for v in value):
+                raise ConfigError(
+                    f"control.{name} is {list(value)}, must be three positive numbers (velocity, acceleration, jerk)",
+                    field=f"control.{name}",
+                )
+        if ":" not in s.address or not s.address.rsplit(":", 1)[1].isdigit():
+            raise ConfigError(f"server.address is {s.address!r}, expected HOST:PORT", field="server.address")
+        _positive("server.request_timeout_ms", s.request_timeout_ms)
+        _positive("server.connect_timeout_s", s.connect_timeout_s)
+        _positive("server.backoff_initial_s", s.backoff_initial_s)
+        if s.backoff_factor < 1:
+            raise ConfigError(
+                f"server.backoff_factor is {s.backoff_factor}, must be >= 1", field="server.backoff_factor"
+            )
+        if s.backoff_max_s < s.backoff_initial_s:
+            raise ConfigError(
+                f"server.backoff_max_s is {s.backoff_max_s}, below server.backoff_initial_s {s.backoff_initial_s}",
+                field="server.backoff_max_s",
+            )
+        if not 0 <= s.backoff_jitter < 1:
+            raise ConfigError(
+                f"server.backoff_jitter is {s.backoff_jitter}, must be in [0, 1)",
+                field="server.backoff_jitter",
+            )
+        if not 1 <= s.jpeg_quality <= 100:
+            raise ConfigError(
+                f"server.jpeg_quality is {s.jpeg_quality}, must be in 1..100", field="server.jpeg_quality"
+            )
+        for name in ("inject_latency_ms", "inject_jitter_ms"):
+            if getattr(s, name) < 0:
+                raise ConfigError(
+                    f"server.{name} is {getattr(s, name)}, must be >= 0", field=f"server.{name}"
+                )
+        if not 0 < sch.rtt_quantile <= 1:
+            raise ConfigError(
+                f"scheduler.rtt_quantile is {sch.rtt_quantile}, must be in (0, 1]",
+                field="scheduler.rtt_quantile",
+            )
+        if sch.rtt_window < 1:
+            raise ConfigError(
+                f"scheduler.rtt_window is {sch.rtt_window}, must be >= 1", field="scheduler.rtt_window"
+            )
+        if sch.rtt_ignore_first < 0:
+            raise ConfigError(
+                f"scheduler.rtt_ignore_first is {sch.rtt_ignore_first}, must be >= 0",
+                field="scheduler.rtt_ignore_first",
+            )
+        _positive("scheduler.rtt_initial_s", sch.rtt_initial_s)
+        if sch.margin_s < 0:
+            raise ConfigError(
+                f"scheduler.margin_s is {sch.margin_s}, must be >= 0", field="scheduler.margin_s"
+            )
+        if sch.replan_interval_s < 0:
+            raise ConfigError(
+                f"scheduler.replan_interval_s is {sch.replan_interval_s}, must be >= 0",
+                field="scheduler.replan_interval_s",
+            )
+        _positive("robot.connect_timeout_s", self.robot.connect_timeout_s)
+        for name, cam in self.cameras.items():
+            _positive(f"cameras.{name}.width", cam.width)
+            _positive(f"cameras.{name}.height", cam.height)
+            _positive(f"cameras.{name}.fps", cam.fps)
+        if self.duration_s is not None:
+            _positive("duration_s", self.duration_s)
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(
+                f"metrics_port is {self.metrics_port}, must be in 0..65535", field="metrics_port"
+            )
+
+    def camera_for(self, name: str, height: int, width: int) -> CameraConfig:
+        """The config of camera ``name``: the configured one, or a ``default_camera`` of that size."""
+        if name in self.cameras:
+            return self.cameras[name]
+        return CameraConfig(name=name, kind=self.default_camera, width=width, height=height)
+
+
+@dataclass(frozen=True)
+class _TopLevel:
+    instruction: str = ""
+    duration_s: float | None = None
+    metrics_port: int | None = 9101
+    default_camera: str = "sim"
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part} is not a table", field=key)
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(fields))})", field=where)
+        kwargs[key] = _coerce(value, hints[key], where)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where} is {value!r}", field=where)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} is {value!r}, expected a number", field=where)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} is {value!r}, expected a finite number", field=where)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} is {value!r}, expected an integer", field=where)
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} is {value!r}, expected true or false", field=where)
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} is {value!r}, expected a string", field=where)
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{where} is {value!r}, expected {len(args)} values", field=where)
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if origin is Mapping or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} is {value!r}, expected a table", field=where)
+        return dict(value)
+    return value
+
+
+def _positive(where: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{where} is {value!r}, must be > 0", field=where)
+
+
+def _choice(where: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where} is {value!r}, expected one of {', '.join(choices)}", field=where)

@@ -1,0 +1,34 @@
+"""Cameras, one file per kind, picked by name (``[cameras.NAME] kind``) and imported only when
+chosen, so the agent runs without pyrealsense2 installed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from robot_agent._importer import resolve
+
+if TYPE_CHECKING:
+    from robot_agent.camera import Camera
+    from robot_agent.config import CameraConfig
+    from robot_agent.robot import Robot
+
+__all__ = ["CAMERAS", "EXTRAS", "camera_class", "create_camera"]
+
+CAMERAS: dict[str, str] = {
+    "sim": "robot_agent.cameras.sim:SimCamera",
+    "realsense": "robot_agent.cameras.realsense:RealSenseCamera",
+    "usb": "robot_agent.cameras.usb:USBCamera",
+}
+#: The pip extra that brings each camera's SDK (USB cameras go through OpenCV, always installed).
+EXTRAS: dict[str, str] = {"sim": "agent", "realsense": "realsense", "usb": "agent"}
+
+
+def camera_class(kind: str, field: str = "cameras.kind") -> type[Camera]:
+    """The camera class registered as ``kind``; ``field`` is named in errors."""
+    return resolve(kind, CAMERAS, EXTRAS, what="camera", field=field)
+
+
+def create_camera(config: CameraConfig, robot: Robot) -> Camera:
+    """Build (not open) the camera ``config`` describes; ``robot`` serves simulated cameras."""
+    cls = camera_class(config.kind, f"cameras.{config.name}.kind")
+    return cls.from_config(config, robot)  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,5 @@
+import sys
+
+from robot_agent.cli import main
+
+sys.exit(main())

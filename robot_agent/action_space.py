@@ -1,0 +1,158 @@
+"""The one place that converts between policy actions and robot targets.
+
+A policy speaks one of four action spaces (``PolicySpec.action_space``); the arm takes absolute
+end-effector poses or joint positions. Chunks are converted on arrival into *waypoints*, absolute
+vectors the trajectory code can blend and interpolate component-wise without knowing what they
+mean:
+
+- end-effector spaces: ``[x, y, z, r0, r1, r2, gripper]``, where the orientation is
+  ``R = exp(r) * R_ref`` for a fixed reference orientation ``R_ref`` (the pose at start). Near the
+  working orientation ``r`` is small, so linear blending never crosses the rotation-vector
+  discontinuity at pi (a gripper pointing down sits right on it in base-frame rotation vectors).
+- joint spaces: ``[q0, ..., q(n-1), gripper]``.
+
+The gripper is always absolute (0 closed, 1 open). Rotation maths comes from ``safety.rotations``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from robot_agent.errors import SpecMismatch
+from robot_agent.robot import RobotState
+from safety.rotations import quat_conjugate, quat_multiply, quat_normalize, quat_to_rotvec, rotvec_to_quat
+from safety.types import Measured, Pose, Target
+
+__all__ = ["ACTION_SPACES", "STATE_NAMES", "ActionSpace", "measured_from_state", "state_vector"]
+
+ACTION_SPACES = ("ee_delta", "ee_absolute", "joint_absolute", "joint_delta")
+_EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_rx", "ee_ry", "ee_rz")
+STATE_NAMES = (*(f"joint_{i}" for i in range(7)), *_EE_STATE, "gripper")
+
+
+def measured_from_state(state: RobotState) -> Measured:
+    """The shield's view of one robot reading."""
+    return Measured(
+        time_s=state.time_s,
+        ee=state.ee,
+        joints=np.asarray(state.joint_positions, dtype=float),
+        gripper=state.gripper,
+    )
+
+
+def state_vector(state: RobotState, names: Sequence[str]) -> np.ndarray:
+    """The policy's state vector, float32, filled entry by entry from ``names`` (the spec's
+    ``state_names``); ``ee_r*`` is the base-frame rotation vector of the end-effector."""
+    rotvec = quat_to_rotvec(state.ee.quaternion)
+    out = np.empty(len(names), dtype=np.float32)
+    for i, name in enumerate(names):
+        if name.startswith("joint_"):
+            out[i] = state.joint_positions[int(name[6:])]
+        elif name in ("ee_x", "ee_y", "ee_z"):
+            out[i] = state.ee.position["xyz".index(name[-1])]
+        elif name in ("ee_rx", "ee_ry", "ee_rz"):
+            out[i] = rotvec["xyz".index(name[-1])]
+        elif name == "gripper":
+            out[i] = state.gripper
+        else:
+            raise SpecMismatch(
+                f"state name {name!r} is not one the agent can fill ({', '.join(STATE_NAMES)})"
+            )
+    return out
+
+
+class ActionSpace:
+    """Conversions for one policy action space on one arm.
+
+    ``reference`` is the orientation ``R_ref`` of end-effector waypoints (see the module docs);
+    any orientation near the working one will do, the arm's pose at start is the natural choice.
+    """
+
+    def __init__(
+        self, name: str, action_dim: int, num_joints: int, reference: np.ndarray | None = None
+    ) -> None:
+        if name not in ACTION_SPACES:
+            raise SpecMismatch(
+                f"action_space {name!r} is not supported (supported: {', '.join(ACTION_SPACES)})"
+            )
+        self.name = name
+        self.is_ee = name.startswith("ee_")
+        self.is_delta = name.endswith("_delta")
+        self.num_joints = num_joints
+        expected = 7 if self.is_ee else num_joints + 1
+        if action_dim != expected:
+            layout = (
+                "[dx, dy, dz, drx, dry, drz, gripper]" if self.is_ee else f"{num_joints} joints + gripper"
+            )
+            raise SpecMismatch(f"action_dim is {action_dim}, {name} on this arm needs {expected} ({layout})")
+        self.action_dim = action_dim
+        self.waypoint_dim = expected
+        self._ref = quat_normalize(reference) if reference is not None else np.array([0.0, 0.0, 0.0, 1.0])
+        self._ref_inv = quat_conjugate(self._ref)
+
+    # --- robot state <-> waypoint -----------------------------------------------------------
+    def waypoint_of(self, state: RobotState) -> np.ndarray:
+        """The waypoint the arm is at: where a hold keeps it and a new trajectory starts from."""
+        if self.is_ee:
+            return np.concatenate([state.ee.position, self._local(state.ee.quaternion), [state.gripper]])
+        return np.concatenate([np.asarray(state.joint_positions, dtype=float), [state.gripper]])
+
+    def target_of(self, waypoint: np.ndarray, time_s: float) -> Target:
+        """The robot target a waypoint stands for, meant for ``time_s``."""
+        gripper = float(waypoint[-1])
+        if self.is_ee:
+            quat = quat_multiply(rotvec_to_quat(waypoint[3:6]), self._ref)
+            return Target(
+                time_s=time_s,
+                ee=Pose(position=np.array(waypoint[:3], dtype=float), quaternion=quat),
+                gripper=gripper,
+            )
+        return Target(time_s=time_s, joints=np.array(waypoint[:-1], dtype=float), gripper=gripper)
+
+    # --- policy actions <-> waypoints -------------------------------------------------------
+    def to_waypoints(self, actions: np.ndarray, capture: RobotState) -> np.ndarray:
+        """Actions ``[n, action_dim]`` relative to the state at capture -> waypoints ``[n, D]``."""
+        actions = np.asarray(actions, dtype=float)
+        out = np.empty((actions.shape[0], self.waypoint_dim))
+        out[:, -1] = actions[:, -1]
+        if not self.is_ee:
+            base = np.asarray(capture.joint_positions, dtype=float) if self.is_delta else 0.0
+            out[:, :-1] = actions[:, :-1] + base
+            return out
+        if self.is_delta:
+            out[:, :3] = capture.ee.position + actions[:, :3]
+            cap_q = capture.ee.quaternion
+            for k in range(actions.shape[0]):
+                # Rotation vector applied in the base frame: R = exp(drot) * R_capture.
+                out[k, 3:6] = self._local(quat_multiply(rotvec_to_quat(actions[k, 3:6]), cap_q))
+        else:
+            out[:, :3] = actions[:, :3]
+            for k in range(actions.shape[0]):
+                out[k, 3:6] = self._local(rotvec_to_quat(actions[k, 3:6]))
+        return out
+
+    def to_actions(self, waypoints: np.ndarray, capture: RobotState) -> np.ndarray:
+        """Inverse of :meth:`to_waypoints`: what the policy would have sent, relative to
+        ``capture``. Used for ``prev_actions`` (the not-yet-executed rest of a chunk)."""
+        waypoints = np.asarray(waypoints, dtype=float)
+        out = np.empty((waypoints.shape[0], self.action_dim), dtype=np.float32)
+        out[:, -1] = waypoints[:, -1]
+        if not self.is_ee:
+            base = np.asarray(capture.joint_positions, dtype=float) if self.is_delta else 0.0
+            out[:, :-1] = waypoints[:, :-1] - base
+            return out
+        cap_inv = quat_conjugate(capture.ee.quaternion)
+        for k in range(waypoints.shape[0]):
+            quat = quat_multiply(rotvec_to_quat(waypoints[k, 3:6]), self._ref)
+            if self.is_delta:
+                out[k, :3] = waypoints[k, :3] - capture.ee.position
+                out[k, 3:6] = quat_to_rotvec(quat_multiply(quat, cap_inv))
+            else:
+                out[k, :3] = waypoints[k, :3]
+                out[k, 3:6] = quat_to_rotvec(quat)
+        return out
+
+    def _local(self, quat: np.ndarray) -> np.ndarray:
+        return quat_to_rotvec(quat_multiply(quat, self._ref_inv))

@@ -1,0 +1,580 @@
+"""The agent's lifecycle: startup, the long-lived tasks, and a shutdown that always stops the arm.
+
+``Agent(config).run()`` wraps ``serve()``:
+
+1. startup: build and connect the robot and the configured cameras *before* contacting the server,
+   so a missing arm or camera is reported even when no server runs;
+2. one ``asyncio.TaskGroup`` for control, stream, scheduler, sensors and metrics, so one failure
+   cancels the rest; the arm holds until the first chunk arrives, and whenever the server is gone;
+3. shutdown in a fixed order: stop sending, come to hold, stop and close the driver (in
+   ``finally``, never skipped), close cameras, write the summary.
+
+Signals only record and flag (uvicorn's ``handle_exit``): SIGINT / SIGTERM set the stop event, a
+second SIGINT skips the graceful waits (never the driver stop), SIGUSR1 latches the e-stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, start_http_server
+
+from robot_agent.action_space import STATE_NAMES, ActionSpace, measured_from_state, state_vector
+from robot_agent.cameras import create_camera
+from robot_agent.config import AgentConfig
+from robot_agent.control import ControlLoop, LinkState
+from robot_agent.drivers import create_robot
+from robot_agent.errors import AgentError, DriverError, SpecMismatch
+from robot_agent.metrics import AgentMetrics
+from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient
+from robot_agent.recorder import NullRecorder, Recorder
+from robot_agent.robot import Robot, RobotState
+from robot_agent.scheduler import Scheduler
+from robot_agent.sensors import Sensors
+from robot_agent.summary import RunStats
+from robot_agent.trajectory import Trajectory
+from vla.v1 import policy_pb2 as pb
+
+try:  # the real shield; the stand-in only while the safety package has none
+    from safety import SafetyConfig, Shield
+except ImportError:  # pragma: no cover - depends on the safety package's progress
+    from robot_agent._minimal_shield import MinimalSafetyConfig as SafetyConfig  # type: ignore[assignment]
+    from robot_agent._minimal_shield import MinimalShield as Shield  # type: ignore[assignment]
+
+__all__ = ["Agent"]
+
+logger = logging.getLogger(__name__)
+
+
+class Agent:
+    """One robot session. ``robot`` may be handed in (the caller then owns it: ``eval`` reuses one
+    simulated arm across episodes); otherwise it is built from ``config.robot`` and closed here.
+
+    Example::
+
+        agent = Agent(AgentConfig.load("agent.toml"))
+        summary = agent.run()
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        robot: Robot | None = None,
+        metrics: AgentMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.robot = robot
+        self._owns_robot = robot is None
+        self.metrics = metrics if metrics is not None else AgentMetrics(CollectorRegistry())
+        self.stats = RunStats(rate_hz=config.control.rate_hz)
+        self.link = LinkState()
+        self.spec: pb.PolicySpec | None = None
+        self.summary: dict[str, Any] | None = None
+        self.metrics_port: int | None = None
+        self.control: ControlLoop | None = None
+        # Created here, awaited in serve(): asyncio primitives bind to a loop only when used.
+        self.started = asyncio.Event()  # robot and cameras ready, control running
+        self.connected = asyncio.Event()  # spec read and stream open at least once
+        self._stop = asyncio.Event()
+        self._force = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shield: Any = None
+        self._recorder: NullRecorder = NullRecorder()
+        self._sensors = Sensors()
+        self._driver: ThreadPoolExecutor | None = None
+        self._client: Any = None
+        self._scheduler: Scheduler | None = None
+        self._pending: dict[int, RobotState] = {}
+        self._instruction = config.instruction
+        self._camera_specs: dict[str, pb.CameraSpec] = {}
+
+    # --- control from outside ------------------------------------------------------------------
+    def request_stop(self, *, force: bool = False) -> None:
+        """Ask for a controlled stop (thread-safe). ``force`` skips graceful waits, not the driver stop."""
+        if self._loop is None:
+            self._force = self._force or force
+            return
+        self._loop.call_soon_threadsafe(self._set_stop, force)
+
+    def _set_stop(self, force: bool) -> None:
+        self._force = self._force or force
+        self._stop.set()
+
+    def trigger_estop(self, reason: str) -> None:
+        """Latch the e-stop (thread-safe); the next control tick stops the arm."""
+        if self._loop is None or self._shield is None:
+            return
+        self._loop.call_soon_threadsafe(self._shield.estop.trigger, reason)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run until SIGINT / SIGTERM or the configured duration; return the summary."""
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is in the agent extra
+            return asyncio.run(self.serve(install_signal_handlers=True))
+        return uvloop.run(self.serve(install_signal_handlers=True))
+
+    async def serve(self, *, install_signal_handlers: bool = False) -> dict[str, Any]:
+        """Start up, run the tasks, shut down; return the summary (also in ``self.summary``)."""
+        self._loop = asyncio.get_running_loop()
+        with self._capture_signals(install_signal_handlers):
+            self._driver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driver")
+            try:
+                await self._startup()
+                await self._main()
+            except BaseExceptionGroup as group:
+                raise _unwrap(group) from None
+            finally:
+                await self._shutdown()
+        assert self.summary is not None
+        return self.summary
+
+    async def _call_driver(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking driver call in the one driver thread."""
+        assert self._loop is not None and self._driver is not None
+        return await self._loop.run_in_executor(self._driver, fn, *args)
+
+    async def _startup(self) -> None:
+        config = self.config
+        if config.record.dir:
+            self._recorder = Recorder(config.record.dir, video=config.record.video)
+            self._sensors = Sensors(on_frame=self._recorder.frame)
+        if self.robot is None:
+            self.robot = create_robot(config.robot)
+            where = f" at {config.robot.ip}" if config.robot.ip else ""
+            logger.info("Connecting to robot %s%s", config.robot.kind, where)
+            try:
+                await self._call_driver(self.robot.connect)
+            except AgentError:
+                raise
+            except Exception as exc:
+                raise DriverError(f"robot {config.robot.kind}{where}: connect failed: {exc}") from exc
+        try:
+            state: RobotState = await self._call_driver(self.robot.read_state)
+        except AgentError:
+            raise
+        except Exception as exc:
+            raise DriverError(f"robot {config.robot.kind}: reading the state failed: {exc}") from exc
+        if state.fault:
+            raise DriverError(f"robot {config.robot.kind} reports a fault: {state.fault}")
+        logger.info("Robot ready: %s, ee at %s", config.robot.kind, np.round(state.ee.position, 3).tolist())
+        safety_config = SafetyConfig.from_mapping(config.safety)
+        self._shield = Shield(safety_config)
+        self._shield.reset(measured_from_state(state))
+        self._recorder.safety_limits(getattr(safety_config, "raw", safety_config))
+        for name, cam_config in config.cameras.items():
+            camera = create_camera(cam_config, self.robot)
+            await asyncio.to_thread(self._sensors.add, name, camera)
+            logger.info(
+                "Camera %s ready (%s, %dx%d)", name, cam_config.kind, cam_config.width, cam_config.height
+            )
+        self.control = ControlLoop(
+            robot=self.robot,
+            call_driver=self._call_driver,
+            shield=self._shield,
+            link=self.link,
+            metrics=self.metrics,
+            stats=self.stats,
+            recorder=self._recorder,
+            rate_hz=config.control.rate_hz,
+        )
+        self.control.latest_state = state
+        self._scheduler = Scheduler(
+            config.scheduler, request_timeout_s=config.server.request_timeout_ms / 1000
+        )
+        client = PolicyClient(
+            config.server.address,
+            session_id=config.server.session_id,
+            request_timeout_ms=config.server.request_timeout_ms,
+            connect_timeout_s=config.server.connect_timeout_s,
+            jpeg_quality=config.server.jpeg_quality,
+        )
+        if config.server.inject_latency_ms > 0 or config.server.inject_jitter_ms > 0:
+            logger.info(
+                "Injecting %g +- %g ms of latency on the agent's side of the stream",
+                config.server.inject_latency_ms,
+                config.server.inject_jitter_ms,
+            )
+            self._client = DelayedClient(
+                client, config.server.inject_latency_ms, config.server.inject_jitter_ms
+            )
+        else:
+            self._client = client
+
+    async def _main(self) -> None:
+        assert self.control is not None
+        stopping = asyncio.Event()  # control, sensors and metrics end on it
+        self.stats.started_s = time.monotonic()
+        async with asyncio.TaskGroup() as tg:
+            control = tg.create_task(self.control.run(stopping), name="control")
+            senders = [
+                tg.create_task(self._stream(), name="stream"),
+                tg.create_task(self._schedule(), name="scheduler"),
+            ]
+            others = [
+                tg.create_task(self._sensors.watch(stopping), name="sensors"),
+                tg.create_task(self._serve_metrics(stopping), name="metrics"),
+            ]
+            self.started.set()
+            logger.info(
+                "Agent started: control at %g Hz; waiting for the policy", self.config.control.rate_hz
+            )
+            await self._wait_for_stop(control)
+            logger.info("Shutting down")
+            for task in senders:  # stop sending first
+                task.cancel(msg="agent stopping")
+            stopping.set()  # then control comes to hold and ends
+            if self._force:
+                for task in (control, *others):
+                    task.cancel(msg="forced exit: graceful shutdown skipped")
+
+    async def _wait_for_stop(self, control: asyncio.Task[None]) -> None:
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait(
+                {stop, control}, timeout=self.config.duration_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stop.cancel()
+
+    async def _shutdown(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+        if self.robot is not None and self._owns_robot:
+            # Never skipped, not even on a forced exit.
+            for step in (self.robot.stop, self.robot.close):
+                try:
+                    await self._call_driver(step)
+                except Exception:
+                    logger.exception("robot %s failed", step.__name__)
+        await asyncio.to_thread(self._sensors.close)
+        if self._driver is not None:
+            self._driver.shutdown(wait=True)
+        self.stats.ended_s = time.monotonic()
+        if self.stats.started_s is None:
+            self.stats.started_s = self.stats.ended_s
+        self.summary = self.stats.to_dict()
+        self._recorder.close(self.summary)
+
+    # --- stream ---------------------------------------------------------------------------------
+    async def _stream(self) -> None:
+        """Connect (retrying with backoff), then read responses until the stream breaks; repeat."""
+        server = self.config.server
+        backoff = Backoff(
+            server.backoff_initial_s, server.backoff_factor, server.backoff_max_s, server.backoff_jitter
+        )
+        attempt = 0
+        client = self._client
+        while True:
+            attempt += 1
+            try:
+                spec = await client.connect()
+            except AgentError as exc:
+                if isinstance(exc, SpecMismatch):
+                    raise
+                delay = backoff.next()
+                logger.warning(
+                    "Waiting for inference server at %s (attempt %d, next in %.1f s): %s",
+                    server.address,
+                    attempt,
+                    delay,
+                    exc,
+                )
+                self._recorder.event("waiting", str(exc), attempt=attempt)
+                await asyncio.sleep(delay)
+                continue
+            await self._accept_spec(spec)
+            if self.link.ever_up:
+                self.stats.reconnects += 1
+                self.metrics.reconnects.inc()
+                self._recorder.event("reconnect", f"attempt {attempt}")
+                logger.info("Reconnected to inference server at %s", server.address)
+            else:
+                self._recorder.event("connect", server.address, policy=spec.name, version=spec.version)
+                logger.info(
+                    "Connected to inference server at %s: policy %s %s (%s, %s), %s, chunk %d x %g s",
+                    server.address,
+                    spec.name,
+                    spec.version,
+                    spec.backend,
+                    spec.device,
+                    spec.action_space,
+                    spec.chunk_length,
+                    spec.dt_s,
+                )
+            self.link.up = self.link.ever_up = True
+            self.link.in_flight_since = None
+            self._pending.clear()
+            self.connected.set()
+            attempt = 0
+            backoff.reset()
+            try:
+                while True:
+                    self._on_chunk(await client.receive())
+            except AgentError as exc:
+                if isinstance(exc, SpecMismatch):
+                    raise
+                self.link.up = False
+                self.link.in_flight_since = None
+                self._recorder.event("stream_down", str(exc))
+                logger.warning("Stream to the inference server lost (%s); reconnecting", exc)
+                await client.close()
+
+    async def _accept_spec(self, spec: pb.PolicySpec) -> None:
+        """Check that ``spec`` fits the robot and cameras; raise :class:`SpecMismatch` if not."""
+        assert self.control is not None and self.robot is not None
+        address = self.config.server.address
+        previous = self.spec
+        names = list(spec.state_names)
+        if len(names) != spec.state_dim:
+            raise SpecMismatch(
+                f"policy at {address}: state_dim is {spec.state_dim} but it names {len(names)} state entries "
+                f"(state_names {names}); the agent fills the state by name from: {', '.join(STATE_NAMES)}"
+            )
+        num_joints = len(self.robot.home_joints)
+        for name in names:
+            if name not in STATE_NAMES or (name.startswith("joint_") and int(name[6:]) >= num_joints):
+                raise SpecMismatch(
+                    f"policy at {address}: state entry {name!r} is not one this robot can fill"
+                )
+        if spec.dt_s <= 0 or spec.chunk_length < 1:
+            raise SpecMismatch(
+                f"policy at {address}: chunk_length {spec.chunk_length}, dt_s {spec.dt_s} are not usable"
+            )
+        state = self.control.latest_state
+        assert state is not None
+        try:
+            space = ActionSpace(spec.action_space, spec.action_dim, num_joints, reference=state.ee.quaternion)
+        except SpecMismatch as exc:
+            raise SpecMismatch(f"policy at {address}: {exc}") from None
+        for cam in spec.cameras:
+            if cam.name not in self._sensors.names:
+                if cam.name not in self.config.cameras and previous is not None:
+                    raise SpecMismatch(
+                        f"policy at {address} now asks for camera {cam.name!r}, which this agent does not have "
+                        f"(it has {', '.join(self._sensors.names) or 'none'})"
+                    )
+                cam_config = self.config.camera_for(cam.name, cam.height, cam.width)
+                camera = create_camera(cam_config, self.robot)
+                await asyncio.to_thread(self._sensors.add, cam.name, camera)
+                logger.info(
+                    "Camera %s ready (%s, %dx%d)",
+                    cam.name,
+                    cam_config.kind,
+                    cam_config.width,
+                    cam_config.height,
+                )
+        unused = set(self.config.cameras) - {c.name for c in spec.cameras}
+        if unused and previous is None:
+            logger.warning("Configured camera(s) %s are not used by the policy", ", ".join(sorted(unused)))
+        self._camera_specs = {cam.name: cam for cam in spec.cameras}
+        if previous is None or (previous.action_space, previous.action_dim) != (
+            spec.action_space,
+            spec.action_dim,
+        ):
+            if previous is not None:
+                logger.warning(
+                    "The policy's action space changed to %s; restarting the trajectory", spec.action_space
+                )
+            self.control.configure(space, self._make_trajectory(space))
+        self.spec = spec
+
+    def _make_trajectory(self, space: ActionSpace) -> Trajectory:
+        c = self.config.control
+        if space.is_ee:
+            groups = [c.ruckig_translation] * 3 + [c.ruckig_rotation] * 3 + [c.ruckig_gripper]
+        else:
+            groups = [c.ruckig_joint] * space.num_joints + [c.ruckig_gripper]
+        limits = tuple(np.array([g[i] for g in groups]) for i in range(3))
+        return Trajectory(
+            blend_mode=c.blend,
+            crossfade_steps=c.crossfade_steps,
+            ensemble_decay=c.ensemble_decay,
+            interpolation=c.interpolation,
+            control_dt=1.0 / c.rate_hz,
+            ruckig_limits=limits,  # type: ignore[arg-type]
+        )
+
+    def _on_chunk(self, chunk: Chunk) -> None:
+        control = self.control
+        assert control is not None
+        capture_state = self._pending.pop(chunk.request_id, None)
+        if capture_state is None:
+            logger.debug("Response to request %d of an earlier stream ignored", chunk.request_id)
+            return
+        if not self._pending:
+            self.link.in_flight_since = None
+        self.stats.server_status[chunk.status] += 1
+        if chunk.status != "OK":
+            if chunk.status == "LATE":
+                logger.debug("Request %d answered LATE: %s", chunk.request_id, chunk.message)
+                return
+            self._reject(chunk, "server_error", f"{chunk.status}: {chunk.message}")
+            return
+        if chunk.problem is not None or chunk.actions is None:
+            kind, _, detail = (chunk.problem or "invalid_chunk: no actions").partition(": ")
+            self._reject(chunk, kind, detail)
+            return
+        rtt = chunk.received_s - chunk.capture_time_s
+        self.stats.roundtrips.append(rtt)
+        self.metrics.roundtrip_seconds.observe(rtt)
+        assert (
+            self._scheduler is not None
+            and control.action_space is not None
+            and control.trajectory is not None
+        )
+        self._scheduler.rtt.add(rtt)
+        waypoints = control.action_space.to_waypoints(chunk.actions, capture_state)
+        now = time.monotonic()
+        held = control.latest_state or capture_state
+        result = control.trajectory.add_chunk(
+            waypoints, chunk.capture_time_s, chunk.dt_s, now, start=control.action_space.waypoint_of(held)
+        )
+        self.stats.stale_actions_dropped += result.dropped
+        self.metrics.stale_actions_dropped.inc(result.dropped)
+        if result.kept == 0:
+            logger.warning(
+                "Chunk %d arrived after all its actions were due (%.0f ms round trip)",
+                chunk.request_id,
+                rtt * 1000,
+            )
+            return
+        if self.link.problem is not None:
+            logger.info("Good chunk again after %s", self.link.problem)
+        self.link.problem = None
+        self.link.chunks += 1
+        self.stats.chunks += 1
+        if self.stats.first_chunk_s is None:
+            self.stats.first_chunk_s = now
+            logger.info("First chunk received (%.0f ms round trip)", rtt * 1000)
+
+    def _reject(self, chunk: Chunk, kind: str, detail: str) -> None:
+        self.stats.rejected_chunks[kind] += 1
+        self._recorder.event("chunk_rejected", kind, request_id=chunk.request_id, detail=detail)
+        if self.link.problem != kind:
+            logger.warning("Chunk %d rejected (%s): %s", chunk.request_id, kind, detail)
+        self.link.problem = kind
+
+    # --- scheduler ------------------------------------------------------------------------------
+    async def _schedule(self) -> None:
+        """At each control tick, decide whether to send the next observation, and send it."""
+        control, scheduler, client = self.control, self._scheduler, self._client
+        assert control is not None and scheduler is not None
+        while True:
+            await control.tick_event.wait()
+            control.tick_event.clear()
+            state = control.latest_state
+            spec = self.spec
+            if (
+                not self.link.up
+                or spec is None
+                or state is None
+                or control.estopped
+                or control.action_space is None
+            ):
+                continue
+            now = time.monotonic()
+            plan_end = control.trajectory.end_time if control.trajectory is not None else None
+            if not scheduler.should_send(now, plan_end, self.link.in_flight_since):
+                continue
+            frames = self._sensors.latest()
+            if any(frames.get(name) is None for name in self._camera_specs):
+                continue
+            prev_actions = None
+            if control.trajectory is not None:
+                _, rest = control.trajectory.remaining(now)
+                if len(rest):
+                    prev_actions = control.action_space.to_actions(rest, state)
+            delay_steps = scheduler.delay_steps(spec.dt_s)
+            self.metrics.inference_delay_steps.set(delay_steps)
+            self.link.in_flight_since = now
+            scheduler.sent(now)
+            try:
+                request = await asyncio.to_thread(
+                    client.build_request,
+                    frames,
+                    state_vector(state, spec.state_names),
+                    self._instruction,
+                    state.time_s,
+                    prev_actions,
+                    delay_steps,
+                )
+                request_id = await client.send(request)
+            except AgentError as exc:
+                logger.debug("Sending an observation failed: %s", exc)
+                self.link.in_flight_since = None
+                continue
+            self._pending[request_id] = state
+            for old in [rid for rid in self._pending if rid < request_id - 16]:
+                del self._pending[old]
+
+    # --- metrics --------------------------------------------------------------------------------
+    async def _serve_metrics(self, stopping: asyncio.Event) -> None:
+        port = self.config.metrics_port
+        if port is None:
+            await stopping.wait()
+            return
+        server, thread = start_http_server(port, registry=self.metrics.registry)
+        self.metrics_port = server.server_port
+        logger.info("Metrics on http://0.0.0.0:%d/metrics", self.metrics_port)
+        try:
+            await stopping.wait()
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=1.0)
+
+    # --- signals --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _capture_signals(self, install: bool) -> Iterator[None]:
+        # Always signal.signal (not loop.add_signal_handler) so the previous handlers come back.
+        if not install or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+        previous = {sig: signal.signal(sig, self._handle_signal) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _handle_signal(self, sig: int, frame: Any) -> None:
+        if sig == signal.SIGUSR1:
+            logger.warning("SIGUSR1: operator e-stop")
+            self.trigger_estop("operator signal SIGUSR1")
+            return
+        force = sig == signal.SIGINT and self._stop.is_set()
+        if force:
+            logger.warning("Second SIGINT: skipping graceful shutdown (the arm is still stopped)")
+        self.request_stop(force=force)
+
+
+def _unwrap(group: BaseExceptionGroup) -> BaseException:
+    """The error to report from a failed TaskGroup: the first agent error, else the first one."""
+    flat: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            flat.append(exc)
+
+    walk(group)
+    for exc in flat:
+        if isinstance(exc, AgentError):
+            return exc
+    return flat[0]

@@ -1,0 +1,62 @@
+"""Every error the robot agent raises on purpose, in one hierarchy.
+
+    AgentError
+    ├── ConfigError          the configuration is wrong (names the field and the value)
+    ├── SpecMismatch         the served policy does not fit this robot and its cameras
+    ├── ServerUnavailable    the inference server cannot be reached or the stream broke
+    ├── DriverError          the robot driver failed (connect, read or command)
+    ├── CameraError          a camera failed to open or to deliver frames
+    └── MissingExtra         an optional dependency is not installed (gives the pip line)
+
+Foreign exceptions are translated at one boundary each: ``grpc.aio.AioRpcError`` in
+``policy_client.py``, SDK errors in each driver and camera. ``cli.py`` prints
+``TypeName: message`` and exits 1.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "CameraError",
+    "ConfigError",
+    "DriverError",
+    "MissingExtra",
+    "ServerUnavailable",
+    "SpecMismatch",
+]
+
+
+class AgentError(Exception):
+    """Base class of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """Raised when a configuration value is invalid; ``field`` names it (``control.rate_hz``)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SpecMismatch(AgentError):
+    """Raised when the policy spec read from the server does not fit the robot or its cameras."""
+
+
+class ServerUnavailable(AgentError):
+    """Raised when the inference server cannot be reached, or the stream to it broke."""
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class DriverError(AgentError):
+    """Raised when a robot driver fails to connect, read the state or send a command."""
+
+
+class CameraError(AgentError):
+    """Raised when a camera cannot be opened or stops delivering frames."""
+
+
+class MissingExtra(AgentError):
+    """Raised when a driver or camera needs a package that is not installed."""

@@ -1,0 +1,82 @@
+"""The agent's Prometheus families, on a registry handed in (never module globals), so that two
+agents can run in one process (tests, ``eval``) without clashing.
+
+Names follow ``vla_agent_<what>_<unit>``; labels come from closed sets (``reason``, ``kind``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["AgentMetrics"]
+
+# Round trips span a loopback CPU policy (~ms) to a remote GPU box with injected delay (~0.5 s).
+_ROUNDTRIP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
+# Control periods sit around 4-10 ms; the buckets resolve jitter of a fraction of a millisecond.
+_PERIOD_BUCKETS = (
+    0.002,
+    0.003,
+    0.004,
+    0.0045,
+    0.005,
+    0.0055,
+    0.006,
+    0.008,
+    0.009,
+    0.0095,
+    0.01,
+    0.0105,
+    0.011,
+    0.012,
+    0.015,
+    0.02,
+    0.05,
+    0.1,
+)
+
+
+class AgentMetrics:
+    """Every metric the agent exports. ``AgentMetrics(CollectorRegistry())`` in tests."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.roundtrip_seconds = Histogram(
+            "vla_agent_roundtrip_seconds",
+            "Observation capture to action chunk received, per request.",
+            buckets=_ROUNDTRIP_BUCKETS,
+            registry=registry,
+        )
+        self.control_period_seconds = Histogram(
+            "vla_agent_control_period_seconds",
+            "Time between consecutive control ticks.",
+            buckets=_PERIOD_BUCKETS,
+            registry=registry,
+        )
+        self.control_overrun = Counter(
+            "vla_agent_control_overrun", "Control ticks that started after their deadline.", registry=registry
+        )
+        self.deadline_miss = Counter(
+            "vla_agent_deadline_miss",
+            "Chunks that arrived after the previous one ran out (the arm had to hold).",
+            registry=registry,
+        )
+        self.hold = Counter("vla_agent_hold", "Entries into hold, by reason.", ["reason"], registry=registry)
+        self.holding = Gauge("vla_agent_holding", "1 while the arm holds position.", registry=registry)
+        self.safety_interventions = Counter(
+            "vla_agent_safety_interventions",
+            "Safety rules that changed or refused a target, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.estop = Counter("vla_agent_estop", "E-stop latches.", registry=registry)
+        self.reconnects = Counter("vla_agent_reconnects", "Stream reconnections.", registry=registry)
+        self.stale_actions_dropped = Counter(
+            "vla_agent_stale_actions_dropped",
+            "Actions whose time had passed when their chunk arrived.",
+            registry=registry,
+        )
+        self.inference_delay_steps = Gauge(
+            "vla_agent_inference_delay_steps",
+            "Inference delay in policy steps sent with the latest request.",
+            registry=registry,
+        )

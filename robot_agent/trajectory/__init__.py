@@ -1,0 +1,20 @@
+"""Chunk execution: time-stamping, blending old and new chunks, interpolation to the control rate."""
+
+from __future__ import annotations
+
+from robot_agent.trajectory.blending import Blended, blend
+from robot_agent.trajectory.interpolation import Curve, HermiteCurve, LinearCurve, make_curve
+from robot_agent.trajectory.ruckig_follower import RuckigFollower
+from robot_agent.trajectory.trajectory import ChunkResult, Trajectory
+
+__all__ = [
+    "Blended",
+    "ChunkResult",
+    "Curve",
+    "HermiteCurve",
+    "LinearCurve",
+    "RuckigFollower",
+    "Trajectory",
+    "blend",
+    "make_curve",
+]

@@ -1,0 +1,137 @@
+"""Waypoints at the policy's rate (e.g. 10 Hz) to targets at the control rate (100-1000 Hz).
+
+Stateless curves through time-stamped waypoints ``values[k]`` at ``times[k]``:
+
+- ``linear``: continuous position, velocity jumps at waypoints.
+- ``cubic``: cubic Hermite with finite-difference tangents, continuous velocity.
+- ``minimum_jerk``: quintic Hermite (the minimum-jerk segment for given end position, velocity and
+  acceleration), continuous velocity and acceleration.
+
+The jerk-limited mode is stateful and lives in :mod:`robot_agent.trajectory.ruckig_follower`.
+``start_velocity`` lets a new curve leave its first waypoint at the velocity the previous one had,
+so switching chunks does not kink the path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Curve", "HermiteCurve", "LinearCurve", "make_curve"]
+
+
+class Curve:
+    """A curve through waypoints; ``sample`` is defined on ``[times[0], times[-1]]``."""
+
+    def __init__(self, times: np.ndarray, values: np.ndarray) -> None:
+        times = np.asarray(times, dtype=float)
+        values = np.asarray(values, dtype=float)
+        if times.ndim != 1 or values.ndim != 2 or values.shape[0] != times.shape[0] or times.shape[0] < 1:
+            raise ValueError(f"need times [n] and values [n, D], got {times.shape} and {values.shape}")
+        if np.any(np.diff(times) <= 0):
+            raise ValueError("waypoint times must be strictly increasing")
+        self.times = times
+        self.values = values
+
+    @property
+    def start(self) -> float:
+        return float(self.times[0])
+
+    @property
+    def end(self) -> float:
+        return float(self.times[-1])
+
+    def _segment(self, t: float) -> tuple[int, float, float]:
+        """Index k of the segment holding ``t``, its length h and the phase s in [0, 1]."""
+        n = self.times.shape[0]
+        if n == 1:
+            return 0, 1.0, 0.0
+        k = int(np.searchsorted(self.times, t, side="right")) - 1
+        k = min(max(k, 0), n - 2)
+        h = float(self.times[k + 1] - self.times[k])
+        s = min(max((t - float(self.times[k])) / h, 0.0), 1.0)
+        return k, h, s
+
+    def sample(self, t: float) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LinearCurve(Curve):
+    def sample(self, t: float) -> np.ndarray:
+        if self.times.shape[0] == 1:
+            return self.values[0].copy()
+        k, _, s = self._segment(t)
+        return (1.0 - s) * self.values[k] + s * self.values[k + 1]
+
+
+class HermiteCurve(Curve):
+    """Cubic (``order=3``) or quintic (``order=5``) Hermite through the waypoints."""
+
+    def __init__(
+        self,
+        times: np.ndarray,
+        values: np.ndarray,
+        *,
+        order: int = 3,
+        start_velocity: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(times, values)
+        if order not in (3, 5):
+            raise ValueError(f"order must be 3 or 5, got {order}")
+        self.order = order
+        self.velocities = _tangents(self.times, self.values)
+        if start_velocity is not None:
+            self.velocities[0] = start_velocity
+        self.accelerations = _tangents(self.times, self.velocities) if order == 5 else None
+        if self.accelerations is not None:
+            # The ends have no neighbour on one side: no acceleration there rather than a guess.
+            self.accelerations[0] = 0.0
+            self.accelerations[-1] = 0.0
+
+    def sample(self, t: float) -> np.ndarray:
+        if self.times.shape[0] == 1:
+            return self.values[0].copy()
+        k, h, s = self._segment(t)
+        p0, p1 = self.values[k], self.values[k + 1]
+        v0, v1 = self.velocities[k] * h, self.velocities[k + 1] * h
+        s2, s3 = s * s, s * s * s
+        if self.order == 3:
+            return (
+                (2 * s3 - 3 * s2 + 1) * p0 + (s3 - 2 * s2 + s) * v0 + (-2 * s3 + 3 * s2) * p1 + (s3 - s2) * v1
+            )
+        assert self.accelerations is not None
+        a0, a1 = self.accelerations[k] * h * h, self.accelerations[k + 1] * h * h
+        s4, s5 = s3 * s, s3 * s2
+        return (
+            (1 - 10 * s3 + 15 * s4 - 6 * s5) * p0
+            + (s - 6 * s3 + 8 * s4 - 3 * s5) * v0
+            + (0.5 * s2 - 1.5 * s3 + 1.5 * s4 - 0.5 * s5) * a0
+            + (0.5 * s3 - s4 + 0.5 * s5) * a1
+            + (-4 * s3 + 7 * s4 - 3 * s5) * v1
+            + (10 * s3 - 15 * s4 + 6 * s5) * p1
+        )
+
+
+def _tangents(times: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Finite-difference derivative at each waypoint: central inside, one-sided at the ends."""
+    out = np.zeros_like(values)
+    n = times.shape[0]
+    if n < 2:
+        return out
+    out[0] = (values[1] - values[0]) / (times[1] - times[0])
+    out[-1] = (values[-1] - values[-2]) / (times[-1] - times[-2])
+    if n > 2:
+        out[1:-1] = (values[2:] - values[:-2]) / (times[2:] - times[:-2])[:, None]
+    return out
+
+
+def make_curve(
+    kind: str, times: np.ndarray, values: np.ndarray, start_velocity: np.ndarray | None = None
+) -> Curve:
+    """The curve for interpolation mode ``kind`` (``ruckig`` follows a linear curve)."""
+    if kind in ("linear", "ruckig"):
+        return LinearCurve(times, values)
+    if kind == "cubic":
+        return HermiteCurve(times, values, order=3, start_velocity=start_velocity)
+    if kind == "minimum_jerk":
+        return HermiteCurve(times, values, order=5, start_velocity=start_velocity)
+    raise ValueError(f"unknown interpolation {kind!r}")
