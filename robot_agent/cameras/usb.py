@@ -1,0 +1,136 @@
+"""USB (UVC) cameras through OpenCV's ``VideoCapture``: V4L2 on Linux, the platform default elsewhere.
+
+The device is an index (``0``) or a path (``/dev/video2``, or better a stable
+``/dev/v4l/by-id/...`` link, which survives replugging). Most USB cameras deliver high resolutions
+at full frame rate only as MJPG, so that is requested by default (``options.fourcc``). A camera
+that silently falls back to another resolution is an error, not a surprise in the policy's input.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from robot_agent.camera import Camera, Frame
+from robot_agent.config import CameraConfig
+from robot_agent.errors import CameraError, ConfigError
+
+if TYPE_CHECKING:
+    from robot_agent.robot import Robot
+
+__all__ = ["USBCamera", "UsbCamera"]
+
+logger = logging.getLogger(__name__)
+
+_KNOWN_OPTIONS = {"fourcc", "buffer_size"}
+
+
+class UsbCamera(Camera):
+    """A UVC camera by index or path. Built with :meth:`from_config`."""
+
+    def __init__(self, config: CameraConfig, *, capture_factory: Callable[..., Any] | None = None) -> None:
+        # The factory is the transport: cv2.VideoCapture by default, an autospec of it in the tests.
+        unknown = sorted(set(config.options) - _KNOWN_OPTIONS)
+        if unknown:
+            field = f"cameras.{config.name}.options.{unknown[0]}"
+            raise ConfigError(f"{field} is not a USB camera option; known: fourcc, buffer_size", field=field)
+        fourcc = config.options.get("fourcc", "MJPG")
+        if not isinstance(fourcc, str) or len(fourcc) != 4:
+            field = f"cameras.{config.name}.options.fourcc"
+            raise ConfigError(
+                f"{field} is {fourcc!r}; expected four characters such as 'MJPG' or 'YUYV'", field=field
+            )
+        buffer_size = config.options.get("buffer_size", 1)
+        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
+            field = f"cameras.{config.name}.options.buffer_size"
+            raise ConfigError(f"{field} is {buffer_size!r}; expected a positive integer", field=field)
+        self.name = config.name
+        self.config = config
+        self.device = _device(config)
+        self.fourcc = fourcc
+        self.buffer_size = buffer_size
+        self._capture_factory = capture_factory or cv2.VideoCapture
+        self._capture: Any = None
+
+    @classmethod
+    def from_config(cls, config: CameraConfig, robot: Robot | None = None) -> UsbCamera:
+        return cls(config)
+
+    def open(self) -> None:
+        backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        capture = self._capture_factory(self.device, backend)
+        if not capture.isOpened():
+            capture.release()
+            raise CameraError(
+                f"camera {self.name!r}: cannot open USB camera {self.device!r} (does it exist, is it "
+                "in use by another program, may this user read it? `v4l2-ctl --list-devices` lists them)"
+            )
+        c = self.config
+        capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+        capture.set(cv2.CAP_PROP_FRAME_WIDTH, c.width)
+        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, c.height)
+        capture.set(cv2.CAP_PROP_FPS, c.fps)
+        # A short driver queue: the agent wants the newest frame, not one from 4 frames ago.
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, self.buffer_size)
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if (width, height) != (c.width, c.height):
+            capture.release()
+            raise CameraError(
+                f"camera {self.name!r}: USB camera {self.device!r} gives {width}x{height}, configured "
+                f"{c.width}x{c.height}; pick a mode it supports (`v4l2-ctl -d {self.device} --list-formats-ext`)"
+            )
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        if fps and abs(fps - c.fps) > 0.5:
+            logger.warning("Camera %r: asked for %d fps, the device reports %.1f.", self.name, c.fps, fps)
+        self._capture = capture
+        logger.info(
+            "Camera %r: USB %r streaming %dx%d %s.", self.name, self.device, width, height, self.fourcc
+        )
+
+    def read(self) -> Frame:
+        if self._capture is None:
+            raise CameraError(f"camera {self.name!r} is not open")
+        ok, bgr = self._capture.read()
+        captured = time.monotonic()
+        if not ok or bgr is None:
+            raise CameraError(
+                f"camera {self.name!r}: USB camera {self.device!r} delivered no frame (unplugged?)"
+            )
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return Frame(rgb=np.ascontiguousarray(rgb), time_s=captured)
+
+    def close(self) -> None:
+        if self._capture is not None:
+            try:
+                self._capture.release()
+            finally:
+                self._capture = None
+
+
+#: The name the agent's camera table uses.
+USBCamera = UsbCamera
+
+
+def _device(config: CameraConfig) -> int | str:
+    device = config.device
+    if device is None:
+        return 0
+    if isinstance(device, bool):
+        device = None  # fall through to the error below
+    elif isinstance(device, int):
+        if device >= 0:
+            return device
+    elif isinstance(device, str) and device.strip():
+        text = device.strip()
+        return int(text) if text.isdigit() else text
+    field = f"cameras.{config.name}.device"
+    raise ConfigError(
+        f"{field} is {config.device!r}; expected an index (0) or a path (/dev/video0)", field=field
+    )
