@@ -25,6 +25,7 @@ from vla.v1 import policy_pb2_grpc
 
 __all__ = [
     "DEFAULT_STATE_NAMES",
+    "PredictStream",
     "connect",
     "make_request",
     "poll_until",
@@ -91,6 +92,32 @@ async def connect(server: Server) -> AsyncIterator[policy_pb2_grpc.PolicyService
     """A ``PolicyService`` stub on a fresh loopback channel to ``server``."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield policy_pb2_grpc.PolicyServiceStub(channel)
+
+
+class PredictStream:
+    """One Predict stream driven step by step: ``send`` a request, ``recv`` the next answer.
+
+    ``recv`` returns ``grpc.aio.EOF`` once the server has ended the stream.
+    """
+
+    def __init__(self, stub: policy_pb2_grpc.PolicyServiceStub) -> None:
+        self._queue: asyncio.Queue[pb.PredictRequest | None] = asyncio.Queue()
+        self.call = stub.Predict(self._requests())
+
+    async def _requests(self) -> AsyncIterator[pb.PredictRequest]:
+        while (request := await self._queue.get()) is not None:
+            yield request
+
+    def send(self, request: pb.PredictRequest) -> None:
+        self._queue.put_nowait(request)
+
+    async def recv(self, timeout: float = 10.0) -> Any:
+        async with asyncio.timeout(timeout):
+            return await self.call.read()
+
+    async def close(self) -> None:
+        """Half-close: the server answers what it has, then ends the stream."""
+        self._queue.put_nowait(None)
 
 
 def write_python_bundle(

@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from inference_server import ServerConfig
 from inference_server.server import SERVICE_NAME
-from tests.utils import connect, make_request, poll_until, run_server, write_python_bundle
+from tests.utils import PredictStream, connect, make_request, poll_until, run_server, write_python_bundle
 from vla.codec import encode_image, from_tensor, to_tensor
 from vla.v1 import policy_pb2 as pb
 
@@ -30,28 +30,6 @@ def config(bundle: Path, **kw: object) -> ServerConfig:
     kw.setdefault("metrics_port", None)
     kw.setdefault("warmup_iters", 1)
     return ServerConfig(policy=bundle, **kw)  # type: ignore[arg-type]
-
-
-class Stream:
-    """One Predict stream driven step by step: ``send`` a request, ``recv`` the next answer."""
-
-    def __init__(self, stub) -> None:  # type: ignore[no-untyped-def]
-        self._queue: asyncio.Queue[pb.PredictRequest | None] = asyncio.Queue()
-        self.call = stub.Predict(self._requests())
-
-    async def _requests(self):  # type: ignore[no-untyped-def]
-        while (request := await self._queue.get()) is not None:
-            yield request
-
-    def send(self, request: pb.PredictRequest) -> None:
-        self._queue.put_nowait(request)
-
-    async def recv(self, timeout: float = 10.0) -> pb.PredictResponse:
-        async with asyncio.timeout(timeout):
-            return await self.call.read()
-
-    async def close(self) -> None:
-        self._queue.put_nowait(None)
 
 
 def gated_bundle(tmp_path: Path, gate: str, entered: str, **extra: object) -> Path:
@@ -104,7 +82,7 @@ async def test_two_sessions_stream_100_requests_each(echo_bundle: Path) -> None:
         spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
 
         async def session(name: str, offset: int) -> list[pb.PredictResponse]:
-            stream, answers = Stream(stub), []
+            stream, answers = PredictStream(stub), []
             for i in range(100):  # lockstep, as an agent does: the next request after the answer
                 stream.send(make_request(spec, offset + i, session_id=name))
                 answers.append(await stream.recv())
@@ -128,7 +106,7 @@ async def test_newer_request_supersedes_the_waiting_one(tmp_path: Path, gate, en
     bundle = gated_bundle(tmp_path, gate[0], entered[0])
     async with run_server(config(bundle, warmup_iters=0)) as server, connect(server) as stub:
         spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
-        stream = Stream(stub)
+        stream = PredictStream(stub)
         stream.send(make_request(spec, 1))
         await asyncio.to_thread(entered[1].wait, 5)  # request 1 is being computed
         stream.send(make_request(spec, 2))  # waits behind it...
@@ -147,7 +125,7 @@ async def test_request_past_its_timeout_is_late_and_not_computed(tmp_path: Path,
     bundle = gated_bundle(tmp_path, gate[0], entered[0])
     async with run_server(config(bundle, warmup_iters=0)) as server, connect(server) as stub:
         spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
-        busy, other = Stream(stub), Stream(stub)
+        busy, other = PredictStream(stub), PredictStream(stub)
         busy.send(make_request(spec, 1, session_id="busy"))
         await asyncio.to_thread(entered[1].wait, 5)
         other.send(make_request(spec, 7, session_id="other", timeout_ms=1))
@@ -247,7 +225,7 @@ async def test_invalid_request_names_the_field_and_the_stream_lives_on(
     )
     async with run_server(config(bundle, max_request_bytes=32768)) as server, connect(server) as stub:
         spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
-        stream = Stream(stub)
+        stream = PredictStream(stub)
         bad = make_request(spec, 1)
         corrupt(bad)
         stream.send(bad)
@@ -274,7 +252,7 @@ async def test_bad_model_output_is_an_error_and_the_stream_lives_on(
     bundle = write_python_bundle(tmp_path / "b", "tests.inference_server.policies:RoguePolicy")
     async with run_server(config(bundle)) as server, connect(server) as stub:
         spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
-        stream = Stream(stub)
+        stream = PredictStream(stub)
         stream.send(make_request(spec, 1, instruction=instruction))
         answer = await stream.recv()
         stream.send(make_request(spec, 2))
@@ -327,7 +305,7 @@ async def test_sigterm_finishes_in_flight_requests_then_stops(tmp_path: Path, ga
     bundle = gated_bundle(tmp_path, gate[0], entered[0])
     async with run_server(config(bundle, warmup_iters=0)) as server, connect(server) as stub:
         spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
-        stream = Stream(stub)
+        stream = PredictStream(stub)
         stream.send(make_request(spec, 1))
         await asyncio.to_thread(entered[1].wait, 5)
         server.handle_exit(signal.SIGTERM)
@@ -345,7 +323,7 @@ async def test_max_batch_batches_waiting_sessions(tmp_path: Path, gate, entered)
     bundle = gated_bundle(tmp_path, gate[0], entered[0])
     async with run_server(config(bundle, warmup_iters=0, max_batch=3)) as server, connect(server) as stub:
         spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
-        streams = [Stream(stub) for _ in range(5)]
+        streams = [PredictStream(stub) for _ in range(5)]
         streams[0].send(make_request(spec, 100, session_id="s0"))
         await asyncio.to_thread(entered[1].wait, 5)  # the worker is busy with s0
         probe = [make_request(spec, i, session_id=f"s{i}") for i in range(1, 5)]
