@@ -33,7 +33,7 @@ from robot_agent.cameras import create_camera
 from robot_agent.config import AgentConfig
 from robot_agent.control import ControlLoop, LinkState
 from robot_agent.drivers import create_robot
-from robot_agent.errors import AgentError, DriverError, SpecMismatch
+from robot_agent.errors import AgentError, ConfigError, DriverError, SpecMismatch
 from robot_agent.metrics import AgentMetrics
 from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient
 from robot_agent.recorder import NullRecorder, Recorder
@@ -169,10 +169,7 @@ class Agent:
         if state.fault:
             raise DriverError(f"robot {config.robot.kind} reports a fault: {state.fault}")
         logger.info("Robot ready: %s, ee at %s", config.robot.kind, np.round(state.ee.position, 3).tolist())
-        safety_config = SafetyConfig.from_mapping(config.safety)
-        self._shield = Shield(safety_config)
-        self._shield.reset(measured_from_state(state))
-        self._recorder.safety_limits(getattr(safety_config, "raw", safety_config))
+        self._shield = self._build_shield(state)
         for name, cam_config in config.cameras.items():
             camera = create_camera(cam_config, self.robot)
             await asyncio.to_thread(self._sensors.add, name, camera)
@@ -211,6 +208,28 @@ class Agent:
             )
         else:
             self._client = client
+
+    def _build_shield(self, state: RobotState) -> Any:
+        """The shield from ``[safety]``, checked against this robot; its errors become ConfigError."""
+        assert self.robot is not None
+        try:
+            safety_config = SafetyConfig.from_mapping(self.config.safety)
+            validate = getattr(safety_config, "validate_against", None)
+            if validate is not None:
+                lower, upper = self.robot.joint_limits
+                validate(
+                    home=state.ee,
+                    home_joints=self.robot.home_joints,
+                    robot_joint_min=lower,
+                    robot_joint_max=upper,
+                )
+        except ValueError as exc:  # SafetyConfigError is a ValueError
+            raise ConfigError(str(exc), field=getattr(exc, "field", "safety")) from exc
+        shield = Shield(safety_config)
+        shield.reset(measured_from_state(state))
+        to_dict = getattr(safety_config, "to_dict", None)
+        self._recorder.safety_limits(to_dict() if to_dict is not None else getattr(safety_config, "raw", {}))
+        return shield
 
     async def _main(self) -> None:
         assert self.control is not None

@@ -1,7 +1,7 @@
 """Python policies for the agent's end-to-end tests, served by a real inference server.
 
 Built by the server as ``Class(bundle_dir, manifest)``; options come from the manifest's
-``[options]`` table. ``GATES`` lets a test hold a policy inside ``predict`` on a
+``[extra]`` table. ``GATES`` lets a test hold a policy inside ``predict`` on a
 ``threading.Event`` it owns (the server and the test share the process).
 """
 
@@ -27,7 +27,7 @@ class Circle:
     """
 
     def __init__(self, bundle_dir: Path, manifest: dict[str, Any]) -> None:
-        options = manifest.get("options", {})
+        options = manifest.get("extra", {})
         self.h = int(manifest["chunk_length"])
         self.dt = float(manifest["dt_s"])
         self.radius = float(options.get("radius", 0.03))
@@ -65,7 +65,7 @@ class Still:
     """ee_delta: stay where you are (zeros), gripper open. Optionally slow (``delay_s``)."""
 
     def __init__(self, bundle_dir: Path, manifest: dict[str, Any]) -> None:
-        options = manifest.get("options", {})
+        options = manifest.get("extra", {})
         self.h = int(manifest["chunk_length"])
         self.delay_s = float(options.get("delay_s", 0.0))
         self.name = str(options.get("name", "still"))

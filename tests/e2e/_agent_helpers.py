@@ -1,0 +1,89 @@
+"""Shared pieces of the agent's end-to-end tests: bundles, configs, a running agent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from inference_server import Server, ServerConfig
+from robot_agent.agent import Agent
+from robot_agent.config import AgentConfig
+from tests.utils import write_python_bundle
+
+STATE_NAMES = (*(f"joint_{i}" for i in range(7)), "ee_x", "ee_y", "ee_z", "gripper")
+
+
+def bundle(directory: Path, cls: str, *, chunk_length: int = 10, dt_s: float = 0.05, **options: Any) -> Path:
+    """A python bundle serving ``tests.e2e.agent_policies:<cls>`` with ``[extra]``."""
+    return write_python_bundle(
+        directory,
+        f"tests.e2e.agent_policies:{cls}",
+        cameras={"front": (48, 64)},
+        state_dim=len(STATE_NAMES),
+        state_names=STATE_NAMES,
+        chunk_length=chunk_length,
+        dt_s=dt_s,
+        extra_manifest={"extra": options} if options else None,
+    )
+
+
+def agent_config(port: int, **overrides: Any) -> AgentConfig:
+    """A test agent: sim arm and camera, no metrics port, fast reconnects."""
+    base: dict[str, Any] = {
+        "server.address": f"127.0.0.1:{port}",
+        "server.connect_timeout_s": 0.3,
+        "server.backoff_initial_s": 0.05,
+        "server.backoff_max_s": 0.2,
+        "metrics_port": None,
+        "cameras": {"front": {"kind": "sim", "width": 64, "height": 48}},
+        "scheduler.margin_s": 0.1,
+    }
+    base.update(overrides)
+    return AgentConfig.load(None, base)
+
+
+@contextlib.asynccontextmanager
+async def running(agent: Agent, timeout: float = 15.0) -> AsyncIterator[asyncio.Task[dict[str, Any]]]:
+    """Run ``agent.serve()`` in a task; stop it on exit and surface its error."""
+    task = asyncio.create_task(agent.serve(), name="agent")
+    try:
+        async with asyncio.timeout(timeout):
+            started = asyncio.create_task(agent.started.wait())
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            if task.done():
+                task.result()
+        yield task
+    finally:
+        agent.request_stop()
+        async with asyncio.timeout(timeout):
+            await asyncio.wait({task})
+
+
+@contextlib.asynccontextmanager
+async def server_on(policy: Path, port: int = 0) -> AsyncIterator[Server]:
+    """A real inference server on 127.0.0.1:``port`` (0: any free port), stopped on exit."""
+    config = dataclasses.replace(ServerConfig(policy=policy), host="127.0.0.1", port=port, metrics_port=None)
+    server = Server(config)
+    task = asyncio.create_task(server.serve(), name="server")
+    try:
+        async with asyncio.timeout(20):
+            started = asyncio.create_task(server.started.wait())
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            if task.done():
+                task.result()
+        yield server
+    finally:
+        server.should_exit.set()
+        async with asyncio.timeout(20):
+            await asyncio.wait({task})
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

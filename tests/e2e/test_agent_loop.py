@@ -1,0 +1,141 @@
+"""The agent against a real inference server on loopback: steady state, a slow policy, the server
+going away and coming back, and no server at all."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_agent.agent import Agent
+from tests.e2e import agent_policies
+from tests.e2e._agent_helpers import agent_config, bundle, read_jsonl, running, server_on
+from tests.utils import poll_until
+
+
+async def test_steady_state_holds_never_after_the_first_chunk(tmp_path: Path) -> None:
+    policy = bundle(tmp_path / "circle", "Circle", name="steady")
+    record = tmp_path / "episode"
+    async with server_on(policy) as server:
+        agent = Agent(agent_config(server.port, duration_s=5.0, **{"record.dir": str(record)}))
+        summary = await agent.serve()
+
+    assert summary["ticks"] >= 450  # 5 s at 100 Hz, a few lost to a busy machine at most
+    assert summary["chunks"] >= 10
+    assert summary["holds_after_first_chunk"] == 0
+    assert summary["holds"] == {"waiting_for_server": 1}
+    assert summary["rejected_chunks"] == {}
+    assert summary["estops"] == 0
+    steps = read_jsonl(record / "steps.jsonl")
+    first_move = next(i for i, s in enumerate(steps) if not s["holding"])
+    assert not any(s["holding"] for s in steps[first_move:-1])
+    moved = [s for s in steps if s["safe"] is not None]
+    xy = np.array([s["measured"]["ee"][:2] for s in moved])
+    assert np.ptp(xy[:, 1]) > 0.02  # the arm really followed the circle
+    events = read_jsonl(record / "events.jsonl")
+    assert [e["event"] for e in events][:1] == ["hold"]
+    assert any(e["event"] == "connect" for e in events)
+    assert (record / "summary.json").exists() and (record / "safety_limits.json").exists()
+    assert (record / "front.mp4").stat().st_size > 0
+
+
+async def test_slow_policy_holds_late_and_executes_nothing_past_its_time(tmp_path: Path) -> None:
+    gate = threading.Event()
+    gate.set()
+    agent_policies.GATES["slow"] = gate
+    policy = bundle(tmp_path / "slow", "Circle", name="slow", chunk_length=6, dt_s=0.05)
+    record = tmp_path / "episode"
+    try:
+        async with server_on(policy) as server:
+            agent = Agent(agent_config(server.port, **{"record.dir": str(record)}))
+            async with running(agent):
+                await poll_until(lambda: agent.link.chunks >= 2, timeout=10)
+                gate.clear()  # the next predict blocks: longer than a chunk lasts
+                await poll_until(lambda: agent.control.holding, timeout=5)
+                assert agent.control.hold_reason == "late"
+                chunks = agent.link.chunks
+                gate.set()
+                await poll_until(lambda: agent.link.chunks > chunks and not agent.control.holding, timeout=5)
+    finally:
+        gate.set()
+        agent_policies.GATES.pop("slow", None)
+
+    assert agent.summary["deadline_misses"] >= 1
+    assert agent.summary["holds"].get("late", 0) >= 1
+    steps = read_jsonl(record / "steps.jsonl")
+    executed = [s for s in steps if s["safe"] is not None]
+    assert executed
+    # Every executed target was for its own tick and within the plan that produced it.
+    assert all(s["safe"]["time"] == s["time"] <= s["plan_end"] + 1e-9 for s in executed)
+    late_holds = [s for s in steps if s["hold_reason"] == "late"]
+    assert late_holds and all(s["safe"] is None for s in late_holds)
+
+
+async def test_server_killed_holds_then_reconnects_and_carries_on(tmp_path: Path) -> None:
+    policy = bundle(tmp_path / "circle", "Circle", name="killed", chunk_length=10, dt_s=0.05)
+    record = tmp_path / "episode"
+    first_server = server_on(policy)
+    server = await first_server.__aenter__()
+    port = server.port
+    agent = Agent(agent_config(port, **{"record.dir": str(record)}))
+    try:
+        async with running(agent):
+            await poll_until(lambda: agent.link.chunks >= 3, timeout=10)
+            await first_server.__aexit__(None, None, None)  # the server goes away
+            killed_plan_end = agent.control.trajectory.end_time
+            await poll_until(lambda: agent.control.holding, timeout=5)
+            assert agent.control.hold_reason == "stream_down"
+            # Held by the time the chunk's valid actions ran out (plus a tick).
+            assert agent.control.latest_state.time_s <= killed_plan_end + 0.03
+            chunks = agent.link.chunks
+            async with server_on(policy, port=port):
+                await poll_until(
+                    lambda: agent.link.chunks > chunks + 2 and not agent.control.holding, timeout=10
+                )
+    finally:
+        await first_server.__aexit__(None, None, None)
+
+    assert agent.summary["reconnects"] == 1
+    assert agent.summary["holds"].get("stream_down") == 1
+    events = [e["event"] for e in read_jsonl(record / "events.jsonl")]
+    assert "stream_down" in events and "reconnect" in events
+    steps = read_jsonl(record / "steps.jsonl")
+    down = next(s for s in steps if s["hold_reason"] == "stream_down")
+    assert down["time"] <= killed_plan_end + 0.03
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_no_server_at_start_arm_never_moves_and_agent_says_what_it_waits_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = _free_port()
+    record = tmp_path / "episode"
+    agent = Agent(agent_config(port, **{"record.dir": str(record)}))
+    with caplog.at_level(logging.WARNING, logger="robot_agent"):
+        async with running(agent):
+            home = agent.robot.true_joints()
+            await poll_until(
+                lambda: any(
+                    f"at 127.0.0.1:{port} (attempt 3, next in" in r.getMessage() for r in caplog.records
+                ),
+                timeout=10,
+            )
+            assert agent.control.holding and agent.control.hold_reason == "waiting_for_server"
+            np.testing.assert_allclose(agent.robot.true_joints(), home, atol=1e-9)
+            # The server appears: the agent connects on its own and starts moving.
+            async with server_on(bundle(tmp_path / "late", "Circle", name="late"), port=port):
+                await poll_until(lambda: agent.link.chunks >= 1 and not agent.control.holding, timeout=10)
+    message = next(r.getMessage() for r in caplog.records if "Waiting for inference server" in r.getMessage())
+    assert message.startswith(f"Waiting for inference server at 127.0.0.1:{port} (attempt 1, next in")
+    steps = read_jsonl(record / "steps.jsonl")
+    first_move = next(i for i, s in enumerate(steps) if s["safe"] is not None)
+    assert first_move > 0 and all(s["holding"] for s in steps[:first_move])
