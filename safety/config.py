@@ -1,0 +1,523 @@
+"""What the shield enforces: one frozen config, every default in one place.
+
+Built from the agent config's ``[safety]`` table with :meth:`SafetyConfig.from_mapping` and
+validated on load, so a typo or an impossible limit fails before the arm moves, with a message
+that names the field and the value. Defaults are for a Franka Panda on a table, deliberately
+well below the arm's documented limits (kept here as ``PANDA_*`` for reference) for a first run.
+
+Example::
+
+    [safety]
+    on_workspace_violation = "clamp"   # or "reject": hold instead of moving to the nearest safe point
+    stale_after_s = 0.1
+
+    [safety.workspace]
+    min = [0.25, -0.35, 0.02]
+    max = [0.75, 0.35, 0.70]
+
+    [[safety.keep_out]]
+    kind = "sphere"
+    name = "camera mount"
+    center = [0.5, 0.3, 0.4]
+    radius = 0.08
+
+    [[safety.keep_out]]
+    kind = "half_space"      # stay where dot(normal, p) >= offset
+    name = "table"
+    normal = [0, 0, 1]
+    offset = 0.03
+
+    [safety.translation]
+    max_velocity = 0.5       # m/s, norm of the end-effector's linear velocity
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+import numpy as np
+
+from .errors import SafetyConfigError
+from .rotations import quat_to_matrix
+from .types import Pose
+
+__all__ = [
+    "PANDA_CARTESIAN_LIMITS",
+    "PANDA_HOME_JOINTS",
+    "PANDA_JOINT_ACCELERATION",
+    "PANDA_JOINT_JERK",
+    "PANDA_JOINT_MAX",
+    "PANDA_JOINT_MIN",
+    "PANDA_JOINT_VELOCITY",
+    "Box",
+    "CartesianLimits",
+    "GripperLimits",
+    "JointLimits",
+    "KeepOut",
+    "KeepOutBox",
+    "KeepOutHalfSpace",
+    "KeepOutSphere",
+    "OrientationLimit",
+    "SafetyConfig",
+    "TrackingLimits",
+]
+
+# Franka Emika Panda, "Robot and interface specifications" (frankaemika.github.io/docs/
+# control_parameters.html), also libfranka's rate_limiting.h. Radians and seconds.
+PANDA_JOINT_MIN = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973)
+PANDA_JOINT_MAX = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
+PANDA_JOINT_VELOCITY = (2.1750, 2.1750, 2.1750, 2.1750, 2.6100, 2.6100, 2.6100)
+PANDA_JOINT_ACCELERATION = (15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0)
+PANDA_JOINT_JERK = (7500.0, 3750.0, 5000.0, 6250.0, 7500.0, 10000.0, 10000.0)
+# (translation m/s, m/s^2, m/s^3), (rotation rad/s, rad/s^2, rad/s^3)
+PANDA_CARTESIAN_LIMITS = ((1.7, 13.0, 6500.0), (2.5, 25.0, 12500.0))
+# The usual ready pose; panda_py.fk puts the flange-plus-hand frame at about (0.307, 0, 0.487),
+# pointing down, quaternion (1, 0, 0, 0).
+PANDA_HOME_JOINTS = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box, metres in the robot base frame."""
+
+    min: Vec3 = (0.25, -0.35, 0.02)
+    max: Vec3 = (0.75, 0.35, 0.70)
+
+    def contains(self, p: Sequence[float] | np.ndarray, tol: float = 0.0) -> bool:
+        return all(lo - tol <= x <= hi + tol for lo, x, hi in zip(self.min, p, self.max, strict=True))
+
+
+@dataclass(frozen=True)
+class KeepOutBox:
+    """A box the end effector must never enter (a fixture, a camera, a second robot)."""
+
+    min: Vec3
+    max: Vec3
+    name: str = ""
+    kind: Literal["box"] = "box"
+
+
+@dataclass(frozen=True)
+class KeepOutSphere:
+    """A ball the end effector must never enter."""
+
+    center: Vec3
+    radius: float
+    name: str = ""
+    kind: Literal["sphere"] = "sphere"
+
+
+@dataclass(frozen=True)
+class KeepOutHalfSpace:
+    """Everything below a plane: the end effector stays where ``dot(normal, p) >= offset``.
+
+    ``normal`` points into the allowed side and is normalised on load, e.g. a table top at
+    z = 0.03 m is ``normal = [0, 0, 1], offset = 0.03``.
+    """
+
+    normal: Vec3
+    offset: float
+    name: str = ""
+    kind: Literal["half_space"] = "half_space"
+
+
+KeepOut = Union[KeepOutBox, KeepOutSphere, KeepOutHalfSpace]  # noqa: UP007 (a runtime alias)
+
+
+@dataclass(frozen=True)
+class CartesianLimits:
+    """Bounds on the norm of a velocity, acceleration and jerk (translation: m, rotation: rad).
+
+    The shield enforces each axis at limit / sqrt(3), which keeps the norm within the limit.
+    """
+
+    max_velocity: float
+    max_acceleration: float
+    max_jerk: float
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """Joint position and rate limits, one value per joint (radians, seconds).
+
+    Targets are clamped to ``[min + margin_rad, max - margin_rad]``; inside the ``soft_zone_rad``
+    next to that band, motion toward the limit is scaled down linearly (as MoveIt Servo and
+    Polymetis do), so the arm slows before it stops.
+    """
+
+    min: tuple[float, ...] = PANDA_JOINT_MIN
+    max: tuple[float, ...] = PANDA_JOINT_MAX
+    max_velocity: tuple[float, ...] = tuple(0.5 * v for v in PANDA_JOINT_VELOCITY)
+    max_acceleration: tuple[float, ...] = tuple(0.3 * v for v in PANDA_JOINT_ACCELERATION)
+    max_jerk: tuple[float, ...] = tuple(0.02 * v for v in PANDA_JOINT_JERK)
+    margin_rad: float = 0.05
+    soft_zone_rad: float = 0.15
+
+    @property
+    def dof(self) -> int:
+        return len(self.min)
+
+
+@dataclass(frozen=True)
+class OrientationLimit:
+    """Optional bound on the tilt of the tool axis (its z axis) away from a nominal orientation.
+
+    Rotation about the tool axis is free; ``max_tilt_rad = None`` switches the rule off.
+    """
+
+    nominal_quaternion: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)  # pointing down
+    max_tilt_rad: float | None = None
+
+
+@dataclass(frozen=True)
+class GripperLimits:
+    """Gripper command range (0 = closed, 1 = open) and rate (range units per second)."""
+
+    min: float = 0.0
+    max: float = 1.0
+    max_rate_per_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class TrackingLimits:
+    """How far a target may be from the measured state; ``on_violation``: clamp or hold."""
+
+    max_translation_m: float = 0.10
+    max_rotation_rad: float = 0.5
+    max_joint_rad: float = 0.3
+    on_violation: Literal["clamp", "hold"] = "clamp"
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """The ``[safety]`` section of the agent config. Every default lives here.
+
+    ``estop_after_interventions``: this many consecutive ticks whose target was refused (a hold
+    for a bad value, a limit in reject mode, IK failure, tracking) latch the e-stop; 0 disables
+    it. Clamping and rate limiting never count: smoothing a coarse policy is the shield's job,
+    and neither do watchdog holds (no target, stale).
+    """
+
+    workspace: Box = field(default_factory=Box)
+    keep_out: tuple[KeepOut, ...] = ()
+    on_workspace_violation: Literal["clamp", "reject"] = "clamp"
+    orientation: OrientationLimit = field(default_factory=OrientationLimit)
+    translation: CartesianLimits = field(default_factory=lambda: CartesianLimits(0.5, 2.0, 100.0))
+    rotation: CartesianLimits = field(default_factory=lambda: CartesianLimits(1.0, 4.0, 200.0))
+    joints: JointLimits = field(default_factory=JointLimits)
+    gripper: GripperLimits = field(default_factory=GripperLimits)
+    tracking: TrackingLimits = field(default_factory=TrackingLimits)
+    stale_after_s: float = 0.1
+    estop_after_interventions: int = 50
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, *, section: str = "safety") -> SafetyConfig:
+        """Build from a parsed TOML table; unknown keys and bad values raise SafetyConfigError."""
+        return _load(cls, data or {}, section)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable effective limits; ``from_mapping(to_dict())`` gives the same config."""
+        out = dataclasses.asdict(self)
+        out["keep_out"] = [dataclasses.asdict(z) for z in self.keep_out]
+        return _jsonable(out)
+
+    def validate_against(
+        self,
+        *,
+        home: Pose | Sequence[float] | None = None,
+        home_joints: Sequence[float] | None = None,
+        robot_joint_min: Sequence[float] | None = None,
+        robot_joint_max: Sequence[float] | None = None,
+    ) -> None:
+        """Check the limits against a robot: the home pose must be reachable and allowed.
+
+        Called by the agent once it knows the robot (its home pose and hard joint limits).
+        Raises SafetyConfigError naming the limit and the pose that do not fit.
+        """
+        if home is not None:
+            p = np.asarray(home.position if isinstance(home, Pose) else home, dtype=float)
+            shown = _fmt(p)
+            if not self.workspace.contains(p):
+                raise SafetyConfigError(
+                    f"safety.workspace min={_fmt(self.workspace.min)} max={_fmt(self.workspace.max)} "
+                    f"does not contain the home pose position {shown}",
+                    field="safety.workspace",
+                )
+            for i, zone in enumerate(self.keep_out):
+                if _zone_contains(zone, p):
+                    raise SafetyConfigError(
+                        f"safety.keep_out[{i}] ({zone.kind} {zone.name!r}) contains the home pose position {shown}",
+                        field=f"safety.keep_out[{i}]",
+                    )
+            tilt = self.orientation.max_tilt_rad
+            if isinstance(home, Pose) and tilt is not None:
+                angle = tool_tilt(np.asarray(self.orientation.nominal_quaternion), home.quaternion)
+                if angle > tilt:
+                    raise SafetyConfigError(
+                        f"safety.orientation.max_tilt_rad is {tilt}, the home pose is tilted {angle:.3f} rad "
+                        f"from the nominal orientation {_fmt(self.orientation.nominal_quaternion)}",
+                        field="safety.orientation.max_tilt_rad",
+                    )
+        j = self.joints
+        if home_joints is not None:
+            q = np.asarray(home_joints, dtype=float)
+            if q.shape != (j.dof,):
+                raise SafetyConfigError(
+                    f"safety.joints has {j.dof} joints, the robot's home pose has {q.size}: {_fmt(q)}",
+                    field="safety.joints",
+                )
+            lo = np.asarray(j.min) + j.margin_rad
+            hi = np.asarray(j.max) - j.margin_rad
+            bad = np.flatnonzero((q < lo) | (q > hi))
+            if bad.size:
+                k = int(bad[0])
+                raise SafetyConfigError(
+                    f"safety.joints: home joint {k} is {q[k]:.4f} rad, outside [{lo[k]:.4f}, {hi[k]:.4f}] "
+                    f"(min/max with margin_rad={j.margin_rad})",
+                    field=f"safety.joints.min[{k}]",
+                )
+        for name, robot, ours, outside in (
+            ("min", robot_joint_min, j.min, lambda o, r: o < r),
+            ("max", robot_joint_max, j.max, lambda o, r: o > r),
+        ):
+            if robot is None:
+                continue
+            if len(robot) != j.dof:
+                raise SafetyConfigError(
+                    f"safety.joints.{name} has {j.dof} joints, the robot has {len(robot)}",
+                    field=f"safety.joints.{name}",
+                )
+            for k, (o, r) in enumerate(zip(ours, robot, strict=True)):
+                if outside(o, r):
+                    raise SafetyConfigError(
+                        f"safety.joints.{name}[{k}] is {o}, beyond the robot's own limit {r}",
+                        field=f"safety.joints.{name}[{k}]",
+                    )
+
+
+def tool_tilt(nominal: np.ndarray, q: np.ndarray) -> float:
+    """Angle in radians between the tool z axes of two orientations (rotation about it is free)."""
+    a = quat_to_matrix(nominal)[:, 2]
+    b = quat_to_matrix(q)[:, 2]
+    cross = np.cross(a, b)
+    return math.atan2(math.sqrt(float(cross @ cross)), float(a @ b))
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+_ZONE_KINDS: dict[str, type] = {"box": KeepOutBox, "sphere": KeepOutSphere, "half_space": KeepOutHalfSpace}
+_NESTED: dict[str, type] = {
+    "workspace": Box,
+    "orientation": OrientationLimit,
+    "translation": CartesianLimits,
+    "rotation": CartesianLimits,
+    "joints": JointLimits,
+    "gripper": GripperLimits,
+    "tracking": TrackingLimits,
+}
+
+
+def _load(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise SafetyConfigError(f"{path} must be a table, got {data!r}", field=path)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise SafetyConfigError(
+            f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})",
+            field=f"{path}.{unknown[0]}",
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{path}.{key}"
+        if cls is SafetyConfig and key in _NESTED:
+            kwargs[key] = _load(_NESTED[key], value, where)
+        elif cls is SafetyConfig and key == "keep_out":
+            if not isinstance(value, Sequence) or isinstance(value, str):
+                raise SafetyConfigError(f"{where} must be a list of tables, got {value!r}", field=where)
+            kwargs[key] = tuple(_load_zone(z, f"{where}[{i}]") for i, z in enumerate(value))
+        else:
+            kwargs[key] = _coerce(value, where)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise SafetyConfigError(f"{path}: {exc}", field=path) from exc
+
+
+def _load_zone(data: Any, path: str) -> KeepOut:
+    if not isinstance(data, Mapping) or "kind" not in data:
+        raise SafetyConfigError(f"{path} must be a table with a kind (box, sphere, half_space)", field=path)
+    kind = data["kind"]
+    if kind not in _ZONE_KINDS:
+        raise SafetyConfigError(
+            f"{path}.kind is {kind!r}, expected one of {', '.join(_ZONE_KINDS)}", field=f"{path}.kind"
+        )
+    zone = _load(_ZONE_KINDS[kind], data, path)
+    _validate_zone(zone, path)
+    if isinstance(zone, KeepOutHalfSpace):  # store a unit normal so distances are in metres
+        n = np.asarray(zone.normal, dtype=float)
+        norm = float(np.linalg.norm(n))
+        zone = dataclasses.replace(
+            zone, normal=tuple(float(v) for v in n / norm), offset=float(zone.offset) / norm
+        )
+    return zone
+
+
+def _coerce(value: Any, where: str) -> Any:
+    """TOML arrays become tuples of floats; numbers stay numbers; strings stay strings."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, Sequence | np.ndarray):
+        try:
+            return tuple(float(v) for v in value)
+        except (TypeError, ValueError) as exc:
+            raise SafetyConfigError(f"{where} must be a list of numbers, got {value!r}", field=where) from exc
+    raise SafetyConfigError(f"{where} has an unsupported value {value!r}", field=where)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def _fmt(v: Sequence[float] | np.ndarray) -> str:
+    return "(" + ", ".join(f"{float(x):.4g}" for x in v) + ")"
+
+
+def _need(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise SafetyConfigError(f"{where} {message}", field=where)
+
+
+def _vector(v: Any, n: int | None, where: str) -> np.ndarray:
+    try:
+        a = np.asarray(v, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise SafetyConfigError(f"{where} must be numbers, got {v!r}", field=where) from exc
+    _need(a.ndim == 1 and (n is None or a.size == n), where, f"must have {n} values, got {v!r}")
+    _need(bool(np.all(np.isfinite(a))), where, f"must be finite, got {v!r}")
+    return a
+
+
+def _positive(x: Any, where: str, *, allow_zero: bool = False) -> None:
+    ok = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    ok = ok and (x >= 0 if allow_zero else x > 0)
+    _need(ok, where, f"must be a {'non-negative' if allow_zero else 'positive'} finite number, got {x!r}")
+
+
+def _validate_box(lo: Any, hi: Any, where: str) -> None:
+    a = _vector(lo, 3, f"{where}.min")
+    b = _vector(hi, 3, f"{where}.max")
+    for k in range(3):
+        _need(a[k] < b[k], f"{where}.min", f"is {_fmt(a)}, not below max {_fmt(b)} on axis {'xyz'[k]}")
+
+
+def _validate_zone(zone: KeepOut, where: str) -> None:
+    if isinstance(zone, KeepOutBox):
+        _validate_box(zone.min, zone.max, where)
+    elif isinstance(zone, KeepOutSphere):
+        _vector(zone.center, 3, f"{where}.center")
+        _positive(zone.radius, f"{where}.radius")
+    else:
+        n = _vector(zone.normal, 3, f"{where}.normal")
+        _need(float(np.linalg.norm(n)) > 1e-9, f"{where}.normal", f"must not be zero, got {zone.normal!r}")
+        _need(
+            isinstance(zone.offset, int | float) and math.isfinite(zone.offset),
+            f"{where}.offset",
+            f"must be a finite number, got {zone.offset!r}",
+        )
+
+
+def _zone_contains(zone: KeepOut, p: np.ndarray) -> bool:
+    if isinstance(zone, KeepOutBox):
+        return bool(np.all(p > np.asarray(zone.min)) and np.all(p < np.asarray(zone.max)))
+    if isinstance(zone, KeepOutSphere):
+        return float(np.linalg.norm(p - np.asarray(zone.center))) < zone.radius
+    return float(np.dot(zone.normal, p)) < zone.offset
+
+
+def _validate(c: SafetyConfig) -> None:
+    _validate_box(c.workspace.min, c.workspace.max, "safety.workspace")
+    for i, zone in enumerate(c.keep_out):
+        _need(
+            isinstance(zone, KeepOutBox | KeepOutSphere | KeepOutHalfSpace),
+            f"safety.keep_out[{i}]",
+            f"must be a keep-out zone, got {zone!r}",
+        )
+        _validate_zone(zone, f"safety.keep_out[{i}]")
+    _need(
+        c.on_workspace_violation in ("clamp", "reject"),
+        "safety.on_workspace_violation",
+        f"must be 'clamp' or 'reject', got {c.on_workspace_violation!r}",
+    )
+    q = _vector(c.orientation.nominal_quaternion, 4, "safety.orientation.nominal_quaternion")
+    _need(
+        abs(float(np.linalg.norm(q)) - 1.0) < 1e-3,
+        "safety.orientation.nominal_quaternion",
+        f"must be a unit quaternion (x, y, z, w), got {c.orientation.nominal_quaternion!r}",
+    )
+    if c.orientation.max_tilt_rad is not None:
+        t = c.orientation.max_tilt_rad
+        _positive(t, "safety.orientation.max_tilt_rad")
+        _need(t <= math.pi, "safety.orientation.max_tilt_rad", f"must be at most pi, got {t!r}")
+    for group in ("translation", "rotation"):
+        lim = getattr(c, group)
+        for name in ("max_velocity", "max_acceleration", "max_jerk"):
+            _positive(getattr(lim, name), f"safety.{group}.{name}")
+    j = c.joints
+    lo = _vector(j.min, None, "safety.joints.min")
+    hi = _vector(j.max, j.dof, "safety.joints.max")
+    _need(j.dof > 0, "safety.joints.min", "must list at least one joint")
+    for name in ("max_velocity", "max_acceleration", "max_jerk"):
+        v = _vector(getattr(j, name), j.dof, f"safety.joints.{name}")
+        _need(bool(np.all(v > 0)), f"safety.joints.{name}", f"must be positive, got {getattr(j, name)!r}")
+    _positive(j.margin_rad, "safety.joints.margin_rad", allow_zero=True)
+    _positive(j.soft_zone_rad, "safety.joints.soft_zone_rad", allow_zero=True)
+    for k in range(j.dof):
+        _need(
+            hi[k] - lo[k] > 2 * j.margin_rad,
+            f"safety.joints.min[{k}]",
+            f"is {lo[k]}, max is {hi[k]}: no room left inside margin_rad={j.margin_rad}",
+        )
+    g = c.gripper
+    _need(
+        isinstance(g.min, int | float) and isinstance(g.max, int | float) and g.min < g.max,
+        "safety.gripper.min",
+        f"is {g.min!r}, must be below max {g.max!r}",
+    )
+    _positive(g.max_rate_per_s, "safety.gripper.max_rate_per_s")
+    t = c.tracking
+    _positive(t.max_translation_m, "safety.tracking.max_translation_m")
+    _positive(t.max_rotation_rad, "safety.tracking.max_rotation_rad")
+    _positive(t.max_joint_rad, "safety.tracking.max_joint_rad")
+    _need(
+        t.on_violation in ("clamp", "hold"),
+        "safety.tracking.on_violation",
+        f"must be 'clamp' or 'hold', got {t.on_violation!r}",
+    )
+    _positive(c.stale_after_s, "safety.stale_after_s")
+    n = c.estop_after_interventions
+    _need(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0,
+        "safety.estop_after_interventions",
+        f"must be a non-negative integer (0 disables it), got {n!r}",
+    )

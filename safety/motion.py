@@ -1,0 +1,223 @@
+"""A jerk-limited filter that keeps position, velocity, acceleration and jerk bounds at once.
+
+Why hand-written: Ruckig plans whole trajectories at a fixed cycle; the shield needs one step at
+a time, at whatever dt the last tick really took, with a *guarantee* on the finite differences
+that a recording will show. Each axis carries the state of the last command: position ``p``,
+velocity ``v = (p - p_prev) / dt`` and acceleration ``a = (v - v_prev) / dt``, exactly the
+quantities ``verify_trace`` recomputes. A step picks the next acceleration ``a'``; then
+
+    v' = v + a' dt,   p' = p + v' dt,   jerk = (a' - a) / dt.
+
+Every bound is an interval on ``a'``: jerk ``|a' - a| <= J dt``, acceleration ``|a'| <= A``,
+velocity ``|v'| <= V``, position ``lo <= p' <= hi``. Clamping them one by one is not enough:
+near a velocity or position bound the jerk limit may leave no admissible ``a'`` on the next tick.
+So two more intervals keep the state *viable*, i.e. able to brake in time, whatever dts follow:
+
+* velocity: ``-V <= v' + a'|a'| / (2J) <= V`` (the velocity reached by ramping ``a'`` to zero);
+* position: ``p' + S(v', a') <= hi`` and the mirror for ``lo``, where ``S`` bounds how far the arm
+  travels while braking (accel ramped to ``-A`` at rate ``J``).
+
+The braking step ``a' = max(a - J dt, -A)`` satisfies both upper conditions again, and its
+mirror the lower ones (a right-endpoint Riemann sum of a decreasing rate never exceeds its
+integral), so a state that starts viable stays viable. The hypothesis tests in
+``tests/safety/test_safety_properties.py`` check the claim on adversarial input.
+
+Between the bounds the filter aims for the target: in one step when that is admissible (so a
+smooth input passes unchanged), otherwise as fast as it can while still able to stop at it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Axes", "StepResult", "stop_distance"]
+
+# Candidate accelerations per axis when a viability bound must be searched numerically.
+_GRID = 24
+
+
+def stop_distance(v: np.ndarray, a: np.ndarray, amax: np.ndarray, jmax: np.ndarray) -> np.ndarray:
+    """Upper bound on the distance travelled in +direction while braking from (v, a).
+
+    Braking: the acceleration falls at rate ``jmax`` to ``-amax`` and stays there until the
+    velocity reaches zero. While ``a > 0`` the velocity still rises to ``v + a^2 / (2 jmax)``;
+    that phase is bounded by peak velocity times its duration (cheap, conservative, and
+    consistent along the braking path, which is what viability needs).
+    """
+    ap = np.maximum(a, 0.0)
+    tau1 = ap / jmax
+    v0 = v + ap * ap / (2.0 * jmax)  # velocity when the acceleration reaches zero
+    d1 = np.maximum(v0, 0.0) * tau1
+    a0 = np.minimum(a, 0.0)
+    t1 = (a0 + amax) / jmax  # time for a0 to ramp down to -amax
+    v1 = v0 + a0 * t1 - 0.5 * jmax * t1 * t1
+    # Case: velocity reaches zero during the ramp.
+    ts = (a0 + np.sqrt(np.maximum(a0 * a0 + 2.0 * jmax * np.maximum(v0, 0.0), 0.0))) / jmax
+    d_ramp = v0 * ts + 0.5 * a0 * ts * ts - jmax * ts * ts * ts / 6.0
+    # Case: the ramp completes, then constant deceleration -amax.
+    d_full = v0 * t1 + 0.5 * a0 * t1 * t1 - jmax * t1 * t1 * t1 / 6.0 + v1 * v1 / (2.0 * amax)
+    d2 = np.where(v1 <= 0.0, d_ramp, d_full)
+    return d1 + np.where(v0 > 0.0, np.maximum(d2, 0.0), 0.0)
+
+
+def _narrow(lo: np.ndarray, hi: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Intersect [lo, hi] with [lb, ub]; where they miss, the point of [lo, hi] nearest to it."""
+    new_lo = np.clip(lb, lo, hi)
+    new_hi = np.clip(ub, lo, hi)
+    new_lo = np.maximum(new_lo, lo)
+    return np.minimum(new_lo, new_hi), np.maximum(new_hi, np.minimum(new_lo, new_hi))
+
+
+class StepResult:
+    """Which bounds the raw (one-step) target would have broken on some axis."""
+
+    __slots__ = ("acceleration", "changed", "jerk", "position", "velocity")
+
+    def __init__(self) -> None:
+        self.changed = False
+        self.jerk = False
+        self.acceleration = False
+        self.velocity = False
+        self.position = False
+
+
+class Axes:
+    """The per-axis state of one group (3 translation, 3 rotation or N joints), vectorised."""
+
+    def __init__(self, vmax: np.ndarray, amax: np.ndarray, jmax: np.ndarray) -> None:
+        self.vmax = np.asarray(vmax, dtype=float)
+        self.amax = np.asarray(amax, dtype=float)
+        self.jmax = np.asarray(jmax, dtype=float)
+        n = self.vmax.size
+        self.p = np.zeros(n)
+        self.v = np.zeros(n)
+        self.a = np.zeros(n)
+        self._grid = np.linspace(0.0, 1.0, _GRID)
+
+    def seed(self, p: np.ndarray) -> None:
+        """At rest at ``p`` (after reset or a hold): nothing to brake, so any bound is reachable."""
+        self.p = np.array(p, dtype=float)
+        self.v = np.zeros_like(self.p)
+        self.a = np.zeros_like(self.p)
+
+    def envelope(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where braking from the current state may still reach, below and above."""
+        up = self.p + stop_distance(self.v, self.a, self.amax, self.jmax)
+        down = self.p - stop_distance(-self.v, -self.a, self.amax, self.jmax)
+        return down, up
+
+    def step(
+        self,
+        target: np.ndarray,
+        dt: float,
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> tuple[np.ndarray, StepResult]:
+        """Advance one tick toward ``target`` within ``[lo, hi]``; returns the new position.
+
+        The rotation group works in coordinates relative to the last command (p = 0, target =
+        the error rotation vector). The caller commits with :meth:`commit` once it knows the
+        final output (it may round-trip through quaternions).
+        """
+        p, v, a = self.p, self.v, self.a
+        vmax, amax, jmax = self.vmax, self.amax, self.jmax
+        res = StepResult()
+        # Seeded outside its box (the arm started there): allow motion back, never further out.
+        lo = np.minimum(lo, p)
+        hi = np.maximum(hi, p)
+        dt2 = dt * dt
+        pv = p + v * dt
+        a_des = (target - pv) / dt2
+
+        # Closed-form intervals: jerk, acceleration, velocity, velocity viability, position.
+        lj, uj = a - jmax * dt, a + jmax * dt
+        rv_up = np.maximum(vmax - v, 0.0)
+        rv_dn = np.maximum(vmax + v, 0.0)
+        # Roots of v + a' dt + a'|a'| / (2J) = +-V, written without cancellation.
+        uv = 2.0 * rv_up / (dt + np.sqrt(dt2 + 2.0 * rv_up / jmax))
+        lv = -2.0 * rv_dn / (dt + np.sqrt(dt2 + 2.0 * rv_dn / jmax))
+        lp, up = (lo - pv) / dt2, (hi - pv) / dt2
+        # Narrowed in order of priority: should rounding ever leave no room (a viable state
+        # always has some), the lower-priority bound gives way, never jerk or acceleration.
+        lo_a, hi_a = np.maximum(lj, -amax), np.minimum(uj, amax)
+        hi_a = np.maximum(lo_a, hi_a)
+        for lb, ub in (((-vmax - v) / dt, (vmax - v) / dt), (lp, up), (lv, uv)):
+            lo_a, hi_a = _narrow(lo_a, hi_a, lb, ub)
+
+        # Axes whose one-step value is admissible take the target exactly (bit for bit).
+        direct = (a_des >= lo_a) & (a_des <= hi_a) & self._viable(a_des, dt, lo, hi)
+        if bool(direct.all()):
+            return target.copy(), res
+        res.changed = True
+        a_new = np.where(direct, a_des, self._search(a_des, dt, lo_a, hi_a, lo, hi, target))
+        res.jerk = bool(np.any((a_des < lj) | (a_des > uj)))
+        res.acceleration = bool(np.any(np.abs(a_des) > amax))
+        res.velocity = bool(np.any((a_des < lv) | (a_des > uv)))
+        res.position = bool(np.any((a_des < lp) | (a_des > up))) or not (
+            res.jerk or res.acceleration or res.velocity
+        )
+        return np.where(direct, target, pv + a_new * dt2), res
+
+    def commit(self, p_new: np.ndarray, dt: float) -> None:
+        """Take ``p_new`` as the commanded position; v and a as a recording would compute them."""
+        v_new = (p_new - self.p) / dt
+        self.a = (v_new - self.v) / dt
+        self.v = v_new
+        self.p = np.array(p_new, dtype=float)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _next(self, a_new: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        v_new = self.v + a_new * dt
+        return self.p + v_new * dt, v_new
+
+    def _viable(self, a_new: np.ndarray, dt: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        p_new, v_new = self._next(a_new, dt)
+        up = p_new + stop_distance(v_new, a_new, self.amax, self.jmax)
+        down = p_new - stop_distance(-v_new, -a_new, self.amax, self.jmax)
+        return (up <= hi) & (down >= lo)
+
+    def _search(
+        self,
+        a_des: np.ndarray,
+        dt: float,
+        lo_a: np.ndarray,
+        hi_a: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        target: np.ndarray,
+    ) -> np.ndarray:
+        """Pick a' in [lo_a, hi_a], viable against the walls, and as close to the goal as allowed.
+
+        Both viability conditions are monotone in a' (the upper one rises, the lower one
+        falls), so the admissible set is an interval; it is found on a grid of candidates that
+        always contains the braking steps lo_a and hi_a, which are admissible in a viable state.
+        The same grid, with the target as a wall, says how hard to go without overshooting it.
+        """
+        amax, jmax = self.amax[:, None], self.jmax[:, None]
+        cand = lo_a[:, None] + (hi_a - lo_a)[:, None] * self._grid[None, :]
+        v_new = self.v[:, None] + cand * dt
+        p_new = self.p[:, None] + v_new * dt
+        up = p_new + stop_distance(v_new, cand, amax, jmax)
+        down = p_new - stop_distance(-v_new, -cand, amax, jmax)
+        ok = (up <= hi[:, None]) & (down >= lo[:, None])
+        # Largest admissible candidate for the upper wall, smallest for the lower; the grid is
+        # sorted, and the set is an interval, so first/last True give its ends.
+        any_ok = ok.any(axis=1)
+        rows = np.arange(cand.shape[0])
+        first = cand[rows, np.argmax(ok, axis=1)]
+        last = cand[rows, _GRID - 1 - np.argmax(ok[:, ::-1], axis=1)]
+        # None admissible only through rounding at a wall: brake along the motion.
+        fallback = np.where(self.v > 0, lo_a, hi_a)
+        lo_v = np.where(any_ok, first, fallback)
+        hi_v = np.where(any_ok, last, fallback)
+        # Toward the target without overshooting it: below it, the largest a' that can still
+        # stop at it (the target as an upper wall); above it, the smallest. If none can, brake.
+        below = self.p <= target
+        t = target[:, None]
+        reach = np.where(below[:, None], up <= t, down >= t)
+        can = reach.any(axis=1)
+        best_up = np.where(can, cand[rows, _GRID - 1 - np.argmax(reach[:, ::-1], axis=1)], lo_a)
+        best_dn = np.where(can, cand[rows, np.argmax(reach, axis=1)], hi_a)
+        goal = np.where(below, np.minimum(a_des, best_up), np.maximum(a_des, best_dn))
+        return np.clip(goal, lo_v, hi_v)

@@ -1,0 +1,417 @@
+"""The shield: every target passes here before it reaches a driver, and nothing gets past it.
+
+Called by the agent's control task once per tick with the target for *now*, the measured state
+and the tick's real ``dt``. It trusts nothing in the target (the server, the network and the
+policy may all be wrong) and answers with a :class:`~safety.types.Decision`: the safe target,
+whether to hold, whether the e-stop is latched, and which rules fired.
+
+Order of the rules, cheapest refusals first: e-stop, missing, stale, malformed, non-finite; then
+the target is made allowed (workspace and keep-out, tilt, joint limits and soft zone, tracking
+bound); then the motion filter (:mod:`safety.motion`) moves the last command toward it within
+the velocity, acceleration and jerk limits while staying able to brake inside the allowed
+set; then the joint check of end-effector commands (through an injected IK) and the gripper.
+A hold reseeds the filter at the measured state, so leaving a hold never jumps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .config import SafetyConfig, tool_tilt
+from .estop import EStop
+from .motion import Axes, StepResult
+from .rotations import (
+    quat_conjugate,
+    quat_multiply,
+    quat_normalize,
+    quat_slerp,
+    quat_to_matrix,
+    quat_to_rotvec,
+    rotvec_to_quat,
+)
+from .types import Decision, Measured, Pose, Target
+from .zones import Zones
+
+__all__ = ["ESTOP_COUNTED_KINDS", "IK", "SAFETY_RULE_KINDS", "Shield"]
+
+#: Every value ``Decision.fired`` may hold (a closed set: the agent uses them as metric labels).
+SAFETY_RULE_KINDS: tuple[str, ...] = (
+    "estop",  # the latched e-stop is active
+    "no_target",  # nothing to execute (hold)
+    "stale",  # target older than stale_after_s (hold)
+    "invalid",  # malformed: wrong shape, both or neither of ee/joints, zero quaternion, bad dt
+    "non_finite",  # NaN or inf anywhere (hold)
+    "workspace",  # outside the workspace box: clamped, or held in reject mode
+    "keep_out",  # inside a keep-out zone, or motion routed around one
+    "tilt",  # tool axis tilted beyond max_tilt_rad: clamped
+    "joint_limit",  # joint target clamped to the margin band or slowed in the soft zone; IK pose beyond it
+    "ik",  # the IK found no joints for an end-effector command (hold)
+    "tracking",  # target or command too far from the measured state
+    "velocity",
+    "acceleration",
+    "jerk",
+    "gripper",  # gripper command clamped to its range or rate
+)
+
+#: A hold caused by one of these kinds counts toward ``estop_after_interventions``: that many
+#: consecutive refused targets latch the e-stop. Clamps and rate limiting (the shield doing its
+#: normal job on a coarse policy) and watchdog holds (no target, stale) never count.
+ESTOP_COUNTED_KINDS: frozenset[str] = frozenset(
+    {"invalid", "non_finite", "workspace", "keep_out", "tilt", "joint_limit", "ik", "tracking"}
+)
+
+IK = Callable[[Pose, np.ndarray], "np.ndarray | None"]
+"""``ik(pose, q_seed) -> joints | None``: joint positions reaching ``pose``, near ``q_seed``."""
+
+_SQRT3 = math.sqrt(3.0)
+_INF3 = np.full(3, np.inf)
+
+
+class Shield:
+    """Filters targets against a :class:`SafetyConfig`; one instance per arm, not thread-safe.
+
+    Example::
+
+        shield = Shield(SafetyConfig.from_mapping(cfg["safety"]), ik=my_ik)
+        shield.reset(measured)                     # at start, and after an e-stop reset
+        decision = shield.filter(target, measured, now_s, dt_s)   # every control tick
+    """
+
+    def __init__(self, config: SafetyConfig, *, ik: IK | None = None, estop: EStop | None = None) -> None:
+        self.config = config
+        self.estop = estop if estop is not None else EStop()
+        self._ik = ik
+        self._zones = Zones(config.workspace, config.keep_out)
+        t, r, j = config.translation, config.rotation, config.joints
+        # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
+        self._trans = Axes(
+            *(np.full(3, x / _SQRT3) for x in (t.max_velocity, t.max_acceleration, t.max_jerk))
+        )
+        self._rot = Axes(*(np.full(3, x / _SQRT3) for x in (r.max_velocity, r.max_acceleration, r.max_jerk)))
+        self._joints = Axes(
+            np.asarray(j.max_velocity), np.asarray(j.max_acceleration), np.asarray(j.max_jerk)
+        )
+        self._q_lo = np.asarray(j.min, dtype=float) + j.margin_rad
+        self._q_hi = np.asarray(j.max, dtype=float) - j.margin_rad
+        self._nominal_z = quat_to_matrix(np.asarray(config.orientation.nominal_quaternion))[:, 2]
+        self._quat = np.array([0.0, 0.0, 0.0, 1.0])
+        self._box = (self._zones.lo.copy(), self._zones.hi.copy())
+        self._mode: str | None = None  # "ee" or "joints" once seeded
+        self._gripper: float | None = None
+        self._consecutive = 0
+
+    # --- public -----------------------------------------------------------------------------
+
+    def reset(self, measured: Measured) -> None:
+        """Seed the filter at rest at the measured state (at start and after an e-stop reset)."""
+        self._seed(measured)
+        self._consecutive = 0
+
+    def limits_report(self) -> dict[str, Any]:
+        """The effective limits, JSON-serialisable: what a recording stores beside its steps."""
+        return {
+            "format": "vla-deploy/safety-limits/1",
+            "config": self.config.to_dict(),
+            "rule_kinds": list(SAFETY_RULE_KINDS),
+            "estop_counted_kinds": sorted(ESTOP_COUNTED_KINDS),
+            "enforced": {
+                "translation_per_axis": [
+                    float(x[0]) for x in (self._trans.vmax, self._trans.amax, self._trans.jmax)
+                ],
+                "rotation_per_axis": [float(x[0]) for x in (self._rot.vmax, self._rot.amax, self._rot.jmax)],
+                "joint_band": [self._q_lo.tolist(), self._q_hi.tolist()],
+            },
+        }
+
+    def filter(self, target: Target | None, measured: Measured, now_s: float, dt_s: float) -> Decision:
+        """The safe command for this tick. Never raises on a bad target: bad input is a hold."""
+        if not _measured_ok(measured):
+            # Without a trustworthy state there is nothing safe to hold at: stop.
+            self.estop.trigger("measured robot state is not finite")
+            return Decision(target=None, hold=True, estop=True, fired=("non_finite", "estop"))
+        if self.estop.active:
+            return self._hold(measured, now_s, ("estop",), estop=True)
+        if not (math.isfinite(dt_s) and dt_s > 0):
+            return self._count(self._hold(measured, now_s, ("invalid",)), measured, now_s)
+        if target is None:
+            return self._hold(measured, now_s, ("no_target",))
+        if not math.isfinite(target.time_s):
+            return self._count(self._hold(measured, now_s, ("non_finite",)), measured, now_s)
+        if now_s - target.time_s > self.config.stale_after_s:
+            return self._hold(measured, now_s, ("stale",))
+        bad = _malformed(target, self._joints.vmax.size)
+        if bad is not None:
+            return self._count(self._hold(measured, now_s, (bad,)), measured, now_s)
+
+        mode = "ee" if target.ee is not None else "joints"
+        if self._mode != mode:
+            self._seed(measured, mode)
+        fired: list[str] = []
+        if mode == "ee":
+            out = self._filter_ee(target, measured, dt_s, fired)
+        else:
+            out = self._filter_joints(target, measured, dt_s, fired)
+        if out is None:
+            return self._count(self._hold(measured, now_s, tuple(dict.fromkeys(fired))), measured, now_s)
+        ee, joints = out
+        gripper = self._filter_gripper(target.gripper, measured, dt_s, fired)
+        safe = Target(time_s=now_s, ee=ee, joints=joints, gripper=gripper)
+        return self._count(Decision(target=safe, fired=tuple(dict.fromkeys(fired))), measured, now_s)
+
+    # --- end effector -----------------------------------------------------------------------
+
+    def _filter_ee(
+        self, target: Target, measured: Measured, dt: float, fired: list[str]
+    ) -> tuple[Pose, None] | None:
+        cfg = self.config
+        assert target.ee is not None
+        pos = np.asarray(target.ee.position, dtype=float)
+        quat = quat_normalize(target.ee.quaternion)
+        m_pos = np.asarray(measured.ee.position, dtype=float)
+        m_quat = np.asarray(measured.ee.quaternion, dtype=float)
+
+        # The last command must still be near the arm: if not, the arm is blocked or lagging.
+        track = cfg.tracking
+        if (
+            float(np.linalg.norm(self._trans.p - m_pos)) > track.max_translation_m
+            or _angle(self._quat, m_quat) > track.max_rotation_rad
+        ):
+            fired.append("tracking")
+            return None
+
+        kind = self._zones.violation(pos)
+        if kind is not None:
+            fired.append(kind)
+            projected = None if cfg.on_workspace_violation == "reject" else self._zones.project(pos)
+            if projected is None:
+                return None
+            pos = projected
+
+        max_tilt = cfg.orientation.max_tilt_rad
+        if max_tilt is not None:
+            tilt = tool_tilt(np.asarray(cfg.orientation.nominal_quaternion), quat)
+            if tilt > max_tilt:
+                fired.append("tilt")
+                quat = self._untilt(quat, tilt, max_tilt)
+
+        step = pos - m_pos
+        dist = float(np.linalg.norm(step))
+        angle = _angle(m_quat, quat)
+        if dist > track.max_translation_m or angle > track.max_rotation_rad:
+            fired.append("tracking")
+            if track.on_violation == "hold":
+                return None
+            if dist > track.max_translation_m:
+                pos = m_pos + step * (track.max_translation_m / dist)
+            if angle > track.max_rotation_rad:
+                quat = quat_slerp(m_quat, quat, track.max_rotation_rad / angle)
+
+        # Translation: move within a box that is wholly allowed (workspace minus keep-out).
+        tr = self._trans
+        cand_lo, cand_hi = self._zones.free_box(tr.p, pos)
+        down, up = tr.envelope()
+        if bool(np.all(down >= cand_lo) and np.all(up <= cand_hi)):
+            self._box = (cand_lo, cand_hi)
+        lo, hi = self._box
+        aim = np.clip(pos, lo, hi)
+        if not np.array_equal(aim, pos):
+            fired.append("keep_out" if self.config.keep_out else "workspace")
+        p_new, res = tr.step(aim, dt, lo, hi)
+        _record(res, fired, "workspace")
+
+        # Rotation: in coordinates of the last command (world-frame rotation vectors).
+        rot = self._rot
+        rot.p = np.zeros(3)
+        err = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
+        r_new, rres = rot.step(err, dt, -_INF3, _INF3)
+        q_new = quat if not rres.changed else quat_normalize(quat_multiply(rotvec_to_quat(r_new), self._quat))
+        _record(rres, fired, None)
+        # Commit what a recording will see: the increment between the quaternions sent.
+        rot.commit(quat_to_rotvec(quat_multiply(q_new, quat_conjugate(self._quat))), dt)
+        tr.commit(p_new, dt)
+        self._quat = q_new
+        pose = Pose(position=p_new, quaternion=q_new)
+
+        # Joint limits of an end-effector command: through IK when the agent gives one, else
+        # the measured joints (the arm is already near a limit: stop before it gets worse).
+        if self._ik is not None:
+            q = self._ik(pose, np.asarray(measured.joints, dtype=float))
+            if q is None or not bool(np.all(np.isfinite(q))):
+                fired.append("ik")
+                return None
+            q_check = np.asarray(q, dtype=float)
+        else:
+            q_check = np.asarray(measured.joints, dtype=float)
+        if q_check.shape == self._q_lo.shape and bool(
+            np.any((q_check < self._q_lo) | (q_check > self._q_hi))
+        ):
+            fired.append("joint_limit")
+            return None
+        return pose, None
+
+    def _untilt(self, quat: np.ndarray, tilt: float, max_tilt: float) -> np.ndarray:
+        """Rotate the tool axis back onto the cone of half-angle ``max_tilt`` (shortest way)."""
+        z = quat_to_matrix(quat)[:, 2]
+        axis = np.cross(z, self._nominal_z)
+        n = float(np.linalg.norm(axis))
+        if n < 1e-12:  # pointing exactly away from nominal: any perpendicular axis will do
+            helper = np.array([1.0, 0.0, 0.0]) if abs(self._nominal_z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+            axis = np.cross(self._nominal_z, helper)
+            n = float(np.linalg.norm(axis))
+        return quat_normalize(quat_multiply(rotvec_to_quat(axis / n * (tilt - max_tilt)), quat))
+
+    # --- joints -----------------------------------------------------------------------------
+
+    def _filter_joints(
+        self, target: Target, measured: Measured, dt: float, fired: list[str]
+    ) -> tuple[None, np.ndarray] | None:
+        cfg = self.config
+        assert target.joints is not None
+        q = np.asarray(target.joints, dtype=float)
+        m_q = np.asarray(measured.joints, dtype=float)
+        jt = self._joints
+        track = cfg.tracking
+        if float(np.max(np.abs(jt.p - m_q))) > track.max_joint_rad:
+            fired.append("tracking")
+            return None
+
+        lo, hi = self._q_lo, self._q_hi
+        clamped = np.clip(q, lo, hi)
+        # Soft zone: near a limit, motion toward it is scaled by the fraction of the zone left.
+        soft = cfg.joints.soft_zone_rad
+        if soft > 0:
+            room = np.where(clamped > jt.p, hi - jt.p, jt.p - lo)
+            scale = np.clip(room / soft, 0.0, 1.0)
+            clamped = np.where(scale < 1.0, jt.p + (clamped - jt.p) * scale, clamped)
+        if not np.array_equal(clamped, q):
+            fired.append("joint_limit")
+            q = clamped
+
+        off = q - m_q
+        if float(np.max(np.abs(off))) > track.max_joint_rad:
+            fired.append("tracking")
+            if track.on_violation == "hold":
+                return None
+            q = m_q + np.clip(off, -track.max_joint_rad, track.max_joint_rad)
+
+        q_new, res = jt.step(q, dt, lo, hi)
+        _record(res, fired, "joint_limit")
+        jt.commit(q_new, dt)
+        return None, q_new
+
+    # --- gripper, holds, bookkeeping --------------------------------------------------------
+
+    def _filter_gripper(
+        self, g: float | None, measured: Measured, dt: float, fired: list[str]
+    ) -> float | None:
+        if g is None:
+            return None
+        lim = self.config.gripper
+        out = min(max(float(g), lim.min), lim.max)
+        if self._gripper is not None:
+            step = lim.max_rate_per_s * dt
+            out = min(max(out, self._gripper - step), self._gripper + step)
+        if out != g:
+            fired.append("gripper")
+        self._gripper = out
+        return out
+
+    def _hold(
+        self, measured: Measured, now_s: float, fired: tuple[str, ...], *, estop: bool = False
+    ) -> Decision:
+        self._seed(measured, self._mode)
+        ee = measured.ee if self._mode != "joints" else None
+        joints = np.asarray(measured.joints, dtype=float) if self._mode == "joints" else None
+        g = float(measured.gripper) if math.isfinite(measured.gripper) else None
+        hold = Target(time_s=now_s, ee=ee, joints=joints, gripper=g)
+        return Decision(target=hold, hold=True, estop=estop, fired=fired)
+
+    def _count(self, decision: Decision, measured: Measured, now_s: float) -> Decision:
+        """Latch the e-stop after too many consecutive severe interventions."""
+        limit = self.config.estop_after_interventions
+        if not decision.hold or ESTOP_COUNTED_KINDS.isdisjoint(decision.fired):
+            self._consecutive = 0
+            return decision
+        self._consecutive += 1
+        if limit and self._consecutive >= limit:
+            self.estop.trigger(
+                f"{self._consecutive} consecutive safety interventions (last: {', '.join(decision.fired)})"
+            )
+            return self._hold(measured, now_s, (*decision.fired, "estop"), estop=True)
+        return decision
+
+    def _seed(self, measured: Measured, mode: str | None = None) -> None:
+        p = np.asarray(measured.ee.position, dtype=float)
+        self._trans.seed(p)
+        self._rot.seed(np.zeros(3))
+        self._quat = quat_normalize(measured.ee.quaternion)
+        self._joints.seed(np.asarray(measured.joints, dtype=float))
+        self._box = self._zones.free_box(p, p)
+        self._gripper = float(measured.gripper) if math.isfinite(measured.gripper) else None
+        self._mode = mode
+
+
+def _record(res: StepResult, fired: list[str], position_kind: str | None) -> None:
+    if not res.changed:
+        return
+    for flag, kind in (
+        (res.velocity, "velocity"),
+        (res.acceleration, "acceleration"),
+        (res.jerk, "jerk"),
+        (res.position, position_kind),
+    ):
+        if flag and kind is not None:
+            fired.append(kind)
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Rotation angle between two unit quaternions (cheap form, for bounds)."""
+    d = min(1.0, abs(float(np.dot(a, b))))
+    return 2.0 * math.acos(d)
+
+
+def _finite(x: Any) -> bool:
+    return bool(np.all(np.isfinite(np.asarray(x, dtype=float))))
+
+
+def _measured_ok(m: Measured) -> bool:
+    try:
+        return (
+            _finite(m.ee.position)
+            and _finite(m.ee.quaternion)
+            and _finite(m.joints)
+            and float(np.linalg.norm(m.ee.quaternion)) > 0.5
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def _malformed(t: Target, dof: int) -> str | None:
+    """``invalid`` or ``non_finite`` if the target cannot be used as it is, else None."""
+    if (t.ee is None) == (t.joints is None):
+        return "invalid"
+    try:
+        if t.gripper is not None and not math.isfinite(float(t.gripper)):
+            return "non_finite"
+        if t.ee is not None:
+            p = np.asarray(t.ee.position, dtype=float)
+            q = np.asarray(t.ee.quaternion, dtype=float)
+            if p.shape != (3,) or q.shape != (4,):
+                return "invalid"
+            if not (_finite(p) and _finite(q)):
+                return "non_finite"
+            if float(q @ q) < 1e-6:
+                return "invalid"
+        else:
+            j = np.asarray(t.joints, dtype=float)
+            if j.shape != (dof,):
+                return "invalid"
+            if not _finite(j):
+                return "non_finite"
+    except (TypeError, ValueError):
+        return "invalid"
+    return None

@@ -1,0 +1,239 @@
+"""Check a recording of safe targets against the limits, after the fact.
+
+A recording stores ``Shield.limits_report()`` beside one :func:`step_record` per tick; with
+:func:`verify_trace` anyone can later confirm that what was sent to the arm never broke a limit,
+independently of the shield's own code path. Tests and the end-to-end adversarial test use it.
+
+Rates are finite differences of consecutive commands at the tick's ``dt`` — velocity
+``(x_k - x_{k-1}) / dt_k``, acceleration and jerk the same one order up — exactly what the
+motion filter bounds (translation: norm of the position difference; rotation: angle of the
+relative rotation in the world frame; joints: each joint; gripper: rate only). A hold commands
+the measured state at rest, so it starts a fresh run with zero velocity and acceleration; the
+first steps of a recording, whose predecessors are unknown, are checked for what can be.
+
+Finite differences of float64 cannot resolve less than a few ulps of the coordinates divided by
+``dt^k``; the check allows that much beyond ``rel_tol * limit``, no more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import SafetyConfig
+from .rotations import quat_conjugate, quat_multiply, quat_normalize, quat_to_rotvec
+from .types import Decision
+from .zones import Zones
+
+__all__ = ["Violation", "step_record", "verify_trace"]
+
+_EPS = np.finfo(float).eps
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One limit broken at one step: ``value`` exceeded ``limit`` (same units)."""
+
+    index: int
+    kind: str
+    value: float
+    limit: float
+    message: str
+
+    def __str__(self) -> str:
+        return f"step {self.index}: {self.message}"
+
+
+def step_record(decision: Decision, now_s: float, dt_s: float) -> dict[str, Any]:
+    """A JSON-serialisable record of one tick's safe command, as :func:`verify_trace` reads it."""
+    t = decision.target
+    rec: dict[str, Any] = {
+        "t": float(now_s),
+        "dt": float(dt_s),
+        "hold": bool(decision.hold),
+        "estop": bool(decision.estop),
+        "fired": list(decision.fired),
+    }
+    if t is not None:
+        if t.ee is not None:
+            rec["ee_position"] = [float(x) for x in t.ee.position]
+            rec["ee_quaternion"] = [float(x) for x in t.ee.quaternion]
+        if t.joints is not None:
+            rec["joints"] = [float(x) for x in t.joints]
+        if t.gripper is not None:
+            rec["gripper"] = float(t.gripper)
+    return rec
+
+
+def verify_trace(
+    steps: Iterable[Mapping[str, Any]],
+    limits: SafetyConfig | Mapping[str, Any],
+    *,
+    rel_tol: float = 1e-9,
+) -> list[Violation]:
+    """Every violation of ``limits`` in ``steps`` (records from :func:`step_record`); [] if none.
+
+    ``limits`` is a SafetyConfig, its ``to_dict()``, or a ``Shield.limits_report()``.
+    """
+    cfg = _config(limits)
+    zones = Zones(cfg.workspace, cfg.keep_out)
+    j = cfg.joints
+    q_lo = np.asarray(j.min) + j.margin_rad
+    q_hi = np.asarray(j.max) - j.margin_rad
+    out: list[Violation] = []
+    groups = {
+        "translation": _Chain(
+            cfg.translation.max_velocity, cfg.translation.max_acceleration, cfg.translation.max_jerk
+        ),
+        "rotation": _Chain(cfg.rotation.max_velocity, cfg.rotation.max_acceleration, cfg.rotation.max_jerk),
+        "joints": _Chain(np.asarray(j.max_velocity), np.asarray(j.max_acceleration), np.asarray(j.max_jerk)),
+    }
+    prev_grip: float | None = None
+    for i, s in enumerate(steps):
+        dt = float(s.get("dt", math.nan))
+        hold = bool(s.get("hold", False))
+        pos = _vec(s.get("ee_position"))
+        quat = _vec(s.get("ee_quaternion"))
+        joints = _vec(s.get("joints"))
+        grip = s.get("gripper")
+        present = [x for x in (pos, quat, joints) if x is not None]
+        if grip is not None:
+            present.append(np.array([float(grip)]))
+        if any(not bool(np.all(np.isfinite(x))) for x in present):
+            out.append(Violation(i, "non_finite", math.nan, math.nan, "a commanded value is not finite"))
+            for g in groups.values():
+                g.restart(None)
+            continue
+        if pos is not None:
+            kind = zones.violation(pos, tol=1e-9)
+            if kind is not None:
+                out.append(
+                    Violation(
+                        i, kind, math.nan, math.nan, f"end-effector position {pos.tolist()} is in {kind}"
+                    )
+                )
+        if joints is not None and joints.shape == q_lo.shape:
+            over = np.maximum(joints - q_hi, q_lo - joints)
+            k = int(np.argmax(over))
+            if over[k] > 1e-9:
+                out.append(
+                    Violation(
+                        i,
+                        "joint_limit",
+                        float(joints[k]),
+                        float(q_hi[k] if joints[k] > q_hi[k] else q_lo[k]),
+                        f"joint {k} at {joints[k]:.6f} rad, outside [{q_lo[k]:.6f}, {q_hi[k]:.6f}]",
+                    )
+                )
+        if grip is not None:
+            g = float(grip)
+            if not cfg.gripper.min - 1e-12 <= g <= cfg.gripper.max + 1e-12:
+                out.append(Violation(i, "gripper", g, cfg.gripper.max, f"gripper {g} outside its range"))
+            if prev_grip is not None and not hold and dt > 0:
+                rate = abs(g - prev_grip) / dt
+                if rate > cfg.gripper.max_rate_per_s * (1 + rel_tol) + 4 * _EPS / dt:
+                    out.append(
+                        Violation(
+                            i, "gripper", rate, cfg.gripper.max_rate_per_s, f"gripper rate {rate:.6g}/s"
+                        )
+                    )
+            prev_grip = g
+        # Rates.
+        if hold:
+            groups["translation"].restart(pos)
+            groups["rotation"].restart(quat, rotation=True)
+            groups["joints"].restart(joints)
+            continue
+        if not (dt > 0 and math.isfinite(dt)):
+            out.append(Violation(i, "invalid", dt, math.nan, f"dt is {dt}"))
+            continue
+        for name, x in (("translation", pos), ("rotation", quat), ("joints", joints)):
+            out.extend(groups[name].advance(i, name, x, dt, rel_tol, rotation=name == "rotation"))
+    return out
+
+
+class _Chain:
+    """Finite differences of one group along a run of non-hold steps."""
+
+    def __init__(self, vmax: Any, amax: Any, jmax: Any) -> None:
+        self.limits = (vmax, amax, jmax)
+        self.restart(None)
+
+    def restart(self, x: np.ndarray | None, *, rotation: bool = False) -> None:
+        """After a hold (``x`` given) the arm is at rest there; with None nothing is known."""
+        self.x = None if x is None else (quat_normalize(x) if rotation else x)
+        zero = None if x is None else np.zeros(3 if rotation else x.shape)
+        self.v: np.ndarray | None = zero
+        self.a: np.ndarray | None = zero
+        self.scale = 1.0 if x is None else max(1.0, float(np.max(np.abs(x))))
+
+    def advance(
+        self, i: int, name: str, x: np.ndarray | None, dt: float, rel_tol: float, *, rotation: bool
+    ) -> list[Violation]:
+        if x is None:
+            self.restart(None)
+            return []
+        if rotation:
+            x = quat_normalize(x)
+        if self.x is None or self.x.shape != x.shape:
+            self.restart(None)
+            self.x = x
+            self.scale = max(1.0, float(np.max(np.abs(x))))
+            return []
+        v = quat_to_rotvec(quat_multiply(x, quat_conjugate(self.x))) / dt if rotation else (x - self.x) / dt
+        a = None if self.v is None else (v - self.v) / dt
+        jerk = None if a is None or self.a is None else (a - self.a) / dt
+        self.scale = max(self.scale, float(np.max(np.abs(x))))
+        found = []
+        for order, (label, value) in enumerate(
+            (("velocity", v), ("acceleration", a), ("jerk", jerk)), start=1
+        ):
+            if value is None:
+                continue
+            limit = self.limits[order - 1]
+            # Round-off of differencing float64 coordinates: a few ulps per difference, / dt^k.
+            slack = (2**order) * 4 * _EPS * self.scale / dt**order
+            if np.ndim(limit) == 0:
+                mag = float(np.linalg.norm(value))
+                if mag > float(limit) * (1 + rel_tol) + slack:
+                    found.append(
+                        Violation(
+                            i,
+                            label,
+                            mag,
+                            float(limit),
+                            f"{name} {label} {mag:.9g} > limit {float(limit):.9g}",
+                        )
+                    )
+            else:
+                over = np.abs(value) - np.asarray(limit) * (1 + rel_tol) - slack
+                k = int(np.argmax(over))
+                if over[k] > 0:
+                    found.append(
+                        Violation(
+                            i,
+                            label,
+                            float(abs(value[k])),
+                            float(limit[k]),
+                            f"{name}[{k}] {label} {abs(value[k]):.9g} > limit {float(limit[k]):.9g}",
+                        )
+                    )
+        self.x, self.v, self.a = x, v, a
+        return found
+
+
+def _vec(x: Any) -> np.ndarray | None:
+    return None if x is None else np.asarray(x, dtype=float)
+
+
+def _config(limits: SafetyConfig | Mapping[str, Any]) -> SafetyConfig:
+    if isinstance(limits, SafetyConfig):
+        return limits
+    data: Mapping[str, Any] | Sequence[Any] = (
+        limits.get("config", limits) if isinstance(limits, Mapping) else limits
+    )
+    return SafetyConfig.from_mapping(data)  # type: ignore[arg-type]
