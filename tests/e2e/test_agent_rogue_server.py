@@ -1,0 +1,115 @@
+"""A buggy server: NaN or wrong-shape chunks from a deliberately rogue ``PolicyServiceServicer``
+(a real grpc.aio server on loopback). The agent must drop them, hold, count, and keep running."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from robot_agent.agent import Agent
+from tests.e2e._agent_helpers import STATE_NAMES, agent_config, read_jsonl, running
+from tests.utils import poll_until
+from vla.codec import to_tensor
+from vla.v1 import policy_pb2 as pb
+from vla.v1 import policy_pb2_grpc as pb_grpc
+
+H, DT = 8, 0.05
+
+
+class RogueServicer(pb_grpc.PolicyServiceServicer):
+    """Answers the first ``good`` requests of each stream with a still chunk, then with ``bad``."""
+
+    def __init__(self, bad: np.ndarray, good: int = 3) -> None:
+        self.bad = bad
+        self.good = good
+        self.answered = 0
+
+    async def GetPolicySpec(
+        self, request: pb.GetPolicySpecRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PolicySpec:
+        return pb.PolicySpec(
+            name="rogue",
+            version="0",
+            backend="python",
+            cameras=[pb.CameraSpec(name="front", height=48, width=64, encodings=[pb.Image.RAW_RGB8])],
+            state_dim=len(STATE_NAMES),
+            state_names=STATE_NAMES,
+            action_dim=7,
+            action_space="ee_delta",
+            chunk_length=H,
+            dt_s=DT,
+        )
+
+    async def Predict(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        async for request in request_iterator:
+            good = np.zeros((H, 7), dtype=np.float32)
+            good[:, 6] = 1.0
+            actions = good if self.answered < self.good else self.bad
+            self.answered += 1
+            yield pb.PredictResponse(
+                request_id=request.request_id,
+                status=pb.PredictResponse.OK,
+                actions=to_tensor(actions),
+                dt_s=DT,
+                capture_time_s=request.capture_time_s,
+            )
+
+
+@contextlib.asynccontextmanager
+async def rogue_server(servicer: RogueServicer) -> AsyncIterator[int]:
+    server = grpc.aio.server()
+    pb_grpc.add_PolicyServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(grace=None)
+
+
+def _nan_chunk() -> np.ndarray:
+    bad = np.zeros((H, 7), dtype=np.float32)
+    bad[3, 1] = np.nan
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (_nan_chunk(), "non_finite"),  # one NaN in an otherwise fine chunk
+        (np.full((H, 7), np.inf, dtype=np.float32), "non_finite"),  # all inf
+        (np.zeros((H, 6), dtype=np.float32), "invalid_chunk"),  # action_dim 6, spec says 7
+        (np.zeros((H + 4, 7), dtype=np.float32), "invalid_chunk"),  # longer than chunk_length
+        (np.zeros((H * 7,), dtype=np.float32), "invalid_chunk"),  # flat, not [H, action_dim]
+    ],
+)
+async def test_bad_chunk_is_dropped_counted_and_held(tmp_path: Path, bad: np.ndarray, reason: str) -> None:
+    servicer = RogueServicer(bad)
+    record = tmp_path / "episode"
+    async with rogue_server(servicer) as port:
+        agent = Agent(agent_config(port, **{"record.dir": str(record)}))
+        async with running(agent):
+            await poll_until(lambda: agent.link.chunks >= 1, timeout=10)
+            await poll_until(lambda: agent.control.holding and agent.control.hold_reason == reason, timeout=5)
+            rejected = agent.stats.rejected_chunks[reason]
+            await poll_until(
+                lambda: agent.stats.rejected_chunks[reason] > rejected, timeout=5
+            )  # still running
+            assert agent.control.holding and not agent.control.estopped
+
+    summary = agent.summary
+    assert summary["rejected_chunks"][reason] >= 2
+    assert summary["holds"][reason] == 1
+    assert summary["estops"] == 0
+    steps = read_jsonl(record / "steps.jsonl")
+    for step in steps:
+        for key in ("raw", "safe"):
+            if step[key] is not None:
+                assert all(np.isfinite(step[key]["ee"])), step
+    events = read_jsonl(record / "events.jsonl")
+    assert any(e["event"] == "chunk_rejected" and e["reason"] == reason for e in events)
