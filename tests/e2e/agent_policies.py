@@ -80,3 +80,30 @@ class Still:
         out = np.zeros((len(batch["instruction"]), self.h, 7), dtype=np.float32)
         out[:, :, 6] = 1.0
         return out
+
+
+#: name -> SimWorld; an ``Oracle`` policy reads the true scene from it (tests own the world).
+WORLDS: dict[str, Any] = {}
+
+
+class Oracle:
+    """ee_delta: the demo's scripted expert, reading the true scene of ``WORLDS[name]``: a policy
+    that solves the task, to test the evaluation without training anything."""
+
+    def __init__(self, bundle_dir: Path, manifest: dict[str, Any]) -> None:
+        options = manifest.get("extra", {})
+        self.h = int(manifest["chunk_length"])
+        self.dt = float(manifest["dt_s"])
+        self.name = str(options.get("name", "oracle"))
+
+    def predict(self, batch: dict[str, Any]) -> np.ndarray:
+        from vla_demo.expert import expert_chunk
+
+        batch_size = len(batch["instruction"])
+        world = WORLDS.get(self.name)
+        if world is None or getattr(world, "tip", None) is None:  # warm-up, before the test binds it
+            out = np.zeros((batch_size, self.h, 7), dtype=np.float32)
+            out[:, :, 6] = 1.0
+            return out
+        chunk = expert_chunk(world.tip, world.target_cube.top, self.h, self.dt)
+        return np.repeat(chunk[None], batch_size, axis=0)

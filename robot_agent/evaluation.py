@@ -1,0 +1,230 @@
+"""``robot-agent eval``: episodes on the simulated task, scored by the world's judge.
+
+For each episode: ``instruction = robot.world.reset(seed + i)`` (new scene, arm home), run the
+agent with that instruction until the world says success or failure (or the episode times out),
+then collect the result and the agent's holds. One simulated arm serves every episode; each
+episode is a fresh agent session (new stream, new trajectory). ``evaluate`` returns the results so
+a benchmark script can call it; ``format_results`` prints the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from robot_agent.agent import Agent
+from robot_agent.config import AgentConfig
+from robot_agent.drivers import create_robot
+from robot_agent.errors import ConfigError
+from robot_agent.metrics import AgentMetrics
+from robot_agent.robot import Robot
+
+__all__ = ["EpisodeOutcome", "EvalResults", "evaluate", "evaluate_sync", "format_results"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    """One episode: what was asked, what the judge said, and how often the arm had to hold."""
+
+    episode: int
+    seed: int
+    instruction: str
+    target: str
+    status: str  # success | failure | timeout
+    reason: str
+    reached: str | None
+    time_to_success_s: float | None
+    holds: dict[str, int]
+    deadline_misses: int
+    roundtrip_p50_s: float | None
+    safety_interventions: int
+
+    @property
+    def success(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def holds_after_start(self) -> int:
+        """Holds once the policy was answering (the initial wait for the server not counted)."""
+        return sum(n for reason, n in self.holds.items() if reason != "waiting_for_server")
+
+
+@dataclass(frozen=True)
+class EvalResults:
+    episodes: tuple[EpisodeOutcome, ...]
+    latency_ms: float
+    jitter_ms: float
+    blend: str
+    interpolation: str
+
+    @property
+    def success_rate(self) -> float:
+        return sum(e.success for e in self.episodes) / len(self.episodes) if self.episodes else 0.0
+
+    @property
+    def times_to_success(self) -> list[float]:
+        return [e.time_to_success_s for e in self.episodes if e.time_to_success_s is not None]
+
+    @property
+    def holds(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for e in self.episodes:
+            total.update({k: v for k, v in e.holds.items() if k != "waiting_for_server"})
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        times = self.times_to_success
+        return {
+            "latency_ms": self.latency_ms,
+            "jitter_ms": self.jitter_ms,
+            "blend": self.blend,
+            "interpolation": self.interpolation,
+            "episodes": [dataclasses.asdict(e) for e in self.episodes],
+            "success_rate": self.success_rate,
+            "time_to_success_median_s": statistics.median(times) if times else None,
+            "time_to_success_mean_s": statistics.fmean(times) if times else None,
+            "holds": dict(self.holds),
+        }
+
+
+async def evaluate(
+    config: AgentConfig,
+    *,
+    episodes: int,
+    seed: int = 0,
+    episode_timeout_s: float = 15.0,
+    robot: Robot | None = None,
+    metrics: AgentMetrics | None = None,
+    on_episode: Callable[[EpisodeOutcome], None] | None = None,
+) -> EvalResults:
+    """Run ``episodes`` episodes on the simulated arm; the caller's ``robot`` is left connected."""
+    if episodes < 1:
+        raise ConfigError(f"episodes is {episodes}, must be >= 1", field="episodes")
+    owns_robot = robot is None
+    if robot is None:
+        robot = create_robot(config.robot)
+        await asyncio.to_thread(robot.connect)
+    world = getattr(robot, "world", None)
+    if world is None:
+        raise ConfigError(
+            f"robot.kind is {config.robot.kind!r}: eval needs the simulated arm and its world (robot.kind = 'sim')",
+            field="robot.kind",
+        )
+    metrics = metrics if metrics is not None else AgentMetrics(CollectorRegistry())
+    outcomes: list[EpisodeOutcome] = []
+    try:
+        for i in range(episodes):
+            outcome = await _episode(config, robot, world, metrics, i, seed + i, episode_timeout_s)
+            outcomes.append(outcome)
+            if on_episode is not None:
+                on_episode(outcome)
+    finally:
+        if owns_robot:
+            await asyncio.to_thread(robot.stop)
+            await asyncio.to_thread(robot.close)
+    return EvalResults(
+        episodes=tuple(outcomes),
+        latency_ms=config.server.inject_latency_ms,
+        jitter_ms=config.server.inject_jitter_ms,
+        blend=config.control.blend,
+        interpolation=config.control.interpolation,
+    )
+
+
+async def _episode(
+    config: AgentConfig,
+    robot: Robot,
+    world: Any,
+    metrics: AgentMetrics,
+    index: int,
+    seed: int,
+    timeout_s: float,
+) -> EpisodeOutcome:
+    instruction = await asyncio.to_thread(world.reset, seed)
+    record = config.record
+    if record.dir:
+        record = dataclasses.replace(record, dir=str(Path(record.dir) / f"episode_{index:03d}"))
+    episode_config = dataclasses.replace(
+        config, instruction=instruction, duration_s=None, metrics_port=None, record=record
+    )
+    agent = Agent(episode_config, robot=robot, metrics=metrics)
+    task = asyncio.create_task(agent.serve(), name=f"episode-{index}")
+    deadline = time.monotonic() + timeout_s
+    result = world.evaluate()
+    try:
+        while not task.done() and not result.done and time.monotonic() < deadline:
+            await asyncio.wait({task}, timeout=0.02)
+            result = world.evaluate()
+    finally:
+        agent.request_stop()
+        await asyncio.wait({task})
+    task.result()  # an agent error ends the evaluation with it
+    summary = agent.summary or {}
+    status, reason = (
+        (result.status, result.reason) if result.done else ("timeout", f"no result after {timeout_s:g} s")
+    )
+    outcome = EpisodeOutcome(
+        episode=index,
+        seed=seed,
+        instruction=instruction,
+        target=result.target,
+        status=status,
+        reason=reason,
+        reached=result.reached,
+        time_to_success_s=result.time_to_success_s,
+        holds=dict(summary.get("holds", {})),
+        deadline_misses=int(summary.get("deadline_misses", 0)),
+        roundtrip_p50_s=summary.get("roundtrip_s", {}).get("p50"),
+        safety_interventions=sum(summary.get("safety_interventions", {}).values()),
+    )
+    logger.info("Episode %d (%r): %s %s", index, instruction, status, reason)
+    return outcome
+
+
+def evaluate_sync(config: AgentConfig, **kwargs: Any) -> EvalResults:
+    """:func:`evaluate` on a fresh event loop (uvloop when installed)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(evaluate(config, **kwargs))
+    return uvloop.run(evaluate(config, **kwargs))
+
+
+def format_results(results: EvalResults) -> str:
+    """The table ``robot-agent eval`` prints."""
+    lines = [
+        f"Evaluation: {len(results.episodes)} episodes, added latency {results.latency_ms:g} ms "
+        f"(jitter {results.jitter_ms:g} ms), blend {results.blend}, interpolation {results.interpolation}",
+        f"{'ep':>3} {'seed':>5}  {'instruction':<28} {'result':<8} {'time':>7} {'holds':>5} {'rtt p50':>8}  reason",
+    ]
+    for e in results.episodes:
+        t = f"{e.time_to_success_s:.2f}s" if e.time_to_success_s is not None else "-"
+        rtt = f"{e.roundtrip_p50_s * 1000:.0f}ms" if e.roundtrip_p50_s is not None else "-"
+        lines.append(
+            f"{e.episode:>3} {e.seed:>5}  {e.instruction[:28]:<28} {e.status:<8} {t:>7} {e.holds_after_start:>5} "
+            f"{rtt:>8}  {e.reason}"
+        )
+    times = results.times_to_success
+    successes = sum(e.success for e in results.episodes)
+    time_text = (
+        f"median {statistics.median(times):.2f} s, mean {statistics.fmean(times):.2f} s" if times else "-"
+    )
+    holds = ", ".join(f"{k} {v}" for k, v in sorted(results.holds.items())) or "none"
+    lines += [
+        f"success rate      {successes}/{len(results.episodes)} ({results.success_rate:.0%})",
+        f"time to success   {time_text}",
+        f"holds             {sum(results.holds.values())} ({holds})",
+    ]
+    return "\n".join(lines)
