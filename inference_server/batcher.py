@@ -274,23 +274,25 @@ class ModelWorker:
                 error = f"model returned actions of dtype {raw.dtype}, expected float"
             elif raw.shape != expected:
                 error = f"model returned actions of shape {list(raw.shape)} for a batch of {n}, expected {list(expected)}"
-        actions = None if error else bundle.normalizer.unnormalize_actions(raw.astype(np.float32, copy=False))  # type: ignore[union-attr]
+        actions = None
+        if raw is not None and error is None:
+            actions = bundle.normalizer.unnormalize_actions(raw.astype(np.float32, copy=False))
         for i, p in enumerate(batch):
-            problem = error or check_actions(actions[i], bundle)  # type: ignore[index]
+            row = None if actions is None else np.ascontiguousarray(actions[i])
+            problem = error or (check_actions(row, bundle) if row is not None else "model returned nothing")
             t3 = self._clock()
-            common = {
-                "queue_s": queue[i],
-                "stack_s": t1 - t0,
-                "inference_s": t2 - t1,
-                "postprocess_s": t3 - t2,
-                "batch_size": n,
-            }
-            if problem:
-                _resolve(p, Result(pb.PredictResponse.ERROR, problem, **common))
-            else:
-                _resolve(
-                    p, Result(pb.PredictResponse.OK, "", actions=np.ascontiguousarray(actions[i]), **common)
-                )  # type: ignore[index]
+            status = pb.PredictResponse.ERROR if problem else pb.PredictResponse.OK
+            result = Result(
+                status,
+                problem or "",
+                actions=None if problem else row,
+                queue_s=queue[i],
+                stack_s=t1 - t0,
+                inference_s=t2 - t1,
+                postprocess_s=t3 - t2,
+                batch_size=n,
+            )
+            _resolve(p, result)
 
 
 def _resolve(pending: Pending, result: Result) -> None:
