@@ -154,14 +154,23 @@ def test_robot_agent_runs_with_what_the_arm_needs() -> None:
     assert "privileged" not in service
 
 
-def test_robot_agent_example_config_is_valid() -> None:
-    from robot_agent.config import AgentConfig
-
+def test_robot_compose_mounts_the_example_config() -> None:
     service = load_yaml(COMPOSE_ROBOT)["services"]["robot-agent"]
     (source,) = [
         s for s, target, _ in map(parse_volume, service["volumes"]) if target == "/etc/vla/agent.toml"
     ]
-    config = AgentConfig.load(COMPOSE_ROBOT.parent / source)
+    assert (COMPOSE_ROBOT.parent / source).resolve() == DEPLOY / "robot" / "agent.toml"
+
+
+@pytest.mark.parametrize("path", sorted((DEPLOY / "robot").glob("*.toml")), ids=lambda p: p.name)
+def test_robot_configs_load_with_the_agent_and_safety_loaders(path: Path) -> None:
+    """The shipped agent configs pass the same validation the agent runs before the arm moves."""
+    from robot_agent.config import AgentConfig
+    from safety import SafetyConfig
+
+    config = AgentConfig.load(path)
+    SafetyConfig.from_mapping(config.safety)
+    service = load_yaml(COMPOSE_ROBOT)["services"]["robot-agent"]
     assert config.metrics_port == int(service["command"][service["command"].index("--metrics-port") + 1])
 
 
