@@ -140,6 +140,25 @@ class FrankaRobot(Robot):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def connect(self) -> None:
+        self._open()
+        problem = _state_problem(self._panda.get_state())
+        if problem is not None:
+            # start_controller would recover() on its own: an error must be cleared on purpose.
+            raise DriverError(
+                f"the Franka at {self.ip} is not ready: {problem}; clear it in Desk or on the pilot "
+                "(or with an explicit reset_fault()) and start again"
+            )
+        if self.options.gripper and self._gripper is None:
+            gripper = self._bounded(lambda: self._gripper_factory(self.ip), "Franka Hand", None)
+            self._gripper = _GripperWorker(gripper, self.options)
+            self._gripper.start()
+        self._start_controller()
+        logger.info("Franka at %s ready (%s controller).", self.ip, self.options.controller)
+
+    def _open(self) -> None:
+        """Connect to the control unit (bounded) and read the arm's envelope; start nothing."""
+        if self._panda is not None:
+            return
         version = _version_tuple(getattr(panda_py, "__version__", "0"))
         if version < MIN_PANDA_PY:
             raise DriverError(
@@ -154,24 +173,11 @@ class FrankaRobot(Robot):
         self._panda = self._bounded(
             lambda: self._panda_factory(self.ip, realtime_config=realtime), "Franka", None
         )
-        state = self._panda.get_state()
-        problem = _state_problem(state)
-        if problem is not None:
-            raise DriverError(
-                f"the Franka at {self.ip} is not ready: {problem}; clear it on the robot (Desk or "
-                "pilot) and run `robot-agent reset` or restart"
-            )
         # The envelope of the arm actually connected: the FER and the FR3 differ.
         self.joint_limits = (
             np.asarray(self._panda.get_joint_limits_lower(), dtype=float),
             np.asarray(self._panda.get_joint_limits_upper(), dtype=float),
         )
-        if self.options.gripper:
-            gripper = self._bounded(lambda: self._gripper_factory(self.ip), "Franka Hand", None)
-            self._gripper = _GripperWorker(gripper, self.options)
-            self._gripper.start()
-        self._start_controller()
-        logger.info("Franka at %s ready (%s controller).", self.ip, self.options.controller)
 
     def _bounded(self, fn: Callable[[], Any], what: str, on_late: Callable[[Any], Any] | None) -> Any:
         try:
@@ -247,9 +253,12 @@ class FrankaRobot(Robot):
                     self._gripper.halt()
 
     def reset_fault(self) -> None:
-        """Operator reset: ``recover()`` the arm, clear the latched fault, hold the current pose."""
-        if self._panda is None:
-            raise DriverError(f"the Franka at {self.ip} is not connected")
+        """Operator reset: ``recover()`` the arm, clear the latched fault, hold the current pose.
+
+        Also works before :meth:`connect` (which refuses an arm in error): it connects first, so a
+        reset command can clear an arm the agent would not start with.
+        """
+        self._open()
         self._stop_controller()
         try:
             self._panda.recover()
@@ -263,7 +272,7 @@ class FrankaRobot(Robot):
         self._fault = None
         if self._gripper is not None:
             self._gripper.clear_fault()
-        self._start_controller()
+        self.connect()
         logger.info("Franka at %s recovered; holding its pose.", self.ip)
 
     def close(self) -> None:

@@ -141,6 +141,21 @@ class XArmRobot(Robot):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def connect(self) -> None:
+        self._open()
+        error, warn = self._err_warn()
+        if error:
+            raise DriverError(
+                f"the xArm at {self.ip} reports {_describe_error(error)}; fix the cause, clear it in "
+                "UFACTORY Studio (or with an explicit reset_fault()) and start again"
+            )
+        self._note_warn(warn)
+        self._prepare()
+        logger.info("xArm%d at %s ready in %s.", self._axis, self.ip, _MODE_NAMES[MODES[self.options.mode]])
+
+    def _open(self) -> None:
+        """Connect to the control box (bounded) and read the model; command nothing."""
+        if self._arm is not None:
+            return
         logger.info("Connecting to the xArm at %s.", self.ip)
 
         def open_arm() -> Any:
@@ -169,13 +184,8 @@ class XArmRobot(Robot):
         self._axis = int(arm.axis)
         self._set_limits(arm)
 
-        error, warn = self._err_warn()
-        if error:
-            raise DriverError(
-                f"the xArm at {self.ip} reports {_describe_error(error)}; fix the cause, then run "
-                "`robot-agent reset` (or clear it in UFACTORY Studio)"
-            )
-        self._note_warn(warn)
+    def _prepare(self) -> None:
+        """Enable the motors, enter the streaming mode, set up the gripper, track the measured pose."""
         self._call("motion_enable", enable=True)
         self._call("clean_warn")
         if self.options.collision_sensitivity is not None:
@@ -187,7 +197,6 @@ class XArmRobot(Robot):
             self._call("set_gripper_speed", self.options.gripper_speed)
             self._read_gripper()
         self._sync_to_measured()
-        logger.info("xArm%d at %s ready in %s.", self._axis, self.ip, _MODE_NAMES[MODES[self.options.mode]])
 
     def _set_limits(self, arm: Any) -> None:
         limits = XCONF.Robot.JOINT_LIMITS.get(self._axis, {}).get(arm.device_type)
@@ -232,8 +241,12 @@ class XArmRobot(Robot):
             self._arm.emergency_stop()
 
     def reset_fault(self) -> None:
-        """Operator reset: clear the controller's error and warning, re-enable, re-enter the mode."""
-        arm = self._require_arm()
+        """Operator reset: clear the controller's error and warning, re-enable, re-enter the mode.
+
+        Also works before :meth:`connect` (which refuses an arm in error): it connects first, so a
+        reset command can clear an arm the agent would not start with.
+        """
+        self._open()
         self._call("clean_error")
         self._call("clean_warn")
         if self.options.gripper:
@@ -244,13 +257,10 @@ class XArmRobot(Robot):
             raise DriverError(
                 f"the xArm at {self.ip} still reports {_describe_error(error)} after clean_error"
             )
-        self._enter_mode()
-        if self.options.gripper:
-            self._call("set_gripper_enable", True)
         self._fault = None
         self._warn = warn
-        self._sync_to_measured()
-        logger.info("xArm at %s reset (state %s).", self.ip, arm.state)
+        self._prepare()
+        logger.info("xArm at %s reset; holding its pose.", self.ip)
 
     def close(self) -> None:
         if self._arm is not None:

@@ -444,3 +444,18 @@ def test_bad_options_name_the_field(options: dict[str, Any], field: str) -> None
 def test_ip_is_required() -> None:
     with pytest.raises(ConfigError, match=r"robot\.ip"):
         FrankaRobot.from_config(RobotConfig(kind="franka"))
+
+
+def test_reset_before_connect_recovers_an_arm_that_connect_refuses(rig: Rig) -> None:
+    rig.panda.get_state.side_effect = [
+        make_state(mode=libfranka.RobotMode.kReflex, errors=_Errors("joint_reflex")),  # connect
+        make_state(),  # after recover(), checked by reset_fault
+        make_state(),  # connect's check
+        make_state(),  # the new controller's start pose
+    ]
+    with pytest.raises(DriverError, match="not ready"):
+        rig.robot.connect()
+    rig.robot.reset_fault()
+    rig.panda.recover.assert_called_once_with()
+    rig.panda.start_controller.assert_called_once_with(rig.controller)
+    rig.panda_factory.assert_called_once()  # one connection throughout

@@ -370,3 +370,18 @@ def test_bad_options_name_the_field(options: dict[str, Any], field: str) -> None
     with pytest.raises(ConfigError) as info:
         XArmRobot.from_config(RobotConfig(kind="xarm", ip=IP, options=options))
     assert info.value.field == field
+
+
+def test_reset_before_connect_clears_an_arm_that_connect_refuses(rig: Rig) -> None:
+    rig.arm.get_err_warn_code.return_value = (APIState.HAS_ERROR, [22, 0])
+    with pytest.raises(DriverError, match="error 22"):
+        rig.robot.connect()
+    rig.arm.set_mode.assert_not_called()
+    rig.arm.clean_error.side_effect = lambda: (
+        rig.arm.get_err_warn_code.configure_mock(return_value=(0, [0, 0])) or 0
+    )
+    rig.robot.reset_fault()
+    rig.arm.clean_error.assert_called_once_with()
+    rig.arm.set_mode.assert_called_once_with(1)
+    rig.factory.assert_called_once()
+    assert rig.robot.read_state().fault is None
