@@ -8,7 +8,9 @@ Errors print one line, ``TypeName: message``, and exit 1; ``--debug`` shows the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
 import logging.config
 import sys
 from collections.abc import Callable, Sequence
@@ -229,6 +231,11 @@ def _bench(args: argparse.Namespace) -> None:
 def _new_bundle(args: argparse.Namespace) -> None:
     from inference_server.new_bundle import write_example_bundle
 
+    with contextlib.suppress(ImportError):
+        import torch  # noqa: F401  (torch sets its loggers' levels on import; quieten after that)
+
+        # the ONNX exporter warns about every torchvision op it skips; the example needs none
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     path = write_example_bundle(args.directory, backend=args.backend, seed=args.seed, name=args.name)
     print(f"wrote {args.backend} bundle {path}")
 
