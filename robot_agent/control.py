@@ -150,6 +150,8 @@ class ControlLoop:
                     self._shield.reset(measured)
         decision = self._shield.filter(raw, measured, now, dt)
         for kind in decision.fired:
+            if kind == "no_target":  # the watchdog's own hold, counted as a hold, not a safety rule
+                continue
             self._stats.safety_interventions[kind] += 1
             self._metrics.safety_interventions.labels(kind).inc()
         if decision.estop or self._shield.estop.active:

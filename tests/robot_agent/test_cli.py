@@ -1,0 +1,109 @@
+"""The CLI without servers: ``run`` patched (uvicorn's tests/test_cli.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from robot_agent import cli
+from robot_agent.errors import DriverError
+from robot_agent.summary import RunStats
+
+SUMMARY = RunStats(rate_hz=100.0, started_s=0.0, ended_s=1.0, ticks=100).to_dict()
+
+
+def test_flags_become_the_config(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_run(config):  # type: ignore[no-untyped-def]
+        seen["config"] = config
+        return SUMMARY
+
+    monkeypatch.setattr(cli, "run", fake_run)
+    code = cli.main(
+        ["--server", "10.0.0.2:50051", "--rate", "250", "--instruction", "touch the red cube", "--duration", "3",
+         "--blend", "ensemble", "--interpolation", "ruckig", "--metrics-port", "0", "--record", "/tmp/x"]
+    )  # fmt: skip
+    assert code == 0
+    config = seen["config"]
+    assert config.server.address == "10.0.0.2:50051"
+    assert config.control.rate_hz == 250.0 and config.control.blend == "ensemble"
+    assert config.control.interpolation == "ruckig"
+    assert config.instruction == "touch the red cube" and config.duration_s == 3.0
+    assert config.metrics_port is None and config.record.dir == "/tmp/x"
+    out = capsys.readouterr().out
+    assert out.startswith("Run summary") and "ticks                  100" in out
+
+
+def test_flags_override_the_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "agent.toml"
+    path.write_text('[control]\nrate_hz = 50\nblend = "replace"\n')
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(cli, "run", lambda config: seen.setdefault("config", config) and SUMMARY)
+    assert cli.main(["--config", str(path), "--rate", "200"]) == 0
+    assert seen["config"].control.rate_hz == 200.0 and seen["config"].control.blend == "replace"
+
+
+def test_agent_errors_print_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    def fail(config):  # type: ignore[no-untyped-def]
+        raise DriverError("robot franka at 172.16.0.2: connect failed: timed out")
+
+    monkeypatch.setattr(cli, "run", fail)
+    assert cli.main(["--robot", "franka"]) == 1
+    err = capsys.readouterr().err
+    assert err == "DriverError: robot franka at 172.16.0.2: connect failed: timed out\n"
+
+
+def test_debug_reraises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(config):  # type: ignore[no-untyped-def]
+        raise DriverError("boom")
+
+    monkeypatch.setattr(cli, "run", fail)
+    with pytest.raises(DriverError):
+        cli.main(["--debug"])
+
+
+def test_unexpected_errors_suggest_debug(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(cli, "run", lambda config: 1 / 0)
+    assert cli.main([]) == 1
+    assert (
+        capsys.readouterr().err
+        == "ZeroDivisionError: division by zero (rerun with --debug for the traceback)\n"
+    )
+
+
+def test_bad_config_values_exit_1_naming_the_field(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["--rate", "-1"]) == 1
+    assert capsys.readouterr().err == "ConfigError: control.rate_hz is -1.0, must be > 0\n"
+
+
+def test_eval_subcommand(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from robot_agent.evaluation import EpisodeOutcome, EvalResults
+
+    outcome = EpisodeOutcome(0, 3, "touch the red cube", "red", "success", "reached the red cube", "red", 4.2,
+                             {"waiting_for_server": 1, "late": 2}, 2, 0.012, 0)  # fmt: skip
+    seen: dict[str, Any] = {}
+
+    def fake_eval(config, episodes, seed, episode_timeout_s):  # type: ignore[no-untyped-def]
+        seen.update(config=config, episodes=episodes, seed=seed)
+        return EvalResults((outcome,), config.server.inject_latency_ms, 0.0, config.control.blend, "linear")
+
+    monkeypatch.setattr(cli, "run_eval", fake_eval)
+    out_json = tmp_path / "r.json"
+    code = cli.main(["eval", "--episodes", "1", "--seed", "3", "--inject-latency-ms", "100", "--blend", "replace",
+                     "--json", str(out_json)])  # fmt: skip
+    assert code == 0
+    assert seen["episodes"] == 1 and seen["seed"] == 3
+    assert seen["config"].server.inject_latency_ms == 100.0
+    out = capsys.readouterr().out
+    assert "success rate      1/1 (100%)" in out and "holds             2 (late 2)" in out
+    assert '"success_rate": 1.0' in out_json.read_text()
+
+
+def test_every_option_has_help_with_a_default() -> None:
+    for parser in (cli.build_parser(), cli.build_eval_parser(), cli.build_check_parser()):
+        for action in parser._actions:
+            if action.dest == "help":
+                continue
+            assert action.help and "default" in action.help, action.dest

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robot_agent.config import AgentConfig, CameraConfig
+from robot_agent.errors import ConfigError
+
+
+def test_defaults_run_the_simulation_anywhere() -> None:
+    config = AgentConfig.load()
+    assert config.robot.kind == "sim" and config.default_camera == "sim"
+    assert config.control.rate_hz == 100.0 and config.metrics_port == 9101
+    assert config.server.address == "127.0.0.1:50051"
+
+
+def test_toml_with_flags_overriding(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        """
+instruction = "touch the red cube"
+[server]
+address = "gpu-box:50051"
+[robot]
+kind = "franka"
+ip = "172.16.0.2"
+[cameras.front]
+kind = "realsense"
+serial = "123"
+[control]
+rate_hz = 250
+blend = "ensemble"
+[safety]
+estop_after_interventions = 10
+"""
+    )
+    config = AgentConfig.load(path, {"control.rate_hz": 500, "server.address": "127.0.0.1:1"})
+    assert config.control.rate_hz == 500.0 and config.control.blend == "ensemble"
+    assert config.server.address == "127.0.0.1:1"
+    assert config.robot.ip == "172.16.0.2"
+    assert config.cameras["front"] == CameraConfig(name="front", kind="realsense", serial="123")
+    assert config.safety == {"estop_after_interventions": 10}
+    assert config.instruction == "touch the red cube"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"control.rate_hz": -5}, "control.rate_hz is -5.0, must be > 0"),
+        ({"control.rat_hz": 5}, "control.rat_hz: unknown key"),
+        (
+            {"control.blend": "average"},
+            "control.blend is 'average', expected one of replace, crossfade, ensemble",
+        ),
+        ({"control.interpolation": "spline"}, "control.interpolation is 'spline'"),
+        ({"control.ruckig_joint": [1, 0, 3]}, r"control.ruckig_joint is \[1.0, 0.0, 3.0\]"),
+        ({"server.address": "localhost"}, "server.address is 'localhost', expected HOST:PORT"),
+        ({"server.backoff_max_s": 0.01}, "server.backoff_max_s is 0.01, below server.backoff_initial_s"),
+        ({"metrics_port": "x"}, "metrics_port is 'x', expected an integer"),
+        ({"metrics_port": 70000}, "metrics_port is 70000"),
+        ({"cameras": {"front": {"width": 0}}}, "cameras.front.width is 0"),
+        ({"cameras": {"front": {"fps": "fast"}}}, "cameras.front.fps is 'fast', expected an integer"),
+        ({"scheduler.rtt_quantile": 1.5}, r"scheduler.rtt_quantile is 1.5, must be in \(0, 1\]"),
+        ({"record": "here"}, "record must be a table"),
+        ({"duration_s": 0}, "duration_s is 0.0, must be > 0"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_value(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        AgentConfig.load(None, overrides)
+    assert info.value.field is not None
+
+
+def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        AgentConfig.load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[control\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        AgentConfig.load(bad)
+
+
+def test_config_is_frozen() -> None:
+    config = AgentConfig.load()
+    with pytest.raises(AttributeError):
+        config.control.rate_hz = 5.0  # type: ignore[misc]
+
+
+def test_unconfigured_cameras_take_the_default_kind_at_the_policy_size() -> None:
+    config = AgentConfig.load(None, {"default_camera": "usb", "cameras": {"front": {"kind": "sim"}}})
+    assert config.camera_for("front", 96, 128).kind == "sim"
+    wrist = config.camera_for("wrist", 96, 128)
+    assert (wrist.kind, wrist.height, wrist.width) == ("usb", 96, 128)

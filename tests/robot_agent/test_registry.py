@@ -1,0 +1,41 @@
+"""Drivers and cameras by name, imported only when chosen; a missing extra gives its pip line."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from robot_agent.cameras import CAMERAS, camera_class
+from robot_agent.config import CameraConfig, RobotConfig
+from robot_agent.drivers import DRIVERS, create_robot, driver_class
+from robot_agent.errors import ConfigError, MissingExtra
+
+
+def test_sim_is_built_by_name() -> None:
+    robot = create_robot(RobotConfig(kind="sim"))
+    assert type(robot).__name__ == "SimRobot"
+    assert camera_class("sim").__name__ == "SimCamera"
+
+
+def test_unknown_kinds_name_the_choices() -> None:
+    with pytest.raises(ConfigError, match="robot.kind is 'ur5', expected one of franka, sim, xarm"):
+        driver_class("ur5")
+    with pytest.raises(ConfigError, match="cameras.wrist.kind is 'kinect'"):
+        from robot_agent.cameras import create_camera
+
+        create_camera(CameraConfig(name="wrist", kind="kinect"), robot=None)  # type: ignore[arg-type]
+
+
+def test_a_missing_sdk_answers_with_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyrealsense2", None)  # import fails as if not installed
+    monkeypatch.delitem(sys.modules, "robot_agent.cameras.realsense", raising=False)
+    with pytest.raises(MissingExtra, match=r"pip install 'vla-deploy\[realsense\]'"):
+        camera_class("realsense")
+
+
+@pytest.mark.parametrize("table", [DRIVERS, CAMERAS])
+def test_every_entry_is_module_colon_class(table: dict[str, str]) -> None:
+    for target in table.values():
+        module, _, attr = target.partition(":")
+        assert module.startswith("robot_agent.") and attr[:1].isupper()

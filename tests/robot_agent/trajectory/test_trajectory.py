@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_agent.trajectory import Trajectory
+
+LIMITS = (np.full(2, 1.0), np.full(2, 10.0), np.full(2, 200.0))
+
+
+def ramp(n: int = 10) -> np.ndarray:
+    return np.stack([np.linspace(0.0, 0.9, n), np.zeros(n)], axis=1)
+
+
+def test_action_k_is_for_capture_time_plus_k_dt() -> None:
+    traj = Trajectory(interpolation="linear")
+    traj.add_chunk(ramp(), capture_time=10.0, dt=0.1, now=10.0 - 1e-6, start=np.zeros(2))
+    for k in (1, 4, 9):
+        np.testing.assert_allclose(traj.sample(10.0 + 0.1 * k), ramp()[k])
+    assert traj.end_time == pytest.approx(10.9)
+
+
+def test_actions_already_past_are_dropped_and_counted() -> None:
+    traj = Trajectory(interpolation="linear")
+    result = traj.add_chunk(ramp(), capture_time=0.0, dt=0.1, now=0.35, start=np.zeros(2))
+    assert (result.dropped, result.kept) == (4, 6)  # actions at 0.0, 0.1, 0.2, 0.3 are past
+    times, values = traj.remaining(0.35)
+    np.testing.assert_allclose(times, 0.1 * np.arange(4, 10))
+    np.testing.assert_allclose(values, ramp()[4:])
+
+
+def test_a_chunk_entirely_in_the_past_changes_nothing() -> None:
+    traj = Trajectory(interpolation="linear")
+    result = traj.add_chunk(ramp(), capture_time=0.0, dt=0.1, now=5.0, start=np.zeros(2))
+    assert (result.dropped, result.kept) == (10, 0)
+    assert traj.sample(5.0) is None and traj.end_time is None
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic", "minimum_jerk", "ruckig"])
+def test_the_plan_starts_where_the_arm_is_and_ends_with_the_chunk(interpolation: str) -> None:
+    """Leaving hold never jumps: the first target is the held pose; nothing after the last action."""
+    traj = Trajectory(interpolation=interpolation, control_dt=0.01, ruckig_limits=LIMITS)
+    held = np.array([0.05, 0.02])
+    traj.add_chunk(ramp(), capture_time=0.0, dt=0.1, now=0.15, start=held)
+    first = traj.sample(0.15)
+    assert np.abs(first - held).max() < 0.01 * 1.0 + 1e-9  # at most one tick at the velocity limit
+    assert traj.sample(0.9) is not None
+    assert traj.sample(0.9 + 1e-6) is None
+
+
+def test_a_new_chunk_continues_from_the_current_plan_without_a_jump() -> None:
+    traj = Trajectory(blend_mode="replace", interpolation="cubic")
+    traj.add_chunk(ramp(), capture_time=0.0, dt=0.1, now=0.0, start=np.zeros(2))
+    before = traj.sample(0.42)
+    shifted = ramp() + np.array([0.2, 0.0])  # the new chunk disagrees by 20 cm
+    traj.add_chunk(shifted, capture_time=0.3, dt=0.1, now=0.42, start=np.zeros(2))
+    np.testing.assert_allclose(traj.sample(0.42), before, atol=1e-12)
+    np.testing.assert_allclose(traj.sample(0.5), shifted[2])  # and then follows the new one
+
+
+def test_crossfade_blends_the_overlap_on_the_new_grid() -> None:
+    traj = Trajectory(blend_mode="crossfade", crossfade_steps=1, interpolation="linear")
+    traj.add_chunk(np.zeros((10, 1)), capture_time=0.0, dt=0.1, now=0.0, start=np.zeros(1))
+    traj.add_chunk(np.ones((10, 1)), capture_time=0.2, dt=0.1, now=0.25, start=np.zeros(1))
+    np.testing.assert_allclose(traj.sample(0.3), [0.5])  # first overlapping action: half and half
+    np.testing.assert_allclose(traj.sample(0.4), [1.0])
+
+
+def test_clear_forgets_the_plan() -> None:
+    traj = Trajectory()
+    traj.add_chunk(ramp(), capture_time=0.0, dt=0.1, now=0.0, start=np.zeros(2))
+    traj.clear()
+    assert traj.sample(0.5) is None
+    assert traj.remaining(0.5)[0].size == 0
+
+
+def test_ruckig_respects_its_limits_tick_by_tick() -> None:
+    dt = 0.004
+    traj = Trajectory(interpolation="ruckig", control_dt=dt, ruckig_limits=LIMITS)
+    big = np.stack([np.linspace(0.0, 3.0, 10), np.zeros(10)], axis=1)  # asks for 3 m/s
+    traj.add_chunk(big, capture_time=0.0, dt=0.1, now=0.0, start=np.zeros(2))
+    xs = [traj.sample(k * dt)[0] for k in range(int(0.9 / dt))]
+    v = np.diff(xs) / dt
+    a = np.diff(v) / dt
+    assert np.abs(v).max() <= LIMITS[0][0] * (1 + 1e-6)
+    assert np.abs(a).max() <= LIMITS[1][0] * (1 + 1e-3)
+    assert min(xs) >= -1e-9  # never backs up first
+
+
+def test_ruckig_needs_limits() -> None:
+    with pytest.raises(ValueError, match="ruckig_limits"):
+        Trajectory(interpolation="ruckig")
