@@ -53,13 +53,6 @@ def test_cubic_acceleration_jumps_where_minimum_jerk_does_not() -> None:
     assert jump > 1.0
 
 
-def test_cubic_acceleration_jumps_where_minimum_jerk_does_not() -> None:
-    t, h = TIMES[1], 1e-6
-    cubic = HermiteCurve(TIMES, VALUES, order=3)
-    jump = np.abs(_derivative(cubic, t - 2 * h, 2, h) - _derivative(cubic, t + 2 * h, 2, h)).max()
-    assert jump > 1.0
-
-
 def test_linear_velocity_jumps_where_hermite_does_not() -> None:
     linear = LinearCurve(TIMES, VALUES)
     t, h = TIMES[1], 1e-4
