@@ -23,6 +23,8 @@ logged when it changes. ``clean_error`` is only called from ``reset_fault()``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import time
@@ -40,10 +42,12 @@ from safety.rotations import quat_angle, quat_normalize, quat_slerp, quat_to_rpy
 from safety.types import Pose
 
 try:
-    from xarm.core.config.x_code import ControllerError, ControllerWarn
-    from xarm.core.config.x_config import XCONF
-    from xarm.wrapper import XArmAPI
-    from xarm.x3.code import APIState
+    # The SDK prints "SDK_VERSION: ..." to stdout on import; the CLI's output is one line on error.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from xarm.core.config.x_code import ControllerError, ControllerWarn
+        from xarm.core.config.x_config import XCONF
+        from xarm.wrapper import XArmAPI
+        from xarm.x3.code import APIState
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtra("the xArm driver needs xarm-python-sdk: pip install 'vla-deploy[xarm]'") from exc
 
