@@ -195,12 +195,14 @@ class _Reader:
         model_path = self._model_path(bundle_dir, backend)
         cameras = self._cameras()
         state_names, state_dim = self._state()
-        action_names, action_dim = self._actions()
         action_space = self.get("action_space", str)
         if action_space not in ACTION_SPACES:
             raise self.fail(
                 "action_space", f"is {action_space!r}, expected one of {', '.join(ACTION_SPACES)}"
             )
+        action_names, action_dim = self._actions()
+        if not action_names:
+            action_names = default_action_names(action_space, action_dim)
         chunk_length = self.get("chunk_length", int)
         if chunk_length < 1:
             raise self.fail("chunk_length", f"is {chunk_length}, expected >= 1")
@@ -323,6 +325,19 @@ class _Reader:
                 arrays[part] = arr
             stats[key] = Stats(mean=arrays["mean"], std=arrays["std"])
         return Normalizer(state=stats["state"], actions=stats["actions"])
+
+
+def default_action_names(action_space: str, action_dim: int) -> tuple[str, ...]:
+    """The conventional names when the manifest gives none (empty when the size is unusual)."""
+    if action_space in ("ee_delta", "ee_absolute"):
+        names = (
+            ("dx", "dy", "dz", "drx", "dry", "drz")
+            if action_space == "ee_delta"
+            else ("x", "y", "z", "rx", "ry", "rz")
+        )
+        return (*names, "gripper") if action_dim == 7 else ()
+    prefix = "djoint" if action_space == "joint_delta" else "joint"
+    return (*(f"{prefix}_{i}" for i in range(action_dim - 1)), "gripper")
 
 
 def with_overrides(bundle: Bundle, **changes: Any) -> Bundle:

@@ -30,6 +30,28 @@ def test_a_python_bundle_loads_with_its_defaults(tmp_path: Path) -> None:
     assert bundle.model_path is None and bundle.normalizer.state is None
 
 
+@pytest.mark.parametrize(
+    ("space", "dim", "expected"),
+    [
+        ("ee_delta", 7, ("dx", "dy", "dz", "drx", "dry", "drz", "gripper")),
+        ("ee_absolute", 7, ("x", "y", "z", "rx", "ry", "rz", "gripper")),
+        ("joint_absolute", 8, (*(f"joint_{i}" for i in range(7)), "gripper")),
+        ("joint_delta", 4, ("djoint_0", "djoint_1", "djoint_2", "gripper")),
+        ("ee_delta", 6, ()),  # unusual size: no guess
+    ],
+)
+def test_action_names_default_from_the_action_space(
+    tmp_path: Path, space: str, dim: int, expected: tuple[str, ...]
+) -> None:
+    path = write_python_bundle(tmp_path, ECHO, action_space=space, action_dim=dim, action_names=None)
+    if dim == 7:
+        text = (path / "policy.toml").read_text()
+        (path / "policy.toml").write_text(
+            "\n".join(line for line in text.splitlines() if not line.startswith("action_names"))
+        )
+    assert load_bundle(path).action_names == expected
+
+
 def test_overrides_win_over_the_manifest(tmp_path: Path) -> None:
     bundle = load_bundle(write_python_bundle(tmp_path, ECHO), device="cuda:1", precision="bf16")
     assert (bundle.device, bundle.precision) == ("cuda:1", "bf16")
