@@ -194,6 +194,13 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             result = Result(pb.PredictResponse.INVALID, str(exc))
             out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
             return
+        except Exception as exc:  # a decoder bug must cost one answer, not the stream
+            logger.exception("Decoding request %d of %s failed", request.request_id, request.session_id)
+            result = Result(
+                pb.PredictResponse.ERROR, f"server failed to decode the request: {type(exc).__name__}: {exc}"
+            )
+            out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
+            return
         enqueued = self._clock()
         pending = Pending(
             session=request.session_id or f"stream-{stream_id}",

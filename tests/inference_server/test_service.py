@@ -340,3 +340,63 @@ async def test_max_batch_batches_waiting_sessions(tmp_path: Path, gate, entered)
     assert all(a.status == OK for a in answers), [a.message for a in answers]
     sizes = sorted(a.timing.batch_size for a in answers)
     assert sizes == [1, 1, 3, 3, 3]  # s0 alone, then s1..s3 together (max_batch 3), then s4
+
+
+async def test_an_unexpected_decoding_failure_is_an_error_and_the_stream_lives_on(
+    echo_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference_server import service
+
+    real = service.decode_request
+
+    def flaky(request, *args):  # type: ignore[no-untyped-def]
+        if request.request_id == 1:
+            raise MemoryError("decoder ran out of memory")
+        return real(request, *args)
+
+    monkeypatch.setattr(service, "decode_request", flaky)
+    async with run_server(config(echo_bundle)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        stream = PredictStream(stub)
+        stream.send(make_request(spec, 1))
+        failed = await stream.recv()
+        stream.send(make_request(spec, 2))
+        after = await stream.recv()
+        await stream.close()
+    assert (failed.status, failed.message) == (
+        ERROR,
+        "server failed to decode the request: MemoryError: decoder ran out of memory",
+    )
+    assert (after.request_id, after.status) == (2, OK)
+
+
+async def test_the_python_policy_gets_the_documented_batch(tmp_path: Path) -> None:
+    from tests.inference_server import policies
+
+    bundle = write_python_bundle(
+        tmp_path / "b",
+        "tests.inference_server.policies:EchoPolicy",
+        cameras={"front": (48, 64), "wrist": (32, 32)},
+        extra_manifest={"extra": {"name": f"contract-{id(tmp_path)}"}},
+    )
+    async with run_server(config(bundle, warmup_iters=0)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        stream = PredictStream(stub)
+        request = make_request(spec, 5, instruction="wave")
+        request.prev_actions.CopyFrom(to_tensor(np.ones((6, 7), np.float32)))
+        request.inference_delay_steps = 3
+        stream.send(request)
+        assert (await stream.recv()).status == OK
+        stream.send(make_request(spec, 6))
+        assert (await stream.recv()).status == OK
+        await stream.close()
+    first, second = policies.CALLS.pop(f"contract-{id(tmp_path)}")
+    assert set(first) == {"images", "state", "instruction", "prev_actions", "inference_delay_steps"}
+    assert {k: (v.dtype, v.shape) for k, v in first["images"].items()} == {
+        "front": (np.uint8, (1, 48, 64, 3)),
+        "wrist": (np.uint8, (1, 32, 32, 3)),
+    }
+    assert (first["state"].dtype, first["state"].shape) == (np.float32, (1, 8))
+    assert first["instruction"] == ["wave"] and first["inference_delay_steps"] == [3]
+    np.testing.assert_array_equal(first["prev_actions"][0], np.ones((6, 7), np.float32))
+    assert second["prev_actions"] == [None] and second["inference_delay_steps"] == [None]
