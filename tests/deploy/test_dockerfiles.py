@@ -138,6 +138,16 @@ def test_gpu_image_promises() -> None:
     assert json.loads(args_of(GPU, "ENTRYPOINT")[0]) == ["inference-server"]
 
 
+def test_gpu_image_pins_torch_and_torch_tensorrt_as_a_pair() -> None:
+    """torch-tensorrt X.Y requires torch X.Y: a mismatched pair does not resolve at build time."""
+    build_args = dict(arg.split("=", 1) for arg in args_of(GPU, "ARG") if "=" in arg)
+    torch, torch_tensorrt = build_args["TORCH_VERSION"], build_args["TORCH_TENSORRT_VERSION"]
+    assert torch.split(".")[:2] == torch_tensorrt.split(".")[:2]
+    assert any(
+        "${TORCH_VERSION}" in run and "${TORCH_TENSORRT_VERSION}" in run for run in args_of(GPU, "RUN")
+    )
+
+
 def test_agent_image_promises() -> None:
     runs = " ".join(args_of(AGENT, "RUN"))
     (base,) = args_of(AGENT, "FROM")
