@@ -43,7 +43,7 @@ from robot_agent.errors import ConfigError
 from robot_agent.robot import Robot, RobotState
 from robot_agent.sim.clock import Clock, ManualClock, WallClock
 from robot_agent.sim.world import SimWorld
-from safety.rotations import matrix_to_quat, quat_to_matrix
+from safety.rotations import matrix_to_quat, quat_to_matrix, quat_to_rotvec
 from safety.types import Pose
 
 __all__ = [
@@ -83,6 +83,7 @@ _OPTIONS = {
 # branch: following it would swing the arm through space for a small Cartesian step.
 _MAX_IK_JUMP_RAD = 1.0
 _IK_POSITION_TOLERANCE_M = 1e-3
+_Q7_OFFSETS = (0.0, -0.1, 0.1, -0.25, 0.25, -0.5, 0.5, -0.8, 0.8)
 
 
 def _limit_vector(name: str, value: Any, panda: np.ndarray) -> np.ndarray:
@@ -101,6 +102,91 @@ def _limit_vector(name: str, value: Any, panda: np.ndarray) -> np.ndarray:
             field=f"robot.options.{name}",
         )
     return arr
+
+
+def solve_ik(
+    transform: np.ndarray, seed: np.ndarray, limits: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray | None, str]:
+    """The joint solution of ``transform`` nearest to ``seed``, through ``panda_py.ik``.
+
+    The analytical solver takes joint 7 as given and picks its branch from the seed; alone it
+    fails in two ways along ordinary paths, both handled here: (1) with joint 7 fixed, some poses
+    have no solution although nearby values of joint 7 have one, so a few values around the
+    seed's are tried; (2) when the shoulder passes straight up (joint 2 through 0), the solver
+    flips joints 1 and 3 by pi, whereas ``(q1, q2, q3)`` and ``(q1 +- pi, -q2, q3 +- pi)`` are the
+    same arm pose: the equivalent nearest the seed is kept. Returns ``(q, "")`` or
+    ``(None, reason)``.
+    """
+    lo, hi = limits
+    best: np.ndarray | None = None
+    best_jump = math.inf
+    any_finite = False
+    for dq7 in _Q7_OFFSETS:
+        q7 = float(np.clip(seed[6] + dq7, lo[6], hi[6]))
+        q = np.asarray(panda_py.ik(transform, seed, q7), dtype=float).reshape(7)
+        if not np.all(np.isfinite(q)):
+            continue
+        if np.linalg.norm(panda_py.fk(q)[:3, 3] - transform[:3, 3]) > _IK_POSITION_TOLERANCE_M:
+            continue  # the solver's answer for a case that cannot reach this pose
+        any_finite = True
+        for candidate in _shoulder_equivalents(q, seed):
+            if np.any(candidate < lo) or np.any(candidate > hi):
+                continue
+            jump = float(np.max(np.abs(candidate - seed)))
+            if jump < best_jump:
+                best, best_jump = candidate, jump
+        if best is not None and best_jump < 0.2:  # the nearest is good enough; skip the rest
+            break
+    if best is None or best_jump > 0.2:
+        # Near the shoulder singularity (joint 2 at 0) the closed form loses precision or jumps
+        # branch; a few damped least-squares steps from the seed follow the arm through it.
+        refined = _refine_ik(transform, seed, limits)
+        if refined is not None and (best is None or float(np.max(np.abs(refined - seed))) < best_jump):
+            best, best_jump = refined, float(np.max(np.abs(refined - seed)))
+    if best is None:
+        return None, "IK solutions all outside the joint limits" if any_finite else "no IK solution (out of reach)"
+    if best_jump > _MAX_IK_JUMP_RAD:
+        return None, f"IK needs a joint jump of {best_jump:.2f} rad from the last target"
+    return best, ""
+
+
+def _pose_error(transform: np.ndarray, q: np.ndarray) -> np.ndarray:
+    current = np.asarray(panda_py.fk(q), dtype=float)
+    rot = transform[:3, :3] @ current[:3, :3].T
+    return np.concatenate([transform[:3, 3] - current[:3, 3], quat_to_rotvec(matrix_to_quat(rot))])
+
+
+def _refine_ik(
+    transform: np.ndarray, seed: np.ndarray, limits: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray | None:
+    """Damped least squares on ``panda_py.fk`` (numerical Jacobian), from ``seed``."""
+    lo, hi = limits
+    q = np.asarray(seed, dtype=float).copy()
+    eps = 1e-6
+    for _ in range(30):
+        err = _pose_error(transform, q)
+        if np.linalg.norm(err[:3]) < 1e-4 and np.linalg.norm(err[3:]) < 1e-3:
+            return q if np.all(q >= lo) and np.all(q <= hi) else None
+        jac = np.empty((6, 7))
+        for j in range(7):
+            dq = np.zeros(7)
+            dq[j] = eps
+            jac[:, j] = (err - _pose_error(transform, q + dq)) / eps
+        step = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
+        q = np.clip(q + step, lo, hi)
+    return None
+
+
+def _shoulder_equivalents(q: np.ndarray, seed: np.ndarray) -> list[np.ndarray]:
+    out = [q]
+    for s1 in (-1.0, 1.0):
+        for s3 in (-1.0, 1.0):
+            alt = q.copy()
+            alt[0] += s1 * math.pi
+            alt[1] = -alt[1]
+            alt[2] += s3 * math.pi
+            out.append(alt)
+    return out
 
 
 class SimRobot(Robot):
@@ -398,30 +484,17 @@ class SimRobot(Robot):
     def _solve_ik(self, pose: Pose) -> np.ndarray | None:
         position = np.asarray(pose.position, dtype=float)
         quaternion = np.asarray(pose.quaternion, dtype=float)
-        reason = None
         if position.shape != (3,) or quaternion.shape != (4,):
             raise ValueError(
                 f"SimRobot.command_ee: pose needs a 3-vector and a quaternion, got {position!r}, {quaternion!r}"
             )
         if not (np.all(np.isfinite(position)) and np.all(np.isfinite(quaternion))):
-            raise ValueError(
-                f"SimRobot.command_ee: non-finite pose {position.tolist()!r} {quaternion.tolist()!r}"
-            )
-        seed = self._last_commanded_q
+            raise ValueError(f"SimRobot.command_ee: non-finite pose {position.tolist()!r} {quaternion.tolist()!r}")
         transform = np.eye(4)
         transform[:3, :3] = quat_to_matrix(quaternion)
         transform[:3, 3] = position
-        q = np.asarray(panda_py.ik(transform, seed, float(seed[6])), dtype=float).reshape(7)
-        lo, hi = self.joint_limits
-        if not np.all(np.isfinite(q)):
-            reason = "no IK solution (out of reach)"
-        elif np.any(q < lo - 1e-6) or np.any(q > hi + 1e-6):
-            reason = f"IK solution outside the joint limits (joint {int(np.argmax((q < lo) | (q > hi)))})"
-        elif np.max(np.abs(q - seed)) > _MAX_IK_JUMP_RAD:
-            reason = f"IK switched branch (joint jump {np.max(np.abs(q - seed)):.2f} rad)"
-        elif np.linalg.norm(panda_py.fk(q)[:3, 3] - position) > _IK_POSITION_TOLERANCE_M:
-            reason = "IK solution misses the target"
-        if reason is not None:
+        q, reason = solve_ik(transform, self._last_commanded_q, self.joint_limits)
+        if q is None:
             self.ik_failures += 1
             if not self._ik_failing:
                 logger.warning(

@@ -29,7 +29,7 @@ _SCALE = 1 << _SHIFT
 _LIGHT = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
 _TABLE = (0.05, 0.95, -0.5, 0.5)  # x0, x1, y0, y1
 _TABLE_RGB = (200, 185, 160)
-_GRID_RGB = (178, 163, 140)
+_GRID_RGB = (188, 173, 149)
 _BG_TOP = np.array([236, 238, 242], dtype=np.float32)
 _BG_BOTTOM = np.array([190, 194, 202], dtype=np.float32)
 _GRIPPER_RGB = (70, 70, 80)
@@ -39,25 +39,36 @@ _TIP_RGB = (250, 200, 30)
 @dataclass(frozen=True)
 class CameraModel:
     """A pinhole camera: ``eye`` position, rotation ``r_wc`` (camera axes x right, y down,
-    z forward, as columns in the world frame), focal length in pixels and image size."""
+    z forward, as columns in the world frame), focal lengths in pixels and image size."""
 
     eye: np.ndarray
     r_wc: np.ndarray
-    focal_px: float
+    focal_x_px: float
+    focal_y_px: float
     width: int
     height: int
 
     @classmethod
     def look_at(
-        cls, eye: np.ndarray, target: np.ndarray, up: np.ndarray, fov_y_deg: float, width: int, height: int
+        cls,
+        eye: np.ndarray,
+        target: np.ndarray,
+        up: np.ndarray,
+        fov_y_deg: float,
+        width: int,
+        height: int,
+        *,
+        fov_x_deg: float | None = None,
     ) -> CameraModel:
+        """Square pixels unless ``fov_x_deg`` is given too."""
         z = np.asarray(target, float) - np.asarray(eye, float)
         z /= np.linalg.norm(z)
         x = np.cross(z, np.asarray(up, float))
         x /= np.linalg.norm(x)
         y = np.cross(z, x)
-        focal = (height / 2) / math.tan(math.radians(fov_y_deg) / 2)
-        return cls(np.asarray(eye, float), np.column_stack([x, y, z]), focal, width, height)
+        focal_y = (height / 2) / math.tan(math.radians(fov_y_deg) / 2)
+        focal_x = focal_y if fov_x_deg is None else (width / 2) / math.tan(math.radians(fov_x_deg) / 2)
+        return cls(np.asarray(eye, float), np.column_stack([x, y, z]), focal_x, focal_y, width, height)
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points ``[N, 3]`` to pixel coordinates ``[N, 2]`` and depths ``[N]``."""
@@ -66,19 +77,27 @@ class CameraModel:
         safe = np.where(depth > 1e-6, depth, 1e-6)
         uv = np.column_stack(
             [
-                self.focal_px * pc[:, 0] / safe + self.width / 2,
-                self.focal_px * pc[:, 1] / safe + self.height / 2,
+                self.focal_x_px * pc[:, 0] / safe + self.width / 2,
+                self.focal_y_px * pc[:, 1] / safe + self.height / 2,
             ]
         )
         return uv, depth
 
 
 def front_camera(width: int, height: int) -> CameraModel:
-    # Across the table, to the right of the arm and above it: the cubes, the arm's home pose and
-    # the tip's shadow are all in view, and height shows as the distance tip to shadow.
-    fov = 50.0 if width >= height else 50.0 * height / width
+    # Across the table, to the right of the arm and above it: the cubes and the tip's shadow are
+    # in view, and height shows as the distance tip to shadow. The framing is the same at every
+    # size (non-square images are stretched, not widened), so the agent resizing a 640x480 frame
+    # to a policy's 96x96 input gives the picture the policy was trained on.
+    fov = 50.0
     return CameraModel.look_at(
-        np.array([1.0, -0.42, 0.72]), np.array([0.47, 0.0, 0.10]), np.array([0, 0, 1.0]), fov, width, height
+        np.array([1.0, -0.42, 0.72]),
+        np.array([0.47, 0.0, 0.10]),
+        np.array([0, 0, 1.0]),
+        fov,
+        width,
+        height,
+        fov_x_deg=fov,
     )
 
 
@@ -127,7 +146,8 @@ def _draw_cube(img: np.ndarray, cam: CameraModel, cube: Cube) -> None:
 
 def _px(cam: CameraModel, value_m: float, at: np.ndarray) -> int:
     _, depth = cam.project(at[None, :])
-    return max(1, round(cam.focal_px * value_m / max(float(depth[0]), 1e-3)))
+    focal = math.sqrt(cam.focal_x_px * cam.focal_y_px)
+    return max(1, round(focal * value_m / max(float(depth[0]), 1e-3)))
 
 
 def _draw_gripper(img: np.ndarray, cam: CameraModel, ee: Pose, gripper: float, wrist: bool) -> None:

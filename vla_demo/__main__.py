@@ -1,0 +1,5 @@
+import sys
+
+from vla_demo.cli import main
+
+sys.exit(main())

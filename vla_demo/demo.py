@@ -1,0 +1,296 @@
+"""``make demo``: serve the demo bundle on localhost and run the agent on the simulated arm.
+
+Starts ``inference-server`` as a child process on a free loopback port (as on a real setup, the
+policy runs in another process than the control loop), waits for its health check to say
+SERVING, then runs ``robot_agent.evaluation.evaluate`` for N episodes with random scenes and
+instructions, prints each result, the success rate and the latency summary, and saves a video of
+the first episode (a 480x480 view of the same scene, drawn from the simulation while the agent
+runs). The server is stopped in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from robot_agent.config import AgentConfig, ControlConfig, RobotConfig, ServerConfig
+from robot_agent.drivers.sim import SimRobot
+from robot_agent.evaluation import EpisodeOutcome, EvalResults, evaluate_sync
+from robot_agent.metrics import AgentMetrics
+from robot_agent.sim.render import render
+
+__all__ = ["DemoConfig", "DemoError", "latency_summary", "run_demo", "serve_bundle"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "demo"
+
+
+class DemoError(Exception):
+    """Raised when the demo cannot run: no bundle, or the server does not come up."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    policy: Path = DEFAULT_POLICY
+    episodes: int = 10
+    seed: int = 0
+    video: Path | None = Path("runs/demo/episode_000.mp4")
+    inject_latency_ms: float = 0.0
+    inject_jitter_ms: float = 0.0
+    blend: str = "crossfade"
+    interpolation: str = "minimum_jerk"
+    episode_timeout_s: float = 15.0
+    server_start_timeout_s: float = 120.0
+    server_address: str | None = None  # an already running server: start none
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_bundle(
+    policy: Path, *, timeout_s: float = 120.0, extra_args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Run ``inference-server`` on ``policy`` in a child process; yield its address once SERVING."""
+    if not (policy / "policy.toml").exists():
+        raise DemoError(
+            f"no policy bundle at {policy} (policy.toml missing); build it: python -m vla_demo train --out {policy}"
+        )
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "inference_server", "--policy", str(policy), "--host", "127.0.0.1",
+           "--port", str(port), "--no-metrics", "--log-level", "warning", *extra_args]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr_tail: list[bytes] = []
+    reader = threading.Thread(target=_drain, args=(proc, stderr_tail), daemon=True)
+    reader.start()
+    try:
+        _wait_serving(address, proc, stderr_tail, timeout_s)
+        logger.info("Inference server on %s serving %s", address, policy)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _drain(proc: subprocess.Popen[bytes], tail: list[bytes]) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail.append(line)
+        del tail[:-20]
+
+
+def _wait_serving(address: str, proc: subprocess.Popen[bytes], tail: list[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if proc.poll() is not None:
+                text = b"".join(tail).decode(errors="replace").strip()
+                raise DemoError(f"the inference server exited with code {proc.returncode}: {text[-2000:]}")
+            with contextlib.suppress(grpc.RpcError):
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            if time.monotonic() > deadline:
+                raise DemoError(f"the inference server at {address} was not SERVING after {timeout_s:g} s")
+            time.sleep(0.1)
+
+
+class VideoRecorder:
+    """Draws the simulation at ``fps`` into an mp4 while the agent runs (its own thread)."""
+
+    def __init__(self, robot: SimRobot, path: Path, *, size: int = 480, fps: float = 15.0) -> None:
+        self.robot = robot
+        self.path = path
+        self.size = size
+        self.fps = fps
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.frames = 0
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="demo-video", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        writer = cv2.VideoWriter(
+            str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (self.size, self.size)
+        )
+        if not writer.isOpened():
+            logger.warning("Cannot write video %s (no mp4 encoder in this OpenCV)", self.path)
+            return
+        period = 1.0 / self.fps
+        next_t = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                ee, gripper, _ = self.robot.snapshot()
+                world = self.robot.world
+                frame = cv2.cvtColor(render(world, ee, gripper, self.size, self.size), cv2.COLOR_RGB2BGR)
+                result = world.evaluate()
+                text = f"{world.instruction}  [{result.status} {result.elapsed_s:4.1f}s]"
+                cv2.putText(
+                    frame, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1, cv2.LINE_AA
+                )
+                writer.write(frame)
+                self.frames += 1
+                next_t += period
+                self._stop.wait(max(0.0, next_t - time.monotonic()))
+        finally:
+            writer.release()
+
+
+def _quantile_from_histogram(metrics: AgentMetrics, q: float) -> float | None:
+    """Upper bucket bound holding quantile ``q`` of ``vla_agent_roundtrip_seconds``."""
+    buckets: list[tuple[float, float]] = []
+    for metric in metrics.roundtrip_seconds.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_bucket"):
+                buckets.append((float(sample.labels["le"]), sample.value))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for le, count in buckets:
+        if count >= q * total:
+            return le
+    return math.inf
+
+
+def latency_summary(results: EvalResults, metrics: AgentMetrics | None = None) -> str:
+    rtts = sorted(e.roundtrip_p50_s for e in results.episodes if e.roundtrip_p50_s is not None)
+    holds = results.holds
+    misses = sum(e.deadline_misses for e in results.episodes)
+    parts = []
+    if rtts:
+        parts.append(
+            f"round trip p50 per episode: median {rtts[len(rtts) // 2] * 1000:.1f} ms, "
+            f"worst {rtts[-1] * 1000:.1f} ms"
+        )
+    if metrics is not None:
+        bounds = [(q, _quantile_from_histogram(metrics, q)) for q in (0.5, 0.95, 0.99)]
+        parts.append(
+            "all requests "
+            + ", ".join(f"p{int(q * 100)} <= {b * 1000:.0f} ms" for q, b in bounds if b is not None)
+        )
+    parts.append(f"deadline misses {misses}, holds {sum(holds.values())} ({dict(holds) or 'none'})")
+    return "; ".join(parts)
+
+
+def format_episode(e: EpisodeOutcome) -> str:
+    t = f"{e.time_to_success_s:5.2f} s" if e.time_to_success_s is not None else "   -   "
+    mark = "ok  " if e.success else "FAIL"
+    reached = f"reached {e.reached}" if e.reached else "reached nothing"
+    return f"episode {e.episode:>2} seed {e.seed:>4}  {mark} {t}  {e.instruction!r:<40} {reached}; {e.reason}"
+
+
+def agent_config(address: str, config: DemoConfig) -> AgentConfig:
+    return AgentConfig(
+        server=ServerConfig(
+            address=address,
+            inject_latency_ms=config.inject_latency_ms,
+            inject_jitter_ms=config.inject_jitter_ms,
+        ),
+        robot=RobotConfig(kind="sim", options={"realtime": True, "time_limit_s": config.episode_timeout_s}),
+        control=ControlConfig(blend=config.blend, interpolation=config.interpolation),
+        metrics_port=None,
+    )
+
+
+def run_demo(config: DemoConfig, *, out: Callable[[str], Any] = print) -> EvalResults:
+    """Serve (unless ``server_address``), evaluate, print; returns the results."""
+    with contextlib.ExitStack() as stack:
+        address = config.server_address
+        if address is None:
+            out(f"Starting the inference server on {config.policy} ...")
+            address = stack.enter_context(
+                serve_bundle(config.policy, timeout_s=config.server_start_timeout_s)
+            )
+        agent = agent_config(address, config)
+        robot = SimRobot.from_config(agent.robot)
+        robot.connect()
+        metrics = AgentMetrics(CollectorRegistry())
+        out(
+            f"Running {config.episodes} episodes on the simulated arm (added latency {config.inject_latency_ms:g} ms, "
+            f"blend {config.blend}) ..."
+        )
+        results: list[EpisodeOutcome] = []
+        first = _episodes(agent, config, robot, metrics, config.seed, 1, out, video=config.video)
+        results += first.episodes
+        if config.episodes > 1:
+            rest = _episodes(
+                agent, config, robot, metrics, config.seed + 1, config.episodes - 1, out, video=None
+            )
+            results += [replace(e, episode=e.episode + 1) for e in rest.episodes]
+        robot.stop()
+        final = replace(first, episodes=tuple(results))
+        n_ok = sum(e.success for e in results)
+        times = sorted(final.times_to_success)
+        wrong = sum(e.reached is not None and e.reached != e.target for e in results)
+        median = f"{times[len(times) // 2]:.2f} s" if times else "-"
+        out(
+            f"success rate {n_ok}/{len(results)} ({final.success_rate:.0%}); wrong cube touched {wrong}; "
+            f"time to success median {median}"
+        )
+        out("latency: " + latency_summary(final, metrics))
+        if config.video is not None and config.video.exists():
+            out(f"video of episode 0: {config.video}")
+        return final
+
+
+def _episodes(
+    agent: AgentConfig,
+    config: DemoConfig,
+    robot: SimRobot,
+    metrics: AgentMetrics,
+    seed: int,
+    n: int,
+    out: Callable[[str], Any],
+    *,
+    video: Path | None,
+) -> EvalResults:
+    recorder = VideoRecorder(robot, video) if video is not None else None
+    offset = seed - config.seed
+
+    def on_episode(e: EpisodeOutcome) -> None:
+        out(format_episode(replace(e, episode=e.episode + offset)))
+
+    if recorder is not None:
+        recorder.start()
+    try:
+        return evaluate_sync(
+            agent, episodes=n, seed=seed, episode_timeout_s=config.episode_timeout_s + 1.0, robot=robot,
+            metrics=metrics, on_episode=on_episode,
+        )  # fmt: skip
+    finally:
+        if recorder is not None:
+            recorder.stop()

@@ -1,0 +1,89 @@
+"""The tiny VLA: a small CNN for the camera, word embeddings for the instruction, an MLP for the
+state, and a head that outputs a whole chunk of actions.
+
+The instruction modulates the image features (FiLM), so the network can pick out the named
+cube; a spatial soft-argmax turns feature maps into image coordinates, which is what the task
+needs (where the cube is relative to the gripper) and which a small CNN learns quickly. Inputs
+follow the server's tensor convention: ``front`` float ``[B, 3, H, W]`` in ``[0, 1]``, ``state``
+``[B, S]`` normalised, plus ``instruction`` int64 token ids ``[B, T]``; output: normalised
+actions ``[B, chunk_length, action_dim]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["TinyVLA"]
+
+
+class SpatialSoftArgmax(nn.Module):
+    """Per channel, the expected (x, y) under a softmax over the feature map, in [-1, 1]."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("xs", xs.reshape(1, 1, -1), persistent=False)
+        self.register_buffer("ys", ys.reshape(1, 1, -1), persistent=False)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[0], x.shape[1]
+        weights = torch.softmax(x.reshape(b, c, -1) * torch.exp(-self.log_temperature), dim=-1)
+        return torch.cat([(weights * self.xs).sum(-1), (weights * self.ys).sum(-1)], dim=1)
+
+
+class TinyVLA(nn.Module):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        image_size: int = 96,
+        state_dim: int = 3,
+        chunk_length: int = 16,
+        action_dim: int = 7,
+        width: int = 32,
+        embed_dim: int = 32,
+        hidden: int = 256,
+    ) -> None:
+        super().__init__()
+        self.chunk_length = chunk_length
+        self.action_dim = action_dim
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        half = width // 2
+        self.conv1 = nn.Conv2d(5, half, 5, stride=2, padding=2)  # RGB + 2 coordinate channels
+        self.conv2 = nn.Conv2d(half, width, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv4 = nn.Conv2d(width, width, 3, padding=1)
+        self.film2 = nn.Linear(embed_dim, 2 * width)
+        self.film3 = nn.Linear(embed_dim, 2 * width)
+        side = (image_size + 3) // 4
+        self.keypoints = SpatialSoftArgmax(side, side)
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, image_size), torch.linspace(-1, 1, image_size), indexing="ij"
+        )
+        self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)
+        self.state_mlp = nn.Sequential(nn.Linear(state_dim, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Linear(2 * width + 64 + embed_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, chunk_length * action_dim),
+        )
+
+    def encode_instruction(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = (tokens != 0).unsqueeze(-1).to(self.embed.weight.dtype)
+        return (self.embed(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, front: torch.Tensor, state: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
+        words = self.encode_instruction(instruction)
+        coords = self.coords.expand(front.shape[0], -1, -1, -1).to(front.dtype)
+        x = torch.relu(self.conv1(torch.cat([front, coords], dim=1)))
+        gamma, beta = self.film2(words).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        x = torch.relu(self.conv2(x) * (1 + gamma) + beta)
+        gamma, beta = self.film3(words).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        x = torch.relu(self.conv3(x) * (1 + gamma) + beta)
+        points = self.keypoints(self.conv4(x))
+        features = torch.cat([points, self.state_mlp(state), words], dim=1)
+        return self.head(features).reshape(-1, self.chunk_length, self.action_dim)
