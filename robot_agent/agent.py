@@ -530,14 +530,15 @@ class Agent:
                     prev_actions,
                     delay_steps,
                 )
-                request_id = await client.send(request)
+                request_id = client.stamp(request)
+                self._pending[request_id] = state  # before the write: the answer may beat it back
+                for old in [rid for rid in self._pending if rid < request_id - 16]:
+                    del self._pending[old]
+                await client.send(request)
             except AgentError as exc:
                 logger.debug("Sending an observation failed: %s", exc)
                 self.link.in_flight_since = None
                 continue
-            self._pending[request_id] = state
-            for old in [rid for rid in self._pending if rid < request_id - 16]:
-                del self._pending[old]
 
     # --- metrics --------------------------------------------------------------------------------
     async def _serve_metrics(self, stopping: asyncio.Event) -> None:

@@ -102,20 +102,21 @@ class ControlLoop:
         last: float | None = None
         while not stopping.is_set():
             deadline = t0 + k * period
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic()
+            # The driver thread waits for the deadline (time.sleep is precise to tens of
+            # microseconds; the event loop's timers only to a millisecond) and reads the state
+            # right then; the event loop stays free meanwhile.
+            now, state = await self._call(self._read_at, deadline)
             if last is not None:
                 self._stats.periods.append(now - last)
                 self._metrics.control_period_seconds.observe(now - last)
             dt = period if last is None else now - last
             last = now
-            await self.tick(now, dt)
+            await self.tick(now, dt, state)
             self._stats.ticks += 1
             self.tick_event.set()
             k += 1
             after = time.monotonic()
+            self._stats.tick_work.append(after - now)
             if after > t0 + k * period:
                 # The work ran into the next tick: count it, and skip what was missed.
                 self._stats.overruns += 1
@@ -124,12 +125,26 @@ class ControlLoop:
         if not self.estopped:
             await self._command_hold("stopping")
 
-    async def tick(self, now: float, dt: float) -> None:
-        """One control step (public so tests can drive it without the clock)."""
+    def _read_at(self, deadline: float) -> tuple[float, RobotState | BaseException]:
+        """In the driver thread: sleep until ``deadline``, then read the state (or the error)."""
+        delay = deadline - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        now = time.monotonic()
         try:
-            state = await self._call(self._robot.read_state)
+            return now, self._robot.read_state()
         except Exception as exc:
-            await self._estop(f"driver read_state failed: {exc!r}")
+            return now, exc
+
+    async def tick(self, now: float, dt: float, state: RobotState | BaseException | None = None) -> None:
+        """One control step on ``state`` (read here when not given; public so tests can drive it)."""
+        if state is None:
+            try:
+                state = await self._call(self._robot.read_state)
+            except Exception as exc:
+                state = exc
+        if isinstance(state, BaseException):
+            await self._estop(f"driver read_state failed: {state!r}")
             self._recorder.step(
                 time_s=now, measured=None, raw=None, safe=None, fired=(), holding=True, reason="estop"
             )

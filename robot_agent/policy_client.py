@@ -165,18 +165,25 @@ class PolicyClient:
             request.inference_delay_steps = int(inference_delay_steps)
         return request
 
-    async def send(self, request: pb.PredictRequest) -> int:
-        """Stamp the next request id on ``request``, send it, and return the id."""
-        call = self._require_call()
+    def stamp(self, request: pb.PredictRequest) -> int:
+        """Give ``request`` the next request id (monotonic for the session) and return it.
+
+        Separate from :meth:`send` so the caller can file the request under its id *before* the
+        write is awaited: on a fast server the answer can arrive before ``send`` returns.
+        """
         request.request_id = self._next_id
         self._next_id += 1
+        return request.request_id
+
+    async def send(self, request: pb.PredictRequest) -> None:
+        """Send a stamped request on the stream."""
+        call = self._require_call()
         try:
             await call.write(request)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, self.address) from exc
         except asyncio.InvalidStateError as exc:  # the call already finished (server gone)
             raise ServerUnavailable(f"stream to {self.address} is closed", address=self.address) from exc
-        return request.request_id
 
     async def receive(self) -> Chunk:
         """The next response, decoded and checked against the spec's shape and finiteness."""
@@ -273,8 +280,11 @@ class DelayedClient:
         self._reader = asyncio.create_task(self._read_loop(), name="delayed-reader")
         return spec
 
-    async def send(self, request: pb.PredictRequest) -> int:
-        return await self._inner.send(request)
+    def stamp(self, request: pb.PredictRequest) -> int:
+        return self._inner.stamp(request)
+
+    async def send(self, request: pb.PredictRequest) -> None:
+        await self._inner.send(request)
 
     async def _read_loop(self) -> None:
         while True:

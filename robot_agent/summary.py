@@ -31,6 +31,7 @@ class RunStats:
     overruns: int = 0
     periods: array = field(default_factory=lambda: array("d"))
     roundtrips: array = field(default_factory=lambda: array("d"))
+    tick_work: array = field(default_factory=lambda: array("d"))  # time spent inside each tick
     chunks: int = 0
     deadline_misses: int = 0
     stale_actions_dropped: int = 0
@@ -53,6 +54,7 @@ class RunStats:
             "achieved_rate_hz": self.ticks / duration if duration > 0 else 0.0,
             "control_period_s": _quantiles(self.periods, (0.5, 0.99)),
             "control_overruns": self.overruns,
+            "control_tick_work_s": _quantiles(self.tick_work, (0.5, 0.99)),
             "roundtrip_s": _quantiles(self.roundtrips, (0.5, 0.95, 0.99)),
             "chunks": self.chunks,
             "deadline_misses": self.deadline_misses,
