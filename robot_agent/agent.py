@@ -42,13 +42,9 @@ from robot_agent.scheduler import Scheduler
 from robot_agent.sensors import Sensors
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
+from safety import SafetyConfig, Shield
+from safety.errors import SafetyConfigError
 from vla.v1 import policy_pb2 as pb
-
-try:  # the real shield; the stand-in only while the safety package has none
-    from safety import SafetyConfig, Shield
-except ImportError:  # pragma: no cover - depends on the safety package's progress
-    from robot_agent._minimal_shield import MinimalSafetyConfig as SafetyConfig  # type: ignore[assignment]
-    from robot_agent._minimal_shield import MinimalShield as Shield  # type: ignore[assignment]
 
 __all__ = ["Agent"]
 
@@ -214,21 +210,18 @@ class Agent:
         assert self.robot is not None
         try:
             safety_config = SafetyConfig.from_mapping(self.config.safety)
-            validate = getattr(safety_config, "validate_against", None)
-            if validate is not None:
-                lower, upper = self.robot.joint_limits
-                validate(
-                    home=state.ee,
-                    home_joints=self.robot.home_joints,
-                    robot_joint_min=lower,
-                    robot_joint_max=upper,
-                )
-        except ValueError as exc:  # SafetyConfigError is a ValueError
-            raise ConfigError(str(exc), field=getattr(exc, "field", "safety")) from exc
+            lower, upper = self.robot.joint_limits
+            safety_config.validate_against(
+                home=state.ee,
+                home_joints=self.robot.home_joints,
+                robot_joint_min=lower,
+                robot_joint_max=upper,
+            )
+        except SafetyConfigError as exc:
+            raise ConfigError(str(exc), field=exc.field or "safety") from exc
         shield = Shield(safety_config)
         shield.reset(measured_from_state(state))
-        to_dict = getattr(safety_config, "to_dict", None)
-        self._recorder.safety_limits(to_dict() if to_dict is not None else getattr(safety_config, "raw", {}))
+        self._recorder.safety_limits(safety_config.to_dict())
         return shield
 
     async def _main(self) -> None:

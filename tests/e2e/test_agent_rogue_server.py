@@ -28,11 +28,12 @@ class RogueServicer(pb_grpc.PolicyServiceServicer):
         self.bad = bad
         self.good = good
         self.answered = 0
+        self.spec_overrides: dict[str, object] = {}
 
     async def GetPolicySpec(
         self, request: pb.GetPolicySpecRequest, context: grpc.aio.ServicerContext
     ) -> pb.PolicySpec:
-        return pb.PolicySpec(
+        spec = pb.PolicySpec(
             name="rogue",
             version="0",
             backend="python",
@@ -44,6 +45,9 @@ class RogueServicer(pb_grpc.PolicyServiceServicer):
             chunk_length=H,
             dt_s=DT,
         )
+        for key, value in self.spec_overrides.items():
+            setattr(spec, key, value)
+        return spec
 
     async def Predict(self, request_iterator, context):  # type: ignore[no-untyped-def]
         async for request in request_iterator:
@@ -61,10 +65,10 @@ class RogueServicer(pb_grpc.PolicyServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def rogue_server(servicer: RogueServicer) -> AsyncIterator[int]:
+async def rogue_server(servicer: RogueServicer, port: int = 0) -> AsyncIterator[int]:
     server = grpc.aio.server()
     pb_grpc.add_PolicyServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     try:
         yield port
