@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from robot_agent.agent import Agent
-from robot_agent.config import RobotConfig
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import SpecMismatch
 from safety.types import Pose
