@@ -330,3 +330,31 @@ def test_alert_rules_load_and_evaluate(stack: Stack) -> None:
         poll("alert rules loaded and evaluated", evaluated, DATA_TIMEOUT_S)
     except TimeoutError:
         raise AssertionError(json.dumps(stack.prometheus.get("/api/v1/rules"), indent=1)) from None
+
+
+def test_alerts_fire_when_the_server_goes_away(stack: Stack) -> None:
+    """Last (it stops the server): the agent holds with reason stream_down, and the rules see it
+    from real data: VlaAgentHold fires for that reason, VlaTargetDown and VlaAgentHoldingLong are
+    pending (they wait 30 s, longer than this test)."""
+    server = stack.processes[0]
+    assert server.name == "inference-server"
+    assert server.stop(signal.SIGTERM) == 0, server.tail()
+
+    def alerts() -> dict[tuple[str, str], str] | None:
+        found = {
+            (a["labels"]["alertname"], a["labels"].get("reason") or a["labels"].get("job", "")): a["state"]
+            for a in stack.prometheus.get("/api/v1/alerts")["data"]["alerts"]
+        }
+        wanted = {
+            ("VlaAgentHold", "stream_down"): "firing",
+            ("VlaTargetDown", "vla-server"): "pending",
+            ("VlaAgentHoldingLong", ""): "pending",
+        }
+        return found if all(found.get(key) == state for key, state in wanted.items()) else None
+
+    try:
+        poll("hold and target-down alerts", alerts, DATA_TIMEOUT_S)
+    except TimeoutError:
+        raise AssertionError(
+            json.dumps(stack.prometheus.get("/api/v1/alerts"), indent=1) + stack.logs()
+        ) from None
