@@ -1,0 +1,58 @@
+"""The robot agent: runs a served VLA policy on an arm, safely.
+
+Streams camera observations to an inference server, executes the returned action chunks at a
+fixed control rate through the safety shield, and holds position whenever it has nothing valid
+for *now*. ``robot-agent --help`` to run it; ``Agent(AgentConfig.load(...)).run()`` to embed it.
+"""
+
+from __future__ import annotations
+
+from robot_agent.agent import Agent
+from robot_agent.camera import Camera, Frame
+from robot_agent.config import (
+    AgentConfig,
+    CameraConfig,
+    ControlConfig,
+    RecordConfig,
+    RobotConfig,
+    SchedulerConfig,
+    ServerConfig,
+)
+from robot_agent.errors import (
+    AgentError,
+    CameraError,
+    ConfigError,
+    DriverError,
+    MissingExtra,
+    ServerUnavailable,
+    SpecMismatch,
+)
+from robot_agent.evaluation import EpisodeOutcome, EvalResults, evaluate
+from robot_agent.metrics import AgentMetrics
+from robot_agent.robot import Robot, RobotState
+
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "AgentError",
+    "AgentMetrics",
+    "Camera",
+    "CameraConfig",
+    "CameraError",
+    "ConfigError",
+    "ControlConfig",
+    "DriverError",
+    "EpisodeOutcome",
+    "EvalResults",
+    "Frame",
+    "MissingExtra",
+    "RecordConfig",
+    "Robot",
+    "RobotConfig",
+    "RobotState",
+    "SchedulerConfig",
+    "ServerConfig",
+    "ServerUnavailable",
+    "SpecMismatch",
+    "evaluate",
+]

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from robot_agent.camera import Frame
+from robot_agent.errors import ServerUnavailable
+from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient, encode_frame
+from vla.codec import decode_image, from_tensor, to_tensor
+from vla.v1 import policy_pb2 as pb
+
+
+def frame(h: int = 480, w: int = 640) -> Frame:
+    rgb = np.zeros((h, w, 3), dtype=np.uint8)
+    rgb[: h // 2, :, 0] = 255  # top half red
+    return Frame(rgb=rgb, time_s=0.0)
+
+
+@pytest.mark.parametrize(
+    ("encodings", "expected"),
+    [
+        ([pb.Image.RAW_RGB8], pb.Image.RAW_RGB8),
+        ([pb.Image.JPEG, pb.Image.RAW_RGB8], pb.Image.JPEG),  # the server's first choice
+        ([], pb.Image.RAW_RGB8),  # nothing said: raw
+    ],
+)
+def test_frames_are_resized_and_encoded_as_the_spec_asks(encodings: list[int], expected: int) -> None:
+    spec = pb.CameraSpec(name="front", height=96, width=128, encodings=encodings)
+    image = encode_frame(frame(), spec)
+    assert (image.height, image.width, image.encoding) == (96, 128, expected)
+    rgb = decode_image(image)
+    assert rgb[10, 64, 0] > 200 and rgb[80, 64, 0] < 50  # still red on top, black below
+
+
+def test_backoff_grows_caps_and_jitters() -> None:
+    backoff = Backoff(0.2, 2.0, 1.0, 0.1, rng=random.Random(1))
+    delays = [backoff.next() for _ in range(6)]
+    for got, base in zip(delays, [0.2, 0.4, 0.8, 1.0, 1.0, 1.0], strict=True):
+        assert base * 0.9 <= got <= base * 1.1
+    assert len(set(delays)) == len(delays)  # jittered: reconnecting agents do not stampede
+    backoff.reset()
+    assert backoff.next() <= 0.22
+
+
+def _client_with_spec() -> PolicyClient:
+    client = PolicyClient("127.0.0.1:1")
+    client.spec = pb.PolicySpec(action_dim=7, chunk_length=4, dt_s=0.1)
+    return client
+
+
+def _response(actions: np.ndarray, dt: float = 0.1) -> pb.PredictResponse:
+    return pb.PredictResponse(request_id=3, status=pb.PredictResponse.OK, actions=to_tensor(actions), dt_s=dt)
+
+
+@pytest.mark.parametrize(
+    ("actions", "dt", "problem"),
+    [
+        (np.zeros((4, 7), np.float32), 0.1, None),  # fine
+        (np.zeros((2, 7), np.float32), 0.1, None),  # shorter than chunk_length: fine
+        (np.zeros((4, 6), np.float32), 0.1, "invalid_chunk: actions shape [4, 6], spec says [4, 7]"),
+        (np.zeros((5, 7), np.float32), 0.1, "invalid_chunk: actions shape [5, 7]"),
+        (np.zeros((0, 7), np.float32), 0.1, "invalid_chunk: actions shape [0, 7]"),
+        (np.zeros((4, 7), np.float32), 0.0, "invalid_chunk: dt_s is 0.0"),
+        (np.full((4, 7), np.nan, np.float32), 0.1, "non_finite: actions[0, 0] is nan"),
+    ],
+)
+def test_responses_are_checked_against_the_spec(actions: np.ndarray, dt: float, problem: str | None) -> None:
+    chunk = _client_with_spec()._decode(_response(actions, dt), received=1.0)
+    if problem is None:
+        assert chunk.problem is None and chunk.actions is not None
+    else:
+        assert chunk.actions is None and chunk.problem is not None and chunk.problem.startswith(problem)
+
+
+def test_undecodable_tensor_is_an_invalid_chunk() -> None:
+    response = _response(np.zeros((4, 7), np.float32))
+    response.actions.data = b"\x00" * 5
+    chunk = _client_with_spec()._decode(response, received=1.0)
+    assert chunk.problem is not None and chunk.problem.startswith("invalid_chunk: actions: 5 bytes")
+
+
+def test_requests_carry_timeout_and_monotonic_ids() -> None:
+    client = PolicyClient("127.0.0.1:1", request_timeout_ms=250, session_id="s1")
+    client.spec = pb.PolicySpec(cameras=[pb.CameraSpec(name="front", height=24, width=32)], action_dim=7)
+    request = client.build_request(
+        {"front": frame()},
+        np.ones(3, np.float32),
+        "touch",
+        12.5,
+        prev_actions=np.zeros((2, 7)),
+        inference_delay_steps=2,
+    )
+    assert request.timeout_ms == 250 and request.session_id == "s1" and request.capture_time_s == 12.5
+    assert request.inference_delay_steps == 2
+    assert from_tensor(request.prev_actions).shape == (2, 7)
+    ids = [client.stamp(request) for _ in range(3)]
+    assert ids == [1, 2, 3]
+
+
+async def test_connecting_to_nothing_says_where() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = PolicyClient(f"127.0.0.1:{port}", connect_timeout_s=0.2)
+    with pytest.raises(
+        ServerUnavailable, match=f"no inference server answering at 127.0.0.1:{port} within 0.2 s"
+    ):
+        await client.connect()
+
+
+class _FakeInner:
+    """Answers ``receive`` from a queue the test fills."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Chunk] = asyncio.Queue()
+
+    async def connect(self) -> pb.PolicySpec:
+        return pb.PolicySpec()
+
+    async def receive(self) -> Chunk:
+        return await self.queue.get()
+
+    async def close(self) -> None:
+        pass
+
+
+def _chunk(i: int) -> Chunk:
+    return Chunk(i, "OK", "", None, 0.1, 0.0, time.monotonic(), 0.0)
+
+
+async def test_injected_latency_delays_every_answer_and_keeps_their_order() -> None:
+    inner = _FakeInner()
+    client = DelayedClient(inner, latency_ms=80, jitter_ms=40, rng=random.Random(0))  # type: ignore[arg-type]
+    await client.connect()
+    sent = time.monotonic()
+    for i in range(5):
+        inner.queue.put_nowait(_chunk(i))
+    got = []
+    async with asyncio.timeout(5):
+        for _ in range(5):
+            chunk = await client.receive()
+            got.append((chunk.request_id, chunk.received_s - sent))
+    await client.close()
+    assert [i for i, _ in got] == [0, 1, 2, 3, 4]
+    assert all(delay >= 0.04 for _, delay in got)
