@@ -23,12 +23,14 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-# System libraries the tests need: libusb for pyrealsense2, Prometheus (and promtool) for the
-# monitoring tests. Installed only when missing and only as root (CI runs as root).
+# System packages the tests need: libusb for pyrealsense2, Prometheus (and promtool) for the
+# monitoring tests, Debian's docker-compose (v1) whose `config` validates compose files without an
+# engine. Installed only when missing and only as root (CI runs as root).
 sysdeps:
 	@missing=""; \
 	ldconfig -p | grep -q libusb-1.0.so.0 || missing="$$missing libusb-1.0-0"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages:$$missing"; \
