@@ -9,6 +9,8 @@ that silently falls back to another resolution is an error, not a surprise in th
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -63,8 +65,7 @@ class UsbCamera(Camera):
         return cls(config)
 
     def open(self) -> None:
-        backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        capture = self._capture_factory(self.device, backend)
+        capture = self._capture_factory(*_capture_target(self.device))
         if not capture.isOpened():
             capture.release()
             raise CameraError(
@@ -112,6 +113,19 @@ class UsbCamera(Camera):
                 self._capture.release()
             finally:
                 self._capture = None
+
+
+def _capture_target(device: int | str) -> tuple[int | str, int]:
+    """What to hand ``cv2.VideoCapture``: OpenCV's V4L2 backend opens devices by index only
+    ("backend is generally available but can't be used to capture by name"), so a path, by-id
+    links included, is resolved to its ``/dev/videoN`` and opened as index N."""
+    linux = sys.platform.startswith("linux")
+    if isinstance(device, int):
+        return device, cv2.CAP_V4L2 if linux else cv2.CAP_ANY
+    match = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(device)) if linux else None
+    if match:
+        return int(match.group(1)), cv2.CAP_V4L2
+    return device, cv2.CAP_ANY  # anything else (a video file, a stream URL): let OpenCV choose
 
 
 #: The name the agent's camera table uses.

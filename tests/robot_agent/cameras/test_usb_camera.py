@@ -3,6 +3,7 @@ thing replaced), plus one test with the real class on a device that does not exi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -60,11 +61,14 @@ def make(
     return camera, fake
 
 
+LINUX = usb_module.sys.platform.startswith("linux")
+
+
 def test_open_requests_mjpg_and_the_configured_mode() -> None:
     camera, fake = make()
     camera.open()
-    backend = cv2.CAP_V4L2 if usb_module.sys.platform.startswith("linux") else cv2.CAP_ANY
-    fake.factory.assert_called_once_with("/dev/video2", backend)
+    if LINUX:  # OpenCV's V4L2 backend opens by index only
+        fake.factory.assert_called_once_with(2, cv2.CAP_V4L2)
     fake.capture.set.assert_any_call(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
     fake.capture.set.assert_any_call(cv2.CAP_PROP_FPS, 30)
     fake.capture.set.assert_any_call(cv2.CAP_PROP_BUFFERSIZE, 1)
@@ -149,3 +153,18 @@ def test_supported_high_resolution_mode_opens() -> None:
     fake.capture.set.assert_any_call(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"YUYV"))
     fake.capture.set.assert_any_call(cv2.CAP_PROP_FRAME_WIDTH, 1280)
     fake.capture.set.assert_any_call(cv2.CAP_PROP_FRAME_HEIGHT, 720)
+
+
+@pytest.mark.skipif(not LINUX, reason="V4L2 device paths are Linux only")
+def test_by_id_link_opens_the_video_node_it_points_to(tmp_path: Path) -> None:
+    link = tmp_path / "usb-Logitech_C920_ABC123-video-index0"
+    link.symlink_to("/dev/video7")
+    camera, fake = make(device=str(link))
+    camera.open()
+    fake.factory.assert_called_once_with(7, cv2.CAP_V4L2)
+
+
+def test_non_device_paths_go_to_opencv_as_given() -> None:
+    camera, fake = make(device="rtsp://192.168.1.20/stream")
+    camera.open()
+    fake.factory.assert_called_once_with("rtsp://192.168.1.20/stream", cv2.CAP_ANY)
