@@ -46,7 +46,7 @@ from safety import SafetyConfig, Shield
 from safety.errors import SafetyConfigError
 from vla.v1 import policy_pb2 as pb
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "fit_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -349,28 +349,11 @@ class Agent:
         assert self.control is not None and self.robot is not None
         address = self.config.server.address
         previous = self.spec
-        names = list(spec.state_names)
-        if len(names) != spec.state_dim:
-            raise SpecMismatch(
-                f"policy at {address}: state_dim is {spec.state_dim} but it names {len(names)} state entries "
-                f"(state_names {names}); the agent fills the state by name from: {', '.join(STATE_NAMES)}"
-            )
-        num_joints = len(self.robot.home_joints)
-        for name in names:
-            if name not in STATE_NAMES or (name.startswith("joint_") and int(name[6:]) >= num_joints):
-                raise SpecMismatch(
-                    f"policy at {address}: state entry {name!r} is not one this robot can fill"
-                )
-        if spec.dt_s <= 0 or spec.chunk_length < 1:
-            raise SpecMismatch(
-                f"policy at {address}: chunk_length {spec.chunk_length}, dt_s {spec.dt_s} are not usable"
-            )
         state = self.control.latest_state
         assert state is not None
-        try:
-            space = ActionSpace(spec.action_space, spec.action_dim, num_joints, reference=state.ee.quaternion)
-        except SpecMismatch as exc:
-            raise SpecMismatch(f"policy at {address}: {exc}") from None
+        space = fit_spec(
+            spec, num_joints=len(self.robot.home_joints), reference=state.ee.quaternion, address=address
+        )
         for cam in spec.cameras:
             if cam.name not in self._sensors.names:
                 if cam.name not in self.config.cameras and previous is not None:
@@ -573,6 +556,28 @@ class Agent:
         if force:
             logger.warning("Second SIGINT: skipping graceful shutdown (the arm is still stopped)")
         self.request_stop(force=force)
+
+
+def fit_spec(spec: pb.PolicySpec, *, num_joints: int, reference: np.ndarray, address: str) -> ActionSpace:
+    """The action space for ``spec`` on an arm of ``num_joints`` joints; raise
+    :class:`SpecMismatch` naming what does not fit (state entries, action space, dimensions)."""
+    names = list(spec.state_names)
+    if len(names) != spec.state_dim:
+        raise SpecMismatch(
+            f"policy at {address}: state_dim is {spec.state_dim} but it names {len(names)} state entries "
+            f"(state_names {names}); the agent fills the state by name from: {', '.join(STATE_NAMES)}"
+        )
+    for name in names:
+        if name not in STATE_NAMES or (name.startswith("joint_") and int(name[6:]) >= num_joints):
+            raise SpecMismatch(f"policy at {address}: state entry {name!r} is not one this robot can fill")
+    if spec.dt_s <= 0 or spec.chunk_length < 1:
+        raise SpecMismatch(
+            f"policy at {address}: chunk_length {spec.chunk_length}, dt_s {spec.dt_s} are not usable"
+        )
+    try:
+        return ActionSpace(spec.action_space, spec.action_dim, num_joints, reference=reference)
+    except SpecMismatch as exc:
+        raise SpecMismatch(f"policy at {address}: {exc}") from None
 
 
 def _unwrap(group: BaseExceptionGroup) -> BaseException:
