@@ -57,7 +57,7 @@ class UsbCamera(Camera):
         self.device = _device(config)
         self.fourcc = fourcc
         self.buffer_size = buffer_size
-        self._capture_factory = capture_factory or cv2.VideoCapture
+        self._capture_factory: Callable[..., Any] = capture_factory or cv2.VideoCapture
         self._capture: Any = None
 
     @classmethod
@@ -73,7 +73,7 @@ class UsbCamera(Camera):
                 "in use by another program, may this user read it? `v4l2-ctl --list-devices` lists them)"
             )
         c = self.config
-        capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+        capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.fourcc))
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, c.width)
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, c.height)
         capture.set(cv2.CAP_PROP_FPS, c.fps)

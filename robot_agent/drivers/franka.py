@@ -194,6 +194,7 @@ class FrankaRobot(Robot):
 
     def _start_controller(self) -> None:
         opts = self.options
+        controller: Any
         if opts.controller == "joint_position":
             kwargs: dict[str, Any] = {"filter_coeff": opts.filter_coeff}
             if opts.joint_stiffness is not None:
