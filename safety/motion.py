@@ -42,22 +42,21 @@ def stop_distance(v: np.ndarray, a: np.ndarray, amax: np.ndarray, jmax: np.ndarr
     Braking: the acceleration falls at rate ``jmax`` to ``-amax`` and stays there until the
     velocity reaches zero. While ``a > 0`` the velocity still rises to ``v + a^2 / (2 jmax)``;
     that phase is bounded by peak velocity times its duration (cheap, conservative, and
-    consistent along the braking path, which is what viability needs).
+    consistent along the braking path, which is what viability needs). Called on every tick:
+    written for few numpy calls.
     """
     ap = np.maximum(a, 0.0)
     tau1 = ap / jmax
-    v0 = v + ap * ap / (2.0 * jmax)  # velocity when the acceleration reaches zero
-    d1 = np.maximum(v0, 0.0) * tau1
-    a0 = np.minimum(a, 0.0)
+    v0 = v + 0.5 * ap * tau1  # velocity when the acceleration reaches zero
+    v0p = np.maximum(v0, 0.0)
+    a0 = a - ap  # min(a, 0)
     t1 = (a0 + amax) / jmax  # time for a0 to ramp down to -amax
-    v1 = v0 + a0 * t1 - 0.5 * jmax * t1 * t1
-    # Case: velocity reaches zero during the ramp.
-    ts = (a0 + np.sqrt(np.maximum(a0 * a0 + 2.0 * jmax * np.maximum(v0, 0.0), 0.0))) / jmax
-    d_ramp = v0 * ts + 0.5 * a0 * ts * ts - jmax * ts * ts * ts / 6.0
-    # Case: the ramp completes, then constant deceleration -amax.
-    d_full = v0 * t1 + 0.5 * a0 * t1 * t1 - jmax * t1 * t1 * t1 / 6.0 + v1 * v1 / (2.0 * amax)
-    d2 = np.where(v1 <= 0.0, d_ramp, d_full)
-    return d1 + np.where(v0 > 0.0, np.maximum(d2, 0.0), 0.0)
+    v1 = v0 + t1 * (a0 - 0.5 * jmax * t1)
+    # The velocity reaches zero during the ramp (at ts) or after it, at constant -amax.
+    ts = (a0 + np.sqrt(a0 * a0 + 2.0 * jmax * v0p)) / jmax
+    t = np.where(v1 <= 0.0, ts, t1)
+    d2 = t * (v0 + t * (0.5 * a0 - jmax * t / 6.0)) + np.where(v1 > 0.0, v1 * v1 / (2.0 * amax), 0.0)
+    return v0p * tau1 + np.where(v0 > 0.0, np.maximum(d2, 0.0), 0.0)
 
 
 def _narrow(lo: np.ndarray, hi: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,12 +68,14 @@ def _narrow(lo: np.ndarray, hi: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> t
 
 
 class StepResult:
-    """Which bounds the raw (one-step) target would have broken on some axis."""
+    """What a step did: ``direct`` marks the axes that took the target exactly; the flags say
+    which bounds the one-step target would have broken on some axis."""
 
-    __slots__ = ("acceleration", "changed", "jerk", "position", "velocity")
+    __slots__ = ("acceleration", "changed", "direct", "jerk", "position", "velocity")
 
-    def __init__(self) -> None:
-        self.changed = False
+    def __init__(self, direct: np.ndarray) -> None:
+        self.direct = direct
+        self.changed = not bool(direct.all())
         self.jerk = False
         self.acceleration = False
         self.velocity = False
@@ -82,7 +83,11 @@ class StepResult:
 
 
 class Axes:
-    """The per-axis state of one group (3 translation, 3 rotation or N joints), vectorised."""
+    """The per-axis state of one group (e.g. 3 translation + 3 rotation, or N joints), vectorised.
+
+    Upward and downward braking distances are computed in one call on stacked arrays: on small
+    arrays numpy's cost is per call, not per element.
+    """
 
     def __init__(self, vmax: np.ndarray, amax: np.ndarray, jmax: np.ndarray) -> None:
         self.vmax = np.asarray(vmax, dtype=float)
@@ -92,6 +97,10 @@ class Axes:
         self.p = np.zeros(n)
         self.v = np.zeros(n)
         self.a = np.zeros(n)
+        self._a2 = np.concatenate([self.amax, self.amax])
+        self._j2 = np.concatenate([self.jmax, self.jmax])
+        self._a2g = self._a2[:, None]
+        self._j2g = self._j2[:, None]
         self._grid = np.linspace(0.0, 1.0, _GRID)
 
     def seed(self, p: np.ndarray) -> None:
@@ -102,26 +111,20 @@ class Axes:
 
     def envelope(self) -> tuple[np.ndarray, np.ndarray]:
         """Where braking from the current state may still reach, below and above."""
-        up = self.p + stop_distance(self.v, self.a, self.amax, self.jmax)
-        down = self.p - stop_distance(-self.v, -self.a, self.amax, self.jmax)
-        return down, up
+        return self._reach(self.p, self.v, self.a)
 
     def step(
-        self,
-        target: np.ndarray,
-        dt: float,
-        lo: np.ndarray,
-        hi: np.ndarray,
+        self, target: np.ndarray, dt: float, lo: np.ndarray, hi: np.ndarray
     ) -> tuple[np.ndarray, StepResult]:
         """Advance one tick toward ``target`` within ``[lo, hi]``; returns the new position.
 
-        The rotation group works in coordinates relative to the last command (p = 0, target =
-        the error rotation vector). The caller commits with :meth:`commit` once it knows the
-        final output (it may round-trip through quaternions).
+        Axes whose one-step value is admissible get the target exactly (bit for bit). Rotation
+        axes work in coordinates relative to the last command (p = 0, target = the error
+        rotation vector, walls at infinity). The caller then commits with :meth:`commit`, once
+        it knows the final output (rotations round-trip through quaternions).
         """
         p, v, a = self.p, self.v, self.a
         vmax, amax, jmax = self.vmax, self.amax, self.jmax
-        res = StepResult()
         # Seeded outside its box (the arm started there): allow motion back, never further out.
         lo = np.minimum(lo, p)
         hi = np.maximum(hi, p)
@@ -129,7 +132,7 @@ class Axes:
         pv = p + v * dt
         a_des = (target - pv) / dt2
 
-        # Closed-form intervals: jerk, acceleration, velocity, velocity viability, position.
+        # Closed-form intervals: jerk, acceleration, velocity, position, velocity viability.
         lj, uj = a - jmax * dt, a + jmax * dt
         rv_up = np.maximum(vmax - v, 0.0)
         rv_dn = np.maximum(vmax + v, 0.0)
@@ -144,11 +147,12 @@ class Axes:
         for lb, ub in (((-vmax - v) / dt, (vmax - v) / dt), (lp, up), (lv, uv)):
             lo_a, hi_a = _narrow(lo_a, hi_a, lb, ub)
 
-        # Axes whose one-step value is admissible take the target exactly (bit for bit).
-        direct = (a_des >= lo_a) & (a_des <= hi_a) & self._viable(a_des, dt, lo, hi)
-        if bool(direct.all()):
+        v_des = v + a_des * dt
+        down, upr = self._reach(pv + v_des * dt, v_des, a_des)
+        direct = (a_des >= lo_a) & (a_des <= hi_a) & (upr <= hi) & (down >= lo)
+        res = StepResult(direct)
+        if not res.changed:
             return target.copy(), res
-        res.changed = True
         a_new = np.where(direct, a_des, self._search(a_des, dt, lo_a, hi_a, lo, hi, target))
         res.jerk = bool(np.any((a_des < lj) | (a_des > uj)))
         res.acceleration = bool(np.any(np.abs(a_des) > amax))
@@ -167,15 +171,14 @@ class Axes:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _next(self, a_new: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-        v_new = self.v + a_new * dt
-        return self.p + v_new * dt, v_new
-
-    def _viable(self, a_new: np.ndarray, dt: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        p_new, v_new = self._next(a_new, dt)
-        up = p_new + stop_distance(v_new, a_new, self.amax, self.jmax)
-        down = p_new - stop_distance(-v_new, -a_new, self.amax, self.jmax)
-        return (up <= hi) & (down >= lo)
+    def _reach(self, p: np.ndarray, v: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest positions braking from (p, v, a) may reach; works on (n,) or (n, K)."""
+        n = self.vmax.size
+        if v.ndim == 1:
+            d = stop_distance(np.concatenate([v, -v]), np.concatenate([a, -a]), self._a2, self._j2)
+        else:
+            d = stop_distance(np.concatenate([v, -v]), np.concatenate([a, -a]), self._a2g, self._j2g)
+        return p - d[n:], p + d[:n]
 
     def _search(
         self,
@@ -194,15 +197,12 @@ class Axes:
         always contains the braking steps lo_a and hi_a, which are admissible in a viable state.
         The same grid, with the target as a wall, says how hard to go without overshooting it.
         """
-        amax, jmax = self.amax[:, None], self.jmax[:, None]
         cand = lo_a[:, None] + (hi_a - lo_a)[:, None] * self._grid[None, :]
         v_new = self.v[:, None] + cand * dt
         p_new = self.p[:, None] + v_new * dt
-        up = p_new + stop_distance(v_new, cand, amax, jmax)
-        down = p_new - stop_distance(-v_new, -cand, amax, jmax)
+        down, up = self._reach(p_new, v_new, cand)
         ok = (up <= hi[:, None]) & (down >= lo[:, None])
-        # Largest admissible candidate for the upper wall, smallest for the lower; the grid is
-        # sorted, and the set is an interval, so first/last True give its ends.
+        # Sorted candidates, admissible set an interval: first/last True give its ends.
         any_ok = ok.any(axis=1)
         rows = np.arange(cand.shape[0])
         first = cand[rows, np.argmax(ok, axis=1)]

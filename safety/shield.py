@@ -88,10 +88,17 @@ class Shield:
         self._zones = Zones(config.workspace, config.keep_out)
         t, r, j = config.translation, config.rotation, config.joints
         # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
-        self._trans = Axes(
-            *(np.full(3, x / _SQRT3) for x in (t.max_velocity, t.max_acceleration, t.max_jerk))
+        # One 6-axis group, translation then rotation, so each tick is one vectorised step.
+        self._ee = Axes(
+            *(
+                np.concatenate([np.full(3, x / _SQRT3), np.full(3, y / _SQRT3)])
+                for x, y in (
+                    (t.max_velocity, r.max_velocity),
+                    (t.max_acceleration, r.max_acceleration),
+                    (t.max_jerk, r.max_jerk),
+                )
+            )
         )
-        self._rot = Axes(*(np.full(3, x / _SQRT3) for x in (r.max_velocity, r.max_acceleration, r.max_jerk)))
         self._joints = Axes(
             np.asarray(j.max_velocity), np.asarray(j.max_acceleration), np.asarray(j.max_jerk)
         )
@@ -119,10 +126,8 @@ class Shield:
             "rule_kinds": list(SAFETY_RULE_KINDS),
             "estop_counted_kinds": sorted(ESTOP_COUNTED_KINDS),
             "enforced": {
-                "translation_per_axis": [
-                    float(x[0]) for x in (self._trans.vmax, self._trans.amax, self._trans.jmax)
-                ],
-                "rotation_per_axis": [float(x[0]) for x in (self._rot.vmax, self._rot.amax, self._rot.jmax)],
+                "translation_per_axis": [float(x[0]) for x in (self._ee.vmax, self._ee.amax, self._ee.jmax)],
+                "rotation_per_axis": [float(x[3]) for x in (self._ee.vmax, self._ee.amax, self._ee.jmax)],
                 "joint_band": [self._q_lo.tolist(), self._q_hi.tolist()],
             },
         }
@@ -177,7 +182,7 @@ class Shield:
         # The last command must still be near the arm: if not, the arm is blocked or lagging.
         track = cfg.tracking
         if (
-            float(np.linalg.norm(self._trans.p - m_pos)) > track.max_translation_m
+            float(np.linalg.norm(self._ee.p[:3] - m_pos)) > track.max_translation_m
             or _angle(self._quat, m_quat) > track.max_rotation_rad
         ):
             fired.append("tracking")
@@ -210,29 +215,34 @@ class Shield:
             if angle > track.max_rotation_rad:
                 quat = quat_slerp(m_quat, quat, track.max_rotation_rad / angle)
 
-        # Translation: move within a box that is wholly allowed (workspace minus keep-out).
-        tr = self._trans
-        cand_lo, cand_hi = self._zones.free_box(tr.p, pos)
-        down, up = tr.envelope()
-        if bool(np.all(down >= cand_lo) and np.all(up <= cand_hi)):
-            self._box = (cand_lo, cand_hi)
+        # Translation moves within a box that is wholly allowed (workspace minus keep-out);
+        # rotation in coordinates of the last command (world-frame rotation vectors, no walls).
+        ee = self._ee
+        cand_lo, cand_hi = self._zones.free_box(ee.p[:3], pos)
+        if not (np.array_equal(cand_lo, self._box[0]) and np.array_equal(cand_hi, self._box[1])):
+            # A new box only if braking from here stays inside it, so the filter stays viable.
+            down, up = ee.envelope()
+            if bool(np.all(down[:3] >= cand_lo) and np.all(up[:3] <= cand_hi)):
+                self._box = (cand_lo, cand_hi)
         lo, hi = self._box
         aim = np.clip(pos, lo, hi)
         if not np.array_equal(aim, pos):
             fired.append("keep_out" if self.config.keep_out else "workspace")
-        p_new, res = tr.step(aim, dt, lo, hi)
-        _record(res, fired, "workspace")
-
-        # Rotation: in coordinates of the last command (world-frame rotation vectors).
-        rot = self._rot
-        rot.p = np.zeros(3)
+        ee.p[3:] = 0.0
         err = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
-        r_new, rres = rot.step(err, dt, -_INF3, _INF3)
-        q_new = quat if not rres.changed else quat_normalize(quat_multiply(rotvec_to_quat(r_new), self._quat))
-        _record(rres, fired, None)
+        x_new, res = ee.step(
+            np.concatenate([aim, err]), dt, np.concatenate([lo, -_INF3]), np.concatenate([hi, _INF3])
+        )
+        _record(res, fired, "workspace")
+        p_new = x_new[:3]
+        if bool(res.direct[3:].all()):
+            q_new = quat
+        else:
+            q_new = quat_normalize(quat_multiply(rotvec_to_quat(x_new[3:]), self._quat))
         # Commit what a recording will see: the increment between the quaternions sent.
-        rot.commit(quat_to_rotvec(quat_multiply(q_new, quat_conjugate(self._quat))), dt)
-        tr.commit(p_new, dt)
+        ee.commit(
+            np.concatenate([p_new, quat_to_rotvec(quat_multiply(q_new, quat_conjugate(self._quat)))]), dt
+        )
         self._quat = q_new
         pose = Pose(position=p_new, quaternion=q_new)
 
@@ -346,8 +356,7 @@ class Shield:
 
     def _seed(self, measured: Measured, mode: str | None = None) -> None:
         p = np.asarray(measured.ee.position, dtype=float)
-        self._trans.seed(p)
-        self._rot.seed(np.zeros(3))
+        self._ee.seed(np.concatenate([p, np.zeros(3)]))
         self._quat = quat_normalize(measured.ee.quaternion)
         self._joints.seed(np.asarray(measured.joints, dtype=float))
         self._box = self._zones.free_box(p, p)
