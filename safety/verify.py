@@ -75,9 +75,11 @@ def verify_trace(
     *,
     rel_tol: float = 1e-9,
 ) -> list[Violation]:
-    """Every violation of ``limits`` in ``steps`` (records from :func:`step_record`); [] if none.
+    """Every violation of ``limits`` in ``steps``; [] if none.
 
-    ``limits`` is a SafetyConfig, its ``to_dict()``, or a ``Shield.limits_report()``.
+    ``steps``: records from :func:`step_record`, or the agent recorder's ``steps.jsonl`` lines
+    (``time``, ``measured``, ``safe``, ``holding``), converted by :func:`_canonical`.
+    ``limits``: a SafetyConfig, its ``to_dict()``, or a ``Shield.limits_report()``.
     """
     cfg = _config(limits)
     zones = Zones(cfg.workspace, cfg.keep_out)
@@ -93,7 +95,14 @@ def verify_trace(
         "joints": _Chain(np.asarray(j.max_velocity), np.asarray(j.max_acceleration), np.asarray(j.max_jerk)),
     }
     prev_grip: float | None = None
-    for i, s in enumerate(steps):
+    for i, s in enumerate(_canonical(steps)):
+        seed = s.get("seed")
+        if seed is not None:  # the shield was reseeded at rest at this measured state
+            groups["translation"].restart(_vec(seed.get("ee_position")))
+            groups["rotation"].restart(_vec(seed.get("ee_quaternion")), rotation=True)
+            groups["joints"].restart(_vec(seed.get("joints")))
+            g0 = seed.get("gripper")
+            prev_grip = None if g0 is None or not math.isfinite(float(g0)) else float(g0)
         dt = float(s.get("dt", math.nan))
         hold = bool(s.get("hold", False))
         pos = _vec(s.get("ee_position"))
@@ -129,6 +138,8 @@ def verify_trace(
                         f"joint {k} at {joints[k]:.6f} rad, outside [{q_lo[k]:.6f}, {q_hi[k]:.6f}]",
                     )
                 )
+        if grip is None and hold:
+            prev_grip = None  # the shield reseeds the gripper at the measured value on a hold
         if grip is not None:
             g = float(grip)
             if not cfg.gripper.min - 1e-12 <= g <= cfg.gripper.max + 1e-12:
@@ -149,7 +160,12 @@ def verify_trace(
             groups["joints"].restart(joints)
             continue
         if not (dt > 0 and math.isfinite(dt)):
-            out.append(Violation(i, "invalid", dt, math.nan, f"dt is {dt}"))
+            # Unknown dt (the first line of an agent recording): rates restart from here.
+            if not math.isnan(dt):
+                out.append(Violation(i, "invalid", dt, math.nan, f"dt is {dt}"))
+            for name, x in (("translation", pos), ("rotation", quat), ("joints", joints)):
+                groups[name].restart(None)
+                groups[name].advance(i, name, x, 1.0, rel_tol, rotation=name == "rotation")
             continue
         for name, x in (("translation", pos), ("rotation", quat), ("joints", joints)):
             out.extend(groups[name].advance(i, name, x, dt, rel_tol, rotation=name == "rotation"))
@@ -224,6 +240,45 @@ class _Chain:
                     )
         self.x, self.v, self.a = x, v, a
         return found
+
+
+def _canonical(steps: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    """Agent recorder lines to :func:`step_record` form; records already in it pass through.
+
+    The agent resets the shield at the measured state when it starts and when it leaves a
+    hold, so the first command after either is checked from that state at rest; its ``dt`` is
+    the time since the previous tick, as the control loop passes it.
+    """
+    prev_time: float | None = None
+    fresh = True
+    for rec in steps:
+        if "safe" not in rec and "holding" not in rec:
+            yield rec
+            continue
+        t = float(rec["time"])
+        safe = rec.get("safe")
+        hold = bool(rec.get("holding")) or safe is None
+        out: dict[str, Any] = {"t": t, "dt": math.nan if prev_time is None else t - prev_time, "hold": hold}
+        prev_time = t
+        if hold:
+            fresh = True
+            yield out
+            continue
+        if fresh:
+            m = rec.get("measured")
+            if m is not None:
+                seed: dict[str, Any] = {"joints": m.get("joints"), "gripper": m.get("gripper")}
+                if m.get("ee") is not None:
+                    seed["ee_position"], seed["ee_quaternion"] = m["ee"][:3], m["ee"][3:]
+                out["seed"] = seed
+            fresh = False
+        if safe.get("ee") is not None:
+            out["ee_position"], out["ee_quaternion"] = safe["ee"][:3], safe["ee"][3:]
+        if safe.get("joints") is not None:
+            out["joints"] = safe["joints"]
+        if safe.get("gripper") is not None:
+            out["gripper"] = safe["gripper"]
+        yield out
 
 
 def _vec(x: Any) -> np.ndarray | None:
