@@ -326,7 +326,7 @@ _NESTED: dict[str, type] = {
 }
 
 
-def _load(cls: type, data: Mapping[str, Any], path: str) -> Any:
+def _load(cls: type, data: Mapping[str, Any], path: str, base: Any = None) -> Any:
     if not isinstance(data, Mapping):
         raise SafetyConfigError(f"{path} must be a table, got {data!r}", field=path)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -340,7 +340,8 @@ def _load(cls: type, data: Mapping[str, Any], path: str) -> Any:
     for key, value in data.items():
         where = f"{path}.{key}"
         if cls is SafetyConfig and key in _NESTED:
-            kwargs[key] = _load(_NESTED[key], value, where)
+            # A section overrides only the keys it names; the rest keep their defaults.
+            kwargs[key] = _load(_NESTED[key], value, where, base=_DEFAULT_SECTIONS[key])
         elif cls is SafetyConfig and key == "keep_out":
             if not isinstance(value, Sequence) or isinstance(value, str):
                 raise SafetyConfigError(f"{where} must be a list of tables, got {value!r}", field=where)
@@ -348,9 +349,16 @@ def _load(cls: type, data: Mapping[str, Any], path: str) -> Any:
         else:
             kwargs[key] = _coerce(value, where)
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except TypeError as exc:  # a required key is missing
         raise SafetyConfigError(f"{path}: {exc}", field=path) from exc
+
+
+_DEFAULT_SECTIONS: dict[str, Any] = {
+    name: f.default_factory()  # type: ignore[misc]
+    for name, f in ((f.name, f) for f in dataclasses.fields(SafetyConfig))
+    if name in _NESTED
+}
 
 
 def _load_zone(data: Any, path: str) -> KeepOut:
