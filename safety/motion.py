@@ -28,6 +28,8 @@ smooth input passes unchanged), otherwise as fast as it can while still able to 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["Axes", "StepResult", "stop_distance"]
@@ -59,12 +61,30 @@ def stop_distance(v: np.ndarray, a: np.ndarray, amax: np.ndarray, jmax: np.ndarr
     return v0p * tau1 + np.where(v0 > 0.0, np.maximum(d2, 0.0), 0.0)
 
 
+def _stop1(v: float, a: float, amax: float, jmax: float) -> float:
+    """:func:`stop_distance` for one axis in plain floats (cheaper than numpy for a handful)."""
+    ap = a if a > 0.0 else 0.0
+    tau1 = ap / jmax
+    v0 = v + 0.5 * ap * tau1
+    if v0 <= 0.0:
+        return 0.0
+    a0 = a - ap
+    t1 = (a0 + amax) / jmax
+    v1 = v0 + t1 * (a0 - 0.5 * jmax * t1)
+    if v1 <= 0.0:
+        t = (a0 + math.sqrt(a0 * a0 + 2.0 * jmax * v0)) / jmax
+        d2 = t * (v0 + t * (0.5 * a0 - jmax * t / 6.0))
+    else:
+        d2 = t1 * (v0 + t1 * (0.5 * a0 - jmax * t1 / 6.0)) + v1 * v1 / (2.0 * amax)
+    return v0 * tau1 + (d2 if d2 > 0.0 else 0.0)
+
+
 def _narrow(lo: np.ndarray, hi: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Intersect [lo, hi] with [lb, ub]; where they miss, the point of [lo, hi] nearest to it."""
-    new_lo = np.clip(lb, lo, hi)
-    new_hi = np.clip(ub, lo, hi)
-    new_lo = np.maximum(new_lo, lo)
-    return np.minimum(new_lo, new_hi), np.maximum(new_hi, np.minimum(new_lo, new_hi))
+    new_lo = np.minimum(np.maximum(lb, lo), hi)
+    new_hi = np.minimum(np.maximum(ub, lo), hi)
+    new_lo = np.minimum(new_lo, new_hi)
+    return new_lo, np.maximum(new_hi, new_lo)
 
 
 class StepResult:
@@ -101,7 +121,9 @@ class Axes:
         self._j2 = np.concatenate([self.jmax, self.jmax])
         self._a2g = self._a2[:, None]
         self._j2g = self._j2[:, None]
-        self._grid = np.linspace(0.0, 1.0, _GRID)
+        self._index = np.arange(_GRID, dtype=float)[None, :]
+        self._all_true = np.ones(n, dtype=bool)
+        self._limits = list(zip(self.vmax.tolist(), self.amax.tolist(), self.jmax.tolist(), strict=True))
 
     def seed(self, p: np.ndarray) -> None:
         """At rest at ``p`` (after reset or a hold): nothing to brake, so any bound is reachable."""
@@ -123,6 +145,9 @@ class Axes:
         rotation vector, walls at infinity). The caller then commits with :meth:`commit`, once
         it knows the final output (rotations round-trip through quaternions).
         """
+        mask = self._direct(target, dt, lo, hi)
+        if all(mask):
+            return target.copy(), StepResult(self._all_true)
         p, v, a = self.p, self.v, self.a
         vmax, amax, jmax = self.vmax, self.amax, self.jmax
         # Seeded outside its box (the arm started there): allow motion back, never further out.
@@ -147,12 +172,8 @@ class Axes:
         for lb, ub in (((-vmax - v) / dt, (vmax - v) / dt), (lp, up), (lv, uv)):
             lo_a, hi_a = _narrow(lo_a, hi_a, lb, ub)
 
-        v_des = v + a_des * dt
-        down, upr = self._reach(pv + v_des * dt, v_des, a_des)
-        direct = (a_des >= lo_a) & (a_des <= hi_a) & (upr <= hi) & (down >= lo)
+        direct = np.array(mask)
         res = StepResult(direct)
-        if not res.changed:
-            return target.copy(), res
         a_new = np.where(direct, a_des, self._search(a_des, dt, lo_a, hi_a, lo, hi, target))
         res.jerk = bool(np.any((a_des < lj) | (a_des > uj)))
         res.acceleration = bool(np.any(np.abs(a_des) > amax))
@@ -170,6 +191,40 @@ class Axes:
         self.p = np.array(p_new, dtype=float)
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _direct(self, target: np.ndarray, dt: float, lo: np.ndarray, hi: np.ndarray) -> list[bool]:
+        """Per axis, in plain floats (the common case, cheap): is the target reachable in one step?
+
+        Every bound holds for the one-step value: jerk, acceleration, velocity, position, and
+        both viability conditions. Axes that pass take their target exactly.
+        """
+        dt2 = dt * dt
+        out = []
+        for x, p, v, a, w_lo, w_hi, (vmax, amax, jmax) in zip(
+            target.tolist(),
+            self.p.tolist(),
+            self.v.tolist(),
+            self.a.tolist(),
+            lo.tolist(),
+            hi.tolist(),
+            self._limits,
+            strict=True,
+        ):
+            a_new = (x - p - v * dt) / dt2
+            v_new = v + a_new * dt
+            w_lo = min(w_lo, p)
+            w_hi = max(w_hi, p)
+            out.append(
+                abs(a_new - a) <= jmax * dt
+                and abs(a_new) <= amax
+                and abs(v_new) <= vmax
+                # Velocity viability: the velocity reached by ramping the acceleration to zero.
+                and abs(v_new + a_new * abs(a_new) / (2.0 * jmax)) <= vmax
+                and w_lo <= x <= w_hi
+                and x + _stop1(v_new, a_new, amax, jmax) <= w_hi
+                and x - _stop1(-v_new, -a_new, amax, jmax) >= w_lo
+            )
+        return out
 
     def _reach(self, p: np.ndarray, v: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lowest and highest positions braking from (p, v, a) may reach; works on (n,) or (n, K)."""
@@ -197,27 +252,28 @@ class Axes:
         always contains the braking steps lo_a and hi_a, which are admissible in a viable state.
         The same grid, with the target as a wall, says how hard to go without overshooting it.
         """
-        cand = lo_a[:, None] + (hi_a - lo_a)[:, None] * self._grid[None, :]
+        step = (hi_a - lo_a) / (_GRID - 1)
+        cand = lo_a[:, None] + step[:, None] * self._index
         v_new = self.v[:, None] + cand * dt
         p_new = self.p[:, None] + v_new * dt
         down, up = self._reach(p_new, v_new, cand)
-        ok = (up <= hi[:, None]) & (down >= lo[:, None])
-        # Sorted candidates, admissible set an interval: first/last True give its ends.
-        any_ok = ok.any(axis=1)
-        rows = np.arange(cand.shape[0])
-        first = cand[rows, np.argmax(ok, axis=1)]
-        last = cand[rows, _GRID - 1 - np.argmax(ok[:, ::-1], axis=1)]
+        # The upper condition holds for a prefix of the sorted candidates, the lower one for a
+        # suffix: counting the Trues gives the ends of the admissible run without searching.
+        n_up = np.count_nonzero(up <= hi[:, None], axis=1)
+        n_dn = np.count_nonzero(down >= lo[:, None], axis=1)
+        i_lo, i_hi = _GRID - n_dn, n_up - 1
         # None admissible only through rounding at a wall: brake along the motion.
         fallback = np.where(self.v > 0, lo_a, hi_a)
-        lo_v = np.where(any_ok, first, fallback)
-        hi_v = np.where(any_ok, last, fallback)
+        feasible = i_lo <= i_hi
+        lo_v = np.where(feasible, lo_a + step * i_lo, fallback)
+        hi_v = np.where(feasible, lo_a + step * i_hi, fallback)
         # Toward the target without overshooting it: below it, the largest a' that can still
         # stop at it (the target as an upper wall); above it, the smallest. If none can, brake.
         below = self.p <= target
         t = target[:, None]
-        reach = np.where(below[:, None], up <= t, down >= t)
-        can = reach.any(axis=1)
-        best_up = np.where(can, cand[rows, _GRID - 1 - np.argmax(reach[:, ::-1], axis=1)], lo_a)
-        best_dn = np.where(can, cand[rows, np.argmax(reach, axis=1)], hi_a)
+        n_reach_up = np.count_nonzero(up <= t, axis=1)
+        n_reach_dn = np.count_nonzero(down >= t, axis=1)
+        best_up = np.where(n_reach_up > 0, lo_a + step * (n_reach_up - 1), lo_a)
+        best_dn = np.where(n_reach_dn > 0, lo_a + step * (_GRID - n_reach_dn), hi_a)
         goal = np.where(below, np.minimum(a_des, best_up), np.maximum(a_des, best_dn))
-        return np.clip(goal, lo_v, hi_v)
+        return np.minimum(np.maximum(goal, lo_v), hi_v)

@@ -106,7 +106,7 @@ class Shield:
         self._q_hi = np.asarray(j.max, dtype=float) - j.margin_rad
         self._nominal_z = quat_to_matrix(np.asarray(config.orientation.nominal_quaternion))[:, 2]
         self._quat = np.array([0.0, 0.0, 0.0, 1.0])
-        self._box = (self._zones.lo.copy(), self._zones.hi.copy())
+        self._set_box(self._zones.lo, self._zones.hi)
         self._mode: str | None = None  # "ee" or "joints" once seeded
         self._gripper: float | None = None
         self._consecutive = 0
@@ -182,7 +182,7 @@ class Shield:
         # The last command must still be near the arm: if not, the arm is blocked or lagging.
         track = cfg.tracking
         if (
-            float(np.linalg.norm(self._ee.p[:3] - m_pos)) > track.max_translation_m
+            _dist(self._ee.p[:3], m_pos) > track.max_translation_m
             or _angle(self._quat, m_quat) > track.max_rotation_rad
         ):
             fired.append("tracking")
@@ -204,7 +204,7 @@ class Shield:
                 quat = self._untilt(quat, tilt, max_tilt)
 
         step = pos - m_pos
-        dist = float(np.linalg.norm(step))
+        dist = math.sqrt(float(step @ step))
         angle = _angle(m_quat, quat)
         if dist > track.max_translation_m or angle > track.max_rotation_rad:
             fired.append("tracking")
@@ -218,21 +218,22 @@ class Shield:
         # Translation moves within a box that is wholly allowed (workspace minus keep-out);
         # rotation in coordinates of the last command (world-frame rotation vectors, no walls).
         ee = self._ee
-        cand_lo, cand_hi = self._zones.free_box(ee.p[:3], pos)
-        if not (np.array_equal(cand_lo, self._box[0]) and np.array_equal(cand_hi, self._box[1])):
-            # A new box only if braking from here stays inside it, so the filter stays viable.
-            down, up = ee.envelope()
-            if bool(np.all(down[:3] >= cand_lo) and np.all(up[:3] <= cand_hi)):
-                self._box = (cand_lo, cand_hi)
         lo, hi = self._box
-        aim = np.clip(pos, lo, hi)
-        if not np.array_equal(aim, pos):
+        if not all(a <= x <= b for a, x, b in zip(lo.tolist(), pos.tolist(), hi.tolist(), strict=True)):
+            # The target is beyond the current box: look for a larger one around here. Taken
+            # only if braking from the current state stays inside it, so the filter stays viable.
+            cand_lo, cand_hi = self._zones.free_box(ee.p[:3], pos)
+            if cand_lo is not lo and not (bool((cand_lo == lo).all()) and bool((cand_hi == hi).all())):
+                down, up = ee.envelope()
+                if bool((down[:3] >= cand_lo).all() and (up[:3] <= cand_hi).all()):
+                    self._set_box(cand_lo, cand_hi)
+                    lo, hi = self._box
+        aim = np.minimum(np.maximum(pos, lo), hi)
+        if bool((aim != pos).any()):
             fired.append("keep_out" if self.config.keep_out else "workspace")
         ee.p[3:] = 0.0
         err = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
-        x_new, res = ee.step(
-            np.concatenate([aim, err]), dt, np.concatenate([lo, -_INF3]), np.concatenate([hi, _INF3])
-        )
+        x_new, res = ee.step(np.concatenate([aim, err]), dt, self._lo6, self._hi6)
         _record(res, fired, "workspace")
         p_new = x_new[:3]
         if bool(res.direct[3:].all()):
@@ -263,6 +264,12 @@ class Shield:
             return None
         return pose, None
 
+    def _set_box(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        """The translation box the motion filter keeps to; rotation axes have no walls."""
+        self._box = (lo, hi)
+        self._lo6 = np.concatenate([lo, -_INF3])
+        self._hi6 = np.concatenate([hi, _INF3])
+
     def _untilt(self, quat: np.ndarray, tilt: float, max_tilt: float) -> np.ndarray:
         """Rotate the tool axis back onto the cone of half-angle ``max_tilt`` (shortest way)."""
         z = quat_to_matrix(quat)[:, 2]
@@ -290,12 +297,12 @@ class Shield:
             return None
 
         lo, hi = self._q_lo, self._q_hi
-        clamped = np.clip(q, lo, hi)
+        clamped = np.minimum(np.maximum(q, lo), hi)
         # Soft zone: near a limit, motion toward it is scaled by the fraction of the zone left.
         soft = cfg.joints.soft_zone_rad
         if soft > 0:
             room = np.where(clamped > jt.p, hi - jt.p, jt.p - lo)
-            scale = np.clip(room / soft, 0.0, 1.0)
+            scale = np.minimum(np.maximum(room / soft, 0.0), 1.0)
             clamped = np.where(scale < 1.0, jt.p + (clamped - jt.p) * scale, clamped)
         if not np.array_equal(clamped, q):
             fired.append("joint_limit")
@@ -306,7 +313,7 @@ class Shield:
             fired.append("tracking")
             if track.on_violation == "hold":
                 return None
-            q = m_q + np.clip(off, -track.max_joint_rad, track.max_joint_rad)
+            q = m_q + np.minimum(np.maximum(off, -track.max_joint_rad), track.max_joint_rad)
 
         q_new, res = jt.step(q, dt, lo, hi)
         _record(res, fired, "joint_limit")
@@ -359,7 +366,7 @@ class Shield:
         self._ee.seed(np.concatenate([p, np.zeros(3)]))
         self._quat = quat_normalize(measured.ee.quaternion)
         self._joints.seed(np.asarray(measured.joints, dtype=float))
-        self._box = self._zones.free_box(p, p)
+        self._set_box(*self._zones.free_box(p, p))
         self._gripper = float(measured.gripper) if math.isfinite(measured.gripper) else None
         self._mode = mode
 
@@ -377,6 +384,11 @@ def _record(res: StepResult, fired: list[str], position_kind: str | None) -> Non
             fired.append(kind)
 
 
+def _dist(a: np.ndarray, b: np.ndarray) -> float:
+    d = a - b
+    return math.sqrt(float(d @ d))
+
+
 def _angle(a: np.ndarray, b: np.ndarray) -> float:
     """Rotation angle between two unit quaternions (cheap form, for bounds)."""
     d = min(1.0, abs(float(np.dot(a, b))))
@@ -384,7 +396,8 @@ def _angle(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _finite(x: Any) -> bool:
-    return bool(np.all(np.isfinite(np.asarray(x, dtype=float))))
+    # Plain floats: cheaper than numpy reductions on a handful of values.
+    return all(map(math.isfinite, np.asarray(x, dtype=float).ravel().tolist()))
 
 
 def _measured_ok(m: Measured) -> bool:
@@ -393,7 +406,7 @@ def _measured_ok(m: Measured) -> bool:
             _finite(m.ee.position)
             and _finite(m.ee.quaternion)
             and _finite(m.joints)
-            and float(np.linalg.norm(m.ee.quaternion)) > 0.5
+            and float(np.dot(m.ee.quaternion, m.ee.quaternion)) > 0.25
         )
     except (TypeError, ValueError):
         return False

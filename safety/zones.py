@@ -25,6 +25,8 @@ class Zones:
         self.lo = np.asarray(workspace.min, dtype=float)
         self.hi = np.asarray(workspace.max, dtype=float)
         self.keep_out = keep_out
+        self._lo_list = self.lo.tolist()
+        self._hi_list = self.hi.tolist()
         # Boxes the free box must avoid: box zones and the bounding cubes of spheres (with
         # the sphere itself, to tell the cube's empty corners from the ball).
         self._boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, float]] = []
@@ -46,8 +48,9 @@ class Zones:
 
     def violation(self, p: np.ndarray, tol: float = 0.0) -> str | None:
         """``"workspace"`` or ``"keep_out"`` if ``p`` is not allowed, else None."""
-        if np.any(p < self.lo - tol) or np.any(p > self.hi + tol):
-            return "workspace"
+        for x, lo, hi in zip(p.tolist(), self._lo_list, self._hi_list, strict=True):
+            if not lo - tol <= x <= hi + tol:
+                return "workspace"
         for z in self.keep_out:
             if _inside(z, p, tol):
                 return "keep_out"
@@ -59,12 +62,12 @@ class Zones:
         Pushing out of one zone can push into another or out of the box, so it repeats a few
         times; overlapping zones that trap the point give None and the shield holds.
         """
-        q = np.clip(p, self.lo, self.hi)
+        q = np.minimum(np.maximum(p, self.lo), self.hi)
         for _ in range(4):
             moved = False
             for z in self.keep_out:
                 if _inside(z, q, 0.0):
-                    q = np.clip(_push_out(z, q), self.lo, self.hi)
+                    q = np.minimum(np.maximum(_push_out(z, q), self.lo), self.hi)
                     moved = True
             if not moved:
                 return q
@@ -79,13 +82,15 @@ class Zones:
         inside when possible, else the one with the most room. A zone that contains ``p``
         (the arm was seeded inside it) is skipped, so the arm may leave it.
         """
+        if not self.keep_out and self.violation(p) is None:
+            return self.lo, self.hi  # the same objects: the caller sees at once nothing changed
         lo = np.minimum(self.lo, p)
         hi = np.maximum(self.hi, p)
         for zlo, zhi, center, radius in self._boxes:
             if np.any(zhi <= lo) or np.any(zlo >= hi):
                 continue  # already clear of the box
             if center is not None:
-                d = np.clip(center, lo, hi) - center
+                d = np.minimum(np.maximum(center, lo), hi) - center
                 if float(d @ d) >= radius * radius:
                     continue  # the box misses the ball
             below = p <= zlo  # p is on the low side of the zone on this axis: cut hi there
@@ -130,7 +135,7 @@ def _shrink_off_ball(
     good, bad = 0.0, 1.0  # scale factors: 0 is the point p itself, which is outside
     for _ in range(40):
         mid = 0.5 * (good + bad)
-        d = np.clip(c, p + mid * (lo - p), p + mid * (hi - p)) - c
+        d = np.minimum(np.maximum(c, p + mid * (lo - p)), p + mid * (hi - p)) - c
         if float(d @ d) >= r * r:
             good = mid
         else:
