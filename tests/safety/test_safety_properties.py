@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -221,3 +222,41 @@ def test_smooth_input_inside_all_limits_passes_unchanged(
             assert np.array_equal(out.ee.position, target.ee.position)
             np.testing.assert_allclose(out.ee.quaternion, target.ee.quaternion, rtol=0, atol=1e-15)
         measured = follow(measured, out, float(now))
+
+
+@PROPS
+@given(
+    dt=st.one_of(st.floats(1e-3, 0.05), st.just(-1.0)),
+    seed=st.integers(0, 2**31),
+    joints=st.booleans(),
+    legs=st.integers(1, 3),
+)
+def test_full_speed_runs_keep_every_bound(dt: float, seed: int, joints: bool, legs: int) -> None:
+    """Long runs toward far targets: velocity, acceleration and jerk all meet their bounds."""
+    config = SafetyConfig.from_mapping(CONFIGS["big_workspace"])
+    # Far enough (and long enough) to reach full speed, then reverse: the bounds meet.
+    segs = [
+        ("far" if k % 2 == 0 else "oscillate", 60 if dt > 0.01 else 150, dt, 2.5, seed + k)
+        for k in range(legs)
+    ]
+    assert_clean(run(config, expand(segs, joints=joints)), config)
+
+
+@pytest.mark.parametrize("dt", [0.004, 0.0123, 0.01, 0.0371, 0.001])
+@pytest.mark.parametrize("joints", [False, True])
+def test_back_and_forth_at_awkward_dts(dt: float, joints: bool) -> None:
+    """A regression guard: at these dts the velocity limit is reached mid-tick, where a filter
+    without velocity viability has no admissible step left (found when that bound was dropped)."""
+    config = SafetyConfig.from_mapping(CONFIGS["big_workspace"])
+    n = int(2.0 / dt)
+    ticks: list[tuple[float, Target | None]] = []
+    for k in range(3 * n):
+        sign = 1.0 if (k // n) % 2 else -1.0
+        if joints:
+            ticks.append((dt, Target(time_s=0.0, joints=HOME_JOINTS + sign * 1.0)))
+        else:
+            quat = quat_multiply(rotvec_to_quat(np.array([0.0, 0.0, sign * 2.0])), HOME_QUATERNION)
+            ticks.append(
+                (dt, Target(time_s=0.0, ee=Pose(HOME_POSITION + sign * np.array([2.0, 1.0, 1.0]), quat)))
+            )
+    assert_clean(run(config, ticks), config)
