@@ -222,13 +222,15 @@ class SafetyConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, *, section: str = "safety") -> SafetyConfig:
         """Build from a parsed TOML table; unknown keys and bad values raise SafetyConfigError."""
-        return _load(cls, data or {}, section)
+        config: SafetyConfig = _load(cls, data or {}, section)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable effective limits; ``from_mapping(to_dict())`` gives the same config."""
         out = dataclasses.asdict(self)
         out["keep_out"] = [dataclasses.asdict(z) for z in self.keep_out]
-        return _jsonable(out)
+        result: dict[str, Any] = _jsonable(out)
+        return result
 
     def validate_against(
         self,
@@ -286,8 +288,8 @@ class SafetyConfig:
                     field=f"safety.joints.min[{k}]",
                 )
         for name, robot, ours, outside in (
-            ("min", robot_joint_min, j.min, lambda o, r: o < r),
-            ("max", robot_joint_max, j.max, lambda o, r: o > r),
+            ("min", robot_joint_min, j.min, float.__lt__),
+            ("max", robot_joint_max, j.max, float.__gt__),
         ):
             if robot is None:
                 continue
@@ -297,7 +299,7 @@ class SafetyConfig:
                     field=f"safety.joints.{name}",
                 )
             for k, (o, r) in enumerate(zip(ours, robot, strict=True)):
-                if outside(o, r):
+                if outside(float(o), float(r)):
                     raise SafetyConfigError(
                         f"safety.joints.{name}[{k}] is {o}, beyond the robot's own limit {r}",
                         field=f"safety.joints.{name}[{k}]",
@@ -354,11 +356,7 @@ def _load(cls: type, data: Mapping[str, Any], path: str, base: Any = None) -> An
         raise SafetyConfigError(f"{path}: {exc}", field=path) from exc
 
 
-_DEFAULT_SECTIONS: dict[str, Any] = {
-    name: f.default_factory()  # type: ignore[misc]
-    for name, f in ((f.name, f) for f in dataclasses.fields(SafetyConfig))
-    if name in _NESTED
-}
+_DEFAULT_SECTIONS: dict[str, Any] = {name: getattr(SafetyConfig(), name) for name in _NESTED}
 
 
 def _load_zone(data: Any, path: str) -> KeepOut:
@@ -369,13 +367,14 @@ def _load_zone(data: Any, path: str) -> KeepOut:
         raise SafetyConfigError(
             f"{path}.kind is {kind!r}, expected one of {', '.join(_ZONE_KINDS)}", field=f"{path}.kind"
         )
-    zone = _load(_ZONE_KINDS[kind], data, path)
+    zone: KeepOut = _load(_ZONE_KINDS[kind], data, path)
     _validate_zone(zone, path)
     if isinstance(zone, KeepOutHalfSpace):  # store a unit normal so distances are in metres
         n = np.asarray(zone.normal, dtype=float)
         norm = float(np.linalg.norm(n))
+        unit = n / norm
         zone = dataclasses.replace(
-            zone, normal=tuple(float(v) for v in n / norm), offset=float(zone.offset) / norm
+            zone, normal=(float(unit[0]), float(unit[1]), float(unit[2])), offset=float(zone.offset) / norm
         )
     return zone
 
@@ -506,21 +505,21 @@ def _validate(c: SafetyConfig) -> None:
             f"safety.joints.min[{k}]",
             f"is {lo[k]}, max is {hi[k]}: no room left inside margin_rad={j.margin_rad}",
         )
-    g = c.gripper
+    grip = c.gripper
     _need(
-        isinstance(g.min, int | float) and isinstance(g.max, int | float) and g.min < g.max,
+        isinstance(grip.min, int | float) and isinstance(grip.max, int | float) and grip.min < grip.max,
         "safety.gripper.min",
-        f"is {g.min!r}, must be below max {g.max!r}",
+        f"is {grip.min!r}, must be below max {grip.max!r}",
     )
-    _positive(g.max_rate_per_s, "safety.gripper.max_rate_per_s")
-    t = c.tracking
-    _positive(t.max_translation_m, "safety.tracking.max_translation_m")
-    _positive(t.max_rotation_rad, "safety.tracking.max_rotation_rad")
-    _positive(t.max_joint_rad, "safety.tracking.max_joint_rad")
+    _positive(grip.max_rate_per_s, "safety.gripper.max_rate_per_s")
+    track = c.tracking
+    _positive(track.max_translation_m, "safety.tracking.max_translation_m")
+    _positive(track.max_rotation_rad, "safety.tracking.max_rotation_rad")
+    _positive(track.max_joint_rad, "safety.tracking.max_joint_rad")
     _need(
-        t.on_violation in ("clamp", "hold"),
+        track.on_violation in ("clamp", "hold"),
         "safety.tracking.on_violation",
-        f"must be 'clamp' or 'hold', got {t.on_violation!r}",
+        f"must be 'clamp' or 'hold', got {track.on_violation!r}",
     )
     _positive(c.stale_after_s, "safety.stale_after_s")
     n = c.estop_after_interventions

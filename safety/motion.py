@@ -58,7 +58,8 @@ def stop_distance(v: np.ndarray, a: np.ndarray, amax: np.ndarray, jmax: np.ndarr
     ts = (a0 + np.sqrt(a0 * a0 + 2.0 * jmax * v0p)) / jmax
     t = np.where(v1 <= 0.0, ts, t1)
     d2 = t * (v0 + t * (0.5 * a0 - jmax * t / 6.0)) + np.where(v1 > 0.0, v1 * v1 / (2.0 * amax), 0.0)
-    return v0p * tau1 + np.where(v0 > 0.0, np.maximum(d2, 0.0), 0.0)
+    out: np.ndarray = v0p * tau1 + np.where(v0 > 0.0, np.maximum(d2, 0.0), 0.0)
+    return out
 
 
 def _stop1(v: float, a: float, amax: float, jmax: float) -> float:
@@ -276,4 +277,5 @@ class Axes:
         best_up = np.where(n_reach_up > 0, lo_a + step * (n_reach_up - 1), lo_a)
         best_dn = np.where(n_reach_dn > 0, lo_a + step * (_GRID - n_reach_dn), hi_a)
         goal = np.where(below, np.minimum(a_des, best_up), np.maximum(a_des, best_dn))
-        return np.minimum(np.maximum(goal, lo_v), hi_v)
+        out: np.ndarray = np.minimum(np.maximum(goal, lo_v), hi_v)
+        return out

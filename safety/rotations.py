@@ -67,7 +67,8 @@ def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate vector ``v`` by unit quaternion ``q``."""
-    return quat_to_matrix(q) @ np.asarray(v, dtype=float)
+    out: np.ndarray = quat_to_matrix(q) @ np.asarray(v, dtype=float)
+    return out
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:

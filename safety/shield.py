@@ -156,6 +156,7 @@ class Shield:
         if self._mode != mode:
             self._seed(measured, mode)
         fired: list[str] = []
+        out: tuple[Pose | None, np.ndarray | None] | None
         if mode == "ee":
             out = self._filter_ee(target, measured, dt_s, fired)
         else:

@@ -141,18 +141,18 @@ def verify_trace(
         if grip is None and hold:
             prev_grip = None  # the shield reseeds the gripper at the measured value on a hold
         if grip is not None:
-            g = float(grip)
-            if not cfg.gripper.min - 1e-12 <= g <= cfg.gripper.max + 1e-12:
-                out.append(Violation(i, "gripper", g, cfg.gripper.max, f"gripper {g} outside its range"))
+            gv = float(grip)
+            if not cfg.gripper.min - 1e-12 <= gv <= cfg.gripper.max + 1e-12:
+                out.append(Violation(i, "gripper", gv, cfg.gripper.max, f"gripper {gv} outside its range"))
             if prev_grip is not None and not hold and dt > 0:
-                rate = abs(g - prev_grip) / dt
+                rate = abs(gv - prev_grip) / dt
                 if rate > cfg.gripper.max_rate_per_s * (1 + rel_tol) + 4 * _EPS / dt:
                     out.append(
                         Violation(
                             i, "gripper", rate, cfg.gripper.max_rate_per_s, f"gripper rate {rate:.6g}/s"
                         )
                     )
-            prev_grip = g
+            prev_grip = gv
         # Rates.
         if hold:
             groups["translation"].restart(pos)
@@ -264,6 +264,7 @@ def _canonical(steps: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]
             fresh = True
             yield out
             continue
+        assert safe is not None
         if fresh:
             m = rec.get("measured")
             if m is not None:

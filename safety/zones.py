@@ -62,7 +62,7 @@ class Zones:
         Pushing out of one zone can push into another or out of the box, so it repeats a few
         times; overlapping zones that trap the point give None and the shield holds.
         """
-        q = np.minimum(np.maximum(p, self.lo), self.hi)
+        q: np.ndarray = np.minimum(np.maximum(p, self.lo), self.hi)
         for _ in range(4):
             moved = False
             for z in self.keep_out:
@@ -171,5 +171,5 @@ def _push_out(z: KeepOut, p: np.ndarray) -> np.ndarray:
         n = float(np.linalg.norm(d))
         u = d / n if n > 1e-12 else np.array([0.0, 0.0, 1.0])
         return c + u * (z.radius + _PUSH)
-    n = np.asarray(z.normal)
-    return p + (z.offset - float(n @ p) + _PUSH) * n
+    normal = np.asarray(z.normal)
+    return p + (z.offset - float(normal @ p) + _PUSH) * normal
