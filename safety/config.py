@@ -343,7 +343,7 @@ def _load(cls: type, data: Mapping[str, Any], path: str, base: Any = None) -> An
         where = f"{path}.{key}"
         if cls is SafetyConfig and key in _NESTED:
             # A section overrides only the keys it names; the rest keep their defaults.
-            kwargs[key] = _load(_NESTED[key], value, where, base=_DEFAULT_SECTIONS[key])
+            kwargs[key] = _load(_NESTED[key], value, where, base=_default_section(key))
         elif cls is SafetyConfig and key == "keep_out":
             if not isinstance(value, Sequence) or isinstance(value, str):
                 raise SafetyConfigError(f"{where} must be a list of tables, got {value!r}", field=where)
@@ -356,7 +356,8 @@ def _load(cls: type, data: Mapping[str, Any], path: str, base: Any = None) -> An
         raise SafetyConfigError(f"{path}: {exc}", field=path) from exc
 
 
-_DEFAULT_SECTIONS: dict[str, Any] = {name: getattr(SafetyConfig(), name) for name in _NESTED}
+def _default_section(name: str) -> Any:
+    return getattr(SafetyConfig(), name)
 
 
 def _load_zone(data: Any, path: str) -> KeepOut:
