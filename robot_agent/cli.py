@@ -22,8 +22,6 @@ from robot_agent.errors import AgentError
 
 __all__ = ["build_parser", "main", "run", "run_eval"]
 
-ENV_PREFIX = "ROBOT_AGENT_"
-
 LOGGING_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,168 @@
+"""The control tick and its watchdog, driven tick by tick on the simulated arm (no clock, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from robot_agent.action_space import ActionSpace
+from robot_agent.config import RobotConfig
+from robot_agent.control import ControlLoop, LinkState
+from robot_agent.drivers.sim import SimRobot
+from robot_agent.metrics import AgentMetrics
+from robot_agent.recorder import NullRecorder
+from robot_agent.summary import RunStats
+from robot_agent.trajectory import Trajectory
+from safety import SafetyConfig, Shield
+from safety.types import Pose
+
+
+class Spy(SimRobot):
+    """The simulated arm, remembering every command."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, Any]] = []
+
+    def command_ee(self, pose: Pose) -> None:
+        self.calls.append(("ee", pose))
+        super().command_ee(pose)
+
+    def hold(self) -> None:
+        self.calls.append(("hold", None))
+        super().hold()
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)  # a thread, as the agent's driver executor
+
+
+def make_loop() -> tuple[ControlLoop, Spy, LinkState, RunStats]:
+    robot = Spy()
+    robot.connect()
+    state = robot.read_state()
+    link = LinkState(up=True, ever_up=True)
+    stats = RunStats()
+    shield = Shield(SafetyConfig.from_mapping({}))
+    loop = ControlLoop(
+        robot=robot, call_driver=_call, shield=shield, link=link,
+        metrics=AgentMetrics(CollectorRegistry()), stats=stats, recorder=NullRecorder(), rate_hz=100.0,
+    )  # fmt: skip
+    from robot_agent.action_space import measured_from_state
+
+    shield.reset(measured_from_state(state))
+    space = ActionSpace("ee_delta", 7, 7, reference=state.ee.quaternion)
+    loop.configure(space, Trajectory(interpolation="linear", control_dt=0.01))
+    loop.latest_state = state
+    return loop, robot, link, stats
+
+
+def feed(loop: ControlLoop, link: LinkState, deltas: np.ndarray, capture: float, now: float) -> None:
+    """What the stream task does with a good chunk."""
+    state = loop.latest_state
+    waypoints = loop.action_space.to_waypoints(deltas, state)
+    loop.trajectory.add_chunk(waypoints, capture, 0.05, now, start=loop.action_space.waypoint_of(state))
+    link.chunks += 1
+    link.in_flight_since = None
+
+
+def chunk(dx: float, n: int = 6) -> np.ndarray:
+    out = np.zeros((n, 7))
+    out[:, 0] = dx * np.arange(n)
+    out[:, 6] = 1.0
+    return out
+
+
+async def test_holds_until_the_first_chunk_then_follows_it() -> None:
+    loop, robot, link, stats = make_loop()
+    await loop.tick(0.0, 0.01)
+    assert loop.holding and loop.hold_reason == "waiting_for_server"
+    feed(loop, link, chunk(0.001), capture=0.0, now=0.005)
+    await loop.tick(0.01, 0.01)
+    assert not loop.holding
+    assert robot.calls[-1][0] == "ee"
+    assert stats.holds == {"waiting_for_server": 1}
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        (lambda link: None, "chunk_exhausted"),  # nothing asked for in time
+        (lambda link: setattr(link, "in_flight_since", 0.0), "late"),  # asked, not answered: deadline miss
+        (lambda link: setattr(link, "up", False), "stream_down"),
+        (lambda link: setattr(link, "problem", "non_finite"), "non_finite"),
+    ],
+)
+async def test_the_watchdog_names_why_it_holds(setup: Callable[[LinkState], None], reason: str) -> None:
+    loop, robot, link, stats = make_loop()
+    feed(loop, link, chunk(0.0, n=3), capture=0.0, now=0.0)  # valid until 0.10
+    await loop.tick(0.05, 0.01)
+    assert not loop.holding
+    setup(link)
+    await loop.tick(0.11, 0.01)
+    assert loop.holding and loop.hold_reason == reason
+    assert robot.calls[-1] == ("hold", None)
+    assert stats.holds[reason] == 1 and stats.holds_after_first_chunk == 1
+    assert stats.deadline_misses == (1 if reason == "late" else 0)
+    await loop.tick(0.12, 0.01)  # holding on: counted once, hold commanded once
+    assert stats.holds[reason] == 1 and [c for c, _ in robot.calls].count("hold") == 1
+
+
+async def test_leaving_hold_restarts_from_the_held_pose_without_a_jump() -> None:
+    loop, robot, link, _ = make_loop()
+    await loop.tick(0.0, 0.01)  # hold
+    held = loop.latest_state.ee.position.copy()
+    # The new chunk starts 5 cm away from where the arm is (its capture pose was elsewhere).
+    deltas = chunk(0.0)
+    deltas[:, 0] = 0.05
+    feed(loop, link, deltas, capture=0.0, now=0.005)
+    await loop.tick(0.01, 0.01)
+    first = robot.calls[-1][1].position
+    assert np.linalg.norm(first - held) < 0.005  # one tick of travel toward it, not a 5 cm step
+
+
+async def test_a_non_finite_target_never_reaches_the_driver() -> None:
+    loop, robot, link, stats = make_loop()
+    await loop.tick(0.0, 0.01)
+    bad = chunk(0.001)
+    bad[2:, 1] = np.nan
+    feed(loop, link, bad, capture=0.0, now=0.005)
+    for k in range(1, 12):
+        await loop.tick(0.01 * k, 0.01)
+    sent = [p for c, p in robot.calls if c == "ee"]
+    assert all(np.isfinite(p.position).all() and np.isfinite(p.quaternion).all() for p in sent)
+    assert loop.holding and loop.hold_reason == "non_finite"
+    assert stats.safety_interventions["non_finite"] >= 1
+
+
+async def test_a_driver_exception_latches_the_estop_once() -> None:
+    loop, robot, link, stats = make_loop()
+    feed(loop, link, chunk(0.001), capture=0.0, now=0.0)
+
+    def broken(pose: Pose) -> None:
+        raise RuntimeError("reflex")
+
+    robot.command_ee = broken  # type: ignore[method-assign]
+    await loop.tick(0.01, 0.01)
+    await loop.tick(0.02, 0.01)
+    assert loop.estopped and robot.estopped
+    assert stats.estops == 1 and "reflex" in (stats.estop_reason or "")
+
+
+async def test_run_keeps_drift_free_deadlines() -> None:
+    loop, _, _, stats = make_loop()
+    stopping = asyncio.Event()
+    task = asyncio.create_task(loop.run(stopping))
+    async with asyncio.timeout(5):
+        while stats.ticks < 30:
+            await asyncio.sleep(0.01)
+    stopping.set()
+    await task
+    periods = np.frombuffer(stats.periods, dtype=np.float64)
+    # Tick k starts at t0 + k*period: the mean period is the nominal one whatever each tick costs.
+    assert abs(periods.mean() - 0.01) < 0.002 + stats.overruns * 0.01 / max(len(periods), 1)
