@@ -11,7 +11,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from robot_agent.action_space import ActionSpace
-from robot_agent.config import RobotConfig
 from robot_agent.control import ControlLoop, LinkState
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.metrics import AgentMetrics
