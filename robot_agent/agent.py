@@ -213,9 +213,9 @@ class Agent:
             lower, upper = self.robot.joint_limits
             safety_config.validate_against(
                 home=state.ee,
-                home_joints=self.robot.home_joints,
-                robot_joint_min=lower,
-                robot_joint_max=upper,
+                home_joints=np.asarray(self.robot.home_joints).tolist(),
+                robot_joint_min=np.asarray(lower).tolist(),
+                robot_joint_max=np.asarray(upper).tolist(),
             )
         except SafetyConfigError as exc:
             raise ConfigError(str(exc), field=exc.field or "safety") from exc

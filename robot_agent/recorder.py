@@ -62,7 +62,18 @@ def _target(target: Target | None) -> dict[str, Any] | None:
 class NullRecorder:
     """Recording off: every call does nothing."""
 
-    def step(self, **_: Any) -> None:
+    def step(
+        self,
+        *,
+        time_s: float,
+        measured: Measured | None,
+        raw: Target | None,
+        safe: Target | None,
+        fired: Sequence[str],
+        holding: bool,
+        reason: str | None = None,
+        plan_end: float | None = None,
+    ) -> None:
         pass
 
     def event(self, kind: str, reason: str = "", **_: Any) -> None:
@@ -137,7 +148,7 @@ class Recorder(NullRecorder):
             height, width = frame.rgb.shape[:2]
             if writer is None:
                 path = str(self.directory / f"{name}.mp4")
-                writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), self._fps, (width, height))
+                writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), self._fps, (width, height))
                 if not writer.isOpened():
                     logger.warning("Recorder: OpenCV cannot write %s; no video for camera %s", path, name)
                     self._video = False

@@ -85,6 +85,9 @@ class Trajectory:
             return ChunkResult(dropped=dropped, kept=0)
         times, new = times[future], waypoints[future]
         old_curve = self._curve
+        old: np.ndarray | None
+        old_w: np.ndarray | None
+        old_c: np.ndarray | None
         if old_curve is not None and old_curve.start <= now <= old_curve.end:
             anchor = old_curve.sample(now)
             start_velocity = (old_curve.sample(min(now + 1e-3, old_curve.end)) - anchor) / 1e-3
