@@ -114,9 +114,10 @@ class Shield:
     # --- public -----------------------------------------------------------------------------
 
     def reset(self, measured: Measured) -> None:
-        """Seed the filter at rest at the measured state (at start and after an e-stop reset)."""
+        """Seed the filter at rest at the measured state (at start, when leaving a hold, after an
+        e-stop reset). The count of consecutive refused targets survives it: a caller that resets
+        on every hold must not keep a refusing policy from ever reaching the e-stop."""
         self._seed(measured)
-        self._consecutive = 0
 
     def limits_report(self) -> dict[str, Any]:
         """The effective limits, JSON-serialisable: what a recording stores beside its steps."""
@@ -248,22 +249,31 @@ class Shield:
         self._quat = q_new
         pose = Pose(position=p_new, quaternion=q_new)
 
-        # Joint limits of an end-effector command: through IK when the agent gives one, else
-        # the measured joints (the arm is already near a limit: stop before it gets worse).
+        # Joint limits of an end-effector command. With IK (predictive): refuse a command whose
+        # joints leave the margin band, or go deeper into it when the arm is already there, so a
+        # policy can always back out. Without IK only the measured joints are known: the arm is
+        # already in the band, and any command may make it worse, so hold (the e-stop follows).
+        m_q = np.asarray(measured.joints, dtype=float)
+        m_pen = self._penetration(m_q)
         if self._ik is not None:
-            q = self._ik(pose, np.asarray(measured.joints, dtype=float))
-            if q is None or not bool(np.all(np.isfinite(q))):
+            q = self._ik(pose, m_q)
+            if q is None or not _finite(q) or np.shape(q) != m_q.shape:
                 fired.append("ik")
                 return None
-            q_check = np.asarray(q, dtype=float)
-        else:
-            q_check = np.asarray(measured.joints, dtype=float)
-        if q_check.shape == self._q_lo.shape and bool(
-            np.any((q_check < self._q_lo) | (q_check > self._q_hi))
-        ):
+            if bool((self._penetration(np.asarray(q, dtype=float)) > m_pen + 1e-9).any()):
+                fired.append("joint_limit")
+                return None
+        elif bool((m_pen > 0.0).any()):
             fired.append("joint_limit")
             return None
         return pose, None
+
+    def _penetration(self, q: np.ndarray) -> np.ndarray:
+        """How far each joint is outside the margin band (0 inside); zeros if the shape is off."""
+        if q.shape != self._q_lo.shape:
+            return np.zeros(self._q_lo.shape)
+        out: np.ndarray = np.maximum(np.maximum(self._q_lo - q, q - self._q_hi), 0.0)
+        return out
 
     def _set_box(self, lo: np.ndarray, hi: np.ndarray) -> None:
         """The translation box the motion filter keeps to; rotation axes have no walls."""
@@ -359,6 +369,7 @@ class Shield:
             self.estop.trigger(
                 f"{self._consecutive} consecutive safety interventions (last: {', '.join(decision.fired)})"
             )
+            self._consecutive = 0  # counted afresh once the operator resets the e-stop
             return self._hold(measured, now_s, (*decision.fired, "estop"), estop=True)
         return decision
 

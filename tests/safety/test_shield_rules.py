@@ -384,3 +384,29 @@ def test_limits_report_is_json_and_loads_back() -> None:
     report = json.loads(json.dumps(shield.limits_report()))
     assert report["rule_kinds"] == list(SAFETY_RULE_KINDS)
     assert SafetyConfig.from_mapping(report["config"]) == shield.config
+
+
+def test_ik_lets_the_arm_back_out_of_the_margin_band() -> None:
+    deep = HOME_JOINTS.copy()
+    deep[3] = -3.05  # joint 4: inside the 0.05 rad margin above its -3.0718 limit
+    answers = iter([deep - np.eye(7)[3] * 0.01, deep + np.eye(7)[3] * 0.01])  # deeper, then back out
+
+    shield = Shield(SafetyConfig(), ik=lambda pose, seed: next(answers))
+    m = Measured(0.0, Pose(HOME_POSITION, HOME_QUATERNION), deep, 1.0)
+    shield.reset(m)
+    assert shield.filter(ee(HOME_POSITION), m, 0.0, DT).fired == ("joint_limit",)  # deeper: refused
+    d = shield.filter(ee(HOME_POSITION), m, DT, DT)
+    assert not d.hold and d.fired == ()  # back toward the band: allowed
+
+
+def test_resetting_on_every_hold_does_not_defeat_the_estop_count() -> None:
+    # The agent resets the shield when it leaves a hold; the count must survive that.
+    shield = fresh(estop_after_interventions=4)
+    m = home_measured()
+    for _ in range(4):
+        shield.reset(m)
+        d = shield.filter(ee([math.nan, 0, 0]), m, 0.0, DT)
+    assert d.estop and shield.estop.active
+    shield.estop.reset()
+    shield.reset(m)
+    assert not shield.filter(ee([math.nan, 0, 0]), m, 0.0, DT).estop  # counted afresh
