@@ -15,6 +15,7 @@ A hold reseeds the filter at the measured state, so leaving a hold never jumps.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,8 @@ ESTOP_COUNTED_KINDS: frozenset[str] = frozenset(
 
 IK = Callable[[Pose, np.ndarray], "np.ndarray | None"]
 """``ik(pose, q_seed) -> joints | None``: joint positions reaching ``pose``, near ``q_seed``."""
+
+logger = logging.getLogger(__name__)
 
 _SQRT3 = math.sqrt(3.0)
 _INF3 = np.full(3, np.inf)
@@ -256,7 +259,11 @@ class Shield:
         m_q = np.asarray(measured.joints, dtype=float)
         m_pen = self._penetration(m_q)
         if self._ik is not None:
-            q = self._ik(pose, m_q)
+            try:
+                q = self._ik(pose, m_q)
+            except Exception:  # a solver that raises is a solver that found nothing
+                logger.debug("IK raised for %s", pose, exc_info=True)
+                q = None
             if q is None or not _finite(q) or np.shape(q) != m_q.shape:
                 fired.append("ik")
                 return None

@@ -253,6 +253,16 @@ def test_ik_failure_holds() -> None:
     assert d.hold and d.fired == ("ik",)
 
 
+def test_ik_that_raises_holds() -> None:
+    def ik(pose: Pose, seed: np.ndarray) -> np.ndarray:
+        raise RuntimeError("solver exploded")
+
+    shield = Shield(SafetyConfig(), ik=ik)
+    shield.reset(home_measured())
+    d = shield.filter(ee(HOME_POSITION), home_measured(), 0.0, DT)
+    assert d.hold and d.fired == ("ik",)
+
+
 def test_ik_beyond_joint_limits_holds() -> None:
     beyond = HOME_JOINTS.copy()
     beyond[3] = 0.0  # joint 4 max is -0.0698
