@@ -56,7 +56,8 @@ action_space = "ee_delta"
 action_dim = 7
 state_dim = 8
 state_names = ["joint_0", "joint_1", "joint_2", "joint_3", "joint_4", "joint_5", "joint_6", "gripper"]
-
+"""
+CAMERA = """
 [cameras.front]
 height = 224
 width = 224
@@ -87,18 +88,17 @@ def start_server(bundle: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("inference server did not start within 60 s")
 
 
-async def run_rate(port: int, rate_hz: float, seconds: float) -> dict[str, object]:
-    config = AgentConfig.load(
-        None,
-        {
-            "server.address": f"127.0.0.1:{port}",
-            "control.rate_hz": rate_hz,
-            "duration_s": seconds,
-            "metrics_port": None,
-            "cameras": {"front": {"kind": "sim", "width": 640, "height": 480, "fps": 30}},
-            "scheduler.replan_interval_s": 1 / 30,
-        },
-    )
+async def run_rate(port: int, rate_hz: float, seconds: float, camera: bool = True) -> dict[str, object]:
+    overrides: dict[str, object] = {
+        "server.address": f"127.0.0.1:{port}",
+        "control.rate_hz": rate_hz,
+        "duration_s": seconds,
+        "metrics_port": None,
+        "scheduler.replan_interval_s": 1 / 30,
+    }
+    if camera:
+        overrides["cameras"] = {"front": {"kind": "sim", "width": 640, "height": 480, "fps": 30}}
+    config = AgentConfig.load(None, overrides)
     agent = Agent(config)
     summary = await agent.serve()
     stats = agent.stats
@@ -126,6 +126,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 250.0], help="(default: 100 250)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per rate (default: 10)")
+    parser.add_argument(
+        "--no-camera", action="store_true", help="baseline: a policy without images (default: off)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (default: none)")
     args = parser.parse_args()
     try:
@@ -138,19 +141,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
         bundle.mkdir()
-        (bundle / "policy.toml").write_text(MANIFEST)
+        (bundle / "policy.toml").write_text(MANIFEST + ("" if args.no_camera else CAMERA))
         (bundle / "policy.py").write_text(POLICY)
         port = _free_port()
         server = start_server(bundle, port)
         results = []
         try:
             for rate in args.rates:
-                results.append(runner(run_rate(port, rate, args.seconds)))
+                results.append(runner(run_rate(port, rate, args.seconds, camera=not args.no_camera)))
         finally:
             server.terminate()
             server.wait(10)
-    print(f"control loop on {loop_name}, {os.cpu_count()} CPUs; camera 640x480 @ 30 fps -> 224x224, "
-          f"observations every 33 ms; server in another process")  # fmt: skip
+    images = "no camera" if args.no_camera else "camera 640x480 @ 30 fps -> 224x224"
+    print(f"control loop on {loop_name}, {os.cpu_count()} CPUs; {images}, observations every 33 ms; "
+          f"server in another process")  # fmt: skip
     header = f"{'rate':>6} {'period p50':>10} {'p95':>7} {'p99':>7} {'max':>7} {'jitter p99':>10} {'overruns':>8} " \
              f"{'tick p50':>8} {'tick p99':>8} {'rtt p50':>7} {'rtt p99':>7} {'req/s':>6}"  # fmt: skip
     print(header)
@@ -162,7 +166,15 @@ def main() -> None:
             f"{rt.get('p50', float('nan')):>7.2f} {rt.get('p99', float('nan')):>7.2f} {r['requests_per_s']:>6.1f}"
         )
     if args.json:
-        write_json(args.json, {"benchmark": "control_loop", "event_loop": loop_name, "results": results})
+        write_json(
+            args.json,
+            {
+                "benchmark": "control_loop",
+                "event_loop": loop_name,
+                "camera": not args.no_camera,
+                "results": results,
+            },
+        )
         print(f"wrote {args.json}")
 
 

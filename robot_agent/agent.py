@@ -71,6 +71,7 @@ class Agent:
         self.config = config
         self.robot = robot
         self._owns_robot = robot is None
+        self._robot_connected = robot is not None  # a robot handed in is connected by its owner
         self.metrics = metrics if metrics is not None else AgentMetrics(CollectorRegistry())
         self.stats = RunStats(rate_hz=config.control.rate_hz)
         self.link = LinkState()
@@ -152,6 +153,7 @@ class Agent:
             logger.info("Connecting to robot %s%s", config.robot.kind, where)
             try:
                 await self._call_driver(self.robot.connect)
+                self._robot_connected = True
             except AgentError:
                 raise
             except Exception as exc:
@@ -265,12 +267,15 @@ class Agent:
             with contextlib.suppress(Exception):
                 await self._client.close()
         if self.robot is not None and self._owns_robot:
-            # Never skipped, not even on a forced exit.
-            for step in (self.robot.stop, self.robot.close):
+            # Never skipped, not even on a forced exit (stop only makes sense once connected).
+            steps = (self.robot.stop, self.robot.close) if self._robot_connected else (self.robot.close,)
+            for step in steps:
                 try:
                     await self._call_driver(step)
-                except Exception:
-                    logger.exception("robot %s failed", step.__name__)
+                except Exception as exc:
+                    logger.error(
+                        "robot %s failed: %s", step.__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG)
+                    )
         await asyncio.to_thread(self._sensors.close)
         if self._driver is not None:
             self._driver.shutdown(wait=True)
