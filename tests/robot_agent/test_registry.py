@@ -40,3 +40,19 @@ def test_every_entry_is_module_colon_class(table: dict[str, str]) -> None:
     for target in table.values():
         module, _, attr = target.partition(":")
         assert module.startswith("robot_agent.") and attr[:1].isupper()
+
+
+@pytest.mark.parametrize("kind", sorted(DRIVERS))
+def test_every_driver_resolves_to_a_robot(kind: str) -> None:
+    from robot_agent.robot import Robot
+
+    pytest.importorskip({"franka": "panda_py", "xarm": "xarm"}.get(kind, "numpy"))
+    assert issubclass(driver_class(kind), Robot)
+
+
+@pytest.mark.parametrize("kind", sorted(CAMERAS))
+def test_every_camera_resolves_to_a_camera(kind: str) -> None:
+    from robot_agent.camera import Camera
+
+    pytest.importorskip({"realsense": "pyrealsense2"}.get(kind, "cv2"))
+    assert issubclass(camera_class(kind), Camera)
