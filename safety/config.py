@@ -214,6 +214,9 @@ class SafetyConfig:
     gripper: GripperLimits = field(default_factory=GripperLimits)
     tracking: TrackingLimits = field(default_factory=TrackingLimits)
     stale_after_s: float = 0.1
+    # A tick longer than this means the loop stalled: the arm sat still, so a step sized for the
+    # long dt would be a jump. Hold and start again from the measured state instead.
+    max_dt_s: float = 0.1
     estop_after_interventions: int = 50
 
     def __post_init__(self) -> None:
@@ -523,6 +526,7 @@ def _validate(c: SafetyConfig) -> None:
         f"must be 'clamp' or 'hold', got {track.on_violation!r}",
     )
     _positive(c.stale_after_s, "safety.stale_after_s")
+    _positive(c.max_dt_s, "safety.max_dt_s")
     n = c.estop_after_interventions
     _need(
         isinstance(n, int) and not isinstance(n, bool) and n >= 0,

@@ -44,6 +44,7 @@ SAFETY_RULE_KINDS: tuple[str, ...] = (
     "estop",  # the latched e-stop is active
     "no_target",  # nothing to execute (hold)
     "stale",  # target older than stale_after_s (hold)
+    "stall",  # the tick's dt exceeds max_dt_s: the loop stalled (hold, restart from the arm)
     "invalid",  # malformed: wrong shape, both or neither of ee/joints, zero quaternion, bad dt
     "non_finite",  # NaN or inf anywhere (hold)
     "workspace",  # outside the workspace box: clamped, or held in reject mode
@@ -146,6 +147,8 @@ class Shield:
             return self._hold(measured, now_s, ("estop",), estop=True)
         if not (math.isfinite(dt_s) and dt_s > 0):
             return self._count(self._hold(measured, now_s, ("invalid",)), measured, now_s)
+        if dt_s > self.config.max_dt_s:
+            return self._hold(measured, now_s, ("stall",))
         if target is None:
             return self._hold(measured, now_s, ("no_target",))
         if not math.isfinite(target.time_s):

@@ -98,6 +98,17 @@ def test_bad_dt_holds(dt: float) -> None:
     assert d.hold and d.fired == ("invalid",)
 
 
+def test_a_stalled_tick_holds_instead_of_jumping() -> None:
+    shield = fresh(tracking=LOOSE)
+    m = home_measured()
+    far = HOME_POSITION + np.array([0.3, 0.0, 0.0])
+    d = shield.filter(ee(far, t=2.0), m, 2.0, 2.0)  # two seconds since the last tick
+    assert d.hold and d.fired == ("stall",)
+    d = shield.filter(ee(far, t=2.01), m, 2.01, DT)  # then on again, from the arm, at rest
+    assert not d.hold
+    assert float(np.linalg.norm(d.target.ee.position - HOME_POSITION)) < 1e-3
+
+
 def test_fired_kinds_come_from_the_closed_set() -> None:
     shield = fresh(tracking=LOOSE, orientation={"max_tilt_rad": 0.3})
     rng = np.random.default_rng(1)
