@@ -4,6 +4,7 @@ flags or the environment, configures logging, prints, and exits.
     robot-agent --server HOST:PORT --robot sim --camera sim --instruction "touch the red cube"
     robot-agent eval --episodes 30 --inject-latency-ms 100 --blend ensemble
     robot-agent check --config agent.toml
+    robot-agent estop --pid 12345
 
 Errors print one line, ``TypeName: message``, and exit 1 (the traceback only with ``--debug``).
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.config
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robot-agent",
         description="Run a VLA policy served by an inference server on a robot arm, safely.",
-        epilog="Subcommands: 'robot-agent eval --help', 'robot-agent check --help'.",
+        epilog="Subcommands: 'robot-agent eval --help', 'robot-agent check --help', 'robot-agent estop --help'.",
     )
     _common(parser)
     parser.add_argument(
@@ -167,9 +170,28 @@ def run_eval(config: AgentConfig, episodes: int, seed: int, episode_timeout_s: f
     return evaluate_sync(config, episodes=episodes, seed=seed, episode_timeout_s=episode_timeout_s)
 
 
+def estop(argv: Sequence[str]) -> int:
+    """``robot-agent estop --pid PID``: latch a running agent's e-stop (SIGUSR1). The latch holds
+    until that agent is restarted; the arm's own e-stop button stays the first line."""
+    parser = argparse.ArgumentParser(prog="robot-agent estop", description="Latch a running agent's e-stop.")
+    parser.add_argument("--pid", type=int, required=True, help="process id of the running agent (required)")
+    args = parser.parse_args(argv)
+    try:
+        os.kill(args.pid, signal.SIGUSR1)
+    except (ProcessLookupError, PermissionError) as exc:
+        print(
+            f"{type(exc).__name__}: cannot signal agent process {args.pid}: {exc.strerror}", file=sys.stderr
+        )
+        return 1
+    print(f"E-stop requested from agent process {args.pid} (SIGUSR1); check its log for 'E-stop latched'.")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv.pop(0) if argv and argv[0] in ("run", "eval", "check") else "run"
+    command = argv.pop(0) if argv and argv[0] in ("run", "eval", "check", "estop") else "run"
+    if command == "estop":
+        return estop(argv)
     parser = {"run": build_parser, "eval": build_eval_parser, "check": build_check_parser}[command]()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)

@@ -107,3 +107,24 @@ def test_every_option_has_help_with_a_default() -> None:
             if action.dest == "help":
                 continue
             assert action.help and "default" in action.help, action.dest
+
+
+def test_estop_signals_the_agent_process(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    assert cli.main(["estop", "--pid", "4242"]) == 0
+    assert sent == [(4242, signal.SIGUSR1)]
+    assert "E-stop requested from agent process 4242" in capsys.readouterr().out
+
+
+def test_estop_of_a_missing_process_fails_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    def gone(pid: int, sig: int) -> None:
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(cli.os, "kill", gone)
+    assert cli.main(["estop", "--pid", "4242"]) == 1
+    assert (
+        capsys.readouterr().err == "ProcessLookupError: cannot signal agent process 4242: No such process\n"
+    )
