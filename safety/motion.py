@@ -35,7 +35,7 @@ import numpy as np
 __all__ = ["Axes", "StepResult", "stop_distance"]
 
 # Candidate accelerations per axis when a viability bound must be searched numerically.
-_GRID = 24
+_GRID = 16
 
 
 def stop_distance(v: np.ndarray, a: np.ndarray, amax: np.ndarray, jmax: np.ndarray) -> np.ndarray:
@@ -260,8 +260,8 @@ class Axes:
         down, up = self._reach(p_new, v_new, cand)
         # The upper condition holds for a prefix of the sorted candidates, the lower one for a
         # suffix: counting the Trues gives the ends of the admissible run without searching.
-        n_up = np.count_nonzero(up <= hi[:, None], axis=1)
-        n_dn = np.count_nonzero(down >= lo[:, None], axis=1)
+        n_up = np.add.reduce(up <= hi[:, None], axis=1)
+        n_dn = np.add.reduce(down >= lo[:, None], axis=1)
         i_lo, i_hi = _GRID - n_dn, n_up - 1
         # None admissible only through rounding at a wall: brake along the motion.
         fallback = np.where(self.v > 0, lo_a, hi_a)
@@ -272,8 +272,8 @@ class Axes:
         # stop at it (the target as an upper wall); above it, the smallest. If none can, brake.
         below = self.p <= target
         t = target[:, None]
-        n_reach_up = np.count_nonzero(up <= t, axis=1)
-        n_reach_dn = np.count_nonzero(down >= t, axis=1)
+        n_reach_up = np.add.reduce(up <= t, axis=1)
+        n_reach_dn = np.add.reduce(down >= t, axis=1)
         best_up = np.where(n_reach_up > 0, lo_a + step * (n_reach_up - 1), lo_a)
         best_dn = np.where(n_reach_dn > 0, lo_a + step * (_GRID - n_reach_dn), hi_a)
         goal = np.where(below, np.minimum(a_des, best_up), np.maximum(a_des, best_dn))
