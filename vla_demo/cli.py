@@ -189,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
 
         path = _data_path(args)
         if path.exists():
-            data = Dataset.load(path)
+            data = Dataset.load(path, seed=args.seed)
         else:
             data = generate(args.episodes, seed=args.seed)
             data.save(path)

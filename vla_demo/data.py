@@ -16,7 +16,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from robot_agent.sim.clock import ManualClock
 from robot_agent.sim.render import render
+from robot_agent.sim.world import SimWorld
 from vla_demo.rollout import Noise, Observation, run_episode
 from vla_demo.task import IMAGE_SIZE, make_sim_robot, tokenize
 
@@ -28,32 +30,42 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Dataset:
     """Samples ``N``: images uint8 ``[N, S, S, 3]``, state float32 ``[N, 3]``, tokens int64
-    ``[N, T]``, actions float32 ``[N, H, 7]`` (ee_delta), episode index ``[N]``."""
+    ``[N, T]``, actions float32 ``[N, H, 7]`` (ee_delta), episode index ``[N]``, and the named
+    cube's top centre ``[N, 3]`` (privileged: an auxiliary training target, never an input)."""
 
     images: np.ndarray
     state: np.ndarray
     tokens: np.ndarray
     actions: np.ndarray
     episode: np.ndarray
+    target: np.ndarray
 
     def __len__(self) -> int:
         return int(self.state.shape[0])
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            path,
-            images=self.images,
-            state=self.state,
-            tokens=self.tokens,
-            actions=self.actions,
-            episode=self.episode,
-        )
+        np.savez(path, images=self.images, state=self.state, tokens=self.tokens, actions=self.actions,
+                 episode=self.episode, target=self.target)  # fmt: skip
 
     @classmethod
-    def load(cls, path: Path) -> Dataset:
+    def load(cls, path: Path, *, seed: int = 0) -> Dataset:
+        """Read ``path``; data saved without targets gets them from the scene seeds (``seed`` as
+        given to :func:`generate`)."""
         with np.load(path) as f:
-            return cls(**{k: f[k] for k in ("images", "state", "tokens", "actions", "episode")})
+            arrays = {k: f[k] for k in f.files}
+        if "target" not in arrays:
+            arrays["target"] = _targets(arrays["episode"], seed)
+        return cls(**{k: arrays[k] for k in ("images", "state", "tokens", "actions", "episode", "target")})
+
+
+def _targets(episode: np.ndarray, seed: int) -> np.ndarray:
+    world = SimWorld(clock=ManualClock())
+    tops = {}
+    for ep in np.unique(episode):
+        world.reset(TRAIN_SEED_BASE + seed + int(ep))
+        tops[int(ep)] = world.target_cube.top.astype(np.float32)
+    return np.stack([tops[int(ep)] for ep in episode])
 
 
 #: Training scenes use seeds from here on, so evaluation seeds (0, 1, 2, ... by default in
@@ -70,6 +82,7 @@ def generate(episodes: int, *, seed: int = 0, image_size: int = IMAGE_SIZE, prog
     tokens: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     index: list[int] = []
+    targets: list[np.ndarray] = []
     failures = 0
     for ep in tqdm(range(episodes), desc="expert episodes", unit="ep", disable=not progress):
         scale = 0.0 if rng.random() < 0.15 else rng.uniform(0.5, 1.5)
@@ -93,6 +106,7 @@ def generate(episodes: int, *, seed: int = 0, image_size: int = IMAGE_SIZE, prog
             tokens.append(tokenize(obs.instruction))
             actions.append(chunk)
             index.append(ep)
+            targets.append(robot.world.target_cube.top.astype(np.float32))
 
         result = run_episode(
             robot,
@@ -118,6 +132,7 @@ def generate(episodes: int, *, seed: int = 0, image_size: int = IMAGE_SIZE, prog
         tokens=np.stack(tokens),
         actions=np.stack(actions).astype(np.float32),
         episode=np.array(index, dtype=np.int32),
+        target=np.stack(targets),
     )
 
 

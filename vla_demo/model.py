@@ -25,7 +25,9 @@ class SpatialSoftArgmax(nn.Module):
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
         self.register_buffer("xs", xs.reshape(1, 1, -1), persistent=False)
         self.register_buffer("ys", ys.reshape(1, 1, -1), persistent=False)
-        self.log_temperature = nn.Parameter(torch.zeros(()))
+        # Start sharp: a near-uniform softmax gives every keypoint the image centre and almost no
+        # gradient, and the network then learns the average move instead of where the cube is.
+        self.log_temperature = nn.Parameter(torch.tensor(-2.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[0], x.shape[1]
@@ -51,21 +53,29 @@ class TinyVLA(nn.Module):
         self.action_dim = action_dim
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         half = width // 2
-        self.conv1 = nn.Conv2d(5, half, 5, stride=2, padding=2)  # RGB + 2 coordinate channels
+        side = (image_size + 3) // 4
+        # Cheap on purpose (about 10 M multiply-adds at 96x96): it trains on two shared CPU cores.
+        self.conv1 = nn.Conv2d(5, half, 3, stride=2, padding=1)  # RGB + 2 coordinate channels
         self.conv2 = nn.Conv2d(half, width, 3, stride=2, padding=1)
         self.conv3 = nn.Conv2d(width, width, 3, padding=1)
-        self.conv4 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv4 = nn.Conv2d(width, width, 1)
+        self.film1 = nn.Linear(embed_dim, 2 * half)
         self.film2 = nn.Linear(embed_dim, 2 * width)
+        # One keypoint chosen by the instruction: score = features . query(words), soft-argmax.
+        self.query = nn.Linear(embed_dim, width)
+        self.attend = SpatialSoftArgmax(side, side)
         self.film3 = nn.Linear(embed_dim, 2 * width)
-        side = (image_size + 3) // 4
         self.keypoints = SpatialSoftArgmax(side, side)
         ys, xs = torch.meshgrid(
             torch.linspace(-1, 1, image_size), torch.linspace(-1, 1, image_size), indexing="ij"
         )
         self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)
         self.state_mlp = nn.Sequential(nn.Linear(state_dim, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
+        # Where the named cube is (x, y, in the state's normalised units), trained with an
+        # auxiliary loss: the head then only has to turn "cube there, tip here" into a path.
+        self.locate = nn.Sequential(nn.Linear(2 * width + embed_dim + 2, 128), nn.ReLU(), nn.Linear(128, 2))
         self.head = nn.Sequential(
-            nn.Linear(2 * width + 64 + embed_dim, hidden),
+            nn.Linear(2 * width + 64 + embed_dim + 4, hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden),
             nn.ReLU(),
@@ -77,13 +87,25 @@ class TinyVLA(nn.Module):
         return (self.embed(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def forward(self, front: torch.Tensor, state: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_target(front, state, instruction)[0]
+
+    def forward_with_target(
+        self, front: torch.Tensor, state: torch.Tensor, instruction: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions and the estimated target position (the auxiliary output used in training)."""
         words = self.encode_instruction(instruction)
         coords = self.coords.expand(front.shape[0], -1, -1, -1).to(front.dtype)
-        x = torch.relu(self.conv1(torch.cat([front, coords], dim=1)))
+        gamma, beta = self.film1(words).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        x = torch.relu(self.conv1(torch.cat([front, coords], dim=1)) * (1 + gamma) + beta)
         gamma, beta = self.film2(words).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
         x = torch.relu(self.conv2(x) * (1 + gamma) + beta)
         gamma, beta = self.film3(words).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
         x = torch.relu(self.conv3(x) * (1 + gamma) + beta)
-        points = self.keypoints(self.conv4(x))
-        features = torch.cat([points, self.state_mlp(state), words], dim=1)
-        return self.head(features).reshape(-1, self.chunk_length, self.action_dim)
+        features = self.conv4(x)
+        points = self.keypoints(features)
+        score = (features * self.query(words).unsqueeze(-1).unsqueeze(-1)).sum(1, keepdim=True)
+        named = self.attend(score)
+        target = self.locate(torch.cat([points, words, named], dim=1))
+        offset = target - state[:, :2]
+        features = torch.cat([points, self.state_mlp(state), words, target, offset], dim=1)
+        return self.head(features).reshape(-1, self.chunk_length, self.action_dim), target

@@ -12,6 +12,7 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class TrainConfig:
     threads: int = 2
     val_fraction: float = 0.05
     max_steps: int | None = None  # cut training short (tests)
+    target_loss_weight: float = 1.0  # auxiliary: where the named cube is
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def train(
     state = torch.from_numpy((data.state - stats.state_mean) / stats.state_std)
     tokens = torch.from_numpy(data.tokens)
     actions = torch.from_numpy((data.actions - stats.action_mean) / stats.action_std)
+    targets = torch.from_numpy((data.target[:, :2] - stats.state_mean[:2]) / stats.state_std[:2])
 
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -154,6 +157,10 @@ def train(
         idx = torch.from_numpy(val_idx[:1024])
         pred = model(images[idx].permute(0, 3, 1, 2).float() / 255.0, state[idx], tokens[idx]).numpy()
         err = (pred - actions[idx].numpy())[..., :3] * stats.action_std[:3]
+        _, target = model.forward_with_target(
+            images[idx].permute(0, 3, 1, 2).float() / 255.0, state[idx], tokens[idx]
+        )
+        target_err = (target.numpy() - targets[idx].numpy()) * stats.state_std[:2]
     report = {
         "samples": len(data),
         "episodes": len(episodes),
@@ -163,6 +170,7 @@ def train(
         "val_loss": round(float(np.mean(val)), 5) if val else None,
         "val_chunk_position_error_m_mean": round(float(np.linalg.norm(err, axis=-1).mean()), 4),
         "val_first_step_position_error_m_mean": round(float(np.linalg.norm(err[:, 1], axis=-1).mean()), 4),
+        "val_target_position_error_m_mean": round(float(np.linalg.norm(target_err, axis=-1).mean()), 4),
         "config": asdict(config),
     }
     return model, stats, report
@@ -203,22 +211,23 @@ def export_bundle(
     with torch.no_grad():
         program = torch.export.export(wrapped, example, dynamic_shapes=dynamic)
     torch.export.save(program, str(out / "model.pt2"))
-    with torch.no_grad():
-        torch.onnx.export(
+    with torch.no_grad(), warnings.catch_warnings():
+        # The exporter's own deprecation notices (torch internals), nothing about this model.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        onnx_program = torch.onnx.export(
             wrapped,
             example,
-            str(out / "model.onnx"),
             input_names=["front", "state", "instruction"],
             output_names=["actions"],
-            dynamic_axes={
-                "front": {0: "batch"},
-                "state": {0: "batch"},
-                "instruction": {0: "batch"},
-                "actions": {0: "batch"},
-            },
-            dynamo=False,
-            opset_version=17,
+            dynamic_shapes=dynamic,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
         )
+    assert onnx_program is not None
+    onnx_program.save(str(out / "model.onnx"))
     shutil.copyfile(Path(__file__).with_name("bundle_policy.py"), out / "demo_policy.py")
     (out / "policy.toml").write_text(_manifest(stats, size, name, version, report))
     return out
