@@ -98,8 +98,8 @@ class Agent:
     # --- control from outside ------------------------------------------------------------------
     def request_stop(self, *, force: bool = False) -> None:
         """Ask for a controlled stop (thread-safe). ``force`` skips graceful waits, not the driver stop."""
-        if self._loop is None:
-            self._force = self._force or force
+        if self._loop is None:  # not serving yet: serve() will find the event set and stop at once
+            self._set_stop(force)
             return
         self._loop.call_soon_threadsafe(self._set_stop, force)
 
