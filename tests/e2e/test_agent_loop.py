@@ -75,6 +75,25 @@ async def test_slow_policy_holds_late_and_executes_nothing_past_its_time(tmp_pat
     assert late_holds and all(s["safe"] is None for s in late_holds)
 
 
+async def test_a_policy_slower_than_its_chunks_drops_stale_actions_and_holds_late(tmp_path: Path) -> None:
+    # 10 actions x 50 ms = 0.5 s per chunk, 0.3 s to compute: 6 actions are past on arrival,
+    # 4 remain, and the next chunk cannot arrive before they run out.
+    policy = bundle(tmp_path / "slow", "Circle", name="sleepy", chunk_length=10, dt_s=0.05, delay_s=0.3)
+    record = tmp_path / "episode"
+    async with server_on(policy) as server:
+        agent = Agent(agent_config(server.port, **{"record.dir": str(record)}))
+        async with running(agent):
+            await poll_until(lambda: agent.stats.holds.get("late", 0) >= 2, timeout=10)
+
+    summary = agent.summary
+    assert summary["deadline_misses"] >= 2
+    assert summary["stale_actions_dropped"] >= 6 * summary["chunks"]
+    steps = read_jsonl(record / "steps.jsonl")
+    executed = [s for s in steps if s["safe"] is not None]
+    assert executed  # it does move, on the part of each chunk that is still in the future
+    assert all(s["time"] <= s["plan_end"] + 1e-9 for s in executed)
+
+
 async def test_server_killed_holds_then_reconnects_and_carries_on(tmp_path: Path) -> None:
     policy = bundle(tmp_path / "circle", "Circle", name="killed", chunk_length=10, dt_s=0.05)
     record = tmp_path / "episode"
