@@ -151,9 +151,13 @@ class Shield:
             return self._hold(measured, now_s, ("stall",))
         if target is None:
             return self._hold(measured, now_s, ("no_target",))
-        if not math.isfinite(target.time_s):
+        try:
+            t_s = float(target.time_s)
+        except (TypeError, ValueError):
+            return self._count(self._hold(measured, now_s, ("invalid",)), measured, now_s)
+        if not math.isfinite(t_s):
             return self._count(self._hold(measured, now_s, ("non_finite",)), measured, now_s)
-        if now_s - target.time_s > self.config.stale_after_s:
+        if now_s - t_s > self.config.stale_after_s:
             return self._hold(measured, now_s, ("stale",))
         bad = _malformed(target, self._joints.vmax.size)
         if bad is not None:

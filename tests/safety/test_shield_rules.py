@@ -81,6 +81,11 @@ LOOSE = {"max_translation_m": 10.0, "max_rotation_rad": 4.0, "max_joint_rad": 10
         (Target(time_s=0.0, joints=np.zeros(6)), "invalid"),  # 6 joints for a 7-joint arm
         (Target(time_s=0.0, joints=np.full(7, math.nan)), "non_finite"),  # NaN joints
         (ee([0.4, 0.0, 0.4], t=-1.0), "stale"),  # one second old
+        (Target(time_s=None, ee=Pose(HOME_POSITION, HOME_QUATERNION)), "invalid"),  # type: ignore[arg-type]
+        (
+            Target(time_s=0.0, ee=Pose(np.array(["a", 0.0, 0.4], dtype=object), HOME_QUATERNION)),
+            "invalid",
+        ),  # text
     ],
 )
 def test_refused_targets_hold_at_the_measured_state(target: Target | None, kind: str) -> None:
