@@ -107,3 +107,19 @@ class Oracle:
             return out
         chunk = expert_chunk(world.tip, world.target_cube.top, self.h, self.dt)
         return np.repeat(chunk[None], batch_size, axis=0)
+
+
+class Drift:
+    """ee_delta: move at a constant ``speed`` (m/s) along +y from wherever the arm is."""
+
+    def __init__(self, bundle_dir: Path, manifest: dict[str, Any]) -> None:
+        options = manifest.get("extra", {})
+        self.h = int(manifest["chunk_length"])
+        self.dt = float(manifest["dt_s"])
+        self.speed = float(options.get("speed", 0.03))
+
+    def predict(self, batch: dict[str, Any]) -> np.ndarray:
+        out = np.zeros((len(batch["instruction"]), self.h, 7), dtype=np.float32)
+        out[:, :, 1] = self.speed * self.dt * np.arange(self.h)
+        out[:, :, 6] = 1.0
+        return out
