@@ -427,7 +427,10 @@ class Agent:
             kind, _, detail = (chunk.problem or "invalid_chunk: no actions").partition(": ")
             self._reject(chunk, kind, detail)
             return
-        rtt = chunk.received_s - chunk.capture_time_s
+        # Our own record of the capture time, not the server's echo: the server is never trusted
+        # with the timing of what the arm does.
+        capture_time = capture_state.time_s
+        rtt = chunk.received_s - capture_time
         self.stats.roundtrips.append(rtt)
         self.metrics.roundtrip_seconds.observe(rtt)
         assert (
@@ -440,7 +443,7 @@ class Agent:
         now = time.monotonic()
         held = control.latest_state or capture_state
         result = control.trajectory.add_chunk(
-            waypoints, chunk.capture_time_s, chunk.dt_s, now, start=control.action_space.waypoint_of(held)
+            waypoints, capture_time, chunk.dt_s, now, start=control.action_space.waypoint_of(held)
         )
         self.stats.stale_actions_dropped += result.dropped
         self.metrics.stale_actions_dropped.inc(result.dropped)

@@ -235,6 +235,9 @@ class PolicyClient:
             return None, f"invalid_chunk: actions shape {list(actions.shape)}, spec says {list(expected)}"
         if not (response.dt_s > 0 and np.isfinite(response.dt_s)):
             return None, f"invalid_chunk: dt_s is {response.dt_s}"
+        if abs(response.dt_s - self.spec.dt_s) > 1e-3 * self.spec.dt_s:
+            # A different step would stretch or squeeze the chunk in time: not what the spec promised.
+            return None, f"invalid_chunk: dt_s is {response.dt_s}, spec says {self.spec.dt_s}"
         actions = actions.astype(np.float64)
         if not np.isfinite(actions).all():
             bad = np.argwhere(~np.isfinite(actions))[0].tolist()

@@ -24,9 +24,10 @@ H, DT = 8, 0.05
 class RogueServicer(pb_grpc.PolicyServiceServicer):
     """Answers the first ``good`` requests of each stream with a still chunk, then with ``bad``."""
 
-    def __init__(self, bad: np.ndarray, good: int = 3) -> None:
+    def __init__(self, bad: np.ndarray, good: int = 3, capture_offset_s: float = 0.0) -> None:
         self.bad = bad
         self.good = good
+        self.capture_offset_s = capture_offset_s  # lie about the capture time echoed back
         self.answered = 0
         self.spec_overrides: dict[str, object] = {}
 
@@ -60,7 +61,7 @@ class RogueServicer(pb_grpc.PolicyServiceServicer):
                 status=pb.PredictResponse.OK,
                 actions=to_tensor(actions),
                 dt_s=DT,
-                capture_time_s=request.capture_time_s,
+                capture_time_s=request.capture_time_s + self.capture_offset_s,
             )
 
 
@@ -117,3 +118,15 @@ async def test_bad_chunk_is_dropped_counted_and_held(tmp_path: Path, bad: np.nda
                 assert all(np.isfinite(step[key]["ee"])), step
     events = read_jsonl(record / "events.jsonl")
     assert any(e["event"] == "chunk_rejected" and e["reason"] == reason for e in events)
+
+
+@pytest.mark.parametrize("offset_s", [1000.0, -1000.0])
+async def test_a_lying_capture_time_echo_changes_nothing(tmp_path: Path, offset_s: float) -> None:
+    """Action times come from the agent's own record of the capture, not from the server."""
+    servicer = RogueServicer(np.zeros((H, 7), dtype=np.float32), good=10**6, capture_offset_s=offset_s)
+    async with rogue_server(servicer) as port:
+        agent = Agent(agent_config(port))
+        async with running(agent):
+            await poll_until(lambda: agent.link.chunks >= 3 and not agent.control.holding, timeout=10)
+            assert agent.control.trajectory.end_time < agent.control.latest_state.time_s + H * DT + 0.5
+    assert max(agent.stats.roundtrips) < 1.0

@@ -66,6 +66,7 @@ def _response(actions: np.ndarray, dt: float = 0.1) -> pb.PredictResponse:
         (np.zeros((5, 7), np.float32), 0.1, "invalid_chunk: actions shape [5, 7]"),
         (np.zeros((0, 7), np.float32), 0.1, "invalid_chunk: actions shape [0, 7]"),
         (np.zeros((4, 7), np.float32), 0.0, "invalid_chunk: dt_s is 0.0"),
+        (np.zeros((4, 7), np.float32), 10.0, "invalid_chunk: dt_s is 10.0, spec says 0.1"),  # stretched
         (np.full((4, 7), np.nan, np.float32), 0.1, "non_finite: actions[0, 0] is nan"),
     ],
 )
