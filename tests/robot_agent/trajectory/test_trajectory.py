@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from robot_agent.trajectory import Trajectory
 
@@ -90,3 +92,35 @@ def test_ruckig_respects_its_limits_tick_by_tick() -> None:
 def test_ruckig_needs_limits() -> None:
     with pytest.raises(ValueError, match="ruckig_limits"):
         Trajectory(interpolation="ruckig")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["replace", "crossfade", "ensemble"]),
+    st.sampled_from(["linear", "cubic", "minimum_jerk"]),
+    st.lists(
+        st.tuples(st.floats(0.0, 0.3), st.floats(-1.0, 1.0), st.floats(0.0, 0.2)), min_size=1, max_size=6
+    ),
+)
+def test_chunks_never_make_the_target_jump_nor_outlive_their_actions(
+    blend_mode: str, interpolation: str, arrivals: list[tuple[float, float, float]]
+) -> None:
+    """Whatever arrives when, the target right after a chunk equals the target right before it,
+    and no target is given past the last action's time."""
+    traj = Trajectory(blend_mode=blend_mode, interpolation=interpolation, control_dt=0.01)
+    now = 0.0
+    held = np.zeros(1)
+    for gap, offset, age in arrivals:
+        now += gap
+        before = traj.sample(now)
+        values = offset + 0.01 * np.arange(8)[:, None]
+        result = traj.add_chunk(values, capture_time=now - age, dt=0.05, now=now, start=held)
+        after = traj.sample(now)
+        if result.kept:
+            assert after is not None
+            np.testing.assert_allclose(after, held if before is None else before, atol=1e-9)
+            assert traj.end_time == pytest.approx(now - age + 0.05 * 7)
+        if traj.end_time is not None:
+            assert traj.sample(traj.end_time + 1e-6) is None
+        if after is None:
+            held = np.zeros(1)
