@@ -102,7 +102,7 @@ async def run_rate(port: int, rate_hz: float, seconds: float, camera: bool = Tru
     agent = Agent(config)
     summary = await agent.serve()
     stats = agent.stats
-    periods = np.frombuffer(stats.periods, dtype=np.float64)
+    periods = stats.periods.values()
     # Skip the first second: startup (connect, camera open, first chunk) is not the steady state.
     skip = int(rate_hz)
     steady = periods[skip:] if periods.size > 2 * skip else periods
@@ -115,8 +115,8 @@ async def run_rate(port: int, rate_hz: float, seconds: float, camera: bool = Tru
         "overruns": summary["control_overruns"],
         "period_ms": summarize(steady * 1e3),
         "jitter_ms": summarize(np.abs(steady - nominal) * 1e3),
-        "tick_work_ms": summarize(np.frombuffer(stats.tick_work, dtype=np.float64) * 1e3),
-        "roundtrip_ms": summarize(np.frombuffer(stats.roundtrips, dtype=np.float64) * 1e3),
+        "tick_work_ms": summarize(stats.tick_work.values() * 1e3),
+        "roundtrip_ms": summarize(stats.roundtrips.values() * 1e3),
         "requests_per_s": summary["chunks"] / summary["duration_s"] if summary["duration_s"] else 0.0,
         "holds": summary["holds"],
     }

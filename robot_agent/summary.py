@@ -3,20 +3,43 @@ and stored as ``summary.json`` by the recorder."""
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RunStats", "format_summary"]
+__all__ = ["RunStats", "Samples", "format_summary"]
 
 
-def _quantiles(values: array, qs: tuple[float, ...]) -> dict[str, float | None]:
-    if not len(values):
+class Samples:
+    """The last ``capacity`` samples of a series (a ring): a day at 1 kHz stays a few megabytes,
+    and quantiles describe the recent run rather than growing memory without bound."""
+
+    def __init__(self, capacity: int = 1 << 19) -> None:
+        self._buf = np.empty(capacity, dtype=np.float64)
+        self._n = 0
+
+    def append(self, value: float) -> None:
+        self._buf[self._n % self._buf.shape[0]] = value
+        self._n += 1
+
+    def __len__(self) -> int:
+        return min(self._n, self._buf.shape[0])
+
+    def values(self) -> np.ndarray:
+        """The kept samples, oldest first (a copy)."""
+        cap = self._buf.shape[0]
+        if self._n <= cap:
+            return self._buf[: self._n].copy()
+        start = self._n % cap
+        return np.concatenate([self._buf[start:], self._buf[:start]])
+
+
+def _quantiles(samples: Samples, qs: tuple[float, ...]) -> dict[str, float | None]:
+    if not len(samples):
         return {f"p{round(q * 100)}": None for q in qs}
-    arr = np.frombuffer(values, dtype=np.float64)
+    arr = samples.values()
     return {f"p{round(q * 100)}": float(np.quantile(arr, q)) for q in qs}
 
 
@@ -29,9 +52,9 @@ class RunStats:
     ended_s: float | None = None
     ticks: int = 0
     overruns: int = 0
-    periods: array = field(default_factory=lambda: array("d"))
-    roundtrips: array = field(default_factory=lambda: array("d"))
-    tick_work: array = field(default_factory=lambda: array("d"))  # time spent inside each tick
+    periods: Samples = field(default_factory=Samples)
+    roundtrips: Samples = field(default_factory=Samples)
+    tick_work: Samples = field(default_factory=Samples)  # time spent inside each tick
     chunks: int = 0
     deadline_misses: int = 0
     stale_actions_dropped: int = 0

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from robot_agent.summary import RunStats, Samples, format_summary
+
+
+def test_samples_keep_the_most_recent_within_capacity() -> None:
+    samples = Samples(capacity=4)
+    for v in range(10):
+        samples.append(float(v))
+    assert len(samples) == 4
+    assert samples.values().tolist() == [6.0, 7.0, 8.0, 9.0]
+
+
+def test_summary_reports_what_the_issue_asks_for() -> None:
+    stats = RunStats(rate_hz=100.0, started_s=0.0, ended_s=2.0, ticks=200, overruns=1, deadline_misses=2)
+    for p in [0.01] * 99 + [0.02]:
+        stats.periods.append(p)
+    for r in [0.005] * 18 + [0.05, 0.06]:
+        stats.roundtrips.append(r)
+    stats.holds.update({"waiting_for_server": 1, "late": 2})
+    stats.safety_interventions.update({"velocity": 3})
+    stats.reconnects = 1
+    summary = stats.to_dict()
+    assert summary["achieved_rate_hz"] == 100.0
+    assert summary["control_period_s"]["p50"] == 0.01
+    assert 0.01 < summary["control_period_s"]["p99"] <= 0.02  # numpy linear quantile: 10.10 ms
+    assert summary["roundtrip_s"]["p50"] == 0.005 and summary["roundtrip_s"]["p95"] > 0.005
+    text = format_summary(summary)
+    for line in [
+        "  ticks                  200 in 2.0 s",
+        "  achieved rate          100.0 Hz (target 100 Hz)",
+        "  control period         p50 10.00 ms, p99 10.10 ms, overruns 1",
+        "  deadline misses        2",
+        "  holds                  late 2, waiting_for_server 1",
+        "  safety interventions   velocity 3",
+        "  reconnects             1",
+    ]:
+        assert line in text, text
+    assert "round trip             p50 5.00 ms, p95 50.50 ms, p99 58.10 ms (0 chunks)" in text
+
+
+def test_an_empty_run_still_formats() -> None:
+    text = format_summary(RunStats().to_dict())
+    assert "p50 - , p99 -" not in text and "control period         p50 -, p99 -" in text
