@@ -20,7 +20,9 @@ def test_sim_is_built_by_name() -> None:
 
 
 def test_unknown_kinds_name_the_choices() -> None:
-    with pytest.raises(ConfigError, match=re.escape("robot.kind is 'ur5', expected one of franka, sim, xarm")):
+    with pytest.raises(
+        ConfigError, match=re.escape("robot.kind is 'ur5', expected one of franka, sim, xarm")
+    ):
         driver_class("ur5")
     with pytest.raises(ConfigError, match=re.escape("cameras.wrist.kind is 'kinect'")):
         from robot_agent.cameras import create_camera
