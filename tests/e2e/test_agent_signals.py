@@ -1,4 +1,4 @@
-"""The CLI as an operator runs it: a subprocess, stopped by SIGINT (clean exit 0 with the summary),
+"""The CLI as an operator runs it: a subprocess, stopped by SIGINT or SIGTERM (clean exit 0 with the summary),
 e-stopped by SIGUSR1."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.e2e._agent_helpers import bundle, read_jsonl, server_on
 
@@ -38,13 +40,14 @@ async def _wait_for_line(
                 return
 
 
-async def test_sigint_stops_cleanly_with_exit_0_and_the_summary(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_sigint_or_sigterm_stops_cleanly_with_exit_0_and_the_summary(tmp_path: Path, sig: int) -> None:
     async with server_on(bundle(tmp_path / "still", "Still", name="sigint")) as server:
         proc = await _start_agent(server.port, "--record", str(tmp_path / "episode"))
         seen: list[str] = []
         try:
             await _wait_for_line(proc.stderr, "First chunk received", seen)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             async with asyncio.timeout(20):
                 stdout, stderr = await proc.communicate()
         finally:
