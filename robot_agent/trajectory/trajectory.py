@@ -1,7 +1,7 @@
 """The plan the control loop executes: time-stamped chunks, blended, interpolated to the tick.
 
 Action k of a chunk applies at ``capture_time + k * dt`` in the agent's clock. On arrival the
-actions already in the past are dropped (and counted); the plan then starts at *now* from where
+actions already in the past (or due within half a control period) are dropped (and counted); the plan then starts at *now* from where
 the arm is being commanded (the current plan's point, or the held pose when holding), so a new
 chunk never makes the target jump, and continues through the blended future waypoints. When
 ``now`` passes the last waypoint the plan is exhausted and the control loop holds.
@@ -79,7 +79,9 @@ class Trajectory:
         """
         waypoints = np.asarray(waypoints, dtype=float)
         times = capture_time + dt * np.arange(waypoints.shape[0])
-        future = times > now + _EPS
+        # An action due within half a tick cannot be reached smoothly from where the arm is
+        # commanded now (the first segment would last microseconds): it counts as past.
+        future = times > now + 0.5 * self._control_dt
         dropped = int(np.count_nonzero(~future))
         if not future.any():
             return ChunkResult(dropped=dropped, kept=0)

@@ -124,3 +124,11 @@ def test_chunks_never_make_the_target_jump_nor_outlive_their_actions(
             assert traj.sample(traj.end_time + 1e-6) is None
         if after is None:
             held = np.zeros(1)
+
+
+def test_an_action_due_within_half_a_tick_counts_as_past() -> None:
+    """Otherwise the first segment would last microseconds and the target would leap."""
+    traj = Trajectory(interpolation="linear", control_dt=0.01)
+    result = traj.add_chunk(ramp(), capture_time=0.0, dt=0.1, now=0.098, start=np.zeros(2))
+    assert (result.dropped, result.kept) == (2, 8)  # 0.1 is 2 ms away: dropped
+    np.testing.assert_allclose(traj.sample(0.098), [0.0, 0.0])
