@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inference_server.batcher import ModelWorker, Pending, Result
 from inference_server.errors import InvalidRequest
@@ -154,13 +154,13 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         loop = asyncio.get_running_loop()
         closing = asyncio.ensure_future(self._closing.wait())
         it = aiter(requests)
+        next_request: asyncio.Future[pb.PredictRequest] | None = None
         try:
             while not self._closing.is_set():
                 next_request = asyncio.ensure_future(anext(it))
                 await asyncio.wait((next_request, closing), return_when=asyncio.FIRST_COMPLETED)
                 if not next_request.done():
-                    next_request.cancel()  # shutting down: take no new work
-                    break
+                    break  # shutting down: take no new work
                 try:
                     request = next_request.result()
                 except StopAsyncIteration:
@@ -171,6 +171,11 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                 await asyncio.wait([p.future for p in outstanding])
         finally:
             closing.cancel()
+            if next_request is not None:
+                # When the client goes away, this reader is cancelled while ``anext()`` waits; the
+                # read then ends with StopAsyncIteration, which asyncio would log as never retrieved.
+                next_request.cancel()
+                next_request.add_done_callback(_retrieve)
             out.put_nowait(None)
 
     async def _handle(
@@ -242,3 +247,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         timing.total_ms = (self._clock() - arrival) * 1e3
         timing.batch_size = result.batch_size
         return response
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen: nothing is left to act on, and nothing to log."""
+    if not future.cancelled():
+        future.exception()

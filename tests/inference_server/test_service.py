@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
 from pathlib import Path
 
@@ -400,3 +402,23 @@ async def test_the_python_policy_gets_the_documented_batch(tmp_path: Path) -> No
     assert first["instruction"] == ["wave"] and first["inference_delay_steps"] == [3]
     np.testing.assert_array_equal(first["prev_actions"][0], np.ones((6, 7), np.float32))
     assert second["prev_actions"] == [None] and second["inference_delay_steps"] == [None]
+
+
+async def test_a_client_that_disconnects_leaves_no_unretrieved_task_error(
+    echo_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reader's pending ``anext()`` is retrieved when the stream ends, not left for the GC to log."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    async with run_server(config(echo_bundle)) as server:
+        async with connect(server) as stub:
+            spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+            stream = PredictStream(stub)
+            stream.send(make_request(spec, 1))
+            assert (await stream.recv()).status == OK
+        # the channel is closed: the server ends the stream
+        await poll_until(lambda: server.registry.get_sample_value("vla_server_sessions") == 0)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gc.collect()
+    never_retrieved = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert never_retrieved == []
