@@ -1,12 +1,16 @@
 """The agent's Prometheus families, on a registry handed in (never module globals), so that two
 agents can run in one process (tests, ``eval``) without clashing.
 
-Names follow ``vla_agent_<what>_<unit>``; labels come from closed sets (``reason``, ``kind``).
+Names follow ``vla_agent_<what>_<unit>``; labels come from closed sets (``reason``, ``kind``),
+and every value of them is exported at 0 from the start, as the server does for ``status``: a
+series born at 1 has no earlier sample, so ``increase()``/``rate()`` would miss its first event.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from safety import SAFETY_RULE_KINDS
 
 __all__ = ["AgentMetrics"]
 
@@ -68,6 +72,13 @@ class AgentMetrics:
             ["kind"],
             registry=registry,
         )
+        # Imported here: robot_agent.control imports this module.
+        from robot_agent.control import HOLD_REASONS
+
+        for reason in HOLD_REASONS:
+            self.hold.labels(reason)
+        for kind in SAFETY_RULE_KINDS:
+            self.safety_interventions.labels(kind)
         self.estop = Counter("vla_agent_estop", "E-stop latches.", registry=registry)
         self.reconnects = Counter("vla_agent_reconnects", "Stream reconnections.", registry=registry)
         self.stale_actions_dropped = Counter(
