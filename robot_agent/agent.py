@@ -221,7 +221,15 @@ class Agent:
             )
         except SafetyConfigError as exc:
             raise ConfigError(str(exc), field=exc.field or "safety") from exc
-        shield = Shield(safety_config)
+        # With the arm's IK the shield checks an end-effector command's joints before sending it;
+        # without, it sees only the measured joints (see Robot.inverse_kinematics).
+        ik = getattr(self.robot, "inverse_kinematics", None)
+        if ik is None:
+            logger.info(
+                "Robot %s offers no IK: joint limits of ee commands are checked on measured joints",
+                self.config.robot.kind,
+            )
+        shield = Shield(safety_config, ik=ik)
         shield.reset(measured_from_state(state))
         self._recorder.safety_limits(safety_config.to_dict())
         return shield

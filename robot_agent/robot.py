@@ -11,6 +11,7 @@ place.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,13 @@ class Robot(abc.ABC):
     joint_limits: tuple[np.ndarray, np.ndarray]
     #: The pose the arm starts from; a safety workspace must contain it.
     home_joints: np.ndarray
+    #: Optional kinematics hook, ``inverse_kinematics(pose, seed_joints) -> joints | None``: the
+    #: joint positions reaching ``pose`` near ``seed_joints`` (None: no solution). A driver that
+    #: has one defines it as a method; ``None`` means the arm offers none. The agent hands it to
+    #: the safety shield, which then checks an end-effector command's joints *before* sending it
+    #: (without it only the measured joints are known, and the arm can drift into a joint margin
+    #: before the shield sees it). Pure and thread-safe: it is called from the control tick.
+    inverse_kinematics: Callable[[Pose, np.ndarray], np.ndarray | None] | None = None
 
     @abc.abstractmethod
     def connect(self) -> None:

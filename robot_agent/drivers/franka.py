@@ -346,6 +346,14 @@ class FrankaRobot(Robot):
         else:
             controller.set_control(position, quaternion, self._q_nullspace)
 
+    def inverse_kinematics(self, pose: Pose, seed: np.ndarray) -> np.ndarray | None:
+        """panda-python's analytic IK near ``seed`` (joint 7 kept at the seed's); None when it
+        finds no solution. Pure (no robot I/O): the safety shield calls it every tick."""
+        position, quaternion = _checked_pose(pose)
+        q_ref = np.asarray(seed, dtype=float)
+        q = np.asarray(panda_py.ik(position, quaternion, q_ref, float(q_ref[6])), dtype=float).reshape(-1)
+        return q if q.shape == (7,) and bool(np.all(np.isfinite(q))) else None
+
     def command_joints(self, joints: np.ndarray) -> None:
         controller = self._require_controller()
         q = np.asarray(joints, dtype=float)

@@ -509,6 +509,19 @@ class SimRobot(Robot):
         self._ik_failing = False
         return q
 
+    def inverse_kinematics(self, pose: Pose, seed: np.ndarray) -> np.ndarray | None:
+        """The joints the arm would be sent to for ``pose`` (the solver ``command_ee`` uses), near
+        ``seed``; None when unreachable. Pure: touches no state, so the shield may call it."""
+        position = np.asarray(pose.position, dtype=float)
+        quaternion = np.asarray(pose.quaternion, dtype=float)
+        if position.shape != (3,) or quaternion.shape != (4,):
+            return None
+        transform = np.eye(4)
+        transform[:3, :3] = quat_to_matrix(quaternion)
+        transform[:3, 3] = position
+        q, _ = solve_ik(transform, np.asarray(seed, dtype=float), self.joint_limits)
+        return q
+
     def _tip_position(self) -> np.ndarray:
         return np.asarray(panda_py.fk(self._q), dtype=float)[:3, 3]
 
