@@ -29,11 +29,11 @@ import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
 
 from robot_agent.action_space import STATE_NAMES, ActionSpace, measured_from_state, state_vector
-from robot_agent.cameras import create_camera
-from robot_agent.config import AgentConfig
+from robot_agent.cameras import camera_class, create_camera
+from robot_agent.config import AgentConfig, CameraConfig
 from robot_agent.control import ControlLoop, LinkState
 from robot_agent.drivers import create_robot
-from robot_agent.errors import AgentError, ConfigError, DriverError, SpecMismatch
+from robot_agent.errors import AgentError, CameraError, ConfigError, DriverError, SpecMismatch
 from robot_agent.metrics import AgentMetrics
 from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient
 from robot_agent.recorder import NullRecorder, Recorder
@@ -174,6 +174,8 @@ class Agent:
             logger.info(
                 "Camera %s ready (%s, %dx%d)", name, cam_config.kind, cam_config.width, cam_config.height
             )
+        if not config.cameras:
+            await self._probe_default_camera()
         self.control = ControlLoop(
             robot=self.robot,
             call_driver=self._call_driver,
@@ -206,6 +208,17 @@ class Agent:
             )
         else:
             self._client = client
+
+    async def _probe_default_camera(self) -> None:
+        """With no camera configured, each camera the policy asks for is a ``default_camera``,
+        created once the spec is read; check now that its kind has a device, so a missing camera
+        is reported even when no server runs, as a missing arm is."""
+        kind = self.config.default_camera
+        cls = camera_class(kind, "default_camera")
+        try:
+            await asyncio.to_thread(cls.probe, CameraConfig(name="default", kind=kind))
+        except CameraError as exc:
+            raise CameraError(f"default_camera is {kind!r} but {exc}") from exc
 
     def _build_shield(self, state: RobotState) -> Any:
         """The shield from ``[safety]``, checked against this robot; its errors become ConfigError."""

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from robot_agent.config import CameraConfig
 
 __all__ = ["Camera", "Frame"]
 
@@ -27,6 +31,15 @@ class Camera(abc.ABC):
     """A camera. Built from a ``CameraConfig`` by its class method ``from_config``."""
 
     name: str
+
+    @classmethod
+    def probe(cls, config: CameraConfig) -> None:
+        """Raise ``CameraError`` if no device for ``config`` is there, without streaming from it.
+
+        The agent calls it before it waits for the server for the cameras it creates only once
+        the policy names them, so a missing camera is reported even when no server runs. The
+        message says what is missing, not which camera (the caller names that). Blocking.
+        """
 
     @abc.abstractmethod
     def open(self) -> None:

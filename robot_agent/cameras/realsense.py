@@ -37,6 +37,9 @@ __all__ = ["Intrinsics", "RealSenseCamera", "connected_devices"]
 logger = logging.getLogger(__name__)
 
 NO_DEVICE = "no RealSense device was found"
+_NO_DEVICE_HINT = (
+    "(is it plugged into a USB 3 port, and may this user open it? see the udev rules of librealsense)"
+)
 _KNOWN_OPTIONS = {"depth", "timeout_ms"}
 
 
@@ -106,14 +109,20 @@ class RealSenseCamera(Camera):
     def from_config(cls, config: CameraConfig, robot: Robot | None = None) -> RealSenseCamera:
         return cls(config)
 
+    @classmethod
+    def probe(cls, config: CameraConfig, *, context_factory: Callable[[], Any] | None = None) -> None:
+        devices = connected_devices((context_factory or rs.context)())
+        if not devices:
+            raise CameraError(f"{NO_DEVICE} {_NO_DEVICE_HINT}")
+        if config.serial is not None and config.serial not in {serial for serial, _ in devices}:
+            listing = ", ".join(f"{serial} ({name})" for serial, name in devices)
+            raise CameraError(f"no RealSense device with serial {config.serial!r}; connected: {listing}")
+
     def open(self) -> None:
         devices = connected_devices(self._context_factory())
         listing = ", ".join(f"{serial} ({name})" for serial, name in devices)
         if not devices:
-            raise CameraError(
-                f"camera {self.name!r}: {NO_DEVICE} (is it plugged into a USB 3 port, and may this user "
-                "open it? see the udev rules of librealsense)"
-            )
+            raise CameraError(f"camera {self.name!r}: {NO_DEVICE} {_NO_DEVICE_HINT}")
         if self.serial is None:
             if len(devices) > 1:
                 raise CameraError(

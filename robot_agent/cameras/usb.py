@@ -31,6 +31,10 @@ __all__ = ["USBCamera", "UsbCamera"]
 logger = logging.getLogger(__name__)
 
 _KNOWN_OPTIONS = {"fourcc", "buffer_size"}
+_CANNOT_OPEN_HINT = (
+    "(does it exist, is it in use by another program, may this user read it? "
+    "`v4l2-ctl --list-devices` lists them)"
+)
 
 
 class UsbCamera(Camera):
@@ -64,13 +68,23 @@ class UsbCamera(Camera):
     def from_config(cls, config: CameraConfig, robot: Robot | None = None) -> UsbCamera:
         return cls(config)
 
+    @classmethod
+    def probe(cls, config: CameraConfig, *, capture_factory: Callable[..., Any] | None = None) -> None:
+        device = _device(config)
+        factory: Callable[..., Any] = capture_factory or cv2.VideoCapture
+        capture = factory(*_capture_target(device))
+        try:
+            if not capture.isOpened():
+                raise CameraError(f"cannot open USB camera {device!r} {_CANNOT_OPEN_HINT}")
+        finally:
+            capture.release()
+
     def open(self) -> None:
         capture = self._capture_factory(*_capture_target(self.device))
         if not capture.isOpened():
             capture.release()
             raise CameraError(
-                f"camera {self.name!r}: cannot open USB camera {self.device!r} (does it exist, is it "
-                "in use by another program, may this user read it? `v4l2-ctl --list-devices` lists them)"
+                f"camera {self.name!r}: cannot open USB camera {self.device!r} {_CANNOT_OPEN_HINT}"
             )
         c = self.config
         capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.fourcc))

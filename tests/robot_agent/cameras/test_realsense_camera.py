@@ -196,3 +196,23 @@ def test_bad_options_name_the_field(options: dict[str, Any], field: str) -> None
     with pytest.raises(ConfigError) as info:
         RealSenseCamera(CameraConfig(name="wrist", kind="realsense", options=options))
     assert info.value.field == field
+
+
+def test_probe_finds_a_device_without_starting_a_stream() -> None:
+    context = make_context(D435)
+    RealSenseCamera.probe(CameraConfig(name="wrist", kind="realsense"), context_factory=lambda: context)
+    context.query_devices.assert_called_once_with()
+
+
+def test_probe_without_a_device_or_with_an_unknown_serial_says_so() -> None:
+    config = CameraConfig(name="wrist", kind="realsense")
+    empty = make_context()
+    with pytest.raises(CameraError, match=f"^{NO_DEVICE}"):
+        RealSenseCamera.probe(config, context_factory=lambda: empty)
+    other = make_context(D435)
+    with pytest.raises(
+        CameraError, match=f"no RealSense device with serial '{D405[0]}'; connected: {D435[0]}"
+    ):
+        RealSenseCamera.probe(
+            CameraConfig(name="wrist", kind="realsense", serial=D405[0]), context_factory=lambda: other
+        )

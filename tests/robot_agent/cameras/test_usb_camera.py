@@ -168,3 +168,22 @@ def test_non_device_paths_go_to_opencv_as_given() -> None:
     camera, fake = make(device="rtsp://192.168.1.20/stream")
     camera.open()
     fake.factory.assert_called_once_with("rtsp://192.168.1.20/stream", cv2.CAP_ANY)
+
+
+def test_probe_opens_and_releases_the_device() -> None:
+    fake = FakeDevice({(640, 480)})
+    UsbCamera.probe(
+        CameraConfig(name="front", kind="usb", device="/dev/video2"), capture_factory=fake.factory
+    )
+    fake.capture.release.assert_called_once_with()
+    fake.capture.read.assert_not_called()
+
+
+def test_probe_of_a_device_that_cannot_open_names_it() -> None:
+    fake = FakeDevice({(640, 480)})
+    fake.capture.isOpened.return_value = False
+    with pytest.raises(CameraError, match=r"^cannot open USB camera '/dev/video2'"):
+        UsbCamera.probe(
+            CameraConfig(name="front", kind="usb", device="/dev/video2"), capture_factory=fake.factory
+        )
+    fake.capture.release.assert_called_once_with()

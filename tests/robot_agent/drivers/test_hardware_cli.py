@@ -48,3 +48,27 @@ def test_missing_realsense_camera_says_so(tmp_path: Path) -> None:
     assert code != 0, output
     assert elapsed < LIMIT_S
     assert "CameraError: camera 'wrist': no RealSense device was found" in output, output
+
+
+def test_camera_flag_realsense_without_a_device_says_so() -> None:
+    """No camera configured: the policy's cameras would be created only from its spec, yet the
+    missing device is reported without a server."""
+    if len(rs.context().query_devices()) > 0:
+        pytest.skip("a RealSense device is connected to this machine")
+    code, output, elapsed = run_agent("--camera", "realsense")
+    assert code != 0, output
+    assert elapsed < LIMIT_S
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("CameraError: default_camera is 'realsense' but no RealSense device was found"), (
+        output
+    )
+
+
+def test_camera_flag_usb_without_a_device_says_so() -> None:
+    if Path("/dev/video0").exists():
+        pytest.skip("a video device is connected to this machine")
+    code, output, elapsed = run_agent("--camera", "usb")
+    assert code != 0, output
+    assert elapsed < LIMIT_S
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("CameraError: default_camera is 'usb' but cannot open USB camera 0"), output
