@@ -8,7 +8,7 @@ EXTRAS ?= server,agent,franka,xarm,realsense,dev
 .PHONY: demo test install sysdeps proto lint bench clean
 
 demo: $(STAMP)
-	$(PY) -m robot_agent.demo
+	$(PY) -m vla_demo
 
 test: $(STAMP) sysdeps
 	$(PY) -m pytest -q
