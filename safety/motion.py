@@ -23,12 +23,15 @@ integral), so a state that starts viable stays viable. The hypothesis tests in
 ``tests/safety/test_safety_properties.py`` check the claim on adversarial input.
 
 Between the bounds the filter aims for the target: in one step when that is admissible (so a
-smooth input passes unchanged), otherwise as fast as it can while still able to stop at it.
+smooth input passes unchanged), otherwise as fast as it can while still able to stop at it; when
+the caller says how fast the target moves, "stop" means "match its speed", so a filter that fell
+behind a moving target (a ramp started too abruptly) rejoins it and then passes it unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -137,7 +140,12 @@ class Axes:
         return self._reach(self.p, self.v, self.a)
 
     def step(
-        self, target: np.ndarray, dt: float, lo: np.ndarray, hi: np.ndarray
+        self,
+        target: np.ndarray,
+        dt: float,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        target_velocity: Callable[[], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, StepResult]:
         """Advance one tick toward ``target`` within ``[lo, hi]``; returns the new position.
 
@@ -145,6 +153,13 @@ class Axes:
         axes work in coordinates relative to the last command (p = 0, target = the error
         rotation vector, walls at infinity). The caller then commits with :meth:`commit`, once
         it knows the final output (rotations round-trip through quaternions).
+
+        ``target_velocity`` (called only when the target is out of one step's reach) says how
+        fast the target moves: the filter then closes on it as on a moving point, i.e. it may
+        arrive at the target's speed instead of braking to rest at the target's current
+        position. Without it a ramp is chased at a constant lag (the braking distance at the
+        ramp's speed) and never rejoined. Safety never depends on it: the aim is clamped to
+        the admissible interval whatever it says.
         """
         mask = self._direct(target, dt, lo, hi)
         if all(mask):
@@ -175,7 +190,8 @@ class Axes:
 
         direct = np.array(mask)
         res = StepResult(direct)
-        a_new = np.where(direct, a_des, self._search(a_des, dt, lo_a, hi_a, lo, hi, target))
+        vt = None if target_velocity is None else target_velocity()
+        a_new = np.where(direct, a_des, self._search(a_des, dt, lo_a, hi_a, lo, hi, target, vt))
         res.jerk = bool(np.any((a_des < lj) | (a_des > uj)))
         res.acceleration = bool(np.any(np.abs(a_des) > amax))
         res.velocity = bool(np.any((a_des < lv) | (a_des > uv)))
@@ -245,13 +261,15 @@ class Axes:
         lo: np.ndarray,
         hi: np.ndarray,
         target: np.ndarray,
+        target_velocity: np.ndarray | None = None,
     ) -> np.ndarray:
         """Pick a' in [lo_a, hi_a], viable against the walls, and as close to the goal as allowed.
 
         Both viability conditions are monotone in a' (the upper one rises, the lower one
         falls), so the admissible set is an interval; it is found on a grid of candidates that
         always contains the braking steps lo_a and hi_a, which are admissible in a viable state.
-        The same grid, with the target as a wall, says how hard to go without overshooting it.
+        The same grid, with the target as a wall, says how hard to go without overshooting it;
+        a wall moving at ``target_velocity`` when the target moves (braking relative to it).
         """
         step = (hi_a - lo_a) / (_GRID - 1)
         cand = lo_a[:, None] + step[:, None] * self._index
@@ -272,6 +290,10 @@ class Axes:
         # stop at it (the target as an upper wall); above it, the smallest. If none can, brake.
         below = self.p <= target
         t = target[:, None]
+        if target_velocity is not None:
+            # Relative to the moving target: braking only has to bring the speed to the target's.
+            vt = np.minimum(np.maximum(target_velocity, -self.vmax), self.vmax)
+            down, up = self._reach(p_new, v_new - vt[:, None], cand)
         n_reach_up = np.add.reduce(up <= t, axis=1)
         n_reach_dn = np.add.reduce(down >= t, axis=1)
         best_up = np.where(n_reach_up > 0, lo_a + step * (n_reach_up - 1), lo_a)

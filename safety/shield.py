@@ -114,6 +114,9 @@ class Shield:
         self._mode: str | None = None  # "ee" or "joints" once seeded
         self._gripper: float | None = None
         self._consecutive = 0
+        self._prev_aim: np.ndarray | None = None
+        self._prev_quat: np.ndarray | None = None
+        self._prev_q: np.ndarray | None = None
 
     # --- public -----------------------------------------------------------------------------
 
@@ -215,6 +218,12 @@ class Shield:
                 fired.append("tilt")
                 quat = self._untilt(quat, tilt, max_tilt)
 
+        # The allowed target before the clamps that depend on the arm and the filter (tracking,
+        # box): its motion is the target's own, which the filter may follow (see below).
+        prev_aim, prev_quat = self._prev_aim, self._prev_quat
+        self._prev_aim, self._prev_quat = pos, quat
+        pos_free, quat_free = pos, quat
+
         step = pos - m_pos
         dist = math.sqrt(float(step @ step))
         angle = _angle(m_quat, quat)
@@ -245,7 +254,16 @@ class Shield:
             fired.append("keep_out" if self.config.keep_out else "workspace")
         ee.p[3:] = 0.0
         err = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
-        x_new, res = ee.step(np.concatenate([aim, err]), dt, self._lo6, self._hi6)
+
+        def target_velocity() -> np.ndarray:
+            # How fast the allowed target moves, from the last two: lets the filter rejoin a
+            # moving target rather than trail it by a braking distance. Only a hint for the aim.
+            if prev_aim is None or prev_quat is None:
+                return np.zeros(6)
+            turn = quat_to_rotvec(quat_multiply(quat_free, quat_conjugate(prev_quat)))
+            return np.concatenate([pos_free - prev_aim, turn]) / dt
+
+        x_new, res = ee.step(np.concatenate([aim, err]), dt, self._lo6, self._hi6, target_velocity)
         _record(res, fired, "workspace")
         p_new = x_new[:3]
         if bool(res.direct[3:].all()):
@@ -323,6 +341,9 @@ class Shield:
 
         lo, hi = self._q_lo, self._q_hi
         clamped = np.minimum(np.maximum(q, lo), hi)
+        # The target's own motion (before the soft zone, which depends on the filter's state).
+        prev_q, q_free = self._prev_q, clamped
+        self._prev_q = clamped
         # Soft zone: near a limit, motion toward it is scaled by the fraction of the zone left.
         soft = cfg.joints.soft_zone_rad
         if soft > 0:
@@ -340,7 +361,7 @@ class Shield:
                 return None
             q = m_q + np.minimum(np.maximum(off, -track.max_joint_rad), track.max_joint_rad)
 
-        q_new, res = jt.step(q, dt, lo, hi)
+        q_new, res = jt.step(q, dt, lo, hi, None if prev_q is None else lambda: (q_free - prev_q) / dt)
         _record(res, fired, "joint_limit")
         jt.commit(q_new, dt)
         return None, q_new
@@ -357,7 +378,7 @@ class Shield:
         if self._gripper is not None:
             step = lim.max_rate_per_s * dt
             out = min(max(out, self._gripper - step), self._gripper + step)
-        if out != g:
+        if abs(out - g) > 1e-9:  # a clamp of rounding dust (1 + 2e-16 from a spline) is no event
             fired.append("gripper")
         self._gripper = out
         return out
@@ -395,6 +416,8 @@ class Shield:
         self._set_box(*self._zones.free_box(p, p))
         self._gripper = float(measured.gripper) if math.isfinite(measured.gripper) else None
         self._mode = mode
+        # The last allowed targets, for their velocity; forgotten on a hold (nothing to follow).
+        self._prev_aim = self._prev_quat = self._prev_q = None
 
 
 def _record(res: StepResult, fired: list[str], position_kind: str | None) -> None:
