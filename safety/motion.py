@@ -127,6 +127,7 @@ class Axes:
         self._j2g = self._j2[:, None]
         self._index = np.arange(_GRID, dtype=float)[None, :]
         self._all_true = np.ones(n, dtype=bool)
+        self._on_target = self._all_true  # per axis: the last step took its target exactly
         self._limits = list(zip(self.vmax.tolist(), self.amax.tolist(), self.jmax.tolist(), strict=True))
 
     def seed(self, p: np.ndarray) -> None:
@@ -134,6 +135,7 @@ class Axes:
         self.p = np.array(p, dtype=float)
         self.v = np.zeros_like(self.p)
         self.a = np.zeros_like(self.p)
+        self._on_target = self._all_true
 
     def envelope(self) -> tuple[np.ndarray, np.ndarray]:
         """Where braking from the current state may still reach, below and above."""
@@ -162,10 +164,30 @@ class Axes:
         the admissible interval whatever it says.
         """
         mask = self._direct(target, dt, lo, hi)
-        if all(mask):
-            return target.copy(), StepResult(self._all_true)
         p, v, a = self.p, self.v, self.a
         vmax, amax, jmax = self.vmax, self.amax, self.jmax
+        vt: np.ndarray | None = None
+        settle_j = settle_a = None
+        if not self._on_target.all() and any(mask):
+            # An axis catching up may land on the target only in a state that can go on with it
+            # (the target's velocity, within one tick's jerk); landing faster overshoots next
+            # tick and the filter would chase the target around it for ever.
+            vt = self._target_velocity(target_velocity)
+            v1 = (target - p) / dt
+            a1 = (v1 - v) / dt
+            a_next = (vt - v1) / dt
+            settle_j = np.abs(a_next - a1) > jmax * dt
+            settle_a = np.abs(a_next) > amax
+            refuse = ~self._on_target & np.array(mask) & (settle_j | settle_a)
+            if refuse.any():
+                mask = (np.array(mask) & ~refuse).tolist()
+                settle_j &= refuse
+                settle_a &= refuse
+            else:
+                settle_j = settle_a = None
+        if all(mask):
+            self._on_target = self._all_true
+            return target.copy(), StepResult(self._all_true)
         # Seeded outside its box (the arm started there): allow motion back, never further out.
         lo = np.minimum(lo, p)
         hi = np.maximum(hi, p)
@@ -190,15 +212,30 @@ class Axes:
 
         direct = np.array(mask)
         res = StepResult(direct)
-        vt = None if target_velocity is None else target_velocity()
+        if vt is None:
+            vt = self._target_velocity(target_velocity)
         a_new = np.where(direct, a_des, self._search(a_des, dt, lo_a, hi_a, lo, hi, target, vt))
-        res.jerk = bool(np.any((a_des < lj) | (a_des > uj)))
-        res.acceleration = bool(np.any(np.abs(a_des) > amax))
+        self._on_target = direct
+        res.jerk = bool(np.any((a_des < lj) | (a_des > uj))) or (
+            settle_j is not None and bool(settle_j.any())
+        )
+        res.acceleration = bool(np.any(np.abs(a_des) > amax)) or (
+            settle_a is not None and bool(settle_a.any())
+        )
         res.velocity = bool(np.any((a_des < lv) | (a_des > uv)))
         res.position = bool(np.any((a_des < lp) | (a_des > up))) or not (
             res.jerk or res.acceleration or res.velocity
         )
         return np.where(direct, target, pv + a_new * dt2), res
+
+    def _target_velocity(self, target_velocity: Callable[[], np.ndarray] | None) -> np.ndarray:
+        """The caller's estimate of the target's velocity, within the velocity limit (0: none)."""
+        if target_velocity is None:
+            return np.zeros_like(self.vmax)
+        vt = np.asarray(target_velocity(), dtype=float)
+        vt = np.where(np.isfinite(vt), vt, 0.0)
+        out: np.ndarray = np.minimum(np.maximum(vt, -self.vmax), self.vmax)
+        return out
 
     def commit(self, p_new: np.ndarray, dt: float) -> None:
         """Take ``p_new`` as the commanded position; v and a as a recording would compute them."""
@@ -290,10 +327,9 @@ class Axes:
         # stop at it (the target as an upper wall); above it, the smallest. If none can, brake.
         below = self.p <= target
         t = target[:, None]
-        if target_velocity is not None:
+        if target_velocity is not None and target_velocity.any():
             # Relative to the moving target: braking only has to bring the speed to the target's.
-            vt = np.minimum(np.maximum(target_velocity, -self.vmax), self.vmax)
-            down, up = self._reach(p_new, v_new - vt[:, None], cand)
+            down, up = self._reach(p_new, v_new - target_velocity[:, None], cand)
         n_reach_up = np.add.reduce(up <= t, axis=1)
         n_reach_dn = np.add.reduce(down >= t, axis=1)
         best_up = np.where(n_reach_up > 0, lo_a + step * (n_reach_up - 1), lo_a)

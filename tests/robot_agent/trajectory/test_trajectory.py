@@ -57,15 +57,47 @@ def test_a_new_chunk_continues_from_the_current_plan_without_a_jump() -> None:
     shifted = ramp() + np.array([0.2, 0.0])  # the new chunk disagrees by 20 cm
     traj.add_chunk(shifted, capture_time=0.3, dt=0.1, now=0.42, start=np.zeros(2))
     np.testing.assert_allclose(traj.sample(0.42), before, atol=1e-12)
-    np.testing.assert_allclose(traj.sample(0.5), shifted[2])  # and then follows the new one
+    # The switch fades over crossfade_steps (3) actions, 0.42 .. 0.72; then the new chunk alone.
+    assert 0.0 < traj.sample(0.6)[0] - ramp()[3][0] < 0.2
+    np.testing.assert_allclose(traj.sample(0.8), shifted[5])
+    np.testing.assert_allclose(traj.sample(0.9), shifted[6])
 
 
-def test_crossfade_blends_the_overlap_on_the_new_grid() -> None:
-    traj = Trajectory(blend_mode="crossfade", crossfade_steps=1, interpolation="linear")
+def test_crossfade_fades_from_the_old_plan_to_the_new_chunk_in_time() -> None:
+    traj = Trajectory(blend_mode="crossfade", crossfade_steps=2, interpolation="linear")
     traj.add_chunk(np.zeros((10, 1)), capture_time=0.0, dt=0.1, now=0.0, start=np.zeros(1))
     traj.add_chunk(np.ones((10, 1)), capture_time=0.2, dt=0.1, now=0.25, start=np.zeros(1))
-    np.testing.assert_allclose(traj.sample(0.3), [0.5])  # first overlapping action: half and half
-    np.testing.assert_allclose(traj.sample(0.4), [1.0])
+    xs = [float(traj.sample(t)[0]) for t in np.arange(0.25, 0.451, 0.01)]
+    assert xs[0] == 0.0 and all(b >= a for a, b in zip(xs, xs[1:], strict=False))  # monotone
+    assert 0.0 < traj.sample(0.3)[0] < 0.5  # on its way, and the crossfade is still on
+    np.testing.assert_allclose(traj.sample(0.6), [1.0])  # new chunk alone from its 2nd action on
+
+
+@pytest.mark.parametrize("blend_mode", ["crossfade", "ensemble"])  # replace switches in one action
+@pytest.mark.parametrize("first_action_in", [0.0051, 0.02, 0.049])
+def test_a_chunk_switch_is_smooth_however_close_the_next_action_is(
+    blend_mode: str, first_action_in: float
+) -> None:
+    """A steady 3 cm/s ramp whose next chunk starts 2 mm behind (ee_delta from a lagging arm):
+    at 100 Hz the target's acceleration and jerk stay small, wherever the switch falls between
+    two actions. (Before the fade, the gap was absorbed in the few ms before the next action.)"""
+    dt, tick, speed = 0.05, 0.01, 0.03
+    traj = Trajectory(blend_mode=blend_mode, crossfade_steps=3, interpolation="minimum_jerk", control_dt=tick)
+    path = speed * dt * np.arange(20)[:, None]  # covers the whole window (ensemble averages it)
+    traj.add_chunk(path, capture_time=0.0, dt=dt, now=0.0, start=np.zeros(1))
+    now = 0.2 + first_action_in - dt  # the next chunk's first kept action is first_action_in away
+    capture = 0.2 - 2 * dt
+    behind = speed * capture - 0.002 + speed * dt * np.arange(10)[:, None]
+    ts = now + tick * np.arange(-5, 25)
+    xs = [traj.sample(t)[0] for t in ts[:5]]
+    traj.add_chunk(behind, capture_time=capture, dt=dt, now=now, start=np.zeros(1))
+    xs += [traj.sample(t)[0] for t in ts[5:]]
+    v = np.diff(xs) / tick
+    a = np.diff(v) / tick
+    j = np.diff(a) / tick
+    limit_a, limit_j = 2.0 / np.sqrt(3), 100.0 / np.sqrt(3)  # the shield's default per-axis limits
+    assert np.abs(a).max() < 0.5 * limit_a, np.abs(a).max()
+    assert np.abs(j).max() < 0.8 * limit_j, np.abs(j).max()
 
 
 def test_clear_forgets_the_plan() -> None:
