@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--episodes", type=int, default=1200, help="expert episodes when generating")
     train.add_argument("--seed", type=int, default=0, help="data and training seed")
-    train.add_argument("--epochs", type=int, default=8, help="passes over the data")
+    train.add_argument("--epochs", type=int, default=3, help="passes over the data")
     train.add_argument("--batch-size", type=int, default=128, help="batch size")
     train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     train.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
             policy=args.policy,
             episodes=args.episodes,
             seed=args.seed,
-            video=args.video if args.video and str(args.video) else None,
+            video=args.video if args.video is not None and str(args.video) not in ("", ".") else None,
             inject_latency_ms=args.inject_latency_ms,
             inject_jitter_ms=args.inject_jitter_ms,
             blend=args.blend,

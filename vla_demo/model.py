@@ -20,14 +20,14 @@ __all__ = ["TinyVLA"]
 class SpatialSoftArgmax(nn.Module):
     """Per channel, the expected (x, y) under a softmax over the feature map, in [-1, 1]."""
 
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(self, height: int, width: int, log_temperature: float = -2.0) -> None:
         super().__init__()
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
         self.register_buffer("xs", xs.reshape(1, 1, -1), persistent=False)
         self.register_buffer("ys", ys.reshape(1, 1, -1), persistent=False)
         # Start sharp: a near-uniform softmax gives every keypoint the image centre and almost no
         # gradient, and the network then learns the average move instead of where the cube is.
-        self.log_temperature = nn.Parameter(torch.tensor(-2.0))
+        self.log_temperature = nn.Parameter(torch.tensor(float(log_temperature)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[0], x.shape[1]
@@ -64,6 +64,11 @@ class TinyVLA(nn.Module):
         # One keypoint chosen by the instruction: score = features . query(words), soft-argmax.
         self.query = nn.Linear(embed_dim, width)
         self.attend = SpatialSoftArgmax(side, side)
+        # And one straight from the pixels' colour: score = w(words) . rgb at half resolution. It
+        # is linear in w, so the gradient finds "the named colour" within a few hundred steps,
+        # where a deep score map may wander for thousands.
+        self.colour_query = nn.Linear(embed_dim, 4)
+        self.colour_attend = SpatialSoftArgmax(image_size // 2, image_size // 2, log_temperature=-3.0)
         self.film3 = nn.Linear(embed_dim, 2 * width)
         self.keypoints = SpatialSoftArgmax(side, side)
         ys, xs = torch.meshgrid(
@@ -73,7 +78,7 @@ class TinyVLA(nn.Module):
         self.state_mlp = nn.Sequential(nn.Linear(state_dim, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
         # Where the named cube is (x, y, in the state's normalised units), trained with an
         # auxiliary loss: the head then only has to turn "cube there, tip here" into a path.
-        self.locate = nn.Sequential(nn.Linear(2 * width + embed_dim + 2, 128), nn.ReLU(), nn.Linear(128, 2))
+        self.locate = nn.Sequential(nn.Linear(2 * width + embed_dim + 4, 128), nn.ReLU(), nn.Linear(128, 2))
         self.head = nn.Sequential(
             nn.Linear(2 * width + 64 + embed_dim + 4, hidden),
             nn.ReLU(),
@@ -105,7 +110,13 @@ class TinyVLA(nn.Module):
         points = self.keypoints(features)
         score = (features * self.query(words).unsqueeze(-1).unsqueeze(-1)).sum(1, keepdim=True)
         named = self.attend(score)
-        target = self.locate(torch.cat([points, words, named], dim=1))
+        colour_w = self.colour_query(words)
+        small = nn.functional.avg_pool2d(front, 2)
+        colour_score = (small * colour_w[:, :3, None, None]).sum(1, keepdim=True) + colour_w[
+            :, 3:, None, None
+        ]
+        by_colour = self.colour_attend(colour_score)
+        target = self.locate(torch.cat([points, words, named, by_colour], dim=1))
         offset = target - state[:, :2]
         features = torch.cat([points, self.state_mlp(state), words, target, offset], dim=1)
         return self.head(features).reshape(-1, self.chunk_length, self.action_dim), target

@@ -83,7 +83,8 @@ _OPTIONS = {
 # branch: following it would swing the arm through space for a small Cartesian step.
 _MAX_IK_JUMP_RAD = 1.0
 _IK_POSITION_TOLERANCE_M = 1e-3
-_Q7_OFFSETS = (0.0, -0.1, 0.1, -0.25, 0.25, -0.5, 0.5, -0.8, 0.8)
+_Q7_OFFSETS = (-0.1, 0.1, -0.25, 0.25, -0.5, 0.5, -0.8, 0.8)
+_SMALL_IK_STEP_RAD = 0.1  # a closed-form answer this close to the seed is the continuous one
 
 
 def _limit_vector(name: str, value: Any, panda: np.ndarray) -> np.ndarray:
@@ -109,42 +110,61 @@ def solve_ik(
 ) -> tuple[np.ndarray | None, str]:
     """The joint solution of ``transform`` nearest to ``seed``, through ``panda_py.ik``.
 
-    The analytical solver takes joint 7 as given and picks its branch from the seed; alone it
-    fails in two ways along ordinary paths, both handled here: (1) with joint 7 fixed, some poses
-    have no solution although nearby values of joint 7 have one, so a few values around the
-    seed's are tried; (2) when the shoulder passes straight up (joint 2 through 0), the solver
-    flips joints 1 and 3 by pi, whereas ``(q1, q2, q3)`` and ``(q1 +- pi, -q2, q3 +- pi)`` are the
-    same arm pose: the equivalent nearest the seed is kept. Returns ``(q, "")`` or
-    ``(None, reason)``.
+    Small steps go through damped least squares on ``panda_py.fk`` from the seed (continuous,
+    all seven joints). The analytical solver covers larger moves; it takes joint 7 as given and
+    picks its branch from the seed, and fails in ways handled here: when the shoulder passes
+    straight up (joint 2 through 0) it flips joints 1 and 3 by pi, whereas ``(q1, q2, q3)`` and
+    ``(q1 +- pi, -q2, q3 +- pi)`` are the same arm pose (the equivalent nearest the seed is kept),
+    and with joint 7 fixed some poses have no solution (other values of joint 7 are tried last).
+    Returns ``(q, "")`` or ``(None, reason)``.
     """
     lo, hi = limits
-    best: np.ndarray | None = None
-    best_jump = math.inf
+    seed = np.asarray(seed, dtype=float)
     any_finite = False
-    for dq7 in _Q7_OFFSETS:
-        q7 = float(np.clip(seed[6] + dq7, lo[6], hi[6]))
+
+    def closed_form(q7: float) -> tuple[np.ndarray | None, float]:
+        nonlocal any_finite
         q = np.asarray(panda_py.ik(transform, seed, q7), dtype=float).reshape(7)
         if not np.all(np.isfinite(q)):
-            continue
+            return None, math.inf
         if np.linalg.norm(panda_py.fk(q)[:3, 3] - transform[:3, 3]) > _IK_POSITION_TOLERANCE_M:
-            continue  # the solver's answer for a case that cannot reach this pose
+            return None, math.inf  # the solver's answer for a case that cannot reach this pose
         any_finite = True
+        best, best_jump = None, math.inf
         for candidate in _shoulder_equivalents(q, seed):
             if np.any(candidate < lo) or np.any(candidate > hi):
                 continue
             jump = float(np.max(np.abs(candidate - seed)))
             if jump < best_jump:
                 best, best_jump = candidate, jump
-        if best is not None and best_jump < 0.2:  # the nearest is good enough; skip the rest
-            break
-    if best is None or best_jump > 0.2:
-        # Near the shoulder singularity (joint 2 at 0) the closed form loses precision or jumps
-        # branch; a few damped least-squares steps from the seed follow the arm through it.
-        refined = _refine_ik(transform, seed, limits)
-        if refined is not None and (best is None or float(np.max(np.abs(refined - seed))) < best_jump):
-            best, best_jump = refined, float(np.max(np.abs(refined - seed)))
+        return best, best_jump
+
+    # 1. Small steps (what the agent sends every tick): damped least squares on panda_py.fk
+    # from the seed, the arm's own differential motion. It uses all seven joints, so it passes
+    # where the closed form, which holds joint 7 fixed, has a singularity (joint 2 through 0) and
+    # swings joints 1 and 3 (or flips them by pi).
+    best: np.ndarray | None = None
+    best_jump = math.inf
+    refined = _refine_ik(transform, seed, limits)
+    if refined is not None:
+        best, best_jump = refined, float(np.max(np.abs(refined - seed)))
+        if best_jump < _SMALL_IK_STEP_RAD:
+            return best, ""
+    # 2. Larger moves: the closed form with joint 7 kept (and the shoulder equivalents).
+    candidate, jump = closed_form(float(seed[6]))
+    if candidate is not None and jump < best_jump:
+        best, best_jump = candidate, jump
+    # 3. Last resort: other values of joint 7 (some poses have no solution with the seed's).
+    if best is None or best_jump > _SMALL_IK_STEP_RAD:
+        for dq7 in _Q7_OFFSETS:
+            candidate, jump = closed_form(float(np.clip(seed[6] + dq7, lo[6], hi[6])))
+            if candidate is not None and jump < best_jump:
+                best, best_jump = candidate, jump
     if best is None:
-        return None, "IK solutions all outside the joint limits" if any_finite else "no IK solution (out of reach)"
+        return (
+            None,
+            "IK solutions all outside the joint limits" if any_finite else "no IK solution (out of reach)",
+        )
     if best_jump > _MAX_IK_JUMP_RAD:
         return None, f"IK needs a joint jump of {best_jump:.2f} rad from the last target"
     return best, ""
@@ -489,7 +509,9 @@ class SimRobot(Robot):
                 f"SimRobot.command_ee: pose needs a 3-vector and a quaternion, got {position!r}, {quaternion!r}"
             )
         if not (np.all(np.isfinite(position)) and np.all(np.isfinite(quaternion))):
-            raise ValueError(f"SimRobot.command_ee: non-finite pose {position.tolist()!r} {quaternion.tolist()!r}")
+            raise ValueError(
+                f"SimRobot.command_ee: non-finite pose {position.tolist()!r} {quaternion.tolist()!r}"
+            )
         transform = np.eye(4)
         transform[:3, :3] = quat_to_matrix(quaternion)
         transform[:3, 3] = position
