@@ -158,6 +158,11 @@ class JointLimits:
     max_jerk: tuple[float, ...] = tuple(0.02 * v for v in PANDA_JOINT_JERK)
     margin_rad: float = 0.05
     soft_zone_rad: float = 0.15
+    # With an IK, an end-effector command whose joint solution moves faster than this many
+    # times ``max_velocity`` is held: near a singularity a slow Cartesian motion needs fast
+    # joints, and an arm that cannot follow them strays off the commanded path (out of the
+    # workspace). 2 = the Panda's own maximum with the default (half-speed) joint limits.
+    ik_velocity_factor: float = 2.0
 
     @property
     def dof(self) -> int:
@@ -503,6 +508,7 @@ def _validate(c: SafetyConfig) -> None:
         _need(bool(np.all(v > 0)), f"safety.joints.{name}", f"must be positive, got {getattr(j, name)!r}")
     _positive(j.margin_rad, "safety.joints.margin_rad", allow_zero=True)
     _positive(j.soft_zone_rad, "safety.joints.soft_zone_rad", allow_zero=True)
+    _positive(j.ik_velocity_factor, "safety.joints.ik_velocity_factor")
     for k in range(j.dof):
         _need(
             hi[k] - lo[k] > 2 * j.margin_rad,

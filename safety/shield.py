@@ -108,6 +108,9 @@ class Shield:
         )
         self._q_lo = np.asarray(j.min, dtype=float) + j.margin_rad
         self._q_hi = np.asarray(j.max, dtype=float) - j.margin_rad
+        # Joint speed allowed to an end-effector command's IK solution.
+        self._joint_step = np.asarray(j.max_velocity, dtype=float) * j.ik_velocity_factor
+        self._ik_q: np.ndarray | None = None
         self._nominal_z = quat_to_matrix(np.asarray(config.orientation.nominal_quaternion))[:, 2]
         self._quat = np.array([0.0, 0.0, 0.0, 1.0])
         self._set_box(self._zones.lo, self._zones.hi)
@@ -284,17 +287,28 @@ class Shield:
         m_q = np.asarray(measured.joints, dtype=float)
         m_pen = self._penetration(m_q)
         if self._ik is not None:
+            # Seeded like a driver seeds its own IK: at the joints of the last command (the same
+            # branch), or at the measured joints after a hold.
+            base = self._ik_q if self._ik_q is not None else m_q
             try:
-                q = self._ik(pose, m_q)
+                q = self._ik(pose, base)
             except Exception:  # a solver that raises is a solver that found nothing
                 logger.debug("IK raised for %s", pose, exc_info=True)
                 q = None
             if q is None or not _finite(q) or np.shape(q) != m_q.shape:
                 fired.append("ik")
                 return None
-            if bool((self._penetration(np.asarray(q, dtype=float)) > m_pen + 1e-9).any()):
+            q = np.asarray(q, dtype=float)
+            if bool((self._penetration(q) > m_pen + 1e-9).any()):
                 fired.append("joint_limit")
                 return None
+            # A slow end-effector motion near a singularity can need fast joints: an arm that
+            # cannot follow them lags along a joint path that strays in Cartesian space (out of
+            # the workspace). Hold instead (joints.ik_velocity_factor).
+            if bool((np.abs(q - base) > self._joint_step * dt).any()):
+                fired.append("velocity")
+                return None
+            self._ik_q = q
         elif bool((m_pen > 0.0).any()):
             fired.append("joint_limit")
             return None
@@ -418,6 +432,7 @@ class Shield:
         self._mode = mode
         # The last allowed targets, for their velocity; forgotten on a hold (nothing to follow).
         self._prev_aim = self._prev_quat = self._prev_q = None
+        self._ik_q = None
 
 
 def _record(res: StepResult, fired: list[str], position_kind: str | None) -> None:

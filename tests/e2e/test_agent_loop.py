@@ -158,3 +158,40 @@ async def test_no_server_at_start_arm_never_moves_and_agent_says_what_it_waits_f
     steps = read_jsonl(record / "steps.jsonl")
     first_move = next(i for i, s in enumerate(steps) if s["safe"] is not None)
     assert first_move > 0 and all(s["holding"] for s in steps[:first_move])
+
+
+async def test_a_slow_smooth_policy_passes_the_shield_untouched(tmp_path: Path) -> None:
+    """3 cm/s along y, well inside every limit: after the first chunk no safety rule fires at all,
+    so ``vla_agent_safety_interventions_total`` stays flat and can serve as an alarm. The first
+    chunk may be trimmed for a few ticks (the plan leaves the held pose at rest and must reach
+    3 cm/s within its first action); every later chunk switch is a smooth fade, and ee_delta
+    chunks (relative to the lagging measured pose) start a millimetre or two behind the plan."""
+    policy = bundle(tmp_path / "drift", "Drift", speed=0.03)
+    record = tmp_path / "episode"
+    async with server_on(policy) as server:
+        agent = Agent(agent_config(server.port, duration_s=4.0, **{"record.dir": str(record)}))
+        summary = await agent.serve()
+
+    assert summary["chunks"] >= 6 and summary["holds_after_first_chunk"] == 0
+    steps = read_jsonl(record / "steps.jsonl")
+    moving = [s for s in steps if s["safe"] is not None]
+    first_plan_end = moving[0]["plan_end"]
+    start = next(i for i, s in enumerate(moving) if s["plan_end"] != first_plan_end)
+    later = moving[start:]
+    assert len(later) > 250  # >= 3 s of steady motion after the first chunk
+    # Bound: zero on regular ticks. The rate limits are finite differences at each tick's real
+    # dt, so a tick that comes late and the short one after it (the event loop busy with an
+    # arriving chunk) turn the plan's acceleration during a chunk fade into an apparent jerk of
+    # ~acceleration / dt: those two ticks may fire "jerk", nothing else may.
+    dts = np.diff([s["time"] for s in moving])
+    regular = np.concatenate(
+        [[False, False], (np.abs(dts[1:] - 0.01) < 0.002) & (np.abs(dts[:-1] - 0.01) < 0.002)]
+    )
+    fired_later = [(i, s["fired"]) for i, s in enumerate(moving) if i >= start and s["fired"]]
+    assert [(i, f) for i, f in fired_later if regular[i] or set(f) != {"jerk"}] == []
+    assert len(fired_later) <= 3
+    first = [s for s in moving if s["plan_end"] == first_plan_end and s["fired"]]
+    assert len(first) <= 20
+    assert sum(summary["safety_interventions"].values()) == sum(len(s["fired"]) for s in first)
+    y = np.array([s["measured"]["ee"][1] for s in later])
+    assert np.all(np.diff(y) > -1e-4) and y[-1] - y[0] > 0.05  # it really drifted, steadily

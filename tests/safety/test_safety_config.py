@@ -186,3 +186,23 @@ def test_a_section_overrides_only_what_it_names() -> None:
     d = SafetyConfig()
     assert c.translation.max_velocity == 0.2 and c.translation.max_jerk == d.translation.max_jerk
     assert c.rotation.max_jerk == 20.0 and c.rotation.max_velocity == d.rotation.max_velocity
+
+
+def test_a_partial_section_overrides_only_the_keys_it_names() -> None:
+    c = SafetyConfig.from_mapping({"translation": {"max_velocity": 0.1}, "joints": {"margin_rad": 0.1}})
+    default = SafetyConfig()
+    assert c.translation.max_velocity == 0.1
+    assert c.translation.max_acceleration == default.translation.max_acceleration
+    assert c.translation.max_jerk == default.translation.max_jerk
+    assert c.joints.margin_rad == 0.1 and c.joints.max_velocity == default.joints.max_velocity
+
+
+def test_the_module_docstring_example_loads() -> None:
+    import textwrap
+    import tomllib
+
+    import safety.config
+
+    example = textwrap.dedent(str(safety.config.__doc__).split("Example::", 1)[1])
+    c = SafetyConfig.from_mapping(tomllib.loads(example)["safety"])
+    assert c.translation.max_velocity == 0.5 and len(c.keep_out) == 2

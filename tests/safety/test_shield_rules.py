@@ -436,3 +436,52 @@ def test_resetting_on_every_hold_does_not_defeat_the_estop_count() -> None:
     shield.estop.reset()
     shield.reset(m)
     assert not shield.filter(ee([math.nan, 0, 0]), m, 0.0, DT).estop  # counted afresh
+
+
+@pytest.mark.parametrize("mode", ["ee", "joints"])
+def test_a_ramp_started_abruptly_is_rejoined_then_passed_unchanged(mode: str) -> None:
+    """A target that starts moving at 3 cm/s (0.3 rad/s) at once is too abrupt for the jerk
+    limit: the filter falls behind, then rejoins the moving target, lands on it in a state that
+    can follow it (no overshoot), and from then on passes it untouched. Without following the
+    target's velocity it trailed it for ever by the braking distance at that speed."""
+    shield = fresh()
+    speed = 0.03 if mode == "ee" else 0.3
+
+    def make(now: float) -> Target:
+        if mode == "ee":
+            return ee(HOME_POSITION + np.array([0.0, speed * now, 0.0]), t=now)
+        q = HOME_JOINTS.copy()
+        q[0] += speed * now
+        return Target(time_s=now, joints=q)
+
+    decisions, records, _ = drive(shield, make, 200)
+    assert verify_trace(records, shield.config) == []
+    fired = [i for i, d in enumerate(decisions) if d.fired]
+    assert fired and fired[0] == 0 and max(fired) < 40  # trimmed at first, for a few ticks only
+    assert fired == list(range(len(fired)))  # and never again once it has rejoined
+    last = decisions[-1].target
+    assert last is not None
+    got = last.ee.position[1] if mode == "ee" else last.joints[0] - HOME_JOINTS[0]
+    assert got == pytest.approx(speed * 2.0, abs=1e-12)  # exactly on the target
+
+
+@pytest.mark.parametrize(("factor", "held"), [(0.9, False), (1.1, True)])
+def test_ik_needing_joints_faster_than_their_limit_holds(factor: float, held: bool) -> None:
+    """Near a singularity a tiny Cartesian step can need a large joint step: hold, not lag."""
+    config = SafetyConfig()
+    step = np.asarray(config.joints.max_velocity) * config.joints.ik_velocity_factor * DT
+
+    def ik(pose: Pose, seed: np.ndarray) -> np.ndarray:
+        return seed + factor * step
+
+    shield = Shield(config, ik=ik)
+    shield.reset(home_measured())
+    d = shield.filter(ee(HOME_POSITION + np.array([0.0, 0.01, 0.0])), home_measured(), 0.0, DT)
+    assert d.hold == held
+    assert ("velocity" in d.fired) if held else ("ik" not in d.fired and "joint_limit" not in d.fired)
+
+
+def test_rounding_dust_on_the_gripper_is_no_intervention() -> None:
+    shield = fresh()
+    d = shield.filter(ee(HOME_POSITION, gripper=1.0 + 2e-16), home_measured(), 0.0, DT)
+    assert d.fired == () and d.target is not None and d.target.gripper == 1.0
