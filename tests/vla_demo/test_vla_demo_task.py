@@ -26,12 +26,13 @@ def test_plan_goes_over_then_down_at_bounded_speed() -> None:
     times = np.arange(0, 5, 0.01)
     path = plan_positions(tip, top, times)
     np.testing.assert_allclose(path[0], tip)
-    np.testing.assert_allclose(path[-1], top + np.array([0, 0, GOAL_ABOVE_M]), atol=1e-9)
+    np.testing.assert_allclose(path[-1], top + np.array([0, 0, GOAL_ABOVE_M]), atol=1e-3)
     speed = np.linalg.norm(np.diff(path, axis=0), axis=1) / 0.01
-    assert speed.max() <= 0.3 + 1e-9
-    # It never descends below the hover height until it is above the cube.
-    far = np.hypot(path[:, 0] - top[0], path[:, 1] - top[1]) > 0.02
-    assert np.all(path[far, 2] >= top[2] + HOVER_ABOVE_M - 1e-9)
+    assert speed.max() <= np.hypot(0.3, 0.15) + 1e-9
+    # It never goes below the hover height (clear of the other cubes) until it is near the cube.
+    far = np.hypot(path[:, 0] - top[0], path[:, 1] - top[1]) > 0.04
+    assert far[0] and not far[-1]
+    assert np.all(path[far, 2] >= top[2] + HOVER_ABOVE_M - 1e-6)
 
 
 def test_expert_chunk_is_ee_delta_from_the_tip() -> None:
