@@ -202,3 +202,28 @@ def test_limits_are_the_documented_panda_ones() -> None:
     np.testing.assert_allclose(
         SimRobot.home_joints, [0, -math.pi / 4, 0, -3 * math.pi / 4, 0, math.pi / 2, math.pi / 4]
     )
+
+
+@pytest.mark.parametrize(
+    "goal", [(0.49, 0.0, 0.10), (0.39, 0.04, 0.07), (0.60, -0.20, 0.06), (0.40, 0.22, 0.06)]
+)
+def test_ik_is_continuous_along_small_steps_through_the_shoulder_singularity(
+    goal: tuple[float, float, float],
+) -> None:
+    # Straight down-and-forward paths from home cross joint 2 = 0, where the closed form alone
+    # flips branch or loses precision; 3 mm steps must give small joint steps all the way.
+    robot = manual()
+    home = robot.read_state().ee
+    q = robot.true_joints()
+    crossed = False
+    for s in np.linspace(0.0, 1.0, 150)[1:]:
+        pose = Pose(home.position + (np.array(goal) - home.position) * s, home.quaternion)
+        q_next = robot.inverse_kinematics(pose, q)
+        assert q_next is not None, f"no IK at {pose.position}"
+        np.testing.assert_allclose(panda_py.fk(q_next)[:3, 3], pose.position, atol=1e-3)
+        assert np.max(np.abs(q_next - q)) < 0.05
+        crossed |= bool(np.sign(q_next[1]) != np.sign(q[1]))
+        q = q_next
+    assert robot.ik_failures == 0
+    if goal[0] < 0.5:
+        assert crossed  # the case that matters was exercised
