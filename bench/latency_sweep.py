@@ -156,7 +156,14 @@ def _plot_cv(rows: list[dict[str, Any]], blends: list[str], path: Path) -> None:
             for p in pts:
                 cv2.circle(img, p, 4, colour, -1, cv2.LINE_AA)
             cv2.putText(
-                img, blend, (w - 130, h - pad - 60 + 18 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA
+                img,
+                blend,
+                (w - 130, h - pad - 60 + 18 * j),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                colour,
+                1,
+                cv2.LINE_AA,
             )
         panels.append(img)
     cv2.imwrite(str(path), np.hstack(panels))

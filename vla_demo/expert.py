@@ -54,7 +54,9 @@ def _integrate(tip: np.ndarray, top: np.ndarray, duration: float) -> np.ndarray:
 def plan_positions(tip: np.ndarray, cube_top: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Where the plan puts the tip at each of ``times`` (seconds from now): ``[len(times), 3]``."""
     times = np.asarray(times, dtype=float)
-    path = _integrate(np.asarray(tip, dtype=float), np.asarray(cube_top, dtype=float), float(times.max(initial=0.0)))
+    path = _integrate(
+        np.asarray(tip, dtype=float), np.asarray(cube_top, dtype=float), float(times.max(initial=0.0))
+    )
     grid = np.arange(len(path)) * _SUBSTEP_S
     return np.column_stack([np.interp(times, grid, path[:, i]) for i in range(3)])
 
