@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from robot_agent.agent import Agent
 from robot_agent.config import AgentConfig
 from tests.utils import write_python_bundle
 
+REPO = Path(__file__).resolve().parents[2]
 STATE_NAMES = (*(f"joint_{i}" for i in range(7)), "ee_x", "ee_y", "ee_z", "gripper")
 
 
@@ -87,3 +90,53 @@ async def server_on(policy: Path, port: int = 0) -> AsyncIterator[Server]:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class CliRun:
+    """What a ``robot-agent`` subprocess left: exit status, stdout, and its whole stderr log."""
+
+    returncode: int
+    stdout: str
+    log: str
+
+
+async def run_cli_with_signals(
+    port: int, *extra: str, steps: Sequence[tuple[str, Sequence[int]]], timeout: float = 30
+) -> CliRun:
+    """Run ``robot-agent`` as an operator does: for each ``(log line, signals)`` step, wait for the
+    line on stderr, then send the signals; then wait (bounded) for the process to exit. The process
+    is killed if a wait runs out, so a hung agent fails the test instead of hanging it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "robot_agent",
+        "--server", f"127.0.0.1:{port}", "--metrics-port", "0", "--instruction", "stay", *extra,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen: list[str] = []
+    try:
+        for needle, signals in steps:
+            await _wait_for_line(proc.stderr, needle, seen, timeout)
+            for sig in signals:
+                proc.send_signal(sig)
+        async with asyncio.timeout(20):
+            stdout, stderr = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return CliRun(proc.returncode, stdout.decode(), "".join(seen) + stderr.decode())
+
+
+async def _wait_for_line(stream: asyncio.StreamReader, needle: str, seen: list[str], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError(f"agent exited before logging {needle!r}:\n{''.join(seen)}")
+            seen.append(line)
+            if needle in line:
+                return

@@ -14,9 +14,15 @@ from robot_agent.agent import Agent
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import SpecMismatch
 from safety.types import Pose
-from tests.e2e._agent_helpers import agent_config, bundle, read_jsonl, running, server_on
+from tests.e2e._agent_helpers import (
+    agent_config,
+    bundle,
+    read_jsonl,
+    run_cli_with_signals,
+    running,
+    server_on,
+)
 from tests.e2e.test_agent_rogue_server import RogueServicer, rogue_server
-from tests.e2e.test_agent_signals import _start_agent, _wait_for_line
 from tests.utils import poll_until
 
 
@@ -76,19 +82,12 @@ async def test_a_spec_that_no_longer_fits_after_reconnect_stops_with_spec_mismat
 
 async def test_a_second_sigint_skips_the_graceful_waits_but_still_stops_the_arm(tmp_path: Path) -> None:
     async with server_on(bundle(tmp_path / "still", "Still", name="twice")) as server:
-        proc = await _start_agent(server.port, "--log-level", "info")
-        seen: list[str] = []
-        try:
-            await _wait_for_line(proc.stderr, "First chunk received", seen)
-            proc.send_signal(signal.SIGINT)
-            proc.send_signal(signal.SIGINT)
-            async with asyncio.timeout(20):
-                stdout, stderr = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    log = "".join(seen) + stderr.decode()
-    assert proc.returncode == 0, log
-    assert "Simulated Panda stopping" in log  # the driver stop is never skipped
-    assert stdout.decode().startswith("Run summary")
+        run = await run_cli_with_signals(
+            server.port,
+            "--log-level",
+            "info",
+            steps=[("First chunk received", [signal.SIGINT, signal.SIGINT])],
+        )
+    assert run.returncode == 0, run.log
+    assert "Simulated Panda stopping" in run.log  # the driver stop is never skipped
+    assert run.stdout.startswith("Run summary")
