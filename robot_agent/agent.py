@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
 
 from robot_agent.action_space import STATE_NAMES, ActionSpace, measured_from_state, state_vector
+from robot_agent.camera import Frame
 from robot_agent.cameras import camera_class, create_camera
 from robot_agent.config import AgentConfig, CameraConfig
 from robot_agent.control import ControlLoop, LinkState
@@ -94,6 +96,16 @@ class Agent:
         self._pending: dict[int, RobotState] = {}
         self._instruction = config.instruction
         self._camera_specs: dict[str, pb.CameraSpec] = {}
+        self._frame_age_bounds: dict[str, float] = {}  # camera -> oldest usable frame, seconds
+        self._stale: str | None = None  # what made the last observation unusable, until one is fresh
+        # After an INVALID or ERROR answer the next request waits (exponential, capped, reset on OK).
+        self._answer_backoff = Backoff(
+            config.server.backoff_initial_s,
+            config.server.backoff_factor,
+            config.server.backoff_max_s,
+            config.server.backoff_jitter,
+        )
+        self._next_request_s = 0.0
 
     # --- control from outside ------------------------------------------------------------------
     def request_stop(self, *, force: bool = False) -> None:
@@ -401,6 +413,11 @@ class Agent:
         if unused and previous is None:
             logger.warning("Configured camera(s) %s are not used by the policy", ", ".join(sorted(unused)))
         self._camera_specs = {cam.name: cam for cam in spec.cameras}
+        timeout_ms = self.config.server.request_timeout_ms
+        self._frame_age_bounds = {
+            cam.name: self.config.camera_for(cam.name, cam.height, cam.width).max_age_s(timeout_ms)
+            for cam in spec.cameras
+        }
         if previous is None or (previous.action_space, previous.action_dim) != (
             spec.action_space,
             spec.action_dim,
@@ -442,8 +459,15 @@ class Agent:
             if chunk.status == "LATE":
                 logger.debug("Request %d answered LATE: %s", chunk.request_id, chunk.message)
                 return
-            self._reject(chunk, "server_error", f"{chunk.status}: {chunk.message}")
+            # INVALID: this agent's request was refused; ERROR (or a status this agent does not
+            # know): the server failed. Either way asking again at once would only repeat it.
+            kind = "invalid_request" if chunk.status == "INVALID" else "server_error"
+            delay = self._answer_backoff.next()
+            self._next_request_s = time.monotonic() + delay
+            self._reject(chunk, kind, f"{chunk.status}: {chunk.message} (next request in {delay:.2f} s)")
             return
+        self._answer_backoff.reset()
+        self._next_request_s = 0.0
         if chunk.problem is not None or chunk.actions is None:
             kind, _, detail = (chunk.problem or "invalid_chunk: no actions").partition(": ")
             self._reject(chunk, kind, detail)
@@ -510,11 +534,15 @@ class Agent:
             ):
                 continue
             now = time.monotonic()
+            if now < self._next_request_s:  # backing off after an INVALID / ERROR answer
+                continue
             plan_end = control.trajectory.end_time if control.trajectory is not None else None
             if not scheduler.should_send(now, plan_end, self.link.in_flight_since):
                 continue
             frames = self._sensors.latest()
             if any(frames.get(name) is None for name in self._camera_specs):
+                continue
+            if not self._observation_fresh(now, state, frames):
                 continue
             prev_actions = None
             if control.trajectory is not None:
@@ -544,6 +572,45 @@ class Agent:
                 logger.debug("Sending an observation failed: %s", exc)
                 self.link.in_flight_since = None
                 continue
+
+    def _observation_fresh(self, now: float, state: RobotState, frames: Mapping[str, Frame | None]) -> bool:
+        """Whether every part of the observation is young enough to act on.
+
+        A frame older than its camera's bound (``cameras.NAME.max_age_ms``, default three frame
+        periods) or a robot state older than the request budget means a sensor stopped delivering:
+        nothing is sent, so the current plan (computed on fresh data) runs out and the arm holds
+        with ``stale_observation``. Logged and recorded once per episode of staleness.
+        """
+        problem = None
+        state_bound = self.config.server.request_timeout_ms / 1000
+        if now - state.time_s > state_bound:
+            problem = (
+                f"robot state is {1000 * (now - state.time_s):.0f} ms old (bound {1000 * state_bound:.0f} ms)"
+            )
+        else:
+            for name, bound in self._frame_age_bounds.items():
+                frame = frames.get(name)
+                age = now - frame.time_s if frame is not None else math.inf
+                if age > bound:
+                    problem = (
+                        f"camera {name!r} frame is {1000 * age:.0f} ms old (bound {1000 * bound:.0f} ms)"
+                    )
+                    break
+        if problem is None:
+            if self._stale is not None:
+                logger.info("Observation fresh again after: %s", self._stale)
+                self._recorder.event("observation_fresh", self._stale)
+                self._stale = None
+                if self.link.problem == "stale_observation":
+                    self.link.problem = None
+            return True
+        if self._stale is None:
+            logger.warning("Not sending observations: %s", problem)
+            self._recorder.event("stale_observation", problem)
+            self.stats.stale_observations += 1
+        self._stale = problem
+        self.link.problem = "stale_observation"  # the hold's label once the plan in hand runs out
+        return False
 
     # --- metrics --------------------------------------------------------------------------------
     async def _serve_metrics(self, stopping: asyncio.Event) -> None:

@@ -91,7 +91,15 @@ class CameraConfig:
     fps: int = 30
     serial: str | None = None  # RealSense serial number
     device: str | int | None = None  # USB: index or /dev/video path
+    # Oldest frame an observation may use, ms after its capture; None: 3 frame periods (3000/fps).
+    # Never more than server.request_timeout_ms. Older: no request, the arm holds (stale_observation).
+    max_age_ms: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def max_age_s(self, request_timeout_ms: float) -> float:
+        """The frame age bound in seconds: ``max_age_ms`` or 3 frame periods, capped by the request budget."""
+        bound_ms = self.max_age_ms if self.max_age_ms is not None else 3000.0 / self.fps
+        return min(bound_ms, request_timeout_ms) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -304,6 +312,8 @@ class AgentConfig:
             _positive(f"cameras.{name}.width", cam.width)
             _positive(f"cameras.{name}.height", cam.height)
             _positive(f"cameras.{name}.fps", cam.fps)
+            if cam.max_age_ms is not None:
+                _positive(f"cameras.{name}.max_age_ms", cam.max_age_ms)
         if self.duration_s is not None:
             _positive("duration_s", self.duration_s)
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:

@@ -58,6 +58,7 @@ class RunStats:
     chunks: int = 0
     deadline_misses: int = 0
     stale_actions_dropped: int = 0
+    stale_observations: int = 0  # times a sensor went stale (no request sent until fresh again)
     holds: Counter[str] = field(default_factory=Counter)
     rejected_chunks: Counter[str] = field(default_factory=Counter)
     server_status: Counter[str] = field(default_factory=Counter)
@@ -82,6 +83,7 @@ class RunStats:
             "chunks": self.chunks,
             "deadline_misses": self.deadline_misses,
             "stale_actions_dropped": self.stale_actions_dropped,
+            "stale_observations": self.stale_observations,
             "holds": dict(self.holds),
             "holds_after_first_chunk": self.holds_after_first_chunk,
             "rejected_chunks": dict(self.rejected_chunks),
