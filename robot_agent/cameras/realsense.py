@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from robot_agent.robot import Robot
 
-__all__ = ["Intrinsics", "RealSenseCamera", "connected_devices"]
+__all__ = ["Intrinsics", "RealSenseCamera", "capture_time", "connected_devices"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class RealSenseCamera(Camera):
         self._config_factory = config_factory or rs.config
         self._pipeline: Any = None
         self._align: Any = None
+        self._last_frame_number: int | None = None
 
     @classmethod
     def from_config(cls, config: CameraConfig, robot: Robot | None = None) -> RealSenseCamera:
@@ -183,12 +184,19 @@ class RealSenseCamera(Camera):
             raise CameraError(
                 f"camera {self.name!r}: RealSense {self.serial} delivered no frame: {exc}"
             ) from exc
-        captured = time.monotonic()
+        received = time.monotonic()
         if self._align is not None:
             frames = self._align.process(frames)
         color = frames.get_color_frame()
         if not color:
             raise CameraError(f"camera {self.name!r}: RealSense {self.serial} frame set without colour")
+        number = int(color.get_frame_number())
+        if number == self._last_frame_number:
+            raise CameraError(
+                f"camera {self.name!r}: RealSense {self.serial} delivered frame {number} again (stalled stream)"
+            )
+        self._last_frame_number = number
+        captured = capture_time(color, received)
         # copy: the SDK recycles the frame's buffer once the frame object goes
         rgb = np.array(np.asanyarray(color.get_data()), dtype=np.uint8, copy=True)
         depth = None
@@ -201,8 +209,27 @@ class RealSenseCamera(Camera):
         return Frame(rgb=rgb, time_s=captured, depth=depth)
 
     def close(self) -> None:
+        self._last_frame_number = None
         if self._pipeline is not None:
             try:
                 self._pipeline.stop()
             finally:
                 self._pipeline = None
+
+
+def capture_time(frame: Any, received_s: float, *, max_age_s: float = 10.0) -> float:
+    """When ``frame`` was captured, on ``time.monotonic()``: its exposure time when the SDK stamps
+    it on the host clock, else ``received_s`` (when ``wait_for_frames`` returned it).
+
+    ``get_timestamp()`` is milliseconds; in ``timestamp_domain.global_time`` (the default with
+    ``global_time_enabled``, librealsense docs "Frame Timestamps") it is the device clock mapped to
+    the host's ``time.time()``, so the frame's age is ``time.time() - ts / 1000``. A frame that
+    waited in the SDK's queue is then reported as old as it is, not as fresh as its delivery.
+    An age outside ``[0, max_age_s]`` (clock steps, a device in another domain) is not trusted.
+    """
+    if frame.get_frame_timestamp_domain() != rs.timestamp_domain.global_time:
+        return received_s
+    age = time.time() - float(frame.get_timestamp()) / 1000.0
+    if not 0.0 <= age <= max_age_s:
+        return received_s
+    return received_s - age

@@ -26,7 +26,7 @@ from robot_agent.errors import CameraError, ConfigError
 if TYPE_CHECKING:
     from robot_agent.robot import Robot
 
-__all__ = ["USBCamera", "UsbCamera"]
+__all__ = ["USBCamera", "UsbCamera", "buffer_time"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +113,12 @@ class UsbCamera(Camera):
         if self._capture is None:
             raise CameraError(f"camera {self.name!r} is not open")
         ok, bgr = self._capture.read()
-        captured = time.monotonic()
+        received = time.monotonic()
         if not ok or bgr is None:
             raise CameraError(
                 f"camera {self.name!r}: USB camera {self.device!r} delivered no frame (unplugged?)"
             )
+        captured = buffer_time(self._capture.get(cv2.CAP_PROP_POS_MSEC), received)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return Frame(rgb=np.ascontiguousarray(rgb), time_s=captured)
 
@@ -162,3 +163,19 @@ def _device(config: CameraConfig) -> int | str:
     raise ConfigError(
         f"{field} is {config.device!r}; expected an index (0) or a path (/dev/video0)", field=field
     )
+
+
+def buffer_time(pos_msec: float, received_s: float, *, max_age_s: float = 10.0) -> float:
+    """When a V4L2 frame was captured, on ``time.monotonic()``: the driver's buffer timestamp, else
+    ``received_s`` (when ``read`` returned it).
+
+    OpenCV's V4L2 backend reports the dequeued buffer's ``timestamp`` as ``CAP_PROP_POS_MSEC``
+    (milliseconds, ``CLOCK_MONOTONIC`` for drivers flagged ``V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC``,
+    as uvcvideo is; Linux "Video for Linux API", struct v4l2_buffer), which is the clock of
+    ``time.monotonic()`` on Linux. A frame that sat in the driver's queue is then as old as it is.
+    Other backends report a position in a stream: an age outside ``[0, max_age_s]`` is not trusted.
+    """
+    age = received_s - float(pos_msec) / 1000.0
+    if not pos_msec > 0.0 or not 0.0 <= age <= max_age_s:  # 0: no buffer dequeued yet
+        return received_s
+    return received_s - age

@@ -7,6 +7,8 @@ One test uses the real SDK end to end: no device is connected here.
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ import pyrealsense2 as rs
 import pytest
 from sdk_autospec import strict_autospec, strict_class
 
-from robot_agent.cameras.realsense import NO_DEVICE, RealSenseCamera
+from robot_agent.cameras.realsense import NO_DEVICE, RealSenseCamera, capture_time
 from robot_agent.config import CameraConfig
 from robot_agent.errors import CameraError, ConfigError
 
@@ -50,6 +52,7 @@ class Rig:
         self.pipelines: list[Any] = []
         self.configs = strict_class(rs.config)
         cfg = CameraConfig(**{"name": "wrist", "kind": "realsense", **config})
+        self.exposure_age_s = 0.03
         self.rgb = np.random.default_rng(0).integers(0, 255, (cfg.height, cfg.width, 3), dtype=np.uint8)
         self.camera = RealSenseCamera(
             cfg,
@@ -76,6 +79,11 @@ class Rig:
         frames = strict_autospec(rs.composite_frame)
         color = strict_autospec(rs.video_frame)
         color.get_data.return_value = self.rgb
+        # Each frame new, exposed 30 ms before it is read, stamped on the host clock.
+        color.get_frame_number.side_effect = itertools.count(1).__next__
+        color.get_frame_timestamp_domain.return_value = rs.timestamp_domain.global_time
+        color.get_timestamp.side_effect = lambda: (time.time() - self.exposure_age_s) * 1000.0
+        self.color = color
         frames.get_color_frame.return_value = color
         depth = strict_autospec(rs.depth_frame)
         depth.get_data.return_value = np.full((height, width), 1500, dtype=np.uint16)
@@ -216,3 +224,40 @@ def test_probe_without_a_device_or_with_an_unknown_serial_says_so() -> None:
         RealSenseCamera.probe(
             CameraConfig(name="wrist", kind="realsense", serial=D405[0]), context_factory=lambda: other
         )
+
+
+def test_the_capture_time_is_the_exposure_not_the_delivery() -> None:
+    """A frame that waited 30 ms in the SDK's queue is 30 ms old when the agent gets it."""
+    rig = Rig(D435)
+    rig.camera.open()
+    before = time.monotonic()
+    frame = rig.camera.read()
+    after = time.monotonic()
+    assert before - 0.03 - 0.005 <= frame.time_s <= after - 0.03 + 0.005
+
+
+@pytest.mark.parametrize(
+    ("domain", "age_s"),
+    [
+        (rs.timestamp_domain.hardware_clock, 0.03),  # device clock: not comparable with the host's
+        (rs.timestamp_domain.global_time, -5.0),  # from the future: a clock step
+        (rs.timestamp_domain.global_time, 3600.0),  # an hour old: not a clock to trust
+    ],
+)
+def test_an_untrusted_timestamp_falls_back_to_the_delivery_time(domain: Any, age_s: float) -> None:
+    rig = Rig(D435)
+    rig.camera.open()
+    rig.color.get_frame_timestamp_domain.return_value = domain
+    rig.exposure_age_s = age_s
+    assert capture_time(rig.color, 123.0) == 123.0
+
+
+def test_a_repeated_frame_number_is_a_stalled_stream() -> None:
+    rig = Rig(D435)
+    rig.camera.open()
+    rig.camera.read()
+    rig.color.get_frame_number.side_effect = None
+    rig.color.get_frame_number.return_value = 7
+    rig.camera.read()
+    with pytest.raises(CameraError, match=r"camera 'wrist': RealSense .* delivered frame 7 again"):
+        rig.camera.read()

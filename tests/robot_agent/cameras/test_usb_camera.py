@@ -3,6 +3,7 @@ thing replaced), plus one test with the real class on a device that does not exi
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from robot_agent.cameras import usb as usb_module
-from robot_agent.cameras.usb import USBCamera, UsbCamera
+from robot_agent.cameras.usb import USBCamera, UsbCamera, buffer_time
 from robot_agent.config import CameraConfig
 from robot_agent.errors import CameraError, ConfigError
 
@@ -187,3 +188,19 @@ def test_probe_of_a_device_that_cannot_open_names_it() -> None:
             CameraConfig(name="front", kind="usb", device="/dev/video2"), capture_factory=fake.factory
         )
     fake.capture.release.assert_called_once_with()
+
+
+def test_the_capture_time_is_the_driver_buffer_timestamp() -> None:
+    """V4L2 stamps each buffer on CLOCK_MONOTONIC: a frame queued 40 ms ago is 40 ms old."""
+    camera, fake = make()
+    camera.open()
+    fake.props[cv2.CAP_PROP_POS_MSEC] = (time.monotonic() - 0.04) * 1000
+    before = time.monotonic()
+    frame = camera.read()
+    assert before - 0.04 - 0.005 <= frame.time_s <= time.monotonic() - 0.04 + 0.005
+
+
+@pytest.mark.parametrize("pos_msec", [0.0, 1.0e12, 5000.0])
+def test_a_timestamp_that_is_not_the_monotonic_clock_falls_back_to_the_read_time(pos_msec: float) -> None:
+    """0 before the first buffer, a far future, or a file position: the read time is used."""
+    assert buffer_time(pos_msec, 100_000.0) == 100_000.0
