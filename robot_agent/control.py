@@ -88,6 +88,7 @@ class ControlLoop:
         self.hold_reason: str | None = None
         self.estopped = False
         self.tick_event = asyncio.Event()
+        self.estop_latched = asyncio.Event()  # set once the e-stop latched and the arm was told to stop
         self._last_gripper: float | None = None
 
     def configure(self, action_space: ActionSpace, trajectory: Trajectory) -> None:
@@ -289,3 +290,4 @@ class ControlLoop:
             await self._call(self._robot.emergency_stop)
         except Exception:
             logger.exception("emergency_stop itself failed")
+        self.estop_latched.set()  # the agent ends the run on it
