@@ -126,6 +126,8 @@ class FrankaRobot(Robot):
         self._controller: Any = None
         self._q_nullspace: np.ndarray = self.home_joints.copy()
         self._q_measured: np.ndarray = self.home_joints.copy()
+        self._robot_time: float | None = None  # libfranka RobotState.time of the last new sample, s
+        self._sample_seen_s = 0.0  # time.monotonic() when that sample was first read
         self._fault: str | None = None
         self._gripper: _GripperWorker | None = None
 
@@ -292,12 +294,19 @@ class FrankaRobot(Robot):
         panda = self._require_panda()
         state = panda.get_state()
         now = time.monotonic()
+        # get_state() returns the newest sample of panda-python's 1 kHz loop; if that loop stalls it
+        # keeps returning the same one. The sample is as old as when it was first seen, so a state
+        # whose robot time stands still ages, and the agent holds on it (stale_observation).
+        robot_time = float(state.time.to_sec())
+        if robot_time != self._robot_time:
+            self._robot_time = robot_time
+            self._sample_seen_s = now
         self._check_fault(state)
         ee = _pose_from_o_t_ee(state.O_T_EE)
         self._q_measured = np.asarray(state.q, dtype=float)
         gripper = self._gripper.opening if self._gripper is not None else 1.0
         return RobotState(
-            time_s=now,
+            time_s=self._sample_seen_s,
             joint_positions=np.asarray(state.q, dtype=float),
             joint_velocities=np.asarray(state.dq, dtype=float),
             ee=ee,

@@ -8,6 +8,7 @@ SDK (a call to a missing method or with arguments no overload accepts fails the 
 from __future__ import annotations
 
 import threading
+import itertools
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -52,7 +53,11 @@ def make_state(q: np.ndarray = Q0, mode: Any = libfranka.RobotMode.kMove, errors
     state.robot_mode = mode
     state.current_errors = errors if errors is not None else libfranka.Errors()
     state.last_motion_errors = libfranka.Errors()
+    state.time = libfranka.Duration(next(_ROBOT_MS))
     return state
+
+
+_ROBOT_MS = itertools.count(1)  # libfranka's clock: each made state is a new 1 ms sample
 
 
 class Rig:
@@ -459,3 +464,17 @@ def test_reset_before_connect_recovers_an_arm_that_connect_refuses(rig: Rig) -> 
     rig.panda.recover.assert_called_once_with()
     rig.panda.start_controller.assert_called_once_with(rig.controller)
     rig.panda_factory.assert_called_once()  # one connection throughout
+
+
+def test_a_sample_that_does_not_advance_keeps_its_first_read_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """panda-python's loop stalled: get_state() returns the same sample, which then ages."""
+    rig = Rig(monkeypatch)
+    robot = rig.robot
+    robot.connect()
+    rig.panda.get_state.return_value = make_state()
+    first = robot.read_state().time_s
+    poll_until(lambda: time.monotonic() > first + 0.02)
+    assert robot.read_state().time_s == first  # the same sample: as old as when first seen
+    rig.panda.get_state.return_value = make_state()  # the loop moves again
+    later = time.monotonic()
+    assert robot.read_state().time_s >= later
