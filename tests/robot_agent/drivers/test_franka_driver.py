@@ -7,8 +7,8 @@ SDK (a call to a missing method or with arguments no overload accepts fails the 
 
 from __future__ import annotations
 
-import threading
 import itertools
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
