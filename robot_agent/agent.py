@@ -484,12 +484,19 @@ class Agent:
             and control.trajectory is not None
         )
         self._scheduler.rtt.add(rtt)
-        waypoints = control.action_space.to_waypoints(chunk.actions, capture_state)
         now = time.monotonic()
         held = control.latest_state or capture_state
-        result = control.trajectory.add_chunk(
-            waypoints, capture_time, chunk.dt_s, now, start=control.action_space.waypoint_of(held)
-        )
+        try:
+            # Finite and of the right shape, yet it may still not be plannable (a 1e300 m step
+            # overflows the conversion): the chunk is refused, the stream and the arm carry on.
+            waypoints = control.action_space.to_waypoints(chunk.actions, capture_state)
+            result = control.trajectory.add_chunk(
+                waypoints, capture_time, chunk.dt_s, now, start=control.action_space.waypoint_of(held)
+            )
+        except Exception as exc:
+            logger.debug("Chunk %d could not be planned", chunk.request_id, exc_info=True)
+            self._reject(chunk, "invalid_chunk", f"could not be planned: {exc!r}")
+            return
         self.stats.stale_actions_dropped += result.dropped
         self.metrics.stale_actions_dropped.inc(result.dropped)
         if result.kept == 0:
@@ -571,6 +578,22 @@ class Agent:
             except AgentError as exc:
                 logger.debug("Sending an observation failed: %s", exc)
                 self.link.in_flight_since = None
+                continue
+            except Exception as exc:
+                # Building the request failed on this agent's own data (a state or frame the codec
+                # refuses, a plan that cannot be expressed as prev_actions): hold, back off, go on.
+                self.link.in_flight_since = None
+                delay = self._answer_backoff.next()
+                self._next_request_s = time.monotonic() + delay
+                if self.link.problem != "invalid_request":
+                    logger.error(
+                        "Building the request failed (next try in %.2f s): %r",
+                        delay,
+                        exc,
+                        exc_info=logger.isEnabledFor(logging.DEBUG),
+                    )
+                    self._recorder.event("request_failed", repr(exc))
+                self.link.problem = "invalid_request"
                 continue
 
     def _observation_fresh(self, now: float, state: RobotState, frames: Mapping[str, Frame | None]) -> bool:
