@@ -12,10 +12,20 @@ mean:
 - joint spaces: ``[q0, ..., q(n-1), gripper]``.
 
 The gripper is always absolute (0 closed, 1 open). Rotation maths comes from ``safety.rotations``.
+
+Rotation vectors are not unique: axis * (angle + 2*pi*k) is the same rotation for every integer
+k, and ``quat_to_rotvec`` returns the one with angle in [0, pi], which jumps (+3.107 -> -3.107
+about z) as a turn passes pi. Anything interpolated or differenced must use the representative
+nearest the previous value instead (:func:`unwrap_rotvec`): the waypoints of a chunk
+(:meth:`ActionSpace.to_waypoints`), a chunk against the plan (:meth:`ActionSpace.unwrap_waypoints`,
+given to the ``Trajectory``), ``prev_actions`` (:meth:`ActionSpace.to_actions`) and the state
+vector from one observation to the next (:class:`StateVectorBuilder`). Joint angles are not
+wrapped: ``q`` and ``q + 2*pi`` are different commands for a joint whose range exceeds a turn.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,11 +35,54 @@ from robot_agent.robot import RobotState
 from safety.rotations import quat_conjugate, quat_multiply, quat_normalize, quat_to_rotvec, rotvec_to_quat
 from safety.types import Measured, Pose, Target
 
-__all__ = ["ACTION_SPACES", "STATE_NAMES", "ActionSpace", "measured_from_state", "state_vector"]
+__all__ = [
+    "ACTION_SPACES",
+    "STATE_NAMES",
+    "ActionSpace",
+    "StateVectorBuilder",
+    "measured_from_state",
+    "state_vector",
+    "unwrap_rotvec",
+    "unwrap_rotvecs",
+]
 
 ACTION_SPACES = ("ee_delta", "ee_absolute", "joint_absolute", "joint_delta")
 _EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_rx", "ee_ry", "ee_rz")
 STATE_NAMES = (*(f"joint_{i}" for i in range(7)), *_EE_STATE, "gripper")
+_TWO_PI = 2.0 * math.pi
+# Below this angle a rotation vector has no usable axis (it is the identity, up to rounding).
+_NO_AXIS = 1e-12
+
+
+def unwrap_rotvec(rotvec: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """The rotation vector ``[3]`` (radians) of the same rotation as ``rotvec`` nearest ``near``.
+
+    A rotation by ``theta`` about the unit axis ``u`` is also ``(theta + 2*pi*k) * u`` for every
+    integer k (the exponential map's period); ``|(theta + 2*pi*k) u - near|`` is least for
+    ``k = round((u . near - theta) / (2*pi))``. The identity has no axis: its representatives
+    are the spheres ``|r| = 2*pi*k``, and the nearest point lies along ``near``. Continuity fails
+    only near those spheres, a whole turn away from where the coordinates are centred.
+    """
+    rotvec = np.asarray(rotvec, dtype=float)
+    near = np.asarray(near, dtype=float)
+    theta = math.sqrt(float(rotvec @ rotvec))
+    if theta < _NO_AXIS:
+        reach = math.sqrt(float(near @ near))
+        turns = round(reach / _TWO_PI)
+        return rotvec + (_TWO_PI * turns / reach) * near if turns else rotvec.copy()
+    axis = rotvec / theta
+    turns = round((float(axis @ near) - theta) / _TWO_PI)
+    return (theta + _TWO_PI * turns) * axis
+
+
+def unwrap_rotvecs(rotvecs: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """Rotation vectors ``[n, 3]`` in sequence, each the representative nearest the one before
+    it, the first nearest ``near`` ``[3]`` (see :func:`unwrap_rotvec`)."""
+    out = np.array(rotvecs, dtype=float)
+    previous = np.asarray(near, dtype=float)
+    for k in range(out.shape[0]):
+        out[k] = previous = unwrap_rotvec(out[k], previous)
+    return out
 
 
 def measured_from_state(state: RobotState) -> Measured:
@@ -42,10 +95,17 @@ def measured_from_state(state: RobotState) -> Measured:
     )
 
 
-def state_vector(state: RobotState, names: Sequence[str]) -> np.ndarray:
-    """The policy's state vector, float32, filled entry by entry from ``names`` (the spec's
-    ``state_names``); ``ee_r*`` is the base-frame rotation vector of the end-effector."""
+def state_vector(
+    state: RobotState, names: Sequence[str], near_rotvec: np.ndarray | None = None
+) -> np.ndarray:
+    """The policy's state vector ``[len(names)]``, float32, filled entry by entry from ``names``
+    (the spec's ``state_names``); ``ee_r*`` is the base-frame rotation vector of the
+    end-effector (radians), the representative nearest ``near_rotvec`` when given (else angle in
+    [0, pi]). Raises :class:`SpecMismatch` for a name not in ``STATE_NAMES``. Observation after
+    observation, use :class:`StateVectorBuilder`, which keeps ``ee_r*`` continuous."""
     rotvec = quat_to_rotvec(state.ee.quaternion)
+    if near_rotvec is not None:
+        rotvec = unwrap_rotvec(rotvec, near_rotvec)
     out = np.empty(len(names), dtype=np.float32)
     for i, name in enumerate(names):
         if name.startswith("joint_"):
@@ -61,6 +121,45 @@ def state_vector(state: RobotState, names: Sequence[str]) -> np.ndarray:
                 f"state name {name!r} is not one the agent can fill ({', '.join(STATE_NAMES)})"
             )
     return out
+
+
+class StateVectorBuilder:
+    """The policy's state vectors, observation after observation, with ``ee_r*`` continuous.
+
+    The base-frame rotation vector of a tool pointing down sits on the pi wrap, so read afresh
+    each time it flips between +3.1416 and -3.1416 with sensor noise; here each observation's is
+    the representative nearest the previous one (:func:`unwrap_rotvec`). One per policy
+    session; :meth:`reset` forgets the previous orientation (a new episode, a new policy).
+
+        builder = StateVectorBuilder(spec.state_names)
+        vector = builder.build(state)  # float32 [len(state_names)]
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        unknown = [name for name in names if name not in STATE_NAMES]
+        if unknown:
+            raise SpecMismatch(
+                f"state name {unknown[0]!r} is not one the agent can fill ({', '.join(STATE_NAMES)})"
+            )
+        self.names = tuple(names)
+        self._rotvec: np.ndarray | None = None
+
+    @property
+    def rotvec(self) -> np.ndarray | None:
+        """The end-effector rotation vector ``[3]`` of the last vector built (the representative
+        sent), or None before the first; what ``ActionSpace.to_actions(near_rotvec=...)`` takes."""
+        return None if self._rotvec is None else self._rotvec.copy()
+
+    def build(self, state: RobotState) -> np.ndarray:
+        """The state vector of ``state`` (see :func:`state_vector`)."""
+        rotvec = quat_to_rotvec(state.ee.quaternion)
+        if self._rotvec is not None:
+            rotvec = unwrap_rotvec(rotvec, self._rotvec)
+        self._rotvec = rotvec
+        return state_vector(state, self.names, near_rotvec=rotvec)
+
+    def reset(self) -> None:
+        self._rotvec = None
 
 
 class ActionSpace:
@@ -113,7 +212,8 @@ class ActionSpace:
 
     # --- policy actions <-> waypoints -------------------------------------------------------
     def to_waypoints(self, actions: np.ndarray, capture: RobotState) -> np.ndarray:
-        """Actions ``[n, action_dim]`` relative to the state at capture -> waypoints ``[n, D]``."""
+        """Actions ``[n, action_dim]`` relative to the state at capture -> waypoints ``[n, D]``;
+        end-effector rotations continuous along the chunk, the first nearest the capture's."""
         actions = np.asarray(actions, dtype=float)
         out = np.empty((actions.shape[0], self.waypoint_dim))
         out[:, -1] = actions[:, -1]
@@ -131,11 +231,27 @@ class ActionSpace:
             out[:, :3] = actions[:, :3]
             for k in range(actions.shape[0]):
                 out[k, 3:6] = self._local(rotvec_to_quat(actions[k, 3:6]))
+        out[:, 3:6] = unwrap_rotvecs(out[:, 3:6], self._local(capture.ee.quaternion))
         return out
 
-    def to_actions(self, waypoints: np.ndarray, capture: RobotState) -> np.ndarray:
-        """Inverse of :meth:`to_waypoints`: what the policy would have sent, relative to
-        ``capture``. Used for ``prev_actions`` (the not-yet-executed rest of a chunk)."""
+    def unwrap_waypoints(self, waypoints: np.ndarray, near: np.ndarray) -> np.ndarray:
+        """The same targets ``[n, D]`` as ``waypoints``, each end-effector rotation vector the
+        representative nearest the row before's (the first nearest ``near`` ``[D]``'s); joint
+        waypoints unchanged. What the ``Trajectory`` takes as ``unwrap``."""
+        out = np.array(waypoints, dtype=float)
+        if self.is_ee:
+            out[:, 3:6] = unwrap_rotvecs(out[:, 3:6], np.asarray(near, dtype=float)[3:6])
+        return out
+
+    def to_actions(
+        self, waypoints: np.ndarray, capture: RobotState, near_rotvec: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Inverse of :meth:`to_waypoints`: what the policy would have sent ``[n, action_dim]``
+        (float32), relative to ``capture``. Used for ``prev_actions`` (the not-yet-executed
+        rest of a chunk). Rotations are continuous along the rows, the first nearest
+        ``near_rotvec`` ``[3]`` (for ``ee_absolute``, pass the state vector's ``ee_r*``,
+        :attr:`StateVectorBuilder.rotvec`; default: the capture's own, angle in [0, pi], or no
+        rotation for ``ee_delta``)."""
         waypoints = np.asarray(waypoints, dtype=float)
         out = np.empty((waypoints.shape[0], self.action_dim), dtype=np.float32)
         out[:, -1] = waypoints[:, -1]
@@ -152,6 +268,9 @@ class ActionSpace:
             else:
                 out[k, :3] = waypoints[k, :3]
                 out[k, 3:6] = quat_to_rotvec(quat)
+        if near_rotvec is None:
+            near_rotvec = np.zeros(3) if self.is_delta else quat_to_rotvec(capture.ee.quaternion)
+        out[:, 3:6] = unwrap_rotvecs(out[:, 3:6].astype(float), near_rotvec)
         return out
 
     def _local(self, quat: np.ndarray) -> np.ndarray:

@@ -52,6 +52,13 @@ class Curve:
         return k, h, s
 
     def sample(self, t: float) -> np.ndarray:
+        """Position ``[D]`` at ``t`` (clamped to ``[start, end]``)."""
+        raise NotImplementedError
+
+    def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Position, velocity and acceleration ``[D]`` each at ``t`` in ``[start, end]`` (per
+        second; at a waypoint, those of the segment that starts there; at ``end``, the last
+        segment's). Used to freeze a blended plan exactly to second order (see ``trajectory``)."""
         raise NotImplementedError
 
 
@@ -62,9 +69,22 @@ class LinearCurve(Curve):
         k, _, s = self._segment(t)
         return (1.0 - s) * self.values[k] + s * self.values[k + 1]
 
+    def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        zero = np.zeros(self.values.shape[1])
+        if self.times.shape[0] == 1:
+            return self.values[0].copy(), zero, zero.copy()
+        k, h, s = self._segment(t)
+        p0, p1 = self.values[k], self.values[k + 1]
+        return (1.0 - s) * p0 + s * p1, (p1 - p0) / h, zero
+
 
 class HermiteCurve(Curve):
-    """Cubic (``order=3``) or quintic (``order=5``) Hermite through the waypoints."""
+    """Cubic (``order=3``) or quintic (``order=5``) Hermite through the waypoints.
+
+    The velocity (and, quintic, acceleration) at each waypoint are finite differences of the
+    waypoints, unless given as ``velocities`` / ``accelerations`` ``[n, D]``: then the curve
+    passes through the exact state at each waypoint (how a blended plan is frozen).
+    """
 
     def __init__(
         self,
@@ -73,19 +93,31 @@ class HermiteCurve(Curve):
         *,
         order: int = 3,
         start_velocity: np.ndarray | None = None,
+        velocities: np.ndarray | None = None,
+        accelerations: np.ndarray | None = None,
     ) -> None:
         super().__init__(times, values)
         if order not in (3, 5):
             raise ValueError(f"order must be 3 or 5, got {order}")
         self.order = order
-        self.velocities = _tangents(self.times, self.values)
+        given = velocities is not None
+        self.velocities = (
+            np.array(velocities, dtype=float).reshape(self.values.shape)
+            if velocities is not None
+            else _tangents(self.times, self.values)
+        )
         if start_velocity is not None:
             self.velocities[0] = start_velocity
-        self.accelerations = _tangents(self.times, self.velocities) if order == 5 else None
-        if self.accelerations is not None:
-            # The ends have no neighbour on one side: no acceleration there rather than a guess.
-            self.accelerations[0] = 0.0
-            self.accelerations[-1] = 0.0
+        self.accelerations: np.ndarray | None = None
+        if order == 5:
+            if accelerations is not None:
+                self.accelerations = np.array(accelerations, dtype=float).reshape(self.values.shape)
+            else:
+                self.accelerations = _tangents(self.times, self.velocities)
+                if not given:
+                    # The ends have no neighbour on one side: no acceleration there rather than a guess.
+                    self.accelerations[0] = 0.0
+                    self.accelerations[-1] = 0.0
 
     def sample(self, t: float) -> np.ndarray:
         if self.times.shape[0] == 1:
@@ -109,6 +141,52 @@ class HermiteCurve(Curve):
             + (-4 * s3 + 7 * s4 - 3 * s5) * v1
             + (10 * s3 - 15 * s4 + 6 * s5) * p1
         )
+
+    def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        zero = np.zeros(self.values.shape[1])
+        if self.times.shape[0] == 1:
+            return self.values[0].copy(), zero, zero.copy()
+        k, h, s = self._segment(t)
+        p0, p1 = self.values[k], self.values[k + 1]
+        v0, v1 = self.velocities[k] * h, self.velocities[k + 1] * h
+        s2, s3 = s * s, s * s * s
+        if self.order == 3:
+            # d/ds and d2/ds2 of the cubic Hermite basis; d/dt = (d/ds) / h.
+            p = (2 * s3 - 3 * s2 + 1) * p0 + (s3 - 2 * s2 + s) * v0 + (-2 * s3 + 3 * s2) * p1 + (s3 - s2) * v1
+            d1 = (
+                (6 * s2 - 6 * s) * p0
+                + (3 * s2 - 4 * s + 1) * v0
+                + (-6 * s2 + 6 * s) * p1
+                + (3 * s2 - 2 * s) * v1
+            )
+            d2 = (12 * s - 6) * p0 + (6 * s - 4) * v0 + (-12 * s + 6) * p1 + (6 * s - 2) * v1
+            return p, d1 / h, d2 / (h * h)
+        assert self.accelerations is not None
+        a0, a1 = self.accelerations[k] * h * h, self.accelerations[k + 1] * h * h
+        s4, s5 = s3 * s, s3 * s2
+        p = (
+            (1 - 10 * s3 + 15 * s4 - 6 * s5) * p0
+            + (s - 6 * s3 + 8 * s4 - 3 * s5) * v0
+            + (0.5 * s2 - 1.5 * s3 + 1.5 * s4 - 0.5 * s5) * a0
+            + (0.5 * s3 - s4 + 0.5 * s5) * a1
+            + (-4 * s3 + 7 * s4 - 3 * s5) * v1
+            + (10 * s3 - 15 * s4 + 6 * s5) * p1
+        )
+        d1 = (
+            (-30 * s2 + 60 * s3 - 30 * s4) * (p0 - p1)
+            + (1 - 18 * s2 + 32 * s3 - 15 * s4) * v0
+            + (s - 4.5 * s2 + 6 * s3 - 2.5 * s4) * a0
+            + (1.5 * s2 - 4 * s3 + 2.5 * s4) * a1
+            + (-12 * s2 + 28 * s3 - 15 * s4) * v1
+        )
+        d2 = (
+            (-60 * s + 180 * s2 - 120 * s3) * (p0 - p1)
+            + (-36 * s + 96 * s2 - 60 * s3) * v0
+            + (1 - 9 * s + 18 * s2 - 10 * s3) * a0
+            + (3 * s - 12 * s2 + 10 * s3) * a1
+            + (-24 * s + 84 * s2 - 60 * s3) * v1
+        )
+        return p, d1 / h, d2 / (h * h)
 
 
 def _tangents(times: np.ndarray, values: np.ndarray) -> np.ndarray:

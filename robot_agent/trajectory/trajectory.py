@@ -14,18 +14,28 @@ measured at capture, which lags the command, so a new chunk usually starts a mil
 behind the old plan; a switch that absorbed that gap in the few milliseconds before the next
 action (a waypoint crossfade from an anchor at now) made the target jerk past the shield's
 limits at every chunk. The old plan, once past its last action, is continued at its final
-velocity while it still weighs in a fade. When ``now`` passes the last waypoint the plan is exhausted and the control loop
-holds.
+velocity while it still weighs in a fade. When ``now`` passes the last waypoint the plan is
+exhausted and the control loop holds.
+
+Cost: chunks may arrive faster than a fade lasts (an observation every 33 ms, a 0.3 s fade), so
+the plan being left is often itself still fading. It is then frozen into one C2 curve through its
+exact state at the switch (:meth:`_Plan.frozen`), so a sample evaluates at most two curves and a
+chunk costs a fixed number of samples, however many chunks came before.
+
+Rotations: the trajectory blends component-wise and knows nothing of what a component means;
+``unwrap`` (``ActionSpace.unwrap_waypoints``) re-expresses each chunk's rotation vectors next to
+the plan's before anything is blended or interpolated, so nothing crosses the 2*pi wrap.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from robot_agent.trajectory.blending import blend
-from robot_agent.trajectory.interpolation import Curve, make_curve
+from robot_agent.trajectory.interpolation import Curve, HermiteCurve, make_curve
 from robot_agent.trajectory.ruckig_follower import RuckigFollower
 
 __all__ = ["ChunkResult", "Trajectory"]
@@ -33,21 +43,59 @@ __all__ = ["ChunkResult", "Trajectory"]
 _EPS = 1e-9
 
 
-def _smoothstep(tau: float) -> float:
-    """0 -> 1 on [0, 1] with zero first and second derivatives at both ends (C2 joins)."""
+def _smoothstep(tau: float) -> tuple[float, float, float]:
+    """s, ds/dtau and d2s/dtau2 of the quintic smoothstep: 0 -> 1 on [0, 1] with zero first and
+    second derivatives at both ends (C2 joins); constant outside."""
     if tau <= 0.0:
-        return 0.0
+        return 0.0, 0.0, 0.0
     if tau >= 1.0:
-        return 1.0
-    return tau * tau * tau * (10.0 + tau * (-15.0 + 6.0 * tau))
+        return 1.0, 0.0, 0.0
+    t2 = tau * tau
+    return (
+        t2 * tau * (10.0 + tau * (-15.0 + 6.0 * tau)),
+        30.0 * t2 * (1.0 - tau) ** 2,
+        60.0 * tau * (1.0 - tau) * (1.0 - 2.0 * tau),
+    )
+
+
+class _Continued:
+    """A curve continued at its end velocities outside ``[start, end]`` (what a plan would have
+    done next, while it still weighs in a fade)."""
+
+    __slots__ = ("curve",)
+
+    def __init__(self, curve: Curve) -> None:
+        self.curve = curve
+
+    def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        curve = self.curve
+        edge = min(max(t, curve.start), curve.end)
+        p, v, a = curve.derivatives(edge)
+        if edge == t:
+            return p, v, a
+        return p + v * (t - edge), v, np.zeros_like(a)
+
+    def sample(self, t: float) -> np.ndarray:
+        curve = self.curve
+        if curve.start <= t <= curve.end:
+            return curve.sample(t)
+        return self.derivatives(t)[0]
 
 
 class _Plan:
-    """A curve, faded in from the previous plan over ``[t0, t0 + length]``."""
+    """A curve, faded in from ``old`` over ``[t0, t0 + length]``.
+
+    ``old`` is never a plan: it is the previous plan's own curve, or, when that plan was itself
+    still fading, the previous plan frozen (:meth:`frozen`). So a sample evaluates at most two
+    curves, whatever the number of chunks received (it used to evaluate the chain of plans still
+    fading, each twice: exponential in their number).
+    """
 
     __slots__ = ("curve", "length", "old", "t0")
 
-    def __init__(self, curve: Curve, old: _Plan | None = None, t0: float = 0.0, length: float = 0.0) -> None:
+    def __init__(
+        self, curve: Curve, old: _Continued | None = None, t0: float = 0.0, length: float = 0.0
+    ) -> None:
         self.curve = curve
         self.old = old
         self.t0 = t0
@@ -57,27 +105,72 @@ class _Plan:
     def end(self) -> float:
         return self.curve.end
 
-    def sample(self, t: float) -> np.ndarray:
-        x = self.curve.sample(t)
-        if self.old is None or t >= self.t0 + self.length:
-            return x
-        w = _smoothstep((t - self.t0) / self.length)
-        return self.old.extended(t) + w * (x - self.old.extended(t))
+    def _fading(self, t: float) -> bool:
+        return self.old is not None and t < self.t0 + self.length
 
-    def extended(self, t: float) -> np.ndarray:
-        """``sample``, continued past the end at the end's velocity (what the old plan would
-        have done next, while it still weighs in a fade)."""
-        end = self.curve.end
-        if t <= end:
-            return self.sample(t)
-        h = min(1e-3, end - self.curve.start) if end > self.curve.start else 0.0
-        last = self.sample(end)
-        if h <= 0.0:
-            return last
-        return last + (last - self.sample(end - h)) * ((t - end) / h)
+    def sample(self, t: float) -> np.ndarray:
+        """The target at ``t``; outside the curve's span, continued at its end velocity."""
+        curve = self.curve
+        if not curve.start <= t <= curve.end:
+            return self.derivatives(t)[0]
+        x = curve.sample(t)
+        if not self._fading(t):
+            return x
+        assert self.old is not None
+        w = _smoothstep((t - self.t0) / self.length)[0]
+        o = self.old.sample(t)
+        return o + w * (x - o)
+
+    def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Position, velocity, acceleration at ``t``, the fade included (product rule), continued
+        at constant velocity outside the curve's span."""
+        curve = self.curve
+        edge = min(max(t, curve.start), curve.end)
+        if edge != t:
+            p, v, a = self.derivatives(edge)
+            return p + v * (t - edge), v, np.zeros_like(a)
+        px, vx, ax = curve.derivatives(t)
+        if not self._fading(t):
+            return px, vx, ax
+        assert self.old is not None
+        po, vo, ao = self.old.derivatives(t)
+        s0, s1, s2 = _smoothstep((t - self.t0) / self.length)
+        rate = 1.0 / self.length
+        d, dv, da = px - po, vx - vo, ax - ao
+        return (
+            po + s0 * d,
+            vo + s0 * dv + s1 * rate * d,
+            ao + s0 * da + 2.0 * s1 * rate * dv + s2 * rate * rate * d,
+        )
+
+    def frozen(self, now: float, until: float, dt: float) -> _Continued:
+        """This plan from ``now`` on, as a curve that costs one curve to sample, valid to ``until``.
+
+        Without a fade in progress that is the plan's own curve. During one, it is a quintic
+        Hermite through the plan's exact position, velocity and acceleration at ``now`` (so a
+        fade away from it starts C2, without a jump) and at knots every ``dt / 2`` to ``until``
+        (plus one ``dt`` before ``now``, where the next chunk's curve may start): a C2 copy,
+        within the interpolation error of a quintic on that grid, of a curve that is itself C2
+        (minimum jerk) or close (cubic; for linear it smooths the corners).
+        """
+        if not self._fading(now):
+            return _Continued(self.curve)
+        span = max(until - now, dt)
+        count = max(2, int(np.ceil(2.0 * span / dt)))
+        knots = np.concatenate([[now - dt], now + span * np.arange(count + 1) / count])
+        states = [self.derivatives(float(t)) for t in knots]
+        return _Continued(
+            HermiteCurve(
+                knots,
+                np.array([p for p, _, _ in states]),
+                order=5,
+                velocities=np.array([v for _, v, _ in states]),
+                accelerations=np.array([a for _, _, a in states]),
+            )
+        )
 
     def settle(self, now: float) -> None:
-        """Drop the old plan once its fade is over (keeps the chain of plans short)."""
+        """Drop the old curve once its fade is over."""
         if self.old is not None and now >= self.t0 + self.length:
             self.old = None
 
@@ -92,7 +185,12 @@ class ChunkResult:
 
 class Trajectory:
     """Blends chunks into one plan and samples it at control ticks. Not thread-safe: the agent
-    touches it only from the event loop."""
+    touches it only from the event loop.
+
+    ``unwrap(waypoints [n, D], near [D]) -> [n, D]`` gives the same targets in the coordinates
+    nearest ``near``, row after row (``ActionSpace.unwrap_waypoints``); without it, waypoints
+    are taken as they come (fine for joint spaces, whose angles do not wrap).
+    """
 
     def __init__(
         self,
@@ -103,7 +201,9 @@ class Trajectory:
         interpolation: str = "linear",
         control_dt: float = 0.01,
         ruckig_limits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        unwrap: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> None:
+        self._unwrap = unwrap
         self.blend_mode = blend_mode
         self.crossfade_steps = crossfade_steps
         self.ensemble_decay = ensemble_decay
@@ -146,6 +246,18 @@ class Trajectory:
         if not future.any():
             return ChunkResult(dropped=dropped, kept=0)
         first = int(np.argmax(future))
+        first_time = min(float(times[first]) - dt, now)
+        plan = self._plan
+        if plan is not None and not plan.curve.start <= now <= plan.end:
+            plan = None
+        old_first = plan.sample(first_time) if plan is not None else None
+        if self._unwrap is not None:
+            # Rotations as the representatives nearest the plan's (or the held pose's), so the
+            # curve and the blends below never cross the 2*pi wrap of a rotation vector.
+            lo = max(first - 1, 0)
+            near = old_first if old_first is not None else np.asarray(start, dtype=float)
+            waypoints = waypoints.copy()
+            waypoints[lo:] = self._unwrap(waypoints[lo:], near)
         # The chunk's own point one action before its first kept one (or its backward trend):
         # where the new curve starts, so that its first segment lasts a whole action.
         if first > 0:
@@ -155,24 +267,20 @@ class Trajectory:
         else:
             before = waypoints[0]
         times, new = times[future], waypoints[future]
-        first_time = min(float(times[0]) - dt, now)
-        plan = self._plan
         old: np.ndarray | None
         old_w: np.ndarray | None
         old_c: np.ndarray | None
-        if plan is not None and plan.curve.start <= now <= plan.end:
+        if plan is not None:
             plan.settle(now)
             old = np.array(
                 [plan.sample(t) if t <= plan.end + _EPS else np.full(new.shape[1], np.nan) for t in times]
             )
-            old_first = plan.extended(first_time)
             curve_times = plan.curve.times
             old_w = np.interp(times, curve_times, self._weights) if self._weights is not None else None
             old_c = (
                 np.round(np.interp(times, curve_times, self._counts)) if self._counts is not None else None
             )
         else:
-            plan = None
             old = old_w = old_c = None
         # A crossfade happens in time (the fade below); on the waypoints only ensembling mixes.
         blended = blend(
@@ -196,6 +304,7 @@ class Trajectory:
             # segment shorter than an action): the chunk's own point there, or for ensembling
             # its average with the old plan's. The fade joins the curve to the old plan at now.
             if self.blend_mode == "ensemble":
+                assert old_first is not None
                 first_value = blend(
                     "ensemble",
                     before[None, :],
@@ -213,8 +322,9 @@ class Trajectory:
         if plan is None:
             self._plan = _Plan(curve)
         else:
-            steps = 1 if self.blend_mode == "replace" else self.crossfade_steps
-            self._plan = _Plan(curve, plan, now, steps * dt)
+            length = (1 if self.blend_mode == "replace" else self.crossfade_steps) * dt
+            # The old plan frozen, so that the new one never evaluates more than one older curve.
+            self._plan = _Plan(curve, plan.frozen(now, now + length, dt), now, length)
         self._weights = np.concatenate([[1.0], blended.weight_sums])
         self._counts = np.concatenate([[1.0], blended.counts])
         if self._follower is not None and not self._follower.initialised:
