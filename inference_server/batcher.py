@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from inference_server.backends import Backend, Batch, create_backend
+from inference_server.error_log import ErrorLog
 from inference_server.validation import Observation, check_actions
 from vla.v1 import policy_pb2 as pb
 
@@ -88,6 +89,7 @@ class ModelWorker:
         self._metrics = metrics
         self._factory = backend_factory
         self._clock = clock
+        self._errors = ErrorLog(logger, clock=clock)  # a model failing on every request logs once
         self._cond = threading.Condition()
         self._pending: dict[str, Pending] = {}  # insertion order = arrival order
         self._calls: list[tuple[Callable[[Backend], Any], concurrent.futures.Future[Any]]] = []
@@ -182,6 +184,7 @@ class ModelWorker:
                 calls, self._calls = self._calls, []
             for _, fut in calls:
                 fut.cancel()
+            self._errors.flush()
             try:
                 backend.close()
             except Exception:
@@ -261,7 +264,7 @@ class ModelWorker:
             raw = np.asarray(backend.predict(inputs))
             error = None
         except Exception as exc:
-            logger.exception("The model failed on a batch of %d", len(batch))
+            self._errors.exception(exc, "The model failed on a batch of %d", len(batch))
             raw, error = None, f"model failed: {type(exc).__name__}: {exc}"
         t2 = self._clock()
         n = len(batch)

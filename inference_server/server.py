@@ -29,7 +29,7 @@ from inference_server.batcher import ModelWorker
 from inference_server.bundle import Bundle, load_bundle
 from inference_server.metrics import ServerMetrics
 from inference_server.service import PolicyService
-from vla.v1 import policy_pb2, policy_pb2_grpc
+from vla.v1 import policy_pb2
 
 if TYPE_CHECKING:
     from inference_server.config import ServerConfig
@@ -145,7 +145,7 @@ class Server:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(self._service, self._grpc)
+        self._service.add_to_server(self._grpc)  # parses requests itself: bad bytes get INVALID
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         reflection.enable_server_reflection(
             (

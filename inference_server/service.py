@@ -3,6 +3,10 @@
 Each Predict stream has a reader that checks and submits requests in arrival order and a writer
 (the handler itself) that sends answers as they complete, so a LATE or INVALID answer never waits
 behind a computation. The event loop only validates and decodes; the model runs on the worker.
+
+Requests are parsed here, not by gRPC (:meth:`PolicyService.add_to_server`): bytes that are not a
+``PredictRequest`` (bad UTF-8 in a string, a truncated field) get an INVALID answer on a live
+stream, where gRPC's own parser would end the stream with UNKNOWN and a traceback.
 """
 
 from __future__ import annotations
@@ -13,22 +17,25 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import grpc
+from google.protobuf.message import DecodeError
+
 from inference_server.batcher import ModelWorker, Pending, Result
+from inference_server.error_log import ErrorLog
 from inference_server.errors import InvalidRequest
-from inference_server.validation import decode_request, needs_decoding
-from vla.codec import to_tensor
+from inference_server.validation import decode_request, needs_decoding, shown
+from vla.codec import peek_varint, to_tensor
 from vla.v1 import policy_pb2 as pb
 from vla.v1 import policy_pb2_grpc
 
 if TYPE_CHECKING:
-    import grpc.aio
-
     from inference_server.bundle import Bundle
     from inference_server.metrics import ServerMetrics
 
-__all__ = ["PolicyService", "policy_spec"]
+__all__ = ["PolicyService", "Undecodable", "parse_request", "policy_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +76,26 @@ def policy_spec(bundle: Bundle, *, max_batch: int, max_request_bytes: int) -> pb
     )
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """What the stream yields for bytes that do not parse as a ``PredictRequest``.
+
+    ``request_id`` is read from the raw bytes when it can be (else 0), so the INVALID answer can
+    still be matched to the request.
+    """
+
+    request_id: int
+    error: str
+
+
+def parse_request(data: bytes) -> pb.PredictRequest | Undecodable:
+    """The Predict stream's request deserializer: never raises, so the stream survives bad bytes."""
+    try:
+        return pb.PredictRequest.FromString(data)
+    except DecodeError as exc:
+        return Undecodable(peek_varint(data, 2) or 0, str(exc))  # field 2: request_id
+
+
 class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     """Serves one bundle through one :class:`ModelWorker`."""
 
@@ -89,12 +116,32 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         self._max_request_bytes = max_request_bytes
         self._decode_executor = decode_executor
         self._clock = clock
+        self._errors = ErrorLog(logger, clock=clock)  # a decoder bug hit by every request logs once
         self._spec = policy_spec(bundle, max_batch=max_batch, max_request_bytes=max_request_bytes)
         self._closing = asyncio.Event()
         self._streams = itertools.count(1)
         self._open_streams = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Register ``vla.v1.PolicyService`` on ``server``, as the generated
+        ``add_PolicyServiceServicer_to_server`` does but with :func:`parse_request` for Predict."""
+        handlers = {
+            "GetPolicySpec": grpc.unary_unary_rpc_method_handler(
+                self.GetPolicySpec,
+                request_deserializer=pb.GetPolicySpecRequest.FromString,
+                response_serializer=pb.PolicySpec.SerializeToString,
+            ),
+            "Predict": grpc.stream_stream_rpc_method_handler(
+                self.Predict,
+                request_deserializer=parse_request,
+                response_serializer=pb.PredictResponse.SerializeToString,
+            ),
+        }
+        name = pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+        server.add_registered_method_handlers(name, handlers)
 
     async def GetPolicySpec(
         self, request: pb.GetPolicySpecRequest, context: grpc.aio.ServicerContext
@@ -130,6 +177,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                 await self._idle.wait()
         except TimeoutError:
             logger.warning("%d Predict stream(s) still open after %.1f s", self._open_streams, timeout)
+        self._errors.flush()
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -147,14 +195,14 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     async def _read(
         self,
         stream_id: int,
-        requests: AsyncIterator[pb.PredictRequest],
+        requests: AsyncIterator[pb.PredictRequest | Undecodable],
         out: asyncio.Queue[tuple[pb.PredictResponse, float] | None],
         outstanding: set[Pending],
     ) -> None:
         loop = asyncio.get_running_loop()
         closing = asyncio.ensure_future(self._closing.wait())
         it = aiter(requests)
-        next_request: asyncio.Future[pb.PredictRequest] | None = None
+        next_request: asyncio.Future[pb.PredictRequest | Undecodable] | None = None
         try:
             while not self._closing.is_set():
                 next_request = asyncio.ensure_future(anext(it))
@@ -181,12 +229,22 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     async def _handle(
         self,
         stream_id: int,
-        request: pb.PredictRequest,
+        request: pb.PredictRequest | Undecodable,
         arrival: float,
         loop: asyncio.AbstractEventLoop,
         out: asyncio.Queue[tuple[pb.PredictResponse, float] | None],
         outstanding: set[Pending],
     ) -> None:
+        if isinstance(request, Undecodable):
+            logger.debug(
+                "Request %d on stream %d does not parse: %s", request.request_id, stream_id, request.error
+            )
+            result = Result(
+                pb.PredictResponse.INVALID, f"request: not a valid vla.v1.PredictRequest ({request.error})"
+            )
+            answer = pb.PredictRequest(request_id=request.request_id)
+            out.put_nowait((self._response(answer, arrival, self._clock(), result), arrival))
+            return
         try:
             if self._decode_executor is not None and needs_decoding(request):
                 obs = await loop.run_in_executor(
@@ -195,12 +253,14 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             else:
                 obs = decode_request(request, self._bundle, self._max_request_bytes)
         except InvalidRequest as exc:
-            logger.debug("Request %d of %s is invalid: %s", request.request_id, request.session_id, exc)
+            logger.debug(
+                "Request %d of %s is invalid: %s", request.request_id, shown(request.session_id), exc
+            )
             result = Result(pb.PredictResponse.INVALID, str(exc))
             out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
             return
         except Exception as exc:  # a decoder bug must cost one answer, not the stream
-            logger.exception("Decoding request %d of %s failed", request.request_id, request.session_id)
+            self._errors.exception(exc, "Decoding a request failed")
             result = Result(
                 pb.PredictResponse.ERROR, f"server failed to decode the request: {type(exc).__name__}: {exc}"
             )

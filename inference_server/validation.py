@@ -3,25 +3,51 @@
 A request that does not fit gets INVALID with the field named and the stream lives on; a model
 that returns the wrong shape or a non-finite number gets ERROR, so nothing unchecked ever reaches
 a robot (the agent's safety shield checks again: it trusts nothing it receives).
+
+Nothing in a request is trusted: sizes, shapes, dtypes, enum values, counts and strings are
+checked against the spec and the bounds below before anything is decoded or allocated (the codec
+checks byte counts and compressed-image headers the same way), and text from the peer is
+shortened before it is echoed in an answer or a log.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from inference_server.bundle import Bundle
 from inference_server.errors import InvalidRequest
-from vla.codec import CodecError, decode_image, from_tensor
+from vla.codec import CodecError, decode_image, dtype_name, encoding_name, from_tensor
 from vla.v1 import policy_pb2 as pb
 
-__all__ = ["Observation", "check_actions", "decode_request", "needs_decoding"]
+__all__ = [
+    "MAX_INSTRUCTION_CHARS",
+    "MAX_SESSION_ID_CHARS",
+    "Observation",
+    "check_actions",
+    "check_header",
+    "decode_request",
+    "needs_decoding",
+    "shown",
+]
+
+#: Longest ``session_id``: a UUID is 32 hex digits (the agent's default), 36 with dashes.
+MAX_SESSION_ID_CHARS = 128
+#: Longest ``instruction``: VLA tokenizers keep far fewer (openpi's pi0 keeps 48 tokens, pi0-FAST
+#: 250); 4096 characters is room for any prompt, not for a megabyte of text in every request.
+MAX_INSTRUCTION_CHARS = 4096
 
 
 @dataclass(frozen=True, eq=False)
 class Observation:
-    """One decoded, checked request: what the batcher stacks."""
+    """One decoded, checked request: what the batcher stacks.
+
+    ``images`` are uint8 ``[H, W, 3]`` per camera; ``state`` float32 ``[state_dim]``;
+    ``prev_actions`` float32 ``[n, action_dim]`` with ``n <= chunk_length``, or None;
+    ``inference_delay_steps`` at most ``chunk_length``, or None.
+    """
 
     images: dict[str, np.ndarray]
     state: np.ndarray
@@ -30,27 +56,44 @@ class Observation:
     inference_delay_steps: int | None
 
 
+def shown(text: str, limit: int = 64) -> str:
+    """``repr(text)``, cut to about ``limit`` characters: peer text echoed in answers and logs."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def needs_decoding(request: pb.PredictRequest) -> bool:
     """True when some image is compressed, i.e. decoding is worth a thread hop."""
     return any(img.encoding != pb.Image.RAW_RGB8 for img in request.images.values())
 
 
 def check_header(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: int) -> None:
-    """The cheap checks (size, cameras, encodings, state): fail fast before any decoding."""
+    """The cheap checks: size, strings, cameras, encodings, tensor dtypes and shapes, counts.
+
+    Fails fast, before any decoding or allocation; raises :class:`InvalidRequest` naming the
+    first field that is wrong.
+    """
     size = request.ByteSize()
     if size > max_request_bytes:
         raise InvalidRequest("request", f"{size} bytes, larger than max_request_bytes {max_request_bytes}")
+    if len(request.session_id) > MAX_SESSION_ID_CHARS:
+        raise InvalidRequest(
+            "session_id", f"{len(request.session_id)} characters, at most {MAX_SESSION_ID_CHARS}"
+        )
+    if len(request.instruction) > MAX_INSTRUCTION_CHARS:
+        raise InvalidRequest(
+            "instruction", f"{len(request.instruction)} characters, at most {MAX_INSTRUCTION_CHARS}"
+        )
+    if not math.isfinite(request.capture_time_s):
+        raise InvalidRequest("capture_time_s", f"is {request.capture_time_s}, expected a finite time")
     expected = {c.name for c in bundle.cameras}
     for cam in bundle.cameras:
         field = f"images.{cam.name}"
         if cam.name not in request.images:
             raise InvalidRequest(field, f"missing (the policy expects cameras {', '.join(sorted(expected))})")
         img = request.images[cam.name]
-        enc = (
-            pb.Image.Encoding.Name(img.encoding)
-            if img.encoding in pb.Image.Encoding.values()
-            else str(img.encoding)
-        )
+        enc = encoding_name(img.encoding)
         if enc not in cam.encodings:
             raise InvalidRequest(field, f"encoding {enc} not accepted (accepted: {', '.join(cam.encodings)})")
         if (img.height, img.width) != (cam.height, cam.width):
@@ -63,18 +106,32 @@ def check_header(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: 
     extra = sorted(set(request.images) - expected)
     if extra:
         raise InvalidRequest(
-            f"images.{extra[0]}", f"unknown camera (the policy expects {', '.join(sorted(expected))})"
+            f"images.{_name(extra[0])}", f"unknown camera (the policy expects {', '.join(sorted(expected))})"
         )
     if request.state.dtype != pb.Tensor.FLOAT32:
-        name = (
-            pb.Tensor.DType.Name(request.state.dtype)
-            if request.state.dtype in pb.Tensor.DType.values()
-            else request.state.dtype
-        )
-        raise InvalidRequest("state", f"dtype {name}, expected FLOAT32")
+        raise InvalidRequest("state", f"dtype {dtype_name(request.state.dtype)}, expected FLOAT32")
     if list(request.state.shape) != [bundle.state_dim]:
         raise InvalidRequest(
-            "state", f"shape {list(request.state.shape)}, the policy expects [{bundle.state_dim}]"
+            "state", f"shape {_shape(request.state)}, the policy expects [{bundle.state_dim}]"
+        )
+    if _has_prev_actions(request):
+        prev = request.prev_actions
+        shape = list(prev.shape)
+        if (
+            prev.dtype != pb.Tensor.FLOAT32
+            or len(shape) != 2
+            or shape[1] != bundle.action_dim
+            or not 0 <= shape[0] <= bundle.chunk_length
+        ):
+            raise InvalidRequest(
+                "prev_actions",
+                f"{dtype_name(prev.dtype)} {_shape(prev)}, expected FLOAT32 [n, {bundle.action_dim}] "
+                f"with n <= chunk_length {bundle.chunk_length}",
+            )
+    if request.HasField("inference_delay_steps") and request.inference_delay_steps > bundle.chunk_length:
+        raise InvalidRequest(
+            "inference_delay_steps",
+            f"is {request.inference_delay_steps}, more than chunk_length {bundle.chunk_length}",
         )
 
 
@@ -93,15 +150,14 @@ def decode_request(request: pb.PredictRequest, bundle: Bundle, max_request_bytes
     if bad.size:
         raise InvalidRequest(f"state[{bad[0]}]", f"is {state[bad[0]]}, expected a finite number")
     prev = None
-    if request.HasField("prev_actions") and len(request.prev_actions.shape) > 0:
+    if _has_prev_actions(request):
         prev = _decode_tensor(request.prev_actions, "prev_actions")
-        if prev.dtype != np.float32 or prev.ndim != 2 or prev.shape[1] != bundle.action_dim:
-            raise InvalidRequest(
-                "prev_actions", f"{prev.dtype} {list(prev.shape)}, expected float32 [n, {bundle.action_dim}]"
-            )
         if not np.isfinite(prev).all():
-            raise InvalidRequest("prev_actions", "has a non-finite value")
-    delay = request.inference_delay_steps if request.HasField("inference_delay_steps") else None
+            row, col = np.argwhere(~np.isfinite(prev))[0]
+            raise InvalidRequest(
+                f"prev_actions[{row}, {col}]", f"is {prev[row, col]}, expected a finite number"
+            )
+    delay = int(request.inference_delay_steps) if request.HasField("inference_delay_steps") else None
     return Observation(
         images=images,
         state=state,
@@ -109,6 +165,24 @@ def decode_request(request: pb.PredictRequest, bundle: Bundle, max_request_bytes
         prev_actions=prev,
         inference_delay_steps=delay,
     )
+
+
+def _name(key: str) -> str:
+    """A map key from the peer as it can appear in a field name: itself if short and printable."""
+    return key if len(key) <= 64 and key.isprintable() else shown(key)
+
+
+def _has_prev_actions(request: pb.PredictRequest) -> bool:
+    # An empty Tensor message (no shape) is how a client says "none" without clearing the field.
+    return request.HasField("prev_actions") and len(request.prev_actions.shape) > 0
+
+
+def _shape(tensor: pb.Tensor) -> str:
+    """The tensor's shape as text, at most 8 dimensions shown (a shape can have thousands)."""
+    shape = list(tensor.shape)
+    if len(shape) <= 8:
+        return str(shape)
+    return f"[{', '.join(map(str, shape[:8]))}, ...] ({len(shape)} dimensions)"
 
 
 def _decode_tensor(tensor: pb.Tensor, name: str) -> np.ndarray:

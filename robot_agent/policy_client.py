@@ -1,9 +1,14 @@
 """The agent's side of the ``Predict`` stream: the one place that talks gRPC.
 
-Images are resized and encoded to what ``GetPolicySpec`` asks; request ids are monotonic; every
-request carries its ``timeout_ms``. ``grpc.aio.AioRpcError`` is translated here, and only here,
-into :class:`ServerUnavailable`. Reconnection policy (backoff with jitter) is :class:`Backoff`; the
-agent's stream task drives it.
+Images are resized and encoded to what ``GetPolicySpec`` asks, in an encoding per camera chosen
+so that the whole request fits the server's ``max_request_bytes`` (:func:`plan_encodings`);
+request ids are monotonic; every request carries its ``timeout_ms``. ``grpc.aio.AioRpcError`` is
+translated here, and only here, into :class:`ServerUnavailable`. Reconnection policy (backoff with
+jitter) is :class:`Backoff`; the agent's stream task drives it.
+
+Nothing the server sends is trusted: the spec is checked for sane sizes at connect
+(:func:`check_spec`), and every response, down to its raw bytes, is checked before use; a bad one
+becomes a :class:`Chunk` with a ``problem`` (the agent holds), never an exception.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 import uuid
@@ -21,18 +27,55 @@ from dataclasses import dataclass
 import cv2
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from robot_agent.camera import Frame
-from robot_agent.errors import ServerUnavailable
-from vla.codec import CodecError, encode_image, from_tensor, to_tensor
+from robot_agent.errors import ServerUnavailable, SpecMismatch
+from vla.codec import (
+    MAX_IMAGE_PIXELS,
+    CodecError,
+    dtype_name,
+    encode_image,
+    encoding_name,
+    from_tensor,
+    peek_varint,
+    to_tensor,
+)
 from vla.v1 import policy_pb2 as pb
 from vla.v1 import policy_pb2_grpc as pb_grpc
 
-__all__ = ["Backoff", "Chunk", "DelayedClient", "PolicyClient", "encode_frame"]
+__all__ = [
+    "Backoff",
+    "Chunk",
+    "DelayedClient",
+    "PolicyClient",
+    "check_spec",
+    "encode_frame",
+    "estimate_image_bytes",
+    "plan_encodings",
+]
 
 logger = logging.getLogger(__name__)
 
 _SUPPORTED_ENCODINGS = (pb.Image.RAW_RGB8, pb.Image.JPEG, pb.Image.PNG)
+_FLOAT_DTYPES = (pb.Tensor.FLOAT32, pb.Tensor.FLOAT64, pb.Tensor.FLOAT16)
+_PREDICT = "/vla.v1.PolicyService/Predict"
+
+# Bounds on a spec from the server: far above any real policy, far below what exhausts memory.
+_MAX_CAMERAS = 16
+_MAX_NAME_CHARS = 256  # policy name, version, backend, camera names...
+_MAX_ACTION_DIM = 64
+_MAX_CHUNK_LENGTH = 10_000
+_MAX_DT_S = 10.0
+_MAX_MESSAGE_CHARS = 512  # a response's message, as kept in a Chunk (it ends up in logs)
+
+# Worst-case JPEG bytes per pixel by quality, OpenCV's encoder (4:2:0): measured on uniform noise,
+# the least compressible content a camera can give (640x480, q50: 0.41, q75: 0.60, q90: 0.90,
+# q95: 1.17, q100: 1.98), rounded up by 5-10 %. Real camera frames are 3-10 times smaller.
+_JPEG_BYTES_PER_PIXEL = ((50, 0.45), (75, 0.65), (90, 0.95), (95, 1.25), (100, 2.1))
+_JPEG_FALLBACK_QUALITIES = (75, 50, 30)  # tried in turn when a request still comes out too big
+# What a request holds besides images and tensors: session id, instruction, ids, framing.
+_TEXT_RESERVE_BYTES = 2048
 
 
 @dataclass(frozen=True)
@@ -70,17 +113,142 @@ class Backoff:
         self._attempt = 0
 
 
-def encode_frame(frame: Frame, spec: pb.CameraSpec, jpeg_quality: int = 90) -> pb.Image:
-    """Resize ``frame`` to the spec's size (area filter when shrinking) and encode it in the
-    first encoding of the spec's list that the agent supports."""
+def encode_frame(
+    frame: Frame, spec: pb.CameraSpec, jpeg_quality: int = 90, encoding: int | None = None
+) -> pb.Image:
+    """Resize ``frame`` to the spec's size (area filter when shrinking) and encode it in
+    ``encoding``, by default the first encoding of the spec's list that the agent supports."""
     rgb = frame.rgb
     if rgb.shape[0] != spec.height or rgb.shape[1] != spec.width:
         shrinking = rgb.shape[0] > spec.height
         rgb = cv2.resize(
             rgb, (spec.width, spec.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
         )
-    encoding = next((e for e in spec.encodings if e in _SUPPORTED_ENCODINGS), pb.Image.RAW_RGB8)
+    if encoding is None:
+        encoding = _accepted(spec)[0]
     return encode_image(rgb, encoding, jpeg_quality=jpeg_quality)
+
+
+def _accepted(spec: pb.CameraSpec) -> list[int]:
+    """The camera's accepted encodings that the agent can write, server's order; RAW if it lists none."""
+    if not spec.encodings:
+        return [pb.Image.RAW_RGB8]
+    return [e for e in spec.encodings if e in _SUPPORTED_ENCODINGS]
+
+
+def estimate_image_bytes(height: int, width: int, encoding: int, jpeg_quality: int = 90) -> int:
+    """Upper bound on one encoded ``height x width`` RGB frame's size on the wire, in bytes.
+
+    RAW_RGB8 is exact (``3 * height * width``); PNG is bounded by RAW (deflate's stored blocks add
+    5 bytes per 64 KiB, PNG one filter byte per row and 12 per 8 KiB chunk); JPEG by the worst
+    case measured on uniform noise at ``jpeg_quality`` (:data:`_JPEG_BYTES_PER_PIXEL`). Each adds
+    the ``Image`` message's own fields.
+    """
+    pixels = height * width
+    raw = 3 * pixels
+    if encoding == pb.Image.RAW_RGB8:
+        body = raw
+    elif encoding == pb.Image.PNG:
+        body = raw + height + raw // 8192 * 12 + raw // 65535 * 5 + 1024
+    elif encoding == pb.Image.JPEG:
+        per_pixel = next(b for q, b in _JPEG_BYTES_PER_PIXEL if jpeg_quality <= q)
+        body = math.ceil(pixels * per_pixel) + 1024
+    else:
+        raise ValueError(f"no size estimate for encoding {encoding_name(encoding)}")
+    return body + 64
+
+
+def _reserve_bytes(spec: pb.PolicySpec) -> int:
+    """Bytes a request needs besides its images: state, a full chunk of prev_actions, text."""
+    state = 4 * spec.state_dim + 32
+    prev_actions = 4 * spec.chunk_length * spec.action_dim + 32
+    names = sum(len(c.name.encode()) + 16 for c in spec.cameras)
+    return state + prev_actions + names + _TEXT_RESERVE_BYTES
+
+
+def plan_encodings(spec: pb.PolicySpec, jpeg_quality: int = 90, *, address: str = "") -> dict[str, int]:
+    """The encoding to send for each camera of ``spec``, so that a request fits its
+    ``max_request_bytes`` (0: no limit).
+
+    Each camera starts on the server's preferred encoding (the first of its list the agent can
+    write); while the size bound (:func:`estimate_image_bytes`, plus state, a full chunk of
+    ``prev_actions`` and 2 KiB of text) is over the limit, the camera whose switch saves the most
+    moves to its smallest accepted encoding. Raises :class:`SpecMismatch` naming the limit and
+    the sizes when even the smallest choice does not fit, or a camera accepts nothing the agent
+    can write.
+    """
+    where = f"policy at {address}: " if address else ""
+    choice: dict[str, int] = {}
+    options: dict[str, dict[int, int]] = {}
+    for cam in spec.cameras:
+        accepted = _accepted(cam)
+        if not accepted:
+            listed = ", ".join(encoding_name(e) for e in cam.encodings)
+            raise SpecMismatch(
+                f"{where}camera {cam.name!r} accepts only {listed}; the agent writes RAW_RGB8, JPEG, PNG"
+            )
+        options[cam.name] = {
+            e: estimate_image_bytes(cam.height, cam.width, e, jpeg_quality) for e in accepted
+        }
+        choice[cam.name] = accepted[0]
+    limit = int(spec.max_request_bytes)
+    if not limit:
+        return choice
+    reserve = _reserve_bytes(spec)
+
+    def total() -> int:
+        return reserve + sum(options[name][enc] for name, enc in choice.items())
+
+    while total() > limit:
+        savings = {name: options[name][enc] - min(options[name].values()) for name, enc in choice.items()}
+        name = max(savings, key=lambda n: savings[n])
+        if savings[name] <= 0:
+            sizes = ", ".join(
+                f"{n} {c.width}x{c.height} {encoding_name(choice[n])} {options[n][choice[n]]}"
+                for n, c in ((c.name, c) for c in spec.cameras)
+            )
+            raise SpecMismatch(
+                f"{where}a request needs up to {total()} bytes ({sizes}, {reserve} for state, "
+                f"prev_actions and text), more than the server's max_request_bytes {limit}; "
+                "let the cameras accept JPEG or raise max_request_bytes"
+            )
+        choice[name] = min(options[name], key=lambda e: options[name][e])
+    return choice
+
+
+def check_spec(spec: pb.PolicySpec, *, address: str = "") -> None:
+    """Raise :class:`SpecMismatch` when a spec from the server has sizes no policy has.
+
+    A spec is bytes from the peer like any other: a camera of 60000x60000 would make the agent
+    resize every frame to 10 GB, a NaN ``dt_s`` would pass ``dt_s <= 0``. Bounds: at most 16
+    cameras of at most :data:`vla.codec.MAX_IMAGE_PIXELS` pixels, names of at most 256
+    characters, ``action_dim`` 1-64, ``chunk_length`` 1-10000, ``dt_s`` finite in (0, 10] s.
+    """
+    where = f"policy at {address}: " if address else "policy: "
+    for field in ("name", "version", "backend", "precision", "device", "action_space"):
+        value = getattr(spec, field)
+        if len(value) > _MAX_NAME_CHARS:
+            raise SpecMismatch(f"{where}{field} is {len(value)} characters long, at most {_MAX_NAME_CHARS}")
+    if len(spec.cameras) > _MAX_CAMERAS:
+        raise SpecMismatch(f"{where}{len(spec.cameras)} cameras, at most {_MAX_CAMERAS}")
+    names = set()
+    for cam in spec.cameras:
+        if not cam.name or len(cam.name) > _MAX_NAME_CHARS or not cam.name.isprintable():
+            raise SpecMismatch(f"{where}camera name {cam.name[:64]!r} is empty, too long or not printable")
+        if cam.name in names:
+            raise SpecMismatch(f"{where}camera {cam.name!r} is listed twice")
+        names.add(cam.name)
+        if cam.height < 1 or cam.width < 1 or cam.height * cam.width > MAX_IMAGE_PIXELS:
+            raise SpecMismatch(
+                f"{where}camera {cam.name!r} is {cam.width}x{cam.height} (width x height); "
+                f"expected 1 to {MAX_IMAGE_PIXELS} pixels"
+            )
+    if not 1 <= spec.action_dim <= _MAX_ACTION_DIM:
+        raise SpecMismatch(f"{where}action_dim is {spec.action_dim}, expected 1 to {_MAX_ACTION_DIM}")
+    if not 1 <= spec.chunk_length <= _MAX_CHUNK_LENGTH:
+        raise SpecMismatch(f"{where}chunk_length is {spec.chunk_length}, expected 1 to {_MAX_CHUNK_LENGTH}")
+    if not (math.isfinite(spec.dt_s) and 0 < spec.dt_s <= _MAX_DT_S):
+        raise SpecMismatch(f"{where}dt_s is {spec.dt_s}, expected a number of seconds in (0, {_MAX_DT_S:g}]")
 
 
 class PolicyClient:
@@ -104,9 +272,17 @@ class PolicyClient:
         self._call: grpc.aio.StreamStreamCall | None = None
         self._next_id = 1  # monotonic for the whole session, across reconnects
         self.spec: pb.PolicySpec | None = None
+        self._encodings: dict[str, int] = {}  # planned for ``self._planned_for``
+        self._planned_for: pb.PolicySpec | None = None
+        self._warned_quality = False
 
     async def connect(self) -> pb.PolicySpec:
-        """Connect, read the spec and open the ``Predict`` stream; raise :class:`ServerUnavailable`."""
+        """Connect, read and check the spec, plan the encodings and open the ``Predict`` stream.
+
+        Raises :class:`ServerUnavailable` when the server does not answer, :class:`SpecMismatch`
+        when the spec is malformed (:func:`check_spec`) or no choice of encodings makes a request
+        fit its ``max_request_bytes`` (:func:`plan_encodings`).
+        """
         await self.close()
         self._channel = grpc.aio.insecure_channel(
             self.address,
@@ -129,8 +305,30 @@ class PolicyClient:
         except grpc.aio.AioRpcError as exc:
             await self.close()
             raise _translate(exc, self.address) from exc
-        self._call = stub.Predict()
+        try:
+            check_spec(self.spec, address=self.address)
+            self._plan(self.spec)
+        except SpecMismatch:
+            await self.close()
+            raise
+        # Raw bytes in: responses are parsed in ``receive``, so bytes that do not parse are a
+        # rejected chunk rather than a broken stream.
+        self._call = self._channel.stream_stream(
+            _PREDICT, request_serializer=pb.PredictRequest.SerializeToString, response_deserializer=None
+        )()
         return self.spec
+
+    def _plan(self, spec: pb.PolicySpec) -> dict[str, int]:
+        if self._planned_for is not spec:
+            self._encodings = plan_encodings(spec, self._jpeg_quality, address=self.address)
+            self._planned_for = spec
+            if any(self._encodings[c.name] != _accepted(c)[0] for c in spec.cameras):
+                logger.info(
+                    "Sending %s so that a request fits the server's max_request_bytes %d",
+                    ", ".join(f"{n} as {encoding_name(e)}" for n, e in self._encodings.items()),
+                    spec.max_request_bytes,
+                )
+        return self._encodings
 
     def _require_call(self) -> grpc.aio.StreamStreamCall:
         if self._call is None:
@@ -146,10 +344,21 @@ class PolicyClient:
         prev_actions: np.ndarray | None = None,
         inference_delay_steps: int | None = None,
     ) -> pb.PredictRequest:
-        """Encode an observation for the current spec (blocking: call it from a thread)."""
-        assert self.spec is not None
+        """Encode an observation for the current spec (blocking: call it from a thread).
+
+        ``state`` is ``[state_dim]``; ``prev_actions`` ``[n, action_dim]`` (only its first
+        ``chunk_length`` rows are sent) or None; ``inference_delay_steps`` is sent capped at
+        ``chunk_length``, as the server accepts. Each camera is encoded as planned at connect;
+        if the request still comes out over ``max_request_bytes``, JPEG frames are encoded again
+        at lower quality, and :class:`SpecMismatch` is raised naming the sizes if nothing fits.
+        """
+        spec = self.spec
+        assert spec is not None
+        encodings = self._plan(spec)
+        cameras = {cam.name: cam for cam in spec.cameras}
         images = {
-            cam.name: encode_frame(frames[cam.name], cam, self._jpeg_quality) for cam in self.spec.cameras
+            name: encode_frame(frames[name], cam, self._jpeg_quality, encodings[name])
+            for name, cam in cameras.items()
         }
         request = pb.PredictRequest(
             session_id=self.session_id,
@@ -159,11 +368,50 @@ class PolicyClient:
             timeout_ms=self._timeout_ms,
             capture_time_s=capture_time_s,
         )
+        horizon = spec.chunk_length or None  # a spec set by hand may leave it 0: no cap then
         if prev_actions is not None and len(prev_actions):
-            request.prev_actions.CopyFrom(to_tensor(np.asarray(prev_actions, dtype=np.float32)))
+            rows = np.asarray(prev_actions, dtype=np.float32)[:horizon]
+            request.prev_actions.CopyFrom(to_tensor(rows))
         if inference_delay_steps is not None:
-            request.inference_delay_steps = int(inference_delay_steps)
+            steps = max(0, int(inference_delay_steps))
+            request.inference_delay_steps = min(steps, horizon) if horizon else steps
+        limit = int(spec.max_request_bytes)
+        if limit and request.ByteSize() > limit:
+            self._shrink(request, frames, cameras, encodings, limit)
         return request
+
+    def _shrink(
+        self,
+        request: pb.PredictRequest,
+        frames: Mapping[str, Frame],
+        cameras: Mapping[str, pb.CameraSpec],
+        encodings: Mapping[str, int],
+        limit: int,
+    ) -> None:
+        """Encode the JPEG frames of ``request`` again at lower quality until it fits ``limit``."""
+        jpeg = [name for name, e in encodings.items() if e == pb.Image.JPEG]
+        for quality in (q for q in _JPEG_FALLBACK_QUALITIES if jpeg and q < self._jpeg_quality):
+            for name in jpeg:
+                request.images[name].CopyFrom(
+                    encode_frame(frames[name], cameras[name], quality, pb.Image.JPEG)
+                )
+            if request.ByteSize() <= limit:
+                if not self._warned_quality:
+                    self._warned_quality = True
+                    logger.warning(
+                        "A request at JPEG quality %d was over max_request_bytes %d; sent at quality %d",
+                        self._jpeg_quality,
+                        limit,
+                        quality,
+                    )
+                return
+        sizes = ", ".join(
+            f"{name} {encoding_name(img.encoding)} {img.ByteSize()}" for name, img in request.images.items()
+        )
+        raise SpecMismatch(
+            f"policy at {self.address}: a request is {request.ByteSize()} bytes ({sizes}), more than "
+            f"the server's max_request_bytes {limit}"
+        )
 
     def stamp(self, request: pb.PredictRequest) -> int:
         """Give ``request`` the next request id (monotonic for the session) and return it.
@@ -189,27 +437,40 @@ class PolicyClient:
         """The next response, decoded and checked against the spec's shape and finiteness."""
         call = self._require_call()
         try:
-            response = await call.read()
+            data = await call.read()
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, self.address) from exc
-        if response is grpc.aio.EOF:
+        if data is grpc.aio.EOF:
             raise ServerUnavailable(f"stream to {self.address} closed by the server", address=self.address)
-        return self._decode(response, time.monotonic())
+        received = time.monotonic()
+        if isinstance(data, pb.PredictResponse):  # a channel that parses for us (tests)
+            return self._decode(data, received)
+        try:
+            response = pb.PredictResponse.FromString(data)
+        except DecodeError as exc:
+            status = peek_varint(data, 2)  # PredictResponse.status
+            request_id = peek_varint(data, 1) or 0  # PredictResponse.request_id
+            return _rejected(request_id, status, f"response does not parse: {exc}", received)
+        return self._decode(response, received)
 
     def _decode(self, response: pb.PredictResponse, received: float) -> Chunk:
-        status = (
-            pb.PredictResponse.Status.Name(response.status)
-            if response.status in pb.PredictResponse.Status.values()
-            else str(response.status)
-        )
+        """Check ``response`` and make it a :class:`Chunk`; never raises (a bug here is a problem)."""
+        try:
+            return self._chunk(response, received)
+        except Exception as exc:  # the server is never trusted: whatever it sent, the agent holds
+            logger.exception("Checking response %d failed", response.request_id)
+            detail = f"response could not be checked: {type(exc).__name__}: {exc}"
+            return _rejected(response.request_id, response.status, detail, received)
+
+    def _chunk(self, response: pb.PredictResponse, received: float) -> Chunk:
         actions = None
         problem = None
         if response.status == pb.PredictResponse.OK:
             actions, problem = self._check_actions(response)
         return Chunk(
             request_id=response.request_id,
-            status=status,
-            message=response.message,
+            status=_status_name(response.status),
+            message=response.message[:_MAX_MESSAGE_CHARS],
             actions=actions,
             dt_s=response.dt_s,
             capture_time_s=response.capture_time_s,
@@ -221,18 +482,19 @@ class PolicyClient:
     def _check_actions(self, response: pb.PredictResponse) -> tuple[np.ndarray | None, str | None]:
         """The server is never trusted: shape, dtype and finiteness are checked here again."""
         assert self.spec is not None
+        tensor = response.actions
+        expected = (self.spec.chunk_length, self.spec.action_dim)
+        # dtype and shape are checked as Python integers before anything is decoded.
+        if tensor.dtype not in _FLOAT_DTYPES:
+            return None, f"invalid_chunk: actions dtype {dtype_name(tensor.dtype)}, expected FLOAT32"
+        shape = list(tensor.shape)
+        if len(shape) != 2 or shape[1] != expected[1] or not 1 <= shape[0] <= expected[0]:
+            shown = shape if len(shape) <= 8 else [*shape[:8], "..."]
+            return None, f"invalid_chunk: actions shape {shown}, spec says {list(expected)}"
         try:
-            actions = from_tensor(response.actions, name="actions")
+            actions = from_tensor(tensor, name="actions")
         except CodecError as exc:
             return None, f"invalid_chunk: {exc}"
-        expected = (self.spec.chunk_length, self.spec.action_dim)
-        if (
-            actions.ndim != 2
-            or actions.shape[1] != self.spec.action_dim
-            or actions.shape[0] < 1
-            or actions.shape[0] > expected[0]
-        ):
-            return None, f"invalid_chunk: actions shape {list(actions.shape)}, spec says {list(expected)}"
         if not (response.dt_s > 0 and np.isfinite(response.dt_s)):
             return None, f"invalid_chunk: dt_s is {response.dt_s}"
         if abs(response.dt_s - self.spec.dt_s) > 1e-3 * self.spec.dt_s:
@@ -320,6 +582,27 @@ class DelayedClient:
     async def close(self) -> None:
         await self._stop_reader()
         await self._inner.close()
+
+
+def _rejected(request_id: int, status: int | None, detail: str, received: float) -> Chunk:
+    """A chunk for a response that cannot be read or checked: ``invalid_chunk``, no actions."""
+    return Chunk(
+        request_id=request_id,
+        status=_status_name(pb.PredictResponse.STATUS_UNSPECIFIED if status is None else status),
+        message=detail[:_MAX_MESSAGE_CHARS],
+        actions=None,
+        dt_s=0.0,
+        capture_time_s=math.nan,
+        received_s=received,
+        server_total_ms=math.nan,
+        problem=f"invalid_chunk: {detail}"[:_MAX_MESSAGE_CHARS],
+    )
+
+
+def _status_name(status: int) -> str:
+    """``OK`` for a known :class:`pb.PredictResponse.Status` value, else the number as text."""
+    values = pb.PredictResponse.Status.values()
+    return pb.PredictResponse.Status.Name(status) if status in values else str(status)  # type: ignore[arg-type]
 
 
 def _translate(exc: grpc.aio.AioRpcError, address: str) -> ServerUnavailable:
