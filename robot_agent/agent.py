@@ -11,6 +11,8 @@
 
 Signals only record and flag (uvicorn's ``handle_exit``): SIGINT / SIGTERM set the stop event, a
 second SIGINT skips the graceful waits (never the driver stop), SIGUSR1 latches the e-stop.
+A latched e-stop ends the run. With a ``run_file`` (``runfile.py``) the agent says it runs, and
+when it latched, so ``robot-agent estop`` signals only a live agent and can confirm the latch.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from robot_agent.metrics import AgentMetrics
 from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient
 from robot_agent.recorder import NullRecorder, Recorder
 from robot_agent.robot import Robot, RobotState
+from robot_agent.runfile import RunFile, RunFileError, RunState
 from robot_agent.scheduler import Scheduler
 from robot_agent.sensors import Sensors
 from robot_agent.summary import RunStats
@@ -69,6 +72,7 @@ class Agent:
         *,
         robot: Robot | None = None,
         metrics: AgentMetrics | None = None,
+        run_file: RunFile | None = None,
     ) -> None:
         self.config = config
         self.robot = robot
@@ -96,6 +100,8 @@ class Agent:
         self._pending: dict[int, RobotState] = {}
         self._instruction = config.instruction
         self._camera_specs: dict[str, pb.CameraSpec] = {}
+        self._run_file = run_file  # how `robot-agent estop` finds this run and sees the latch
+        self._pending_estop: str | None = None  # an e-stop asked for before the shield existed
         self._frame_age_bounds: dict[str, float] = {}  # camera -> oldest usable frame, seconds
         self._stale: str | None = None  # what made the last observation unusable, until one is fresh
         # After an INVALID or ERROR answer the next request waits (exponential, capped, reset on OK).
@@ -120,10 +126,11 @@ class Agent:
         self._stop.set()
 
     def trigger_estop(self, reason: str) -> None:
-        """Latch the e-stop (thread-safe); the next control tick stops the arm."""
-        if self._loop is None or self._shield is None:
-            return
-        self._loop.call_soon_threadsafe(self._shield.estop.trigger, reason)
+        """Latch the e-stop (thread-safe); the next control tick stops the arm and the run ends.
+        Asked for before the shield exists (during startup), it is latched as soon as it does."""
+        self._pending_estop = self._pending_estop or reason  # recorded first: startup checks it after
+        if self._loop is not None and self._shield is not None:
+            self._loop.call_soon_threadsafe(self._shield.estop.trigger, reason)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -140,6 +147,8 @@ class Agent:
         with self._capture_signals(install_signal_handlers):
             self._driver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driver")
             try:
+                if self._run_file is not None:  # after the SIGUSR1 handler: the file says it is there
+                    await asyncio.to_thread(self._run_file.write, "running")
                 await self._startup()
                 await self._main()
             except BaseExceptionGroup as group:
@@ -180,6 +189,8 @@ class Agent:
             raise DriverError(f"robot {config.robot.kind} reports a fault: {state.fault}")
         logger.info("Robot ready: %s, ee at %s", config.robot.kind, np.round(state.ee.position, 3).tolist())
         self._shield = self._build_shield(state)
+        if self._pending_estop is not None:  # an operator e-stop during startup
+            self._shield.estop.trigger(self._pending_estop)
         for name, cam_config in config.cameras.items():
             camera = create_camera(cam_config, self.robot)
             await asyncio.to_thread(self._sensors.add, name, camera)
@@ -287,15 +298,35 @@ class Agent:
                     task.cancel(msg="forced exit: graceful shutdown skipped")
 
     async def _wait_for_stop(self, control: asyncio.Task[None]) -> None:
+        """Until a stop is asked for, the duration is up, control ends, or the e-stop latched: a
+        latched run ends (controlled stop, summary) rather than holding until ``duration_s``."""
+        assert self.control is not None
         stop = asyncio.create_task(self._stop.wait())
+        latched = asyncio.create_task(self.control.estop_latched.wait())
         try:
             await asyncio.wait(
-                {stop, control}, timeout=self.config.duration_s, return_when=asyncio.FIRST_COMPLETED
+                {stop, control, latched}, timeout=self.config.duration_s, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             stop.cancel()
+            latched.cancel()
+        if self.control.estopped:
+            logger.warning("Ending the run on the e-stop (%s)", self.stats.estop_reason)
+            await self._write_run_file("estopped", self.stats.estop_reason)
+
+    async def _write_run_file(self, state: RunState, estop_reason: str | None = None) -> None:
+        """Tell ``robot-agent estop`` what this run does; a failed write is logged (SIGUSR1 still works)."""
+        if self._run_file is None:
+            return
+        try:
+            await asyncio.to_thread(self._run_file.write, state, estop_reason)
+        except RunFileError as exc:
+            logger.warning("%s", exc)
 
     async def _shutdown(self) -> None:
+        estopped = self.control is not None and self.control.estopped
+        if not estopped:
+            await self._write_run_file("stopped")
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.close()
@@ -317,6 +348,11 @@ class Agent:
             self.stats.started_s = self.stats.ended_s
         self.summary = self.stats.to_dict()
         self._recorder.close(self.summary)
+        if self._run_file is not None:  # kept after an e-stop, so `robot-agent estop` can confirm it
+            if self.control is not None and self.control.estopped:
+                await self._write_run_file("estopped", self.stats.estop_reason)
+            else:
+                await asyncio.to_thread(self._run_file.remove)
 
     # --- stream ---------------------------------------------------------------------------------
     async def _stream(self) -> None:

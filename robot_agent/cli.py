@@ -7,6 +7,7 @@ flags or the environment, configures logging, prints, and exits.
     robot-agent estop --pid 12345
 
 Errors print one line, ``TypeName: message``, and exit 1 (the traceback only with ``--debug``).
+Exit codes are :data:`EXIT_CODES`, shown by ``--help``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,61 @@ import logging.config
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from robot_agent.config import BLEND_MODES, INTERPOLATIONS, AgentConfig, ControlConfig, ServerConfig
 from robot_agent.errors import AgentError
+from robot_agent.runfile import (
+    RunFileError,
+    RunRecord,
+    default_run_dir,
+    find_run,
+    live_runs,
+    looks_like_agent,
+    process_identity,
+    read_run,
+    stale_reason,
+)
 
-__all__ = ["build_parser", "main", "run", "run_eval"]
+__all__ = [
+    "EXIT_CODES",
+    "EstopRefused",
+    "build_estop_parser",
+    "build_parser",
+    "estop",
+    "main",
+    "run",
+    "run_eval",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_ESTOP = 3
+EXIT_ESTOP_UNCONFIRMED = 4
+EXIT_INTERRUPTED = 130
+#: Every exit status of ``robot-agent`` and its subcommands, and what it means.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "done: a controlled stop (Ctrl-C, SIGTERM, --duration); estop: the latch is confirmed",
+    EXIT_ERROR: "an error, printed as one line; estop: refused (no running robot-agent), nothing signalled",
+    EXIT_USAGE: "bad flags",
+    EXIT_ESTOP: "the e-stop latched and ended the run (arm stopped; summary printed and written)",
+    EXIT_ESTOP_UNCONFIRMED: "estop: SIGUSR1 sent, but the agent did not confirm the latch in --timeout",
+    EXIT_INTERRUPTED: "Ctrl-C before the agent took over its signals",
+}
+EXIT_CODES_HELP = "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+RUN_DIR_HELP = (
+    "where run files live: robot-agent estop finds agents there "
+    "(default: $XDG_RUNTIME_DIR/vla-deploy, else <tmp>/vla-deploy-<uid>)"
+)
+
+
+class EstopRefused(AgentError):
+    """Raised by ``robot-agent estop`` when its target is not a running robot-agent; nothing is signalled."""
+
 
 LOGGING_CONFIG: dict[str, Any] = {
     "version": 1,
@@ -82,12 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robot-agent",
         description="Run a VLA policy served by an inference server on a robot arm, safely.",
-        epilog="Subcommands: 'robot-agent eval --help', 'robot-agent check --help', 'robot-agent estop --help'.",
+        epilog="Subcommands: 'robot-agent eval --help', 'robot-agent check --help', 'robot-agent estop --help'.\n\n"
+        "A latched e-stop (robot-agent estop, SIGUSR1, a driver fault) stops the arm and ends the run.\n\n"
+        + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(parser)
     parser.add_argument(
         "--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)"
     )
+    parser.add_argument("--run-dir", metavar="DIR", help=RUN_DIR_HELP)
     return parser
 
 
@@ -156,11 +209,21 @@ def configure_logging(level: str) -> None:
     logging.config.dictConfig(config)
 
 
-def run(config: AgentConfig) -> dict[str, Any]:
-    """Run the agent with ``config`` and return its summary (tests patch this)."""
+def run(config: AgentConfig, *, run_dir: Path | None = None) -> dict[str, Any]:
+    """Run the agent with ``config`` and return its summary (tests patch this). With ``run_dir``
+    the agent keeps a run file there, for ``robot-agent estop``."""
     from robot_agent.agent import Agent
+    from robot_agent.runfile import RunFile
 
-    return Agent(config).run()
+    run_file = None
+    if run_dir is not None:
+        run_file = RunFile.for_this_process(run_dir, server=config.server.address, robot=config.robot.kind)
+    try:
+        return Agent(config, run_file=run_file).run()
+    finally:
+        # The agent has put SIGUSR1's default (terminate) back; an estop that read the run file
+        # just before the agent removed it must not kill the process while it prints the summary.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def run_eval(config: AgentConfig, episodes: int, seed: int, episode_timeout_s: float) -> Any:
@@ -170,21 +233,132 @@ def run_eval(config: AgentConfig, episodes: int, seed: int, episode_timeout_s: f
     return evaluate_sync(config, episodes=episodes, seed=seed, episode_timeout_s=episode_timeout_s)
 
 
-def estop(argv: Sequence[str]) -> int:
-    """``robot-agent estop --pid PID``: latch a running agent's e-stop (SIGUSR1). The latch holds
-    until that agent is restarted; the arm's own e-stop button stays the first line."""
-    parser = argparse.ArgumentParser(prog="robot-agent estop", description="Latch a running agent's e-stop.")
-    parser.add_argument("--pid", type=int, required=True, help="process id of the running agent (required)")
-    args = parser.parse_args(argv)
-    try:
-        os.kill(args.pid, signal.SIGUSR1)
-    except (ProcessLookupError, PermissionError) as exc:
-        print(
-            f"{type(exc).__name__}: cannot signal agent process {args.pid}: {exc.strerror}", file=sys.stderr
+def build_estop_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robot-agent estop",
+        description=(
+            "Latch a running robot-agent's e-stop and confirm it.\n\n"
+            "Only a process with a live run file (written by the agent once it handles SIGUSR1)\n"
+            "is signalled; anything else is refused in one line and left alone. The agent stops\n"
+            "the arm, ends the run (summary printed and written) and exits 3. This command waits\n"
+            "for the run file to say the e-stop latched. The arm's own e-stop button stays the\n"
+            "first line."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--pid",
+        type=int,
+        help="process id of the agent (default: the only running agent; refused if there are several)",
+    )
+    parser.add_argument("--run-dir", metavar="DIR", help=RUN_DIR_HELP)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="how long to wait for the agent to confirm the latch (default: 3)",
+    )
+    return parser
+
+
+def _command_line(cmdline: tuple[str, ...]) -> str:
+    text = " ".join(cmdline) or "?"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _estop_target(run_dir: Path, pid: int | None) -> RunRecord:
+    """The running agent to signal; :class:`EstopRefused` (or ``RunFileError``) when there is none."""
+    if pid is None:
+        runs = live_runs(run_dir)
+        if not runs:
+            raise EstopRefused(
+                f"no running robot-agent has a run file in {run_dir} (started with another --run-dir?)"
+            )
+        if len(runs) > 1:
+            listed = "; ".join(r.describe() for r in runs)
+            raise EstopRefused(f"{len(runs)} robot-agents are running, pick one with --pid: {listed}")
+        return runs[0]
+    if pid <= 0:  # kill() would signal a whole process group
+        raise EstopRefused(f"--pid {pid} is not a process id; nothing signalled")
+    record = find_run(run_dir, pid) if run_dir.exists() else None
+    if record is None:
+        identity = process_identity(pid)
+        if identity is None:
+            raise EstopRefused(f"no process {pid}; nothing signalled")
+        if looks_like_agent(identity.cmdline):
+            raise EstopRefused(
+                f"process {pid} ({_command_line(identity.cmdline)}) has no run file in {run_dir} "
+                "(another --run-dir, or still starting?); not signalled"
+            )
+        raise EstopRefused(
+            f"process {pid} ({_command_line(identity.cmdline)}) is not a running robot-agent; not signalled"
         )
-        return 1
-    print(f"E-stop requested from agent process {args.pid} (SIGUSR1); check its log for 'E-stop latched'.")
-    return 0
+    reason = stale_reason(record)
+    if reason is not None:
+        raise EstopRefused(f"run file {record.path} is stale: {reason}; not signalled")
+    return record
+
+
+def estop(argv: Sequence[str]) -> int:
+    """``robot-agent estop [--pid PID]``: latch a running agent's e-stop (SIGUSR1) and wait, up to
+    ``--timeout``, for its run file to say ``estopped``. Returns an :data:`EXIT_CODES` status."""
+    args = build_estop_parser().parse_args(argv)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(os.environ)
+    try:
+        record = _estop_target(run_dir, args.pid)
+        if record.state == "estopped":
+            print(f"E-stop already latched on robot-agent {record.pid}: {record.estop_reason}", flush=True)
+            return EXIT_OK
+        if record.state == "stopped":
+            raise EstopRefused(f"robot-agent {record.pid} is already stopping; not signalled")
+    except AgentError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    try:
+        os.kill(record.pid, signal.SIGUSR1)
+    except OSError as exc:  # gone since the check, or another user's
+        print(
+            f"{type(exc).__name__}: cannot signal robot-agent {record.pid}: {exc.strerror}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_ERROR
+    return _confirm_latch(record, args.timeout)
+
+
+def _confirm_latch(record: RunRecord, timeout_s: float) -> int:
+    """Poll the run file (every 20 ms, up to ``timeout_s``) until it says ``estopped``."""
+    deadline = time.monotonic() + timeout_s
+    state: str = record.state
+    while True:
+        # Liveness first, then the file: an agent that latched and exited in between wrote
+        # "estopped" before it went, so the read below still sees it.
+        alive = stale_reason(record) is None
+        try:
+            now = read_run(record.path)
+            state = now.state
+        except FileNotFoundError:
+            state = "gone"  # a clean exit removes the file; a latched run keeps it
+        except RunFileError as exc:
+            state = f"unreadable: {exc}"
+        else:
+            if now.state == "estopped":
+                print(f"E-stop latched on robot-agent {record.pid}: {now.estop_reason}", flush=True)
+                return EXIT_OK
+        if state == "gone" or not alive:
+            why = f"robot-agent {record.pid} exited without confirming the e-stop; check the arm"
+            break
+        if time.monotonic() >= deadline:
+            why = (
+                f"SIGUSR1 sent to robot-agent {record.pid}, but the latch was not confirmed within "
+                f"{timeout_s:g} s (run file says {state}); check the arm"
+            )
+            break
+        time.sleep(0.02)
+    print(f"EstopUnconfirmed: {why}", file=sys.stderr, flush=True)
+    return EXIT_ESTOP_UNCONFIRMED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,8 +374,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "run":
             from robot_agent.summary import format_summary
 
-            summary = run(config)
+            run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(os.environ)
+            summary = run(config, run_dir=run_dir)
             print(format_summary(summary), flush=True)
+            if summary.get("estops"):
+                print(
+                    f"E-stop latched: {summary['estop_reason']}; the run ended (exit {EXIT_ESTOP})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return EXIT_ESTOP
         elif command == "eval":
             from robot_agent.evaluation import format_results
 
@@ -209,7 +391,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_results(results), flush=True)
             if args.json:
                 import json
-                from pathlib import Path
 
                 Path(args.json).write_text(json.dumps(results.to_dict(), indent=2) + "\n")
         else:
@@ -220,14 +401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if args.debug:
             raise
         print(
             f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr, flush=True
         )
-        return 1
-    return 0
+        return EXIT_ERROR
+    return EXIT_OK

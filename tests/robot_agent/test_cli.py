@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +19,8 @@ SUMMARY = RunStats(rate_hz=100.0, started_s=0.0, ended_s=1.0, ticks=100).to_dict
 def test_flags_become_the_config(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_run(config):  # type: ignore[no-untyped-def]
-        seen["config"] = config
+    def fake_run(config, *, run_dir):  # type: ignore[no-untyped-def]
+        seen.update(config=config, run_dir=run_dir)
         return SUMMARY
 
     monkeypatch.setattr(cli, "run", fake_run)
@@ -32,6 +35,7 @@ def test_flags_become_the_config(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     assert config.control.interpolation == "ruckig"
     assert config.instruction == "touch the red cube" and config.duration_s == 3.0
     assert config.metrics_port is None and config.record.dir == "/tmp/x"
+    assert seen["run_dir"] == Path(tempfile.gettempdir()) / f"vla-deploy-{os.getuid()}"  # no XDG_RUNTIME_DIR
     out = capsys.readouterr().out
     assert out.startswith("Run summary") and "ticks                  100" in out
 
@@ -40,13 +44,13 @@ def test_flags_override_the_config_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     path = tmp_path / "agent.toml"
     path.write_text('[control]\nrate_hz = 50\nblend = "replace"\n')
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(cli, "run", lambda config: seen.setdefault("config", config) and SUMMARY)
+    monkeypatch.setattr(cli, "run", lambda config, **_: seen.setdefault("config", config) and SUMMARY)
     assert cli.main(["--config", str(path), "--rate", "200"]) == 0
     assert seen["config"].control.rate_hz == 200.0 and seen["config"].control.blend == "replace"
 
 
 def test_agent_errors_print_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    def fail(config):  # type: ignore[no-untyped-def]
+    def fail(config, **_):  # type: ignore[no-untyped-def]
         raise DriverError("robot franka at 172.16.0.2: connect failed: timed out")
 
     monkeypatch.setattr(cli, "run", fail)
@@ -56,7 +60,7 @@ def test_agent_errors_print_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_debug_reraises(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(config):  # type: ignore[no-untyped-def]
+    def fail(config, **_):  # type: ignore[no-untyped-def]
         raise DriverError("boom")
 
     monkeypatch.setattr(cli, "run", fail)
@@ -65,7 +69,7 @@ def test_debug_reraises(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unexpected_errors_suggest_debug(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(cli, "run", lambda config: 1 / 0)
+    monkeypatch.setattr(cli, "run", lambda config, **_: 1 / 0)
     assert cli.main([]) == 1
     assert (
         capsys.readouterr().err
@@ -102,29 +106,57 @@ def test_eval_subcommand(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path) -> N
 
 
 def test_every_option_has_help_with_a_default() -> None:
-    for parser in (cli.build_parser(), cli.build_eval_parser(), cli.build_check_parser()):
+    parsers = (
+        cli.build_parser(),
+        cli.build_eval_parser(),
+        cli.build_check_parser(),
+        cli.build_estop_parser(),
+    )
+    for parser in parsers:
         for action in parser._actions:
             if action.dest == "help":
                 continue
             assert action.help and "default" in action.help, action.dest
 
 
-def test_estop_signals_the_agent_process(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    import signal
-
-    sent: list[tuple[int, int]] = []
-    monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append((pid, sig)))
-    assert cli.main(["estop", "--pid", "4242"]) == 0
-    assert sent == [(4242, signal.SIGUSR1)]
-    assert "E-stop requested from agent process 4242" in capsys.readouterr().out
-
-
-def test_estop_of_a_missing_process_fails_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    def gone(pid: int, sig: int) -> None:
-        raise ProcessLookupError(3, "No such process")
-
-    monkeypatch.setattr(cli.os, "kill", gone)
-    assert cli.main(["estop", "--pid", "4242"]) == 1
+def test_a_run_ended_by_the_estop_exits_3_after_the_summary(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    stats = RunStats(rate_hz=100.0, started_s=0.0, ended_s=1.0, ticks=100, estops=1)
+    stats.estop_reason = "operator signal SIGUSR1"
+    monkeypatch.setattr(cli, "run", lambda config, **_: stats.to_dict())
+    assert cli.main([]) == cli.EXIT_ESTOP == 3
+    captured = capsys.readouterr()
     assert (
-        capsys.readouterr().err == "ProcessLookupError: cannot signal agent process 4242: No such process\n"
+        captured.out.startswith("Run summary")
+        and "e-stops                1 (operator signal SIGUSR1)" in captured.out
     )
+    assert captured.err == "E-stop latched: operator signal SIGUSR1; the run ended (exit 3)\n"
+
+
+@pytest.mark.parametrize(
+    ("flags", "xdg", "expected"),
+    [
+        ([], "/run/user/1000", "/run/user/1000/vla-deploy"),  # per-user runtime dir
+        (["--run-dir", "/srv/vla"], "/run/user/1000", "/srv/vla"),  # the flag wins
+    ],
+)
+def test_the_run_dir_comes_from_the_flag_or_xdg_runtime_dir(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], xdg: str, expected: str
+) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setenv("XDG_RUNTIME_DIR", xdg)
+    monkeypatch.setattr(
+        cli, "run", lambda config, *, run_dir: seen.setdefault("run_dir", run_dir) and SUMMARY
+    )
+    assert cli.main(flags) == 0
+    assert seen["run_dir"] == Path(expected)
+
+
+def test_help_documents_the_exit_codes_and_the_estop(capsys) -> None:  # type: ignore[no-untyped-def]
+    for argv in (["--help"], ["estop", "--help"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        for code, meaning in cli.EXIT_CODES.items():
+            assert f"  {code:<4} {meaning}" in out
+    assert sorted(cli.EXIT_CODES) == [0, 1, 2, 3, 4, 130]
