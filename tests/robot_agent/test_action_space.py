@@ -7,10 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robot_agent.action_space import ActionSpace, state_vector
+from robot_agent.action_space import (
+    ActionSpace,
+    StateVectorBuilder,
+    state_vector,
+    unwrap_rotvec,
+    unwrap_rotvecs,
+)
 from robot_agent.errors import SpecMismatch
 from robot_agent.robot import RobotState
-from safety.rotations import quat_angle, quat_multiply, rotvec_to_quat
+from safety.rotations import quat_angle, quat_multiply, quat_to_rotvec, rotvec_to_quat
 from safety.types import Pose
 
 # A gripper pointing down: rotation by pi about x, right on the rotation-vector discontinuity.
@@ -135,3 +141,146 @@ def test_ee_delta_round_trip_property(delta: list[float]) -> None:
     back = space.to_actions(space.to_waypoints(arr, capture), capture)
     np.testing.assert_allclose(back[0, :3], arr[0, :3], atol=1e-6)
     assert quat_angle(rotvec_to_quat(back[0, 3:6]), rotvec_to_quat(arr[0, 3:6])) < 1e-5
+
+
+# --- rotations across the pi wrap (issue 10, kind 5) ----------------------------------------------
+Z = np.array([0.0, 0.0, 1.0])
+
+
+def turned(angle: float, axis: np.ndarray = Z) -> np.ndarray:
+    """DOWN turned by ``angle`` about the base-frame ``axis`` (a tool turning about itself)."""
+    return quat_multiply(rotvec_to_quat(angle * axis), DOWN)
+
+
+@pytest.mark.parametrize(
+    ("rotvec", "near", "expected"),
+    [
+        # past pi about z: the principal -3.107 z, next to +3.107 z, is +3.176 z
+        (-(math.pi - 0.035) * Z, (math.pi - 0.035) * Z, (math.pi + 0.035) * Z),
+        # nothing to do next to the principal value
+        (0.3 * Z, 0.2 * Z, 0.3 * Z),
+        # two turns along: the representative 4*pi further along the axis
+        (0.1 * Z, (4 * math.pi + 0.05) * Z, (4 * math.pi + 0.1) * Z),
+        # the identity next to a whole turn: the point of the 2*pi sphere along `near`
+        (np.zeros(3), np.array([0.0, 6.0, 0.0]), np.array([0.0, 2 * math.pi, 0.0])),
+        (np.zeros(3), np.array([0.0, 3.0, 0.0]), np.zeros(3)),
+    ],
+)
+def test_unwrap_rotvec_takes_the_representative_nearest(
+    rotvec: np.ndarray, near: np.ndarray, expected: np.ndarray
+) -> None:
+    np.testing.assert_allclose(unwrap_rotvec(rotvec, near), expected, atol=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.floats(-1.0, 1.0), min_size=3, max_size=3).filter(lambda v: np.linalg.norm(v) > 0.1),
+    st.floats(-3.0, 3.0),
+    st.floats(0.01, 0.3),
+)
+def test_unwrapping_principal_values_recovers_a_continuous_turn(
+    axis: list[float], start: float, step: float
+) -> None:
+    """A turn about a fixed axis through several multiples of pi, read back as principal
+    rotation vectors (angle in [0, pi], which jump): unwrapped in sequence from the true first
+    value, they are the turn itself (and each is the same rotation as its principal value)."""
+    u = np.array(axis) / np.linalg.norm(axis)
+    angles = start + step * np.arange(int(4 * math.pi / step))
+    truth = angles[:, None] * u
+    principal = np.array([quat_to_rotvec(rotvec_to_quat(r)) for r in truth])
+    out = unwrap_rotvecs(principal, truth[0])
+    np.testing.assert_allclose(out, truth, atol=1e-9)
+    for got, raw in zip(out, principal, strict=True):
+        assert quat_angle(rotvec_to_quat(got), rotvec_to_quat(raw)) < 1e-9
+
+
+@pytest.mark.parametrize("name", ["ee_absolute", "ee_delta"])
+def test_chunk_waypoints_turn_continuously_past_pi(name: str) -> None:
+    """Kind 5's example in both end-effector spaces: +2 degrees per action from 176 degrees
+    (reference tool-down) gives 3.072, 3.107, 3.142, 3.176, ... about z, no jump to -3.107."""
+    space = ActionSpace(name, 7, 7, reference=DOWN)
+    capture = state(quat=turned(math.radians(176.0)))
+    angles = math.radians(176.0) + math.radians(2.0) * np.arange(10)
+    if name == "ee_delta":  # relative to the capture, base frame
+        rot = [(a - math.radians(176.0)) * Z for a in angles]
+        acts = np.array([[0.0, 0.0, 0.0, *r, 1.0] for r in rot])
+    else:  # base-frame rotation vectors, as a policy would send them (angle in [0, pi])
+        acts = np.array([[0.3, 0.0, 0.5, *quat_to_rotvec(turned(a)), 1.0] for a in angles])
+    waypoints = space.to_waypoints(acts, capture)
+    np.testing.assert_allclose(waypoints[:, 5], angles, atol=1e-9)
+    np.testing.assert_allclose(waypoints[:, 3:5], 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["ee_absolute", "ee_delta"])
+def test_prev_actions_are_continuous_across_pi(name: str) -> None:
+    """prev_actions (to_actions of the plan's rest) turning past pi: rows are continuous, and
+    the same rotations as the waypoints; for ee_absolute the first row is next to the state
+    vector's rotation when given (here the representative opposite the principal one)."""
+    space = ActionSpace(name, 7, 7, reference=DOWN)
+    angles = math.radians(170.0) + math.radians(2.0) * np.arange(12)
+    waypoints = np.array([[0.3, 0.0, 0.5, 0.0, 0.0, a, 1.0] for a in angles])
+    capture = state(quat=turned(angles[0]))
+    near = -quat_to_rotvec(capture.ee.quaternion)  # the other representative (angle pi)
+    out = space.to_actions(waypoints, capture, near_rotvec=near if name == "ee_absolute" else None)
+    steps = np.linalg.norm(np.diff(out[:, 3:6].astype(float), axis=0), axis=1)
+    assert steps.max() < 0.1, steps
+    if name == "ee_absolute":
+        assert np.linalg.norm(out[0, 3:6] - near) < 0.1
+    for row, a in zip(out, angles, strict=True):
+        quat = (
+            rotvec_to_quat(row[3:6])
+            if name == "ee_absolute"
+            else quat_multiply(rotvec_to_quat(row[3:6]), capture.ee.quaternion)
+        )
+        assert quat_angle(quat, turned(a)) < 1e-5
+
+
+def test_issue_example_state_vector_stays_continuous_across_observations() -> None:
+    """Kind 5's example: a tool held down, sensor noise of 1e-4 rad either side of pi. Read
+    afresh, ee_rx flips between +3.1415 and -3.1415; the builder keeps it next to the last one."""
+    names = ["ee_rx", "ee_ry", "ee_rz", "gripper"]
+    noise = 1e-4 * np.array([1, -1, 1, -1, -1, 1])
+    readings = [state(quat=quat_multiply(rotvec_to_quat(np.array([e, 0.0, 0.0])), DOWN)) for e in noise]
+    fresh = np.array([state_vector(s, names) for s in readings])
+    assert np.abs(np.diff(fresh[:, 0])).max() > 6.0  # the flip the builder removes
+    builder = StateVectorBuilder(names)
+    built = np.array([builder.build(s) for s in readings])
+    np.testing.assert_allclose(np.abs(built[:, 0]), math.pi + noise * np.sign(built[0, 0]), atol=1e-6)
+    assert np.abs(np.diff(built[:, 0])).max() < 3e-4
+    np.testing.assert_allclose(built[:, 3], 0.8)
+
+
+def test_state_vector_follows_a_tool_turning_through_a_whole_turn() -> None:
+    """Yaw of a downward tool from 0 to 400 degrees: the base-frame rotation vector is pi about
+    a horizontal axis turning at half the rate; the builder's ee_r* never jump."""
+    builder = StateVectorBuilder(["ee_rx", "ee_ry", "ee_rz"])
+    angles = np.radians(np.arange(0.0, 400.0, 1.0))
+    built = np.array([builder.build(state(quat=turned(a))) for a in angles]).astype(float)
+    assert np.linalg.norm(np.diff(built, axis=0), axis=1).max() < 0.03
+    for vec, a in zip(built, angles, strict=True):
+        assert quat_angle(rotvec_to_quat(vec), turned(a)) < 1e-5
+    np.testing.assert_allclose(builder.rotvec, built[-1], atol=1e-6)
+
+
+def test_state_vector_builder_reset_forgets_the_last_orientation() -> None:
+    builder = StateVectorBuilder(["ee_rx"])
+    assert builder.rotvec is None
+    builder.build(state(quat=turned(3.0)))
+    builder.reset()
+    assert builder.rotvec is None
+    np.testing.assert_allclose(builder.build(state()), state_vector(state(), ["ee_rx"]))
+
+
+def test_state_vector_builder_refuses_an_unknown_name_at_once() -> None:
+    with pytest.raises(SpecMismatch, match="'ee_vx'"):
+        StateVectorBuilder(["gripper", "ee_vx"])
+
+
+def test_joint_waypoints_are_never_unwrapped() -> None:
+    """Joints past pi are distinct commands (a joint with more than a turn of range)."""
+    space = ActionSpace("joint_absolute", 8, 7)
+    acts = np.zeros((3, 8))
+    acts[:, 6] = [3.1, 3.2, 3.3]
+    waypoints = space.to_waypoints(acts, state())
+    np.testing.assert_array_equal(waypoints[:, 6], [3.1, 3.2, 3.3])
+    np.testing.assert_array_equal(space.unwrap_waypoints(waypoints, -waypoints[0]), waypoints)
