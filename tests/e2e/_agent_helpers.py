@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +101,17 @@ class CliRun:
     log: str
 
 
+#: What a step does once its log line appeared: send these signals, or await this with the process.
+StepAction = Sequence[int] | Callable[[asyncio.subprocess.Process], Awaitable[None]]
+
+
 async def run_cli_with_signals(
-    port: int, *extra: str, steps: Sequence[tuple[str, Sequence[int]]], timeout: float = 30
+    port: int, *extra: str, steps: Sequence[tuple[str, StepAction]], timeout: float = 30
 ) -> CliRun:
-    """Run ``robot-agent`` as an operator does: for each ``(log line, signals)`` step, wait for the
-    line on stderr, then send the signals; then wait (bounded) for the process to exit. The process
-    is killed if a wait runs out, so a hung agent fails the test instead of hanging it."""
+    """Run ``robot-agent`` as an operator does: for each ``(log line, action)`` step, wait for the
+    line on stderr, then send the signals (or await the action, e.g. ``robot-agent estop``); then
+    wait (bounded) for the process to exit. The process is killed if a wait runs out, so a hung
+    agent fails the test instead of hanging it."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "robot_agent",
         "--server", f"127.0.0.1:{port}", "--metrics-port", "0", "--instruction", "stay", *extra,
@@ -118,9 +123,12 @@ async def run_cli_with_signals(
     assert proc.stderr is not None
     seen: list[str] = []
     try:
-        for needle, signals in steps:
+        for needle, action in steps:
             await _wait_for_line(proc.stderr, needle, seen, timeout)
-            for sig in signals:
+            if callable(action):
+                await action(proc)
+                continue
+            for sig in action:
                 proc.send_signal(sig)
         async with asyncio.timeout(20):
             stdout, stderr = await proc.communicate()
