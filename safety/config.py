@@ -10,6 +10,7 @@ Example::
     [safety]
     on_workspace_violation = "clamp"   # or "reject": hold instead of moving to the nearest safe point
     stale_after_s = 0.1
+    keep_out_margin_m = 0.005          # commands stay this far (m) from every keep-out zone
 
     [safety.workspace]
     min = [0.25, -0.35, 0.02]
@@ -207,10 +208,20 @@ class SafetyConfig:
     for a bad value, a limit in reject mode, IK failure, tracking) latch the e-stop; 0 disables
     it. Clamping and rate limiting never count: smoothing a coarse policy is the shield's job,
     and neither do watchdog holds (no target, stale).
+
+    ``keep_out_margin_m``: commands keep this far (metres) from every keep-out zone, so that the
+    arm's own tracking error (it lags and sags behind its commands: about 2 mm on the sim arm
+    during a fast flip of the tool) does not carry it into the zone. Set it above the tracking
+    error of your arm at the configured speeds. The shield checks the bound: a tick whose
+    *measured* position is inside a zone itself (the arm strayed further than the margin) fires
+    ``keep_out`` and logs a warning naming the zone, the depth and the margin; from a hold
+    there the commands only move the arm out. The workspace box bounds commands exactly: set
+    it inside what the arm may reach by your tracking error.
     """
 
     workspace: Box = field(default_factory=Box)
     keep_out: tuple[KeepOut, ...] = ()
+    keep_out_margin_m: float = 0.005
     on_workspace_violation: Literal["clamp", "reject"] = "clamp"
     orientation: OrientationLimit = field(default_factory=OrientationLimit)
     translation: CartesianLimits = field(default_factory=lambda: CartesianLimits(0.5, 2.0, 100.0))
@@ -480,6 +491,7 @@ def _validate(c: SafetyConfig) -> None:
             f"must be a keep-out zone, got {zone!r}",
         )
         _validate_zone(zone, f"safety.keep_out[{i}]")
+    _positive(c.keep_out_margin_m, "safety.keep_out_margin_m", allow_zero=True)
     _need(
         c.on_workspace_violation in ("clamp", "reject"),
         "safety.on_workspace_violation",

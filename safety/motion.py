@@ -129,6 +129,8 @@ class Axes:
         self._all_true = np.ones(n, dtype=bool)
         self._on_target = self._all_true  # per axis: the last step took its target exactly
         self._limits = list(zip(self.vmax.tolist(), self.amax.tolist(), self.jmax.tolist(), strict=True))
+        self._vlo_list = (-self.vmax).tolist()
+        self._vhi_list = self.vmax.tolist()
 
     def seed(self, p: np.ndarray) -> None:
         """At rest at ``p`` (after reset or a hold): nothing to brake, so any bound is reachable."""
@@ -148,6 +150,7 @@ class Axes:
         lo: np.ndarray,
         hi: np.ndarray,
         target_velocity: Callable[[], np.ndarray] | None = None,
+        direction: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, StepResult]:
         """Advance one tick toward ``target`` within ``[lo, hi]``; returns the new position.
 
@@ -162,17 +165,33 @@ class Axes:
         position. Without it a ramp is chased at a constant lag (the braking distance at the
         ramp's speed) and never rejoined. Safety never depends on it: the aim is clamped to
         the admissible interval whatever it says.
+
+        ``direction = (up_only, down_only)`` (boolean arrays, one value per axis) is a ratchet:
+        on an up-only axis the velocity, and the velocity reached by ramping the acceleration
+        to zero, stay >= 0, so the position never decreases (mirror for down-only; both: the
+        axis stays still). It is the velocity bound with ``-V`` replaced by 0, so the viability
+        argument above holds unchanged; it must be switched on at rest (a seed) and may only
+        be relaxed afterwards. The shield uses it to leave a keep-out zone, the workspace or a
+        joint limit band monotonically (issue 10, kind 8).
         """
-        mask = self._direct(target, dt, lo, hi)
+        if direction is None:
+            vlo_l, vhi_l = self._vlo_list, self._vhi_list
+            vlo, vhi = -self.vmax, self.vmax
+        else:
+            up_only, down_only = direction
+            vlo = np.where(up_only, 0.0, -self.vmax)
+            vhi = np.where(down_only, 0.0, self.vmax)
+            vlo_l, vhi_l = vlo.tolist(), vhi.tolist()
+        mask = self._direct(target, dt, lo, hi, vlo_l, vhi_l)
         p, v, a = self.p, self.v, self.a
-        vmax, amax, jmax = self.vmax, self.amax, self.jmax
+        amax, jmax = self.amax, self.jmax
         vt: np.ndarray | None = None
         settle_j = settle_a = None
         if not self._on_target.all() and any(mask):
             # An axis catching up may land on the target only in a state that can go on with it
             # (the target's velocity, within one tick's jerk); landing faster overshoots next
             # tick and the filter would chase the target around it for ever.
-            vt = self._target_velocity(target_velocity)
+            vt = self._target_velocity(target_velocity, vlo, vhi)
             v1 = (target - p) / dt
             a1 = (v1 - v) / dt
             a_next = (vt - v1) / dt
@@ -197,8 +216,8 @@ class Axes:
 
         # Closed-form intervals: jerk, acceleration, velocity, position, velocity viability.
         lj, uj = a - jmax * dt, a + jmax * dt
-        rv_up = np.maximum(vmax - v, 0.0)
-        rv_dn = np.maximum(vmax + v, 0.0)
+        rv_up = np.maximum(vhi - v, 0.0)
+        rv_dn = np.maximum(v - vlo, 0.0)
         # Roots of v + a' dt + a'|a'| / (2J) = +-V, written without cancellation.
         uv = 2.0 * rv_up / (dt + np.sqrt(dt2 + 2.0 * rv_up / jmax))
         lv = -2.0 * rv_dn / (dt + np.sqrt(dt2 + 2.0 * rv_dn / jmax))
@@ -207,13 +226,13 @@ class Axes:
         # always has some), the lower-priority bound gives way, never jerk or acceleration.
         lo_a, hi_a = np.maximum(lj, -amax), np.minimum(uj, amax)
         hi_a = np.maximum(lo_a, hi_a)
-        for lb, ub in (((-vmax - v) / dt, (vmax - v) / dt), (lp, up), (lv, uv)):
+        for lb, ub in (((vlo - v) / dt, (vhi - v) / dt), (lp, up), (lv, uv)):
             lo_a, hi_a = _narrow(lo_a, hi_a, lb, ub)
 
         direct = np.array(mask)
         res = StepResult(direct)
         if vt is None:
-            vt = self._target_velocity(target_velocity)
+            vt = self._target_velocity(target_velocity, vlo, vhi)
         a_new = np.where(direct, a_des, self._search(a_des, dt, lo_a, hi_a, lo, hi, target, vt))
         self._on_target = direct
         res.jerk = bool(np.any((a_des < lj) | (a_des > uj))) or (
@@ -228,13 +247,15 @@ class Axes:
         )
         return np.where(direct, target, pv + a_new * dt2), res
 
-    def _target_velocity(self, target_velocity: Callable[[], np.ndarray] | None) -> np.ndarray:
-        """The caller's estimate of the target's velocity, within the velocity limit (0: none)."""
+    def _target_velocity(
+        self, target_velocity: Callable[[], np.ndarray] | None, vlo: np.ndarray, vhi: np.ndarray
+    ) -> np.ndarray:
+        """The caller's estimate of the target's velocity, within the velocity bounds (0: none)."""
         if target_velocity is None:
             return np.zeros_like(self.vmax)
         vt = np.asarray(target_velocity(), dtype=float)
         vt = np.where(np.isfinite(vt), vt, 0.0)
-        out: np.ndarray = np.minimum(np.maximum(vt, -self.vmax), self.vmax)
+        out: np.ndarray = np.minimum(np.maximum(vt, vlo), vhi)
         return out
 
     def commit(self, p_new: np.ndarray, dt: float) -> None:
@@ -246,7 +267,15 @@ class Axes:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _direct(self, target: np.ndarray, dt: float, lo: np.ndarray, hi: np.ndarray) -> list[bool]:
+    def _direct(
+        self,
+        target: np.ndarray,
+        dt: float,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        vlo_l: list[float],
+        vhi_l: list[float],
+    ) -> list[bool]:
         """Per axis, in plain floats (the common case, cheap): is the target reachable in one step?
 
         Every bound holds for the one-step value: jerk, acceleration, velocity, position, and
@@ -254,7 +283,7 @@ class Axes:
         """
         dt2 = dt * dt
         out = []
-        for x, p, v, a, w_lo, w_hi, (vmax, amax, jmax) in zip(
+        for x, p, v, a, w_lo, w_hi, (_, amax, jmax), v_lo, v_hi in zip(
             target.tolist(),
             self.p.tolist(),
             self.v.tolist(),
@@ -262,6 +291,8 @@ class Axes:
             lo.tolist(),
             hi.tolist(),
             self._limits,
+            vlo_l,
+            vhi_l,
             strict=True,
         ):
             a_new = (x - p - v * dt) / dt2
@@ -271,9 +302,9 @@ class Axes:
             out.append(
                 abs(a_new - a) <= jmax * dt
                 and abs(a_new) <= amax
-                and abs(v_new) <= vmax
+                and v_lo <= v_new <= v_hi
                 # Velocity viability: the velocity reached by ramping the acceleration to zero.
-                and abs(v_new + a_new * abs(a_new) / (2.0 * jmax)) <= vmax
+                and v_lo <= v_new + a_new * abs(a_new) / (2.0 * jmax) <= v_hi
                 and w_lo <= x <= w_hi
                 and x + _stop1(v_new, a_new, amax, jmax) <= w_hi
                 and x - _stop1(-v_new, -a_new, amax, jmax) >= w_lo

@@ -73,6 +73,7 @@ logger = logging.getLogger(__name__)
 
 _SQRT3 = math.sqrt(3.0)
 _INF3 = np.full(3, np.inf)
+_NO3 = np.zeros(3, dtype=bool)
 
 
 class Shield:
@@ -89,7 +90,7 @@ class Shield:
         self.config = config
         self.estop = estop if estop is not None else EStop()
         self._ik = ik
-        self._zones = Zones(config.workspace, config.keep_out)
+        self._zones = Zones(config.workspace, config.keep_out, config.keep_out_margin_m)
         t, r, j = config.translation, config.rotation, config.joints
         # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
         # One 6-axis group, translation then rotation, so each tick is one vectorised step.
@@ -120,6 +121,11 @@ class Shield:
         self._prev_aim: np.ndarray | None = None
         self._prev_quat: np.ndarray | None = None
         self._prev_q: np.ndarray | None = None
+        # Ratchets (up_only, down_only) while a command is outside the allowed set: it was
+        # seeded there (the arm had strayed in), and may only move out. None once out.
+        self._escape_ee: tuple[np.ndarray, np.ndarray] | None = None
+        self._escape_joints: tuple[np.ndarray, np.ndarray] | None = None
+        self._arm_in_zone: int | None = None  # the zone the measured arm is in, for one warning
 
     # --- public -----------------------------------------------------------------------------
 
@@ -193,9 +199,13 @@ class Shield:
         cfg = self.config
         assert target.ee is not None
         pos = np.asarray(target.ee.position, dtype=float)
-        quat = quat_normalize(target.ee.quaternion)
+        # q and -q are one orientation: take the one nearest the last command, so a target
+        # whose sign flips (a rotation vector crossing +-pi gives -q) changes nothing below.
+        quat = _near(quat_normalize(target.ee.quaternion), self._quat)
         m_pos = np.asarray(measured.ee.position, dtype=float)
         m_quat = np.asarray(measured.ee.quaternion, dtype=float)
+        if self._zones.raw_keep_out:
+            self._check_arm_in_zone(m_pos, fired)
 
         # The last command must still be near the arm: if not, the arm is blocked or lagging.
         track = cfg.tracking
@@ -237,13 +247,21 @@ class Shield:
             if dist > track.max_translation_m:
                 pos = m_pos + step * (track.max_translation_m / dist)
             if angle > track.max_rotation_rad:
-                quat = quat_slerp(m_quat, quat, track.max_rotation_rad / angle)
+                quat = _near(quat_slerp(m_quat, quat, track.max_rotation_rad / angle), self._quat)
 
         # Translation moves within a box that is wholly allowed (workspace minus keep-out);
         # rotation in coordinates of the last command (world-frame rotation vectors, no walls).
         ee = self._ee
         lo, hi = self._box
-        if not all(a <= x <= b for a, x, b in zip(lo.tolist(), pos.tolist(), hi.tolist(), strict=True)):
+        direction = None
+        if self._escape_ee is not None:
+            escaping = self._escape_step(pos, fired)
+            lo, hi = self._box
+            if escaping is not None:
+                direction, pos = escaping
+        if direction is not None:
+            pass  # leaving the zone it was seeded in: the box stays as seeded until it is out
+        elif not all(a <= x <= b for a, x, b in zip(lo.tolist(), pos.tolist(), hi.tolist(), strict=True)):
             # The target is beyond the current box: look for a larger one around here. Taken
             # only if braking from the current state stays inside it, so the filter stays viable.
             cand_lo, cand_hi = self._zones.free_box(ee.p[:3], pos)
@@ -253,7 +271,7 @@ class Shield:
                     self._set_box(cand_lo, cand_hi)
                     lo, hi = self._box
         aim = np.minimum(np.maximum(pos, lo), hi)
-        if bool((aim != pos).any()):
+        if bool((aim != pos).any()) and direction is None:
             fired.append("keep_out" if self.config.keep_out else "workspace")
         ee.p[3:] = 0.0
         err = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
@@ -266,7 +284,11 @@ class Shield:
             turn = quat_to_rotvec(quat_multiply(quat_free, quat_conjugate(prev_quat)))
             return np.concatenate([pos_free - prev_aim, turn]) / dt
 
-        x_new, res = ee.step(np.concatenate([aim, err]), dt, self._lo6, self._hi6, target_velocity)
+        ratchet = None
+        if direction is not None:
+            up, down = direction
+            ratchet = (np.concatenate([up, _NO3]), np.concatenate([down, _NO3]))
+        x_new, res = ee.step(np.concatenate([aim, err]), dt, self._lo6, self._hi6, target_velocity, ratchet)
         _record(res, fired, "workspace")
         p_new = x_new[:3]
         if bool(res.direct[3:].all()):
@@ -285,11 +307,14 @@ class Shield:
         # policy can always back out. Without IK only the measured joints are known: the arm is
         # already in the band, and any command may make it worse, so hold (the e-stop follows).
         m_q = np.asarray(measured.joints, dtype=float)
-        m_pen = self._penetration(m_q)
         if self._ik is not None:
             # Seeded like a driver seeds its own IK: at the joints of the last command (the same
             # branch), or at the measured joints after a hold.
             base = self._ik_q if self._ik_q is not None else m_q
+            # Compared with the last command's joints (not the arm's, which lag behind them):
+            # tick to tick, no joint goes deeper past its margin band, and once inside it never
+            # leaves it again.
+            m_pen = self._penetration(base)
             try:
                 q = self._ik(pose, base)
             except Exception:  # a solver that raises is a solver that found nothing
@@ -309,7 +334,7 @@ class Shield:
                 fired.append("velocity")
                 return None
             self._ik_q = q
-        elif bool((m_pen > 0.0).any()):
+        elif bool((self._penetration(m_q) > 0.0).any()):
             fired.append("joint_limit")
             return None
         return pose, None
@@ -326,6 +351,61 @@ class Shield:
         self._box = (lo, hi)
         self._lo6 = np.concatenate([lo, -_INF3])
         self._hi6 = np.concatenate([hi, _INF3])
+
+    def _escape_step(
+        self, pos: np.ndarray, fired: list[str]
+    ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None:
+        """While the last command is outside the allowed set: the ratchet and the aim (the way
+        out); None once it is out and a box that excludes every zone is taken (then never in
+        again). Called only after a seed outside the allowed set, so it costs nothing otherwise.
+        """
+        assert self._escape_ee is not None
+        ee = self._ee
+        p = ee.p[:3]
+        esc = self._zones.escape(p)
+        up, down = self._escape_ee
+        if esc is None:
+            # Out: take the box around here that excludes every zone, once braking stays in it
+            # (at once in practice: a ratcheted axis never brakes backwards).
+            cand_lo, cand_hi = self._zones.free_box(p, pos)
+            low, high = ee.envelope()
+            if bool((low[:3] >= cand_lo).all() and (high[:3] <= cand_hi).all()):
+                self._set_box(cand_lo, cand_hi)
+                self._escape_ee = None
+                return None
+            aim = pos
+        else:
+            # A ratchet is only ever relaxed (a zone left stays left: the box excludes it).
+            up, down = up & esc[0], down & esc[1]
+            self._escape_ee = (up, down)
+            aim = esc[2]
+            fired.append(self._zones.violation(p) or "keep_out")
+        aim = np.where(up, np.maximum(aim, p), aim)
+        aim = np.where(down, np.minimum(aim, p), aim)
+        return (up, down), aim
+
+    def _check_arm_in_zone(self, m_pos: np.ndarray, fired: list[str]) -> None:
+        """The margin's check: the measured arm inside a configured zone strayed further than
+        ``keep_out_margin_m`` from commands that kept out of the grown zone. Reported as
+        ``keep_out``, with one warning per entry."""
+        hit = self._zones.arm_inside(m_pos)
+        if hit is None:
+            self._arm_in_zone = None
+            return
+        fired.append("keep_out")
+        i, depth = hit
+        if self._arm_in_zone != i:
+            zone = self._zones.raw_keep_out[i]
+            logger.warning(
+                "The arm is %.1f mm inside safety.keep_out[%d] (%s %r): its tracking error exceeds "
+                "safety.keep_out_margin_m=%g; commands only move it out",
+                depth * 1000,
+                i,
+                zone.kind,
+                zone.name,
+                self.config.keep_out_margin_m,
+            )
+        self._arm_in_zone = i
 
     def _untilt(self, quat: np.ndarray, tilt: float, max_tilt: float) -> np.ndarray:
         """Rotate the tool axis back onto the cone of half-angle ``max_tilt`` (shortest way)."""
@@ -375,7 +455,20 @@ class Shield:
                 return None
             q = m_q + np.minimum(np.maximum(off, -track.max_joint_rad), track.max_joint_rad)
 
-        q_new, res = jt.step(q, dt, lo, hi, None if prev_q is None else lambda: (q_free - prev_q) / dt)
+        ratchet = None
+        if self._escape_joints is not None:
+            # Seeded past a margin band: that joint only moves back, and once every joint is in
+            # the band (and braking stays in it) the band's walls hold it there.
+            up, down = self._escape_joints
+            up, down = up & (jt.p < lo), down & (jt.p > hi)
+            low, high = jt.envelope()
+            if not (up.any() or down.any()) and bool((low >= lo).all() and (high <= hi).all()):
+                self._escape_joints = None
+            else:
+                self._escape_joints = ratchet = (up, down)
+        q_new, res = jt.step(
+            q, dt, lo, hi, None if prev_q is None else lambda: (q_free - prev_q) / dt, ratchet
+        )
         _record(res, fired, "joint_limit")
         jt.commit(q_new, dt)
         return None, q_new
@@ -428,6 +521,11 @@ class Shield:
         self._quat = quat_normalize(measured.ee.quaternion)
         self._joints.seed(np.asarray(measured.joints, dtype=float))
         self._set_box(*self._zones.free_box(p, p))
+        esc = self._zones.escape(p)
+        self._escape_ee = None if esc is None else (esc[0], esc[1])
+        q = self._joints.p
+        outside_lo, outside_hi = q < self._q_lo, q > self._q_hi
+        self._escape_joints = (outside_lo, outside_hi) if (outside_lo.any() or outside_hi.any()) else None
         self._gripper = float(measured.gripper) if math.isfinite(measured.gripper) else None
         self._mode = mode
         # The last allowed targets, for their velocity; forgotten on a hold (nothing to follow).
@@ -446,6 +544,22 @@ def _record(res: StepResult, fired: list[str], position_kind: str | None) -> Non
     ):
         if flag and kind is not None:
             fired.append(kind)
+
+
+def _near(q: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``q`` or ``-q`` (the same orientation), whichever is nearer the unit quaternion ``ref``.
+
+    On an exact tie (a half-turn from ``ref``) the sign is fixed by the first non-zero
+    component, so ``q`` and ``-q`` still give the same answer.
+    """
+    d = float(q @ ref)
+    if d < 0.0:
+        return -q
+    if d == 0.0:
+        for x in q.tolist():
+            if x != 0.0:
+                return -q if x < 0.0 else q
+    return q
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> float:

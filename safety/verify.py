@@ -82,7 +82,7 @@ def verify_trace(
     ``limits``: a SafetyConfig, its ``to_dict()``, or a ``Shield.limits_report()``.
     """
     cfg = _config(limits)
-    zones = Zones(cfg.workspace, cfg.keep_out)
+    zones = Zones(cfg.workspace, cfg.keep_out, cfg.keep_out_margin_m)
     j = cfg.joints
     q_lo = np.asarray(j.min) + j.margin_rad
     q_hi = np.asarray(j.max) - j.margin_rad
@@ -95,9 +95,15 @@ def verify_trace(
         "joints": _Chain(np.asarray(j.max_velocity), np.asarray(j.max_acceleration), np.asarray(j.max_jerk)),
     }
     prev_grip: float | None = None
+    # How deep in a forbidden region (per workspace axis and grown zone; per joint past its
+    # band) the next command may be: 0, except after a seed there, and then never deeper than
+    # the command before it (the shield only moves out).
+    allow_ee = np.zeros(3 + len(zones.keep_out))
+    allow_q = np.zeros(q_lo.shape)
     for i, s in enumerate(_canonical(steps)):
         seed = s.get("seed")
         if seed is not None:  # the shield was reseeded at rest at this measured state
+            allow_ee, allow_q = _allowance(zones, q_lo, q_hi, seed.get("ee_position"), seed.get("joints"))
             groups["translation"].restart(_vec(seed.get("ee_position")))
             groups["rotation"].restart(_vec(seed.get("ee_quaternion")), rotation=True)
             groups["joints"].restart(_vec(seed.get("joints")))
@@ -117,27 +123,41 @@ def verify_trace(
             for g in groups.values():
                 g.restart(None)
             continue
-        if pos is not None:
-            kind = zones.violation(pos, tol=1e-9)
-            if kind is not None:
+        if hold:  # a hold commands the measured state and reseeds the shield there
+            allow_ee, allow_q = _allowance(
+                zones, q_lo, q_hi, pos, joints, keep=(allow_ee, allow_q) if pos is None else None
+            )
+        elif pos is not None and pos.shape == (3,):
+            pen = zones.penetration(pos)
+            k = int(np.argmax(pen - allow_ee))
+            if pen[k] > allow_ee[k] + 1e-9:
+                where = "the workspace" if k < 3 else f"keep_out[{k - 3}] (grown by the margin)"
                 out.append(
                     Violation(
-                        i, kind, math.nan, math.nan, f"end-effector position {pos.tolist()} is in {kind}"
+                        i,
+                        "workspace" if k < 3 else "keep_out",
+                        float(pen[k]),
+                        float(allow_ee[k]),
+                        f"end-effector position {pos.tolist()} is {pen[k] * 1000:.4f} mm outside "
+                        f"{where}, the previous command {allow_ee[k] * 1000:.4f} mm",
                     )
                 )
-        if joints is not None and joints.shape == q_lo.shape:
-            over = np.maximum(joints - q_hi, q_lo - joints)
-            k = int(np.argmax(over))
-            if over[k] > 1e-9:
+            allow_ee = pen
+        if joints is not None and joints.shape == q_lo.shape and not hold:
+            over = np.maximum(np.maximum(joints - q_hi, q_lo - joints), 0.0)
+            k = int(np.argmax(over - allow_q))
+            if over[k] > allow_q[k] + 1e-9:
                 out.append(
                     Violation(
                         i,
                         "joint_limit",
                         float(joints[k]),
                         float(q_hi[k] if joints[k] > q_hi[k] else q_lo[k]),
-                        f"joint {k} at {joints[k]:.6f} rad, outside [{q_lo[k]:.6f}, {q_hi[k]:.6f}]",
+                        f"joint {k} at {joints[k]:.6f} rad, outside [{q_lo[k]:.6f}, {q_hi[k]:.6f}]"
+                        f" by {over[k]:.6f} rad, the previous command by {allow_q[k]:.6f}",
                     )
                 )
+            allow_q = over
         if grip is None and hold:
             prev_grip = None  # the shield reseeds the gripper at the measured value on a hold
         if grip is not None:
@@ -170,6 +190,26 @@ def verify_trace(
         for name, x in (("translation", pos), ("rotation", quat), ("joints", joints)):
             out.extend(groups[name].advance(i, name, x, dt, rel_tol, rotation=name == "rotation"))
     return out
+
+
+def _allowance(
+    zones: Zones,
+    q_lo: np.ndarray,
+    q_hi: np.ndarray,
+    position: Any,
+    joints: Any,
+    keep: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penetrations of a seed (the measured state): how deep the next command may be."""
+    allow_ee = np.zeros(3 + len(zones.keep_out)) if keep is None else keep[0]
+    allow_q = np.zeros(q_lo.shape) if keep is None else keep[1]
+    p = _vec(position)
+    if p is not None and p.shape == (3,) and bool(np.all(np.isfinite(p))):
+        allow_ee = zones.penetration(p)
+    q = _vec(joints)
+    if q is not None and q.shape == q_lo.shape and bool(np.all(np.isfinite(q))):
+        allow_q = np.maximum(np.maximum(q - q_hi, q_lo - q), 0.0)
+    return allow_ee, allow_q
 
 
 class _Chain:

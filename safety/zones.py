@@ -5,15 +5,23 @@ gives the motion filter an axis-aligned box around the *current* position that l
 the allowed set: the filter can then guarantee, axis by axis, that braking stays inside it.
 Cutting a box around a sphere or a slanted plane cannot follow its surface, so there the free
 box is a little smaller than the allowed set: conservative near those zones, never wrong.
+
+Commands keep ``margin`` metres away from every keep-out zone (``safety.keep_out_margin_m``):
+the zones are grown by it here, so that the arm's own tracking error cannot carry it into the
+zone itself. A third job follows from that: when the arm is already inside (it was seeded
+there after a hold, having strayed further than the margin), ``escape`` says which way each
+axis may move so that every penetration depth only decreases, and where the nearest way out is.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from .config import Box, KeepOut, KeepOutBox, KeepOutHalfSpace, KeepOutSphere
 
-__all__ = ["Zones"]
+__all__ = ["Zones", "inflate"]
 
 _PUSH = 1e-9  # metres past a zone's surface, so a projected point is strictly outside it
 
@@ -21,10 +29,15 @@ _PUSH = 1e-9  # metres past a zone's surface, so a projected point is strictly o
 class Zones:
     """The allowed set, precomputed as arrays for the per-tick hot path."""
 
-    def __init__(self, workspace: Box, keep_out: tuple[KeepOut, ...]) -> None:
+    def __init__(self, workspace: Box, keep_out: tuple[KeepOut, ...], margin: float = 0.0) -> None:
         self.lo = np.asarray(workspace.min, dtype=float)
         self.hi = np.asarray(workspace.max, dtype=float)
-        self.keep_out = keep_out
+        #: The zones as configured (what the arm itself must never enter)...
+        self.raw_keep_out = keep_out
+        #: ...and grown by ``margin`` (what commands keep out of).
+        self.keep_out = tuple(inflate(z, margin) for z in keep_out) if margin > 0 else keep_out
+        self.margin = margin
+        keep_out = self.keep_out
         self._lo_list = self.lo.tolist()
         self._hi_list = self.hi.tolist()
         # Boxes the free box must avoid: box zones and the bounding cubes of spheres (with
@@ -72,6 +85,50 @@ class Zones:
             if not moved:
                 return q
         return q if self.violation(q) is None else None
+
+    def penetration(self, p: np.ndarray) -> np.ndarray:
+        """How deep ``p`` is in each forbidden region, metres, 0 where it is allowed.
+
+        Shape ``(3 + len(keep_out),)``: how far outside the workspace box on x, y, z, then the
+        depth in each (grown) keep-out zone: the distance to its nearest exit (a box's nearest
+        face, a ball's surface along the radius, a plane along its normal).
+        """
+        outside = np.maximum(np.maximum(self.lo - p, p - self.hi), 0.0)
+        return np.concatenate([outside, [_depth(z, p) for z in self.keep_out]])
+
+    def escape(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """None if ``p`` is allowed; else ``(up_only, down_only, exit)`` to leave monotonically.
+
+        ``up_only[k]``: axis k may only increase (``down_only`` the mirror; both: it must stay).
+        Moving so, no penetration depth of :meth:`penetration` can grow: outside the box each
+        outside axis moves back in; in a plane's half-space each axis moves along the sign of
+        the normal; in a ball each axis moves away from the centre (so every coordinate's
+        distance to it, hence the distance, grows); in a box each axis moves toward its nearer
+        face (so the distance to the nearest face shrinks). ``exit`` is the nearest allowed
+        point (:meth:`project`), kept to those directions; ``p`` itself if none is reachable.
+        """
+        if self.violation(p) is None:
+            return None
+        up = p < self.lo
+        down = p > self.hi
+        for z in self.keep_out:
+            if _inside(z, p, 0.0):
+                z_up, z_down = _directions(z, p)
+                up = up | z_up
+                down = down | z_down
+        exit_point = self.project(p)
+        if exit_point is None:
+            exit_point = p.copy()
+        exit_point = np.where(up, np.maximum(exit_point, p), exit_point)
+        exit_point = np.where(down, np.minimum(exit_point, p), exit_point)
+        return up, down, exit_point
+
+    def arm_inside(self, p: np.ndarray) -> tuple[int, float] | None:
+        """``(index, depth)`` of the first configured (not grown) zone ``p`` is inside, or None."""
+        for i, z in enumerate(self.raw_keep_out):
+            if _inside(z, p, 0.0):
+                return i, _depth(z, p)
+        return None
 
     # --- motion -----------------------------------------------------------------------------
 
@@ -126,6 +183,50 @@ class Zones:
             lo = np.where(n > 0, p + s * (lo - p), lo)
             hi = np.where(n < 0, p + s * (hi - p), hi)
         return lo, hi
+
+
+def inflate(zone: KeepOut, margin: float) -> KeepOut:
+    """``zone`` grown by ``margin`` metres on every side.
+
+    A ball's radius and a half-space's offset grow by ``margin`` (the normal is a unit vector);
+    a box grows by ``margin`` along each axis, a superset of the exact rounded box, so every
+    point within ``margin`` of the zone is inside the grown one.
+    """
+    if isinstance(zone, KeepOutBox):
+        lo = tuple(float(x) - margin for x in zone.min)
+        hi = tuple(float(x) + margin for x in zone.max)
+        return dataclasses.replace(zone, min=lo, max=hi)  # type: ignore[arg-type]
+    if isinstance(zone, KeepOutSphere):
+        return dataclasses.replace(zone, radius=float(zone.radius) + margin)
+    return dataclasses.replace(zone, offset=float(zone.offset) + margin)
+
+
+def _depth(z: KeepOut, p: np.ndarray) -> float:
+    """Distance from ``p`` to the nearest point outside the zone; 0 outside or on its surface."""
+    if isinstance(z, KeepOutBox):
+        d = min(float(np.min(p - np.asarray(z.min))), float(np.min(np.asarray(z.max) - p)))
+        return d if d > 0.0 else 0.0
+    if isinstance(z, KeepOutSphere):
+        d = z.radius - float(np.linalg.norm(p - np.asarray(z.center)))
+        return d if d > 0.0 else 0.0
+    d = z.offset - float(np.asarray(z.normal) @ p)
+    return d if d > 0.0 else 0.0
+
+
+def _directions(z: KeepOut, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per axis, whether leaving the zone from ``p`` may only increase / only decrease it.
+
+    Ties go the way :func:`_push_out` goes (a box's low face, a ball's +axis), so the exit
+    point and the directions agree.
+    """
+    if isinstance(z, KeepOutBox):
+        toward_lo = (p - np.asarray(z.min)) <= (np.asarray(z.max) - p)
+        return ~toward_lo, toward_lo
+    if isinstance(z, KeepOutSphere):
+        away_up = p >= np.asarray(z.center)
+        return away_up, ~away_up
+    n = np.asarray(z.normal)
+    return n > 0, n < 0
 
 
 def _shrink_off_ball(

@@ -164,10 +164,12 @@ def test_keep_out_zone_is_never_entered(zone: dict) -> None:
     # It got as close as the zone allows (within a couple of centimetres of its surface).
     surface_gap = {
         "sphere": lambda p: np.linalg.norm(p - [0.5, 0.0, 0.3]) - 0.1,
-        "box": lambda p: 0.35 - p[2] if abs(p[1]) < 0.1 and 0.45 < p[0] < 0.55 else 0.0,
+        "box": lambda p: np.linalg.norm(np.maximum(np.maximum([0.45, -0.1, 0.02] - p, p - [0.55, 0.1, 0.35]), 0)),
         "half_space": lambda p: p[2] - 0.35,
     }[zone["kind"]](measured.ee.position)
-    assert -1e-9 <= surface_gap < 0.1
+    margin = shield.config.keep_out_margin_m
+    assert margin == 0.005  # the default
+    assert margin - 1e-9 <= surface_gap < 0.1
 
 
 def test_keep_out_reject_mode_holds() -> None:
@@ -180,12 +182,14 @@ def test_keep_out_reject_mode_holds() -> None:
 
 
 def test_motion_goes_around_no_zone_it_cannot_cross() -> None:
-    # Target beyond a box wall between the arm and it: the arm stops at the wall.
+    # Target beyond a box wall between the arm and it: the arm stops at the wall, the margin
+    # (keep_out_margin_m, 5 mm by default) short of it.
     wall = {"kind": "box", "min": [0.4, -0.35, 0.02], "max": [0.45, 0.35, 0.7]}
     shield = fresh(tracking=LOOSE, keep_out=[wall])
     _, records, measured = drive(shield, lambda now: ee([0.6, 0.0, 0.487], t=now), 300)
     assert verify_trace(records, shield.config) == []
-    assert measured.ee.position[0] == pytest.approx(0.4, abs=1e-3)
+    assert measured.ee.position[0] == pytest.approx(0.395, abs=1e-3)
+    assert measured.ee.position[0] <= 0.395
 
 
 # --- orientation ------------------------------------------------------------------------------
