@@ -208,6 +208,8 @@ class Agent:
             stats=self.stats,
             recorder=self._recorder,
             rate_hz=config.control.rate_hz,
+            max_state_age_s=config.control.max_state_age_s,
+            max_consecutive_faults=config.control.max_consecutive_faults,
         )
         self.control.latest_state = state
         self._scheduler = Scheduler(

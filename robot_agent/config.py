@@ -136,6 +136,12 @@ class ControlConfig:
     ruckig_rotation: tuple[float, float, float] = (1.5, 15.0, 500.0)
     ruckig_joint: tuple[float, float, float] = (1.5, 15.0, 500.0)
     ruckig_gripper: tuple[float, float, float] = (2.0, 20.0, 1000.0)
+    # A robot state older than this (or not advancing for this long) holds the arm with
+    # stale_observation until a fresh one arrives; None: three control periods.
+    max_state_age_s: float | None = None
+    # This many control ticks in a row that raised (trajectory, conversion, shield, recorder,
+    # metrics) latch the e-stop; each single one is a hold named after its stage.
+    max_consecutive_faults: int = 5
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,14 @@ class SchedulerConfig:
     margin_s: float = 0.03  # ask this much earlier than the estimate says
     # > 0: also ask this long after the previous request, to re-plan before a chunk is used up.
     replan_interval_s: float = 0.0
+    # Ask for the next chunk once this share of the current one (from its capture) has been
+    # executed: openpi's replan_steps / action_horizon, LeRobot's chunk_size_threshold, RTC's
+    # execution horizon. The deadline (round trip + margin before the plan ends) stays a floor.
+    execution_horizon: float = 0.5
+    # Few samples say little about the tail: the estimate is also at least mean + k * std, with
+    # the std pooled with a prior (rtt_prior_std_s, worth one sample) until samples accumulate.
+    rtt_std_factor: float = 2.0
+    rtt_prior_std_s: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -301,6 +315,23 @@ class AgentConfig:
         if sch.margin_s < 0:
             raise ConfigError(
                 f"scheduler.margin_s is {sch.margin_s}, must be >= 0", field="scheduler.margin_s"
+            )
+        if not 0 < sch.execution_horizon <= 1:
+            raise ConfigError(
+                f"scheduler.execution_horizon is {sch.execution_horizon}, must be in (0, 1]",
+                field="scheduler.execution_horizon",
+            )
+        for name in ("rtt_std_factor", "rtt_prior_std_s"):
+            if getattr(sch, name) < 0:
+                raise ConfigError(
+                    f"scheduler.{name} is {getattr(sch, name)}, must be >= 0", field=f"scheduler.{name}"
+                )
+        if c.max_state_age_s is not None:
+            _positive("control.max_state_age_s", c.max_state_age_s)
+        if c.max_consecutive_faults < 1:
+            raise ConfigError(
+                f"control.max_consecutive_faults is {c.max_consecutive_faults}, must be >= 1",
+                field="control.max_consecutive_faults",
             )
         if sch.replan_interval_s < 0:
             raise ConfigError(

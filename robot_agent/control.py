@@ -1,4 +1,4 @@
-"""The fixed-rate control loop and its watchdog.
+"""The fixed-rate control loop, its watchdog and its fault boundary.
 
 Tick k starts at ``t0 + k * period`` on ``time.monotonic()`` (never ``sleep(period)``, which
 drifts by the work done each tick); a tick whose work runs past the next deadline is an overrun:
@@ -6,18 +6,32 @@ counted, and the missed ticks are skipped rather than run back to back. Each tic
 state, takes the trajectory's target for now, passes it through the safety shield and sends what
 comes out to the driver. Driver calls run in the one driver thread, never on the event loop.
 
-Watchdog: no valid target for now means hold (the measured pose, zero velocity), counted by
-reason; only transitions are logged. Leaving hold restarts the trajectory from the held pose: the
-plan is cleared on entering hold and the next chunk is anchored at the arm's pose. A driver
-exception or a robot fault latches the e-stop.
+Watchdog: no valid target for now means hold (the measured pose, zero velocity), labelled with its
+own cause (:data:`HOLD_REASONS`); a new cause while holding relabels the hold and is counted; only
+transitions are logged. Whether the plan survives a hold depends on the cause: a hold caused by
+the tick itself (a stall, a transient refusal by the shield, a stale robot state, a failing
+recorder or metric) keeps the plan, and the next normal tick resumes on it (the shield restarts
+its rate limits from the measured state); a cause that invalidates the plan (stream down, a bad
+chunk, a fault in the trajectory, the action-space conversion or the shield, the e-stop) drops it,
+and the next chunk is anchored at the held pose.
+
+Fault boundary: an exception from any stage of a tick (trajectory, action-space conversion,
+shield, recorder, metrics) becomes a hold named after the stage (``trajectory_error``, ...),
+never an unhandled exception; ``control.max_consecutive_faults`` faulty ticks in a row latch the
+e-stop, as does any driver exception (read, command, hold) or a robot fault.
+
+Stale robot state: a state whose ``time_s`` is older than ``control.max_state_age_s`` (default
+three control periods), or that has not advanced for that long, holds with
+``stale_observation``; the first fresh state resumes on the plan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,24 +41,52 @@ from robot_agent.recorder import NullRecorder
 from robot_agent.robot import Robot, RobotState
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
-from safety.types import Target
+from safety.types import Measured, Target
 
-__all__ = ["HOLD_REASONS", "ControlLoop", "LinkState"]
+__all__ = ["FAULT_REASONS", "HOLD_REASONS", "PLAN_KEEPING_REASONS", "ControlLoop", "LinkState"]
 
 logger = logging.getLogger(__name__)
 
-#: Why the arm holds (the ``reason`` label of ``vla_agent_hold_total``), plus any safety rule kind.
+#: Why the arm holds (the ``reason`` label of ``vla_agent_hold_total``): a closed set, each value
+#: exported at 0 from the start.
 HOLD_REASONS = (
     "waiting_for_server",  # no spec or no chunk yet
     "chunk_exhausted",  # the plan ran out and nothing was asked for in time
     "late",  # the plan ran out while a request was outstanding: a deadline miss
     "stream_down",  # the stream broke; reconnecting
     "invalid_chunk",  # the last chunk had the wrong shape or could not be decoded
-    "non_finite",  # the last chunk had NaN or inf
-    "server_error",  # the server answered INVALID or ERROR
+    "non_finite",  # the last chunk (or the target sampled from the plan) had NaN or inf
+    "server_error",  # the server answered ERROR
+    "invalid_request",  # the server answered INVALID: it refused this agent's request
+    "stale_observation",  # a sensor reading (robot state, camera frame) older than its bound
+    "stall",  # the tick came more than safety.max_dt_s after the previous one
     "safety",  # the shield refused the target
+    "trajectory_error",  # sampling the plan raised (e.g. Ruckig refusing a target)
+    "action_space_error",  # converting the plan's waypoint into a robot target raised
+    "shield_error",  # the shield itself raised
+    "recorder_error",  # the recorder raised (recording stops, the run carries on)
+    "metrics_error",  # updating a metric raised
     "estop",
 )
+
+#: Holds caused by the tick itself: the plan is still valid and the next normal tick resumes on
+#: it. Every other reason drops the plan (nothing of it is left, or it cannot be trusted).
+PLAN_KEEPING_REASONS = frozenset({"stall", "safety", "stale_observation", "recorder_error", "metrics_error"})
+
+#: Holds for a plan found bad in the tick: the label stays until the next chunk arrives (the
+#: watchdog would otherwise call it ``chunk_exhausted`` once the plan is gone).
+_BAD_PLAN_REASONS = frozenset(
+    {"non_finite", "invalid_chunk", "trajectory_error", "action_space_error", "shield_error"}
+)
+
+#: The stages of a tick whose exceptions become a hold, and the hold reason each maps to.
+FAULT_REASONS = {
+    "trajectory": "trajectory_error",
+    "action_space": "action_space_error",
+    "shield": "shield_error",
+    "recorder": "recorder_error",
+    "metrics": "metrics_error",
+}
 
 
 @dataclass
@@ -59,7 +101,12 @@ class LinkState:
 
 
 class ControlLoop:
-    """Runs the ticks; ``configure`` gives it the action space and trajectory once a spec is known."""
+    """Runs the ticks; ``configure`` gives it the action space and trajectory once a spec is known.
+
+    ``max_state_age_s``: a robot state older than this (or not advancing for this long) holds
+    with ``stale_observation``; None: three control periods. ``max_consecutive_faults``: this many
+    ticks in a row that raised inside the fault boundary latch the e-stop (>= 1).
+    """
 
     def __init__(
         self,
@@ -72,6 +119,8 @@ class ControlLoop:
         stats: RunStats,
         recorder: NullRecorder,
         rate_hz: float,
+        max_state_age_s: float | None = None,
+        max_consecutive_faults: int = 5,
     ) -> None:
         self._robot = robot
         self._call = call_driver
@@ -90,6 +139,15 @@ class ControlLoop:
         self.tick_event = asyncio.Event()
         self.estop_latched = asyncio.Event()  # set once the e-stop latched and the arm was told to stop
         self._last_gripper: float | None = None
+        self._max_state_age = max_state_age_s if max_state_age_s is not None else 3.0 * self.period
+        self._max_faults = max(1, max_consecutive_faults)
+        self._faults = 0  # consecutive faulty ticks
+        self._stage = ""  # the stage of the tick running now, named in a fault
+        self._last_now: float | None = None  # the previous tick's time, for the period
+        self._state_time: float | None = None  # newest robot state time seen
+        self._state_advanced_at = 0.0  # when (tick time) the robot state last advanced
+        self._quiet_failures: set[str] = set()  # bookkeeping already reported as failing
+        self._dropped_at_chunk: int | None = None  # chunk count when a bad plan was dropped
 
     def configure(self, action_space: ActionSpace, trajectory: Trajectory) -> None:
         self.action_space = action_space
@@ -106,10 +164,10 @@ class ControlLoop:
             # The driver thread waits for the deadline (time.sleep is precise to tens of
             # microseconds; the event loop's timers only to a millisecond) and reads the state
             # right then; the event loop stays free meanwhile.
-            now, state = await self._call(self._read_at, deadline)
-            if last is not None:
-                self._stats.periods.append(now - last)
-                self._metrics.control_period_seconds.observe(now - last)
+            try:
+                now, state = await self._call(self._read_at, deadline)
+            except Exception as exc:  # the driver thread itself is gone: a read failure
+                now, state = time.monotonic(), exc
             dt = period if last is None else now - last
             last = now
             await self.tick(now, dt, state)
@@ -121,7 +179,7 @@ class ControlLoop:
             if after > t0 + k * period:
                 # The work ran into the next tick: count it, and skip what was missed.
                 self._stats.overruns += 1
-                self._metrics.control_overrun.inc()
+                self._quietly("metrics", self._metrics.control_overrun.inc)
                 k = int((after - t0) / period) + 1
         if not self.estopped:
             await self._command_hold("stopping")
@@ -138,33 +196,68 @@ class ControlLoop:
             return now, exc
 
     async def tick(self, now: float, dt: float, state: RobotState | BaseException | None = None) -> None:
-        """One control step on ``state`` (read here when not given; public so tests can drive it)."""
+        """One control step on ``state`` at ``now`` (seconds, ``time.monotonic()``), ``dt`` after the
+        previous one (read here when not given; public so tests can drive it).
+
+        Never raises (cancellation aside): this is the tick's fault boundary. A driver error
+        latches the e-stop; an exception from any other stage becomes a hold named after the
+        stage (:data:`FAULT_REASONS`), and ``max_consecutive_faults`` of them in a row the e-stop.
+        """
         if state is None:
             try:
                 state = await self._call(self._robot.read_state)
             except Exception as exc:
                 state = exc
+        self._stage = "state"
+        try:
+            await self._step(now, dt, state)
+        except Exception as exc:
+            try:
+                await self._on_fault(now, exc)
+            except Exception as inner:  # handling the fault failed too: stop the arm
+                await self._estop(f"control tick fault handling failed: {inner!r} (after {exc!r})")
+        else:
+            self._faults = 0
+        if self._link.chunks > 0:
+            self._stats.ticks_after_first_chunk += 1
+            if self.holding:
+                self._stats.hold_ticks_after_first_chunk[self.hold_reason or "estop"] += 1
+
+    async def _step(self, now: float, dt: float, state: RobotState | BaseException) -> None:
+        """The tick's stages; ``self._stage`` names the one running, for :meth:`_on_fault`."""
         if isinstance(state, BaseException):
             await self._estop(f"driver read_state failed: {state!r}")
-            self._recorder.step(
-                time_s=now, measured=None, raw=None, safe=None, fired=(), holding=True, reason="estop"
-            )
+            self._record(now, None, None, None, ())
             return
+        measured = measured_from_state(state)  # stage "state": an unusable state is a driver failure
         self.latest_state = state
-        measured = measured_from_state(state)
         if state.fault and not self.estopped:
             self._shield.estop.trigger(f"robot fault: {state.fault}")
+        self._stage = "metrics"
+        last, self._last_now = self._last_now, now
+        if last is not None:
+            self._stats.periods.append(now - last)
+            self._metrics.control_period_seconds.observe(now - last)
+        stale = self._stale_state(now, state)
+        if stale is not None and not self._shield.estop.active:
+            await self._enter_hold("stale_observation", stale)
+            self._record(now, measured, None, None, ())
+            return
         raw: Target | None = None
         plan_end = None
         if self.trajectory is not None and self.action_space is not None and not self._shield.estop.active:
+            self._stage = "trajectory"
             value = self.trajectory.sample(now)
             plan_end = self.trajectory.end_time
             if value is not None:
+                self._stage = "action_space"
                 raw = self.action_space.target_of(value, now)
-                if self.holding:
-                    # Leaving hold: the shield's rate limits start again from where the arm is.
-                    self._shield.reset(measured)
+        self._stage = "shield"
+        if raw is not None and self.holding:
+            # Leaving hold: the shield's rate limits start again from where the arm is.
+            self._shield.reset(measured)
         decision = self._shield.filter(raw, measured, now, dt)
+        self._stage = "metrics"
         for kind in decision.fired:
             if kind == "no_target":  # the watchdog's own hold, counted as a hold, not a safety rule
                 continue
@@ -172,31 +265,24 @@ class ControlLoop:
             self._metrics.safety_interventions.labels(kind).inc()
         if decision.estop or self._shield.estop.active:
             await self._estop(getattr(self._shield.estop, "reason", None) or "shield e-stop")
-            self._recorder.step(
-                time_s=now,
-                measured=measured,
-                raw=raw,
-                safe=None,
-                fired=decision.fired,
-                holding=True,
-                reason="estop",
-            )
+            self._record(now, measured, raw, None, decision.fired)
             return
         if raw is None or decision.hold or decision.target is None:
             if raw is None:
                 reason = self._watchdog_reason()
+                if self._dropped_at_chunk == self._link.chunks and self.hold_reason is not None:
+                    # The plan was dropped as bad and no chunk came since: the cause is still that.
+                    reason = self.hold_reason
+            elif "stall" in decision.fired:
+                reason = "stall"  # the tick came late; the plan is still good
+            elif "non_finite" in decision.fired:
+                reason = "non_finite"
+            elif "invalid" in decision.fired:
+                reason = "invalid_chunk"  # a malformed target can only come from a malformed chunk
             else:
-                reason = "non_finite" if "non_finite" in decision.fired else "safety"
-            await self._enter_hold(reason, state)
-            self._recorder.step(
-                time_s=now,
-                measured=measured,
-                raw=raw,
-                safe=None,
-                fired=decision.fired,
-                holding=True,
-                reason=self.hold_reason,
-            )
+                reason = "safety"
+            await self._enter_hold(reason)
+            self._record(now, measured, raw, None, decision.fired)
             return
         if self.holding:
             self._leave_hold(now)
@@ -204,16 +290,86 @@ class ControlLoop:
             await self._call(self._send, decision.target)
         except Exception as exc:
             await self._estop(f"driver command failed: {exc!r}")
+        self._record(now, measured, raw, decision.target, decision.fired, plan_end=plan_end, holding=False)
+
+    def _record(
+        self,
+        now: float,
+        measured: Measured | None,
+        raw: Target | None,
+        safe: Target | None,
+        fired: Sequence[str],
+        *,
+        plan_end: float | None = None,
+        holding: bool | None = None,
+    ) -> None:
+        self._stage = "recorder"
+        held = self.holding if holding is None else holding
         self._recorder.step(
             time_s=now,
             measured=measured,
             raw=raw,
-            safe=decision.target,
-            fired=decision.fired,
-            holding=False,
-            reason=None,
+            safe=safe,
+            fired=fired,
+            holding=held,
+            reason=self.hold_reason if held else None,
             plan_end=plan_end,
         )
+
+    def _stale_state(self, now: float, state: RobotState) -> str | None:
+        """Why ``state`` is too old to act on (older than the bound, or not advancing), or None."""
+        t = state.time_s
+        if not math.isfinite(t):
+            return f"robot state time is {t!r}"
+        if self._state_time is None or t > self._state_time:
+            self._state_time = t
+            self._state_advanced_at = now
+        bound = self._max_state_age
+        if now - t > bound:
+            return f"robot state is {1000 * (now - t):.0f} ms old (bound {1000 * bound:.0f} ms)"
+        if now - self._state_advanced_at > bound:
+            return (
+                f"robot state has not advanced for {1000 * (now - self._state_advanced_at):.0f} ms "
+                f"(bound {1000 * bound:.0f} ms)"
+            )
+        return None
+
+    async def _on_fault(self, now: float, exc: Exception) -> None:
+        """An exception escaped stage ``self._stage`` of this tick: hold (or e-stop), never raise."""
+        stage = self._stage
+        self._faults += 1
+        self._stats.tick_faults[stage] += 1
+        if stage == "state":
+            await self._estop(f"driver returned an unusable robot state: {exc!r}")
+            return
+        if stage == "recorder":
+            self._drop_recorder(exc)
+        if self._faults == 1 or self.hold_reason != FAULT_REASONS[stage]:
+            # The traceback once per streak: this is a bug (or a rogue input) worth a report.
+            logger.error("Control tick failed in the %s: %r", stage, exc, exc_info=exc)
+        if self.estopped:
+            return
+        if self._faults >= self._max_faults:
+            await self._estop(
+                f"{self._faults} consecutive faulty control ticks (last in the {stage}: {exc!r})"
+            )
+            return
+        await self._enter_hold(FAULT_REASONS[stage], repr(exc))
+
+    def _drop_recorder(self, exc: Exception) -> None:
+        """The recorder raised: stop recording (one warning naming the files), carry on."""
+        recorder, self._recorder = self._recorder, NullRecorder()
+        self._quietly("recorder", recorder.stop, f"it raised {exc!r}")
+
+    def _quietly(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Bookkeeping (metrics, recorder) on the way to a hold or an e-stop: if it fails, report
+        it once and carry on, so that it never keeps the arm from stopping."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            if what not in self._quiet_failures:
+                self._quiet_failures.add(what)
+                logger.error("Control loop: updating the %s failed (%r); carrying on", what, exc)
 
     def _send(self, target: Target) -> None:
         """In the driver thread: the arm target, then the gripper when it changed."""
@@ -239,32 +395,49 @@ class ControlLoop:
             return "late"
         return "chunk_exhausted"
 
-    async def _enter_hold(self, reason: str, state: RobotState) -> None:
-        if self.holding:
+    async def _enter_hold(self, reason: str, detail: str | None = None) -> None:
+        """Hold for ``reason`` (one of :data:`HOLD_REASONS`): command the hold first, then count.
+        Already holding for another cause: relabel (counted, logged, the hold not re-commanded).
+        The plan is dropped unless ``reason`` is one of :data:`PLAN_KEEPING_REASONS`."""
+        if reason not in PLAN_KEEPING_REASONS and self.trajectory is not None:
+            self.trajectory.clear()
+            if reason in _BAD_PLAN_REASONS:
+                self._dropped_at_chunk = self._link.chunks
+        if self.estopped or (self.holding and reason == self.hold_reason):
             return
+        previous = self.hold_reason if self.holding else None
+        if previous is None:
+            await self._command_hold(reason)  # before any bookkeeping, which must not delay it
+            if self.estopped:  # the hold itself failed
+                return
         self.holding = True
         self.hold_reason = reason
-        if self.trajectory is not None:
-            self.trajectory.clear()
-        self._stats.holds[reason] += 1
-        if self._link.chunks > 0:
-            self._stats.holds_after_first_chunk += 1
+        stats = self._stats
+        stats.holds[reason] += 1
+        if previous is not None:
+            stats.hold_relabels += 1
+        elif self._link.chunks > 0:
+            stats.holds_after_first_chunk += 1
         if reason == "late":
-            self._stats.deadline_misses += 1
-            self._metrics.deadline_miss.inc()
-        self._metrics.hold.labels(reason).inc()
-        self._metrics.holding.set(1)
-        self._recorder.event("hold", reason)
+            stats.deadline_misses += 1
+            self._quietly("metrics", self._metrics.deadline_miss.inc)
+        self._quietly("metrics", self._metrics.hold.labels(reason).inc)
+        self._quietly("metrics", self._metrics.holding.set, 1)
+        extra = {"previous": previous} if previous is not None else {}
+        self._quietly("recorder", lambda: self._recorder.event("hold", reason, **extra))
         level = logging.INFO if reason == "waiting_for_server" else logging.WARNING
-        logger.log(level, "Holding position: %s", reason)
-        await self._command_hold(reason)
+        because = f" ({detail})" if detail else ""
+        if previous is None:
+            logger.log(level, "Holding position: %s%s", reason, because)
+        else:
+            logger.log(level, "Still holding, now for %s%s (was %s)", reason, because, previous)
 
     def _leave_hold(self, now: float) -> None:
         logger.info("Resuming after hold (%s)", self.hold_reason)
-        self._recorder.event("resume", self.hold_reason or "")
+        self._quietly("recorder", self._recorder.event, "resume", self.hold_reason or "")
         self.holding = False
         self.hold_reason = None
-        self._metrics.holding.set(0)
+        self._quietly("metrics", self._metrics.holding.set, 0)
 
     async def _command_hold(self, reason: str) -> None:
         try:
@@ -274,7 +447,7 @@ class ControlLoop:
 
     async def _estop(self, reason: str) -> None:
         """Latch the e-stop and stop the arm, once."""
-        self._shield.estop.trigger(reason)
+        self._quietly("shield", self._shield.estop.trigger, reason)
         if self.estopped:
             return
         self.estopped = True
@@ -282,9 +455,9 @@ class ControlLoop:
         self.hold_reason = "estop"
         self._stats.estops += 1
         self._stats.estop_reason = reason
-        self._metrics.estop.inc()
-        self._metrics.holding.set(1)
-        self._recorder.event("estop", reason)
+        self._quietly("metrics", self._metrics.estop.inc)
+        self._quietly("metrics", self._metrics.holding.set, 1)
+        self._quietly("recorder", self._recorder.event, "estop", reason)
         logger.error("E-stop latched: %s. The arm stays stopped until an explicit reset.", reason)
         try:
             await self._call(self._robot.emergency_stop)

@@ -8,13 +8,21 @@
 - ``<camera>.mp4``: each camera's video, through OpenCV.
 
 Lines are buffered and flushed on close; video frames are written from the capture threads.
+
+A recording never stops the run: a file that cannot be written (a full disk, ``OSError``) stops
+the recording with one warning naming the file, and the run carries on; ``summary.json`` is still
+attempted at the end, written to a temporary file and renamed, so it is whole or absent, never
+empty. Non-finite numbers (a NaN chunk, a broken state) are written as ``null``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import math
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,14 +56,27 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _number(value: Any) -> float | None:
+    """A finite float, or None (JSON has no NaN or inf)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _numbers(*arrays: Any) -> list[float | None]:
+    return [_number(x) for a in arrays for x in np.asarray(a, dtype=float).ravel().tolist()]
+
+
 def _target(target: Target | None) -> dict[str, Any] | None:
     if target is None:
         return None
-    out: dict[str, Any] = {"time": target.time_s, "gripper": target.gripper}
+    out: dict[str, Any] = {"time": _number(target.time_s), "gripper": _number(target.gripper)}
     if target.ee is not None:
-        out["ee"] = [*target.ee.position.tolist(), *target.ee.quaternion.tolist()]
+        out["ee"] = _numbers(target.ee.position, target.ee.quaternion)
     if target.joints is not None:
-        out["joints"] = np.asarray(target.joints).tolist()
+        out["joints"] = _numbers(target.joints)
     return out
 
 
@@ -85,6 +106,9 @@ class NullRecorder:
     def safety_limits(self, limits: Any) -> None:
         pass
 
+    def stop(self, reason: str) -> None:
+        """Stop recording (something failed); what was written stays. Never raises."""
+
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
         pass
 
@@ -102,6 +126,36 @@ class Recorder(NullRecorder):
         self._writers: dict[str, cv2.VideoWriter] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._stopped = False  # a write failed: nothing more is written but the summary
+
+    def _fail(self, name: str, exc: BaseException) -> None:
+        """Writing ``name`` failed: stop recording, with one warning naming the file."""
+        with self._lock:
+            first = not self._stopped
+            self._stopped = True
+        if first:
+            logger.warning(
+                "Recorder: cannot write %s (%s); recording stopped, the run carries on",
+                self.directory / name,
+                exc,
+            )
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            first = not self._stopped
+            self._stopped = True
+        if first:
+            logger.warning(
+                "Recorder: recording to %s stopped (%s); the run carries on", self.directory, reason
+            )
+
+    def _write(self, file: IO[str], name: str, line: str) -> None:
+        if self._stopped:
+            return
+        try:
+            file.write(line)
+        except (OSError, ValueError) as exc:  # ValueError: the file was closed under us
+            self._fail(name, exc)
 
     def step(
         self,
@@ -115,57 +169,106 @@ class Recorder(NullRecorder):
         reason: str | None = None,
         plan_end: float | None = None,
     ) -> None:
+        if self._stopped:
+            return
         record = {
-            "time": time_s,
+            "time": _number(time_s),
             "measured": None
             if measured is None
             else {
-                "time": measured.time_s,
-                "joints": np.asarray(measured.joints).tolist(),
-                "ee": [*measured.ee.position.tolist(), *measured.ee.quaternion.tolist()],
-                "gripper": measured.gripper,
+                "time": _number(measured.time_s),
+                "joints": _numbers(measured.joints),
+                "ee": _numbers(measured.ee.position, measured.ee.quaternion),
+                "gripper": _number(measured.gripper),
             },
             "raw": _target(raw),
             "safe": _target(safe),
             "fired": list(fired),
             "holding": holding,
             "hold_reason": reason,
-            "plan_end": plan_end,
+            "plan_end": None if plan_end is None else _number(plan_end),
         }
-        self._steps.write(json.dumps(record, allow_nan=False, default=jsonable) + "\n")
+        self._write(self._steps, "steps.jsonl", json.dumps(record, allow_nan=False, default=jsonable) + "\n")
 
     def event(self, kind: str, reason: str = "", **extra: Any) -> None:
+        if self._stopped:
+            return
         record = {"event": kind, "reason": reason, **jsonable(extra)}
-        self._events.write(json.dumps(record) + "\n")
+        self._write(self._events, "events.jsonl", json.dumps(record) + "\n")
 
     def frame(self, name: str, frame: Frame) -> None:
         if not self._video:
             return
+        failed: Exception | None = None
         with self._lock:
-            if self._closed:
+            if self._closed or self._stopped:
                 return
             writer = self._writers.get(name)
             height, width = frame.rgb.shape[:2]
-            if writer is None:
-                path = str(self.directory / f"{name}.mp4")
-                writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), self._fps, (width, height))
-                if not writer.isOpened():
-                    logger.warning("Recorder: OpenCV cannot write %s; no video for camera %s", path, name)
-                    self._video = False
-                    return
-                self._writers[name] = writer
-            writer.write(np.ascontiguousarray(frame.rgb[:, :, ::-1]))
+            try:
+                if writer is None:
+                    path = str(self.directory / f"{name}.mp4")
+                    writer = cv2.VideoWriter(
+                        path, cv2.VideoWriter.fourcc(*"mp4v"), self._fps, (width, height)
+                    )
+                    if not writer.isOpened():
+                        logger.warning("Recorder: OpenCV cannot write %s; no video for camera %s", path, name)
+                        self._video = False
+                        return
+                    self._writers[name] = writer
+                writer.write(np.ascontiguousarray(frame.rgb[:, :, ::-1]))
+            except Exception as exc:  # cv2.error, OSError: from a capture thread, never raised
+                failed = exc
+        if failed is not None:
+            self._fail(f"{name}.mp4", failed)
 
     def safety_limits(self, limits: Any) -> None:
-        (self.directory / "safety_limits.json").write_text(json.dumps(jsonable(limits), indent=2) + "\n")
+        if self._stopped:
+            return
+        try:
+            _write_atomically(
+                self.directory / "safety_limits.json", json.dumps(jsonable(limits), indent=2) + "\n"
+            )
+        except OSError as exc:
+            self._fail("safety_limits.json", exc)
 
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
+        """Finish the videos and files, then write ``summary.json`` (even after a failure, when
+        the disk allows it). Never raises on a write failure."""
         with self._lock:
             self._closed = True
-            for writer in self._writers.values():
+            writers, self._writers = list(self._writers.items()), {}
+        for name, writer in writers:
+            try:
                 writer.release()
-            self._writers.clear()
+            except Exception as exc:
+                self._fail(f"{name}.mp4", exc)
+        for file, name in ((self._steps, "steps.jsonl"), (self._events, "events.jsonl")):
+            try:
+                file.close()  # flushes the buffer: a full disk shows here
+            except OSError as exc:
+                self._fail(name, exc)
+                with contextlib.suppress(OSError):
+                    file.close()  # the buffer is lost; release the descriptor
         if summary is not None:
-            (self.directory / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
-        self._steps.close()
-        self._events.close()
+            path = self.directory / "summary.json"
+            try:
+                _write_atomically(path, json.dumps(jsonable(summary), indent=2) + "\n")
+            except OSError as exc:
+                logger.warning("Recorder: cannot write %s (%s); the summary is only printed", path, exc)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed over it (``os.replace``), so
+    that ``path`` is either the whole text or what it was before: never empty or cut short."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -68,6 +68,16 @@ class RunStats:
     estop_reason: str | None = None
     first_chunk_s: float | None = None
     holds_after_first_chunk: int = 0
+    hold_relabels: int = 0  # holds whose cause changed while holding (each new cause is in holds)
+    ticks_after_first_chunk: int = 0
+    hold_ticks_after_first_chunk: Counter[str] = field(default_factory=Counter)  # by reason
+    tick_faults: Counter[str] = field(default_factory=Counter)  # exceptions caught in a tick, by stage
+
+    @property
+    def hold_fraction(self) -> float | None:
+        """Share of the ticks since the first chunk spent holding (None before the first chunk)."""
+        n = self.ticks_after_first_chunk
+        return sum(self.hold_ticks_after_first_chunk.values()) / n if n else None
 
     def to_dict(self) -> dict[str, Any]:
         duration = (self.ended_s or 0.0) - (self.started_s or 0.0) if self.started_s is not None else 0.0
@@ -86,6 +96,10 @@ class RunStats:
             "stale_observations": self.stale_observations,
             "holds": dict(self.holds),
             "holds_after_first_chunk": self.holds_after_first_chunk,
+            "hold_relabels": self.hold_relabels,
+            "hold_fraction_after_first_chunk": self.hold_fraction,
+            "hold_ticks_after_first_chunk": dict(self.hold_ticks_after_first_chunk),
+            "tick_faults": dict(self.tick_faults),
             "rejected_chunks": dict(self.rejected_chunks),
             "server_status": dict(self.server_status),
             "safety_interventions": dict(self.safety_interventions),
@@ -97,6 +111,10 @@ class RunStats:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.2f} ms"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -115,6 +133,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  deadline misses        {summary['deadline_misses']}",
         f"  stale actions dropped  {summary['stale_actions_dropped']}",
         f"  holds                  {_counts(summary['holds'])}",
+        f"  held after 1st chunk   {_percent(summary.get('hold_fraction_after_first_chunk'))} of ticks"
+        f" ({_counts(summary.get('hold_ticks_after_first_chunk', {}))})",
+        f"  tick faults            {_counts(summary.get('tick_faults', {}))}",
         f"  rejected chunks        {_counts(summary['rejected_chunks'])}",
         f"  safety interventions   {_counts(summary['safety_interventions'])}",
         f"  reconnects             {summary['reconnects']}",
