@@ -165,7 +165,7 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
     add(
         "e-stop",
         "CHECK",
-        "test by hand: press the arm's e-stop; and `kill -USR1 <agent pid>` latches the agent's",
+        "test by hand: press the arm's e-stop; and `robot-agent estop` latches a running agent's (and confirms it)",
     )
     return results
 

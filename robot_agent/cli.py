@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from robot_agent.config import BLEND_MODES, INTERPOLATIONS, AgentConfig, ControlConfig, ServerConfig
-from robot_agent.errors import AgentError
+from robot_agent.errors import AgentError, EstopRefused, RobotInUse, RunFileError
 from robot_agent.runfile import (
-    RunFileError,
     RunRecord,
     default_run_dir,
     find_run,
@@ -34,12 +33,12 @@ from robot_agent.runfile import (
     looks_like_agent,
     process_identity,
     read_run,
+    runs_driving,
     stale_reason,
 )
 
 __all__ = [
     "EXIT_CODES",
-    "EstopRefused",
     "build_estop_parser",
     "build_parser",
     "estop",
@@ -68,10 +67,6 @@ RUN_DIR_HELP = (
     "where run files live: robot-agent estop finds agents there "
     "(default: $XDG_RUNTIME_DIR/vla-deploy, else <tmp>/vla-deploy-<uid>)"
 )
-
-
-class EstopRefused(AgentError):
-    """Raised by ``robot-agent estop`` when its target is not a running robot-agent; nothing is signalled."""
 
 
 LOGGING_CONFIG: dict[str, Any] = {
@@ -170,6 +165,7 @@ def build_check_parser() -> argparse.ArgumentParser:
         prog="robot-agent check", description="Preflight: config, server, robot, cameras."
     )
     _common(parser)
+    parser.add_argument("--run-dir", metavar="DIR", help=RUN_DIR_HELP)
     return parser
 
 
@@ -217,7 +213,9 @@ def run(config: AgentConfig, *, run_dir: Path | None = None) -> dict[str, Any]:
 
     run_file = None
     if run_dir is not None:
-        run_file = RunFile.for_this_process(run_dir, server=config.server.address, robot=config.robot.kind)
+        run_file = RunFile.for_this_process(
+            run_dir, server=config.server.address, robot=config.robot.kind, robot_ip=config.robot.ip
+        )
     try:
         return Agent(config, run_file=run_file).run()
     finally:
@@ -261,6 +259,19 @@ def build_estop_parser() -> argparse.ArgumentParser:
         help="how long to wait for the agent to confirm the latch (default: 3)",
     )
     return parser
+
+
+def _refuse_if_driven(run_dir: Path, config: AgentConfig) -> None:
+    """Raise :class:`RobotInUse` if a live agent (by its run file) already drives this arm: a second
+    connection would start another controller (Franka) or switch the mode (xArm) under it."""
+    others = runs_driving(run_dir, config.robot.kind, config.robot.ip)
+    if others:
+        other = others[0]
+        raise RobotInUse(
+            f"robot {config.robot.kind}{f' at {config.robot.ip}' if config.robot.ip else ''} is driven by "
+            f"robot-agent {other.describe()}; stop it first (Ctrl-C, or robot-agent estop --pid {other.pid})",
+            pid=other.pid,
+        )
 
 
 def _command_line(cmdline: tuple[str, ...]) -> str:
@@ -371,10 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         config = AgentConfig.load(args.config, overrides_from_args(args))
+        run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else default_run_dir(os.environ)
+        if command in ("run", "check"):
+            _refuse_if_driven(run_dir, config)
         if command == "run":
             from robot_agent.summary import format_summary
 
-            run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(os.environ)
             summary = run(config, run_dir=run_dir)
             print(format_summary(summary), flush=True)
             if summary.get("estops"):

@@ -6,7 +6,10 @@
     ├── ServerUnavailable    the inference server cannot be reached or the stream broke
     ├── DriverError          the robot driver failed (connect, read or command)
     ├── CameraError          a camera failed to open or to deliver frames
-    └── MissingExtra         an optional dependency is not installed (gives the pip line)
+    ├── MissingExtra         an optional dependency is not installed (gives the pip line)
+    ├── RunFileError         a run dir or run file cannot be used (``runfile.py``; names the path)
+    ├── EstopRefused         ``robot-agent estop``'s target is not a running agent: nothing signalled
+    └── RobotInUse           a live agent already drives this arm (names its pid)
 
 Foreign exceptions are translated at one boundary each: ``grpc.aio.AioRpcError`` in
 ``policy_client.py``, SDK errors in each driver and camera. ``cli.py`` prints
@@ -15,12 +18,17 @@ Foreign exceptions are translated at one boundary each: ``grpc.aio.AioRpcError``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "AgentError",
     "CameraError",
     "ConfigError",
     "DriverError",
+    "EstopRefused",
     "MissingExtra",
+    "RobotInUse",
+    "RunFileError",
     "ServerUnavailable",
     "SpecMismatch",
 ]
@@ -60,3 +68,26 @@ class CameraError(AgentError):
 
 class MissingExtra(AgentError):
     """Raised when a driver or camera needs a package that is not installed."""
+
+
+class RunFileError(AgentError):
+    """Raised when a run directory or run file cannot be used: unsafe owner or mode, unreadable,
+    not JSON, or not written by a robot-agent; ``path`` names it."""
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class EstopRefused(AgentError):
+    """Raised by ``robot-agent estop`` when its target is not a running robot-agent (no run file, a
+    stale one, several agents and no ``--pid``, or one already stopping); nothing is signalled."""
+
+
+class RobotInUse(AgentError):
+    """Raised by ``robot-agent`` and ``robot-agent check`` when a live agent already drives the arm;
+    ``pid`` is that agent's."""
+
+    def __init__(self, message: str, *, pid: int) -> None:
+        super().__init__(message)
+        self.pid = pid

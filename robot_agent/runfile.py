@@ -7,8 +7,8 @@ signal handlers are installed, ``<run dir>/robot-agent-<pid>.json``::
 
     {"version": 1, "pid": 4242, "started_at": "2026-11-30T14:33:03Z",
      "process_start": "123456", "cmdline": ["python", "-m", "robot_agent", ...],
-     "server": "127.0.0.1:50051", "robot": "sim", "state": "running", "estop_reason": null,
-     "updated_at": "2026-11-30T14:33:04Z"}
+     "server": "127.0.0.1:50051", "robot": "franka", "robot_ip": "172.16.0.2",
+     "state": "running", "estop_reason": null, "updated_at": "2026-11-30T14:33:04Z"}
 
 ``state`` is one of :data:`RUN_STATES`: ``running`` (SIGUSR1 latches the e-stop), ``estopped``
 (latched, with ``estop_reason``; the run is ending) or ``stopped`` (a controlled stop is under
@@ -24,6 +24,10 @@ Where: ``$XDG_RUNTIME_DIR/vla-deploy`` (per user, on tmpfs, per the XDG Base Dir
 else ``<tempdir>/vla-deploy-<uid>``; ``--run-dir`` overrides both. The directory must belong to
 this user and be writable by nobody else, since its files decide which process gets a signal.
 Writes are atomic (a temporary file in the same directory, then ``os.replace``).
+
+The same files tell ``robot-agent`` and ``robot-agent check`` that an arm is already driven by a
+live agent (:func:`runs_driving`): connecting to it would start a second controller (Franka) or
+switch its mode (xArm) under the running one.
 """
 
 from __future__ import annotations
@@ -41,13 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from robot_agent.errors import AgentError
+from robot_agent.errors import RunFileError
 
 __all__ = [
     "RUN_STATES",
     "ProcessIdentity",
     "RunFile",
-    "RunFileError",
     "RunRecord",
     "default_run_dir",
     "find_run",
@@ -57,6 +60,7 @@ __all__ = [
     "prune_stale",
     "read_run",
     "run_file_path",
+    "runs_driving",
     "stale_reason",
 ]
 
@@ -65,15 +69,6 @@ RunState = Literal["running", "estopped", "stopped"]
 RUN_STATES: tuple[RunState, ...] = ("running", "estopped", "stopped")
 _VERSION = 1
 _PREFIX = "robot-agent-"
-
-
-class RunFileError(AgentError):
-    """Raised when a run directory or run file cannot be used: unsafe owner or mode, unreadable,
-    not JSON, or not written by a robot-agent; ``path`` names it."""
-
-    def __init__(self, message: str, *, path: Path | None = None) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 @dataclass(frozen=True)
@@ -98,12 +93,14 @@ class RunRecord:
     identity: ProcessIdentity
     server: str
     robot: str
+    robot_ip: str | None
     state: RunState
     estop_reason: str | None
 
     def describe(self) -> str:
-        """``4242 (robot sim, server 127.0.0.1:50051, started 2026-11-30T14:33:03Z)``."""
-        return f"{self.pid} (robot {self.robot}, server {self.server}, started {self.started_at})"
+        """``4242 (robot franka at 172.16.0.2, server 127.0.0.1:50051, started 2026-11-30T14:33:03Z)``."""
+        where = f" at {self.robot_ip}" if self.robot_ip else ""
+        return f"{self.pid} (robot {self.robot}{where}, server {self.server}, started {self.started_at})"
 
 
 def default_run_dir(environ: Mapping[str, str]) -> Path:
@@ -188,7 +185,7 @@ class RunFile:
 
     Example::
 
-        run_file = RunFile.for_this_process(run_dir, server="127.0.0.1:50051", robot="sim")
+        run_file = RunFile.for_this_process(run_dir, server="127.0.0.1:50051", robot="franka", robot_ip="172.16.0.2")
         run_file.write("running")      # after the SIGUSR1 handler is installed
         run_file.write("estopped", "operator signal SIGUSR1")
         run_file.remove()              # at a clean exit
@@ -196,16 +193,28 @@ class RunFile:
     Raises :class:`RunFileError` when the directory is unsafe or a write fails.
     """
 
-    def __init__(self, path: Path, *, pid: int, identity: ProcessIdentity, server: str, robot: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        pid: int,
+        identity: ProcessIdentity,
+        server: str,
+        robot: str,
+        robot_ip: str | None = None,
+    ) -> None:
         self.path = path
         self.pid = pid
         self._identity = identity
         self._server = server
         self._robot = robot
+        self._robot_ip = robot_ip
         self._started_at = _utc_now()
 
     @classmethod
-    def for_this_process(cls, run_dir: Path, *, server: str, robot: str) -> RunFile:
+    def for_this_process(
+        cls, run_dir: Path, *, server: str, robot: str, robot_ip: str | None = None
+    ) -> RunFile:
         """The run file of ``os.getpid()`` in ``run_dir`` (created 0700 if missing, then checked);
         stale files of dead or reused PIDs there are removed."""
         try:
@@ -218,7 +227,14 @@ class RunFile:
         identity = process_identity(pid)
         if identity is None:  # pragma: no cover - we are alive
             raise RunFileError(f"cannot read the identity of this process {pid}")
-        return cls(run_file_path(run_dir, pid), pid=pid, identity=identity, server=server, robot=robot)
+        return cls(
+            run_file_path(run_dir, pid),
+            pid=pid,
+            identity=identity,
+            server=server,
+            robot=robot,
+            robot_ip=robot_ip,
+        )
 
     def write(self, state: RunState, estop_reason: str | None = None) -> None:
         """Atomically replace the file with ``state`` (blocking: call it off the event loop)."""
@@ -230,6 +246,7 @@ class RunFile:
             "cmdline": list(self._identity.cmdline),
             "server": self._server,
             "robot": self._robot,
+            "robot_ip": self._robot_ip,
             "state": state,
             "estop_reason": estop_reason,
             "updated_at": _utc_now(),
@@ -266,7 +283,7 @@ def read_run(path: Path) -> RunRecord:
     try:
         if data["version"] != _VERSION or data["state"] not in RUN_STATES:
             raise ValueError(f"version {data['version']!r}, state {data['state']!r}")
-        reason = data["estop_reason"]
+        reason, ip = data["estop_reason"], data["robot_ip"]
         return RunRecord(
             path=path,
             pid=int(data["pid"]),
@@ -274,6 +291,7 @@ def read_run(path: Path) -> RunRecord:
             identity=ProcessIdentity(str(data["process_start"]), tuple(str(a) for a in data["cmdline"])),
             server=str(data["server"]),
             robot=str(data["robot"]),
+            robot_ip=None if ip is None else str(ip),
             state=data["state"],
             estop_reason=None if reason is None else str(reason),
         )
@@ -332,3 +350,13 @@ def prune_stale(run_dir: Path) -> list[Path]:
                 record.path.unlink()
                 removed.append(record.path)
     return removed
+
+
+def runs_driving(run_dir: Path, robot: str, robot_ip: str | None) -> list[RunRecord]:
+    """The live runs in ``run_dir`` (other than this process) driving the arm ``robot`` at
+    ``robot_ip``. Simulated arms (``sim``) are each their own, so they never collide."""
+    if robot == "sim":
+        return []
+    return [
+        r for r in live_runs(run_dir) if r.pid != os.getpid() and (r.robot, r.robot_ip) == (robot, robot_ip)
+    ]

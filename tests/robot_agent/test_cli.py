@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from robot_agent import cli
 from robot_agent.errors import DriverError
+from robot_agent.runfile import RunFile, process_identity, run_file_path
 from robot_agent.summary import RunStats
 
 SUMMARY = RunStats(rate_hz=100.0, started_s=0.0, ended_s=1.0, ticks=100).to_dict()
@@ -160,3 +163,58 @@ def test_help_documents_the_exit_codes_and_the_estop(capsys) -> None:  # type: i
         for code, meaning in cli.EXIT_CODES.items():
             assert f"  {code:<4} {meaning}" in out
     assert sorted(cli.EXIT_CODES) == [0, 1, 2, 3, 4, 130]
+
+
+@pytest.fixture
+def other_agent(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """A live process with a run file saying it drives the Franka at 10.0.0.2: (run dir, pid)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        identity = process_identity(proc.pid)
+        assert identity is not None
+        path = run_file_path(run_dir, proc.pid)
+        RunFile(
+            path, pid=proc.pid, identity=identity, server="gpu:1", robot="franka", robot_ip="10.0.0.2"
+        ).write("running")
+        yield run_dir, proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("command", [[], ["check"]])
+def test_an_arm_driven_by_a_live_agent_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys, other_agent: tuple[Path, int], command: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """A second agent or a preflight would start another controller (Franka) under the running one."""
+    import robot_agent.check
+
+    run_dir, pid = other_agent
+    called: list[str] = []
+    monkeypatch.setattr(cli, "run", lambda config, **_: called.append("run"))
+    monkeypatch.setattr(robot_agent.check, "run_check", lambda config: called.append("check"))
+    code = cli.main([*command, "--robot", "franka", "--robot-ip", "10.0.0.2", "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert (code, called) == (1, [])
+    assert err.startswith(
+        f"RobotInUse: robot franka at 10.0.0.2 is driven by robot-agent {pid} (robot franka at 10.0.0.2, "
+        "server gpu:1, started "
+    )
+    assert err.endswith(f"; stop it first (Ctrl-C, or robot-agent estop --pid {pid})\n")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--robot", "franka", "--robot-ip", "10.0.0.3"],  # another arm
+        ["--robot", "sim"],  # each simulated arm is its own
+    ],
+)
+def test_other_arms_are_not_refused(
+    monkeypatch: pytest.MonkeyPatch, other_agent: tuple[Path, int], flags: list[str]
+) -> None:
+    run_dir, _ = other_agent
+    monkeypatch.setattr(cli, "run", lambda config, **_: SUMMARY)
+    assert cli.main([*flags, "--run-dir", str(run_dir)]) == 0

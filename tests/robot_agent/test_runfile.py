@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from robot_agent.errors import RunFileError
 from robot_agent.runfile import (
     ProcessIdentity,
     RunFile,
-    RunFileError,
     default_run_dir,
     find_run,
     live_runs,
