@@ -137,12 +137,15 @@ def _accepted(spec: pb.CameraSpec) -> list[int]:
 
 
 def estimate_image_bytes(height: int, width: int, encoding: int, jpeg_quality: int = 90) -> int:
-    """Upper bound on one encoded ``height x width`` RGB frame's size on the wire, in bytes.
+    """Bound on one encoded ``height x width`` RGB frame's size on the wire, in bytes.
 
-    RAW_RGB8 is exact (``3 * height * width``); PNG is bounded by RAW (deflate's stored blocks add
-    5 bytes per 64 KiB, PNG one filter byte per row and 12 per 8 KiB chunk); JPEG by the worst
-    case measured on uniform noise at ``jpeg_quality`` (:data:`_JPEG_BYTES_PER_PIXEL`). Each adds
-    the ``Image`` message's own fields.
+    RAW_RGB8 is exact (``3 * height * width``); PNG is bounded by RAW plus its framing (deflate's
+    stored blocks add 5 bytes per 64 KiB, PNG a filter byte per row and 12 bytes per 8 KiB chunk);
+    JPEG has no useful worst case (libjpeg-turbo's ``tjBufSize`` allows 3 bytes per pixel, more
+    than RAW), so it is bounded by what uniform noise, the least compressible frame a camera
+    gives, takes at ``jpeg_quality`` (:data:`_JPEG_BYTES_PER_PIXEL`); :meth:`PolicyClient.build_request`
+    re-encodes at lower quality if a frame still comes out larger. Each adds the ``Image``
+    message's own fields.
     """
     pixels = height * width
     raw = 3 * pixels

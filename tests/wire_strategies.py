@@ -167,18 +167,31 @@ def predict_responses(draw: st.DrawFn, *, chunk_length: int, action_dim: int) ->
     """A ``PredictResponse`` with any status value, actions tensor, ``dt_s`` and message."""
     response = pb.PredictResponse(
         request_id=draw(uint64s),
-        status=draw(st.one_of(st.just(pb.PredictResponse.OK), enum_values)),  # type: ignore[arg-type]
-        message=draw(st.one_of(st.text(max_size=16), st.just("m" * 100_000))),
-        dt_s=draw(st.one_of(st.just(0.1), doubles)),
+        status=draw(_mostly(st.just(pb.PredictResponse.OK), enum_values)),  # type: ignore[arg-type]
+        message=draw(_mostly(st.text(max_size=16), st.just("m" * 100_000))),
+        dt_s=draw(_mostly(st.just(0.1), doubles)),
         capture_time_s=draw(doubles),
     )
-    rows = draw(st.sampled_from([chunk_length, 1, 0, chunk_length + 1, 2**32]))
-    response.actions.CopyFrom(draw(tensors(good_shape=[rows if rows < 2**16 else 1, action_dim])))
+    rows = draw(st.sampled_from([chunk_length, 1, 0, chunk_length + 1]))
+    values = st.floats(allow_nan=True, allow_infinity=True, width=32)
+    good = st.lists(
+        _mostly(st.floats(-10, 10, width=32), values), min_size=rows * action_dim, max_size=rows * action_dim
+    )
+    actions = good.map(lambda v: to_tensor(np.array(v, np.float32).reshape(rows, action_dim)))
+    response.actions.CopyFrom(draw(_mostly(actions, tensors(good_shape=[rows, action_dim]))))
     if draw(st.booleans()):
         response.timing.total_ms = draw(st.floats(width=32))
     return response
 
 
-def raw_messages() -> st.SearchStrategy[bytes]:
-    """Bytes that may or may not parse as a message: random, or a valid one with bytes flipped."""
-    return st.binary(max_size=200)
+@st.composite
+def raw_messages(draw: st.DrawFn, base: st.SearchStrategy | None = None) -> bytes:
+    """Bytes that may or may not parse: random, or a message from ``base`` cut short or with
+    bytes inserted."""
+    if base is None or not draw(st.integers(0, 3)):
+        return draw(st.binary(max_size=200))
+    data = draw(base).SerializeToString()
+    at = draw(st.integers(0, len(data)))
+    if draw(st.booleans()):
+        return data[:at]
+    return data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at:]

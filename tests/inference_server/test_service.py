@@ -214,7 +214,10 @@ def _prev_actions_shape(r: pb.PredictRequest) -> None:
         (_state_bytes, r"^state: 28 bytes of data"),  # tensor bytes do not match its shape
         (_oversize, r"^request: \d+ bytes, larger than max_request_bytes 32768"),  # oversize message
         (_unknown_camera, r"^images\.side: unknown camera"),  # a camera the policy does not know
-        (_prev_actions_shape, r"^prev_actions: FLOAT32 \[4, 6\], expected FLOAT32 \[n, 7\] with n <= chunk_length 16"),
+        (
+            _prev_actions_shape,
+            r"^prev_actions: FLOAT32 \[4, 6\], expected FLOAT32 \[n, 7\] with n <= chunk_length 16",
+        ),
     ],
 )
 async def test_invalid_request_names_the_field_and_the_stream_lives_on(
