@@ -114,6 +114,11 @@ async def evaluate(
         raise ConfigError(f"episodes is {episodes}, must be >= 1", field="episodes")
     owns_robot = robot is None
     if robot is None:
+        if config.robot.kind != "sim":  # refused before connecting: never start a real arm's controller
+            raise ConfigError(
+                f"robot.kind is {config.robot.kind!r}: eval needs the simulated arm and its world (robot.kind = 'sim')",
+                field="robot.kind",
+            )
         robot = create_robot(config.robot)
         await asyncio.to_thread(robot.connect)
     world = getattr(robot, "world", None)

@@ -218,3 +218,18 @@ def test_other_arms_are_not_refused(
     run_dir, _ = other_agent
     monkeypatch.setattr(cli, "run", lambda config, **_: SUMMARY)
     assert cli.main([*flags, "--run-dir", str(run_dir)]) == 0
+
+
+def test_eval_on_a_real_arm_is_refused_before_connecting(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``eval`` scores the simulated task; it used to connect (start the controller of) a real arm
+    first and only then find it had no simulated world."""
+    import robot_agent.evaluation
+
+    def connect_nothing(config):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"eval tried to create robot {config.kind}")
+
+    monkeypatch.setattr(robot_agent.evaluation, "create_robot", connect_nothing)
+    assert cli.main(["eval", "--robot", "franka", "--robot-ip", "10.0.0.2", "--episodes", "1"]) == 1
+    assert capsys.readouterr().err == (
+        "ConfigError: robot.kind is 'franka': eval needs the simulated arm and its world (robot.kind = 'sim')\n"
+    )
