@@ -35,6 +35,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from robot_agent.action_space import ActionSpace, measured_from_state
 from robot_agent.metrics import AgentMetrics
 from robot_agent.recorder import NullRecorder
@@ -100,6 +102,21 @@ class LinkState:
     chunks: int = 0  # good chunks received
 
 
+def _checked(measured: Measured) -> Measured:
+    """``measured``, or ValueError when its arrays have the wrong shapes (a driver bug). Values
+    are the shield's business: a non-finite state latches the e-stop there."""
+    if (
+        np.shape(measured.ee.position) != (3,)
+        or np.shape(measured.ee.quaternion) != (4,)
+        or np.ndim(measured.joints) != 1
+    ):
+        raise ValueError(
+            f"robot state has ee position shape {np.shape(measured.ee.position)}, quaternion shape "
+            f"{np.shape(measured.ee.quaternion)}, joints shape {np.shape(measured.joints)}"
+        )
+    return measured
+
+
 class ControlLoop:
     """Runs the ticks; ``configure`` gives it the action space and trajectory once a spec is known.
 
@@ -142,6 +159,7 @@ class ControlLoop:
         self._max_state_age = max_state_age_s if max_state_age_s is not None else 3.0 * self.period
         self._max_faults = max(1, max_consecutive_faults)
         self._faults = 0  # consecutive faulty ticks
+        self._fault_stage = ""  # the stage of the last one
         self._stage = ""  # the stage of the tick running now, named in a fault
         self._last_now: float | None = None  # the previous tick's time, for the period
         self._state_time: float | None = None  # newest robot state time seen
@@ -229,7 +247,7 @@ class ControlLoop:
             await self._estop(f"driver read_state failed: {state!r}")
             self._record(now, None, None, None, ())
             return
-        measured = measured_from_state(state)  # stage "state": an unusable state is a driver failure
+        measured = _checked(measured_from_state(state))  # stage "state": unusable = driver failure
         self.latest_state = state
         if state.fault and not self.estopped:
             self._shield.estop.trigger(f"robot fault: {state.fault}")
@@ -344,9 +362,10 @@ class ControlLoop:
             return
         if stage == "recorder":
             self._drop_recorder(exc)
-        if self._faults == 1 or self.hold_reason != FAULT_REASONS[stage]:
+        if self._faults == 1 or stage != self._fault_stage:
             # The traceback once per streak: this is a bug (or a rogue input) worth a report.
             logger.error("Control tick failed in the %s: %r", stage, exc, exc_info=exc)
+        self._fault_stage = stage
         if self.estopped:
             return
         if self._faults >= self._max_faults:

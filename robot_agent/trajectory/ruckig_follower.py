@@ -48,7 +48,10 @@ class RuckigFollower:
         # Ruckig refuses a target velocity above the limit; the curve may ask for one briefly.
         vel = np.clip(target_velocity, -0.99 * self._vmax, 0.99 * self._vmax)
         self._input.target_velocity = vel.tolist()
-        result = self._otg.update(self._input, self._output)
+        try:
+            result = self._otg.update(self._input, self._output)
+        except ValueError as exc:  # an error code the binding's Result lacks: "-101 is not a valid Result"
+            raise RuntimeError(f"ruckig failed: {exc} (target {np.round(target, 3).tolist()})") from exc
         if result not in (Result.Working, Result.Finished):
             raise RuntimeError(f"ruckig failed: {result}")
         self._output.pass_to_input(self._input)
