@@ -26,6 +26,7 @@ from typing import Any
 from robot_agent.config import BLEND_MODES, INTERPOLATIONS, AgentConfig, ControlConfig, ServerConfig
 from robot_agent.errors import AgentError, EstopRefused, RobotInUse, RunFileError
 from robot_agent.runfile import (
+    RunFile,
     RunRecord,
     default_run_dir,
     find_run,
@@ -209,7 +210,6 @@ def run(config: AgentConfig, *, run_dir: Path | None = None) -> dict[str, Any]:
     """Run the agent with ``config`` and return its summary (tests patch this). With ``run_dir``
     the agent keeps a run file there, for ``robot-agent estop``."""
     from robot_agent.agent import Agent
-    from robot_agent.runfile import RunFile
 
     run_file = None
     if run_dir is not None:
