@@ -147,13 +147,11 @@ def process_identity(pid: int) -> ProcessIdentity | None:
         try:
             stat_text = (proc / str(pid) / "stat").read_text()
             raw_cmdline = (proc / str(pid) / "cmdline").read_bytes()
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        except OSError:
+        except OSError:  # gone (or going) while we read
             return None
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
-        fields = stat_text[stat_text.rindex(")") + 2 :].split()
-        if fields[0] in ("Z", "X"):  # a zombie or dead process: it handles no signal
+        fields = stat_text[stat_text.rfind(")") + 2 :].split()
+        if len(fields) < 20 or fields[0] in ("Z", "X"):  # a zombie or dead process handles no signal
             return None
         cmdline = tuple(arg.decode(errors="replace") for arg in raw_cmdline.split(b"\0") if arg)
         return ProcessIdentity(start=fields[19], cmdline=cmdline)  # field 22 (proc(5)), 0-based 19 here
