@@ -130,3 +130,26 @@ async def test_a_lying_capture_time_echo_changes_nothing(tmp_path: Path, offset_
             await poll_until(lambda: agent.link.chunks >= 3 and not agent.control.holding, timeout=10)
             assert agent.control.trajectory.end_time < agent.control.latest_state.time_s + H * DT + 0.5
     assert agent.stats.roundtrips.values().max() < 1.0
+
+
+async def test_ruckig_refusing_a_far_chunk_holds_and_the_agent_keeps_running(tmp_path: Path) -> None:
+    """Issue 10, kind 1: interpolation = "ruckig" and a finite ee_delta chunk with x = 1e4 m made
+    Ruckig's update return an error code not in ruckig.Result (ValueError: -101 is not a valid
+    Result) and the agent died. Now the tick holds (trajectory_error) and the run goes on."""
+    far = np.zeros((H, 7), dtype=np.float32)
+    far[:, 0] = 1e4 * np.arange(H)
+    far[:, 6] = 1.0
+    servicer = RogueServicer(far)
+    record = tmp_path / "episode"
+    overrides = {"control.interpolation": "ruckig", "record.dir": str(record)}
+    async with rogue_server(servicer) as port:
+        agent = Agent(agent_config(port, **overrides))
+        async with running(agent):
+            await poll_until(lambda: agent.stats.tick_faults["trajectory"] >= 2, timeout=10)
+            assert agent.control.hold_reason in (None, "trajectory_error") and not agent.control.estopped
+    summary = agent.summary
+    assert summary["holds"]["trajectory_error"] >= 1 and summary["estops"] == 0
+    assert (record / "summary.json").stat().st_size > 0
+    for step in read_jsonl(record / "steps.jsonl"):
+        if step["safe"] is not None:
+            assert abs(step["safe"]["ee"][0]) < 2.0, step  # nothing far was ever commanded
