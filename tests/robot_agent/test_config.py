@@ -62,6 +62,12 @@ estop_after_interventions = 10
         ({"cameras": {"front": {"width": 0}}}, "cameras.front.width is 0"),
         ({"cameras": {"front": {"fps": "fast"}}}, "cameras.front.fps is 'fast', expected an integer"),
         ({"scheduler.rtt_quantile": 1.5}, r"scheduler.rtt_quantile is 1.5, must be in \(0, 1\]"),
+        ({"scheduler.execution_horizon": 0}, r"scheduler.execution_horizon is 0.0, must be in \(0, 1\]"),
+        ({"scheduler.execution_horizon": 1.5}, r"scheduler.execution_horizon is 1.5, must be in \(0, 1\]"),
+        ({"scheduler.rtt_std_factor": -1}, "scheduler.rtt_std_factor is -1.0, must be >= 0"),
+        ({"scheduler.rtt_prior_std_s": -0.1}, "scheduler.rtt_prior_std_s is -0.1, must be >= 0"),
+        ({"control.max_state_age_s": 0}, "control.max_state_age_s is 0.0, must be > 0"),
+        ({"control.max_consecutive_faults": 0}, "control.max_consecutive_faults is 0, must be >= 1"),
         ({"record": "here"}, "record must be a table"),
         ({"duration_s": 0}, "duration_s is 0.0, must be > 0"),
     ],
@@ -92,3 +98,24 @@ def test_unconfigured_cameras_take_the_default_kind_at_the_policy_size() -> None
     assert config.camera_for("front", 96, 128).kind == "sim"
     wrist = config.camera_for("wrist", 96, 128)
     assert (wrist.kind, wrist.height, wrist.width) == ("usb", 96, 128)
+
+
+def test_replanning_fault_and_staleness_options_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        """
+[scheduler]
+execution_horizon = 0.25
+rtt_std_factor = 3
+rtt_prior_std_s = 0.1
+[control]
+max_state_age_s = 0.05
+max_consecutive_faults = 2
+"""
+    )
+    config = AgentConfig.load(path)
+    assert (config.scheduler.execution_horizon, config.scheduler.rtt_std_factor) == (0.25, 3.0)
+    assert config.scheduler.rtt_prior_std_s == 0.1
+    assert (config.control.max_state_age_s, config.control.max_consecutive_faults) == (0.05, 2)
+    defaults = AgentConfig.load()
+    assert defaults.scheduler.execution_horizon == 0.5 and defaults.control.max_state_age_s is None

@@ -42,3 +42,18 @@ def test_summary_reports_what_the_issue_asks_for() -> None:
 def test_an_empty_run_still_formats() -> None:
     text = format_summary(RunStats().to_dict())
     assert "p50 - , p99 -" not in text and "control period         p50 -, p99 -" in text
+
+
+def test_summary_reports_the_hold_fraction_relabels_and_tick_faults() -> None:
+    stats = RunStats(rate_hz=100.0, started_s=0.0, ended_s=4.0, ticks=400, ticks_after_first_chunk=300)
+    stats.hold_ticks_after_first_chunk.update({"stall": 2, "late": 1})
+    stats.tick_faults.update({"trajectory": 1})
+    stats.hold_relabels = 1
+    summary = stats.to_dict()
+    assert summary["hold_fraction_after_first_chunk"] == 0.01
+    assert summary["hold_ticks_after_first_chunk"] == {"stall": 2, "late": 1}
+    assert summary["tick_faults"] == {"trajectory": 1} and summary["hold_relabels"] == 1
+    text = format_summary(summary)
+    assert "  held after 1st chunk   1.00 % of ticks (late 1, stall 2)" in text, text
+    assert "  tick faults            trajectory 1" in text, text
+    assert RunStats().to_dict()["hold_fraction_after_first_chunk"] is None
