@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,22 +165,15 @@ def test_help_documents_the_exit_codes_and_the_estop(capsys) -> None:  # type: i
 
 
 @pytest.fixture
-def other_agent(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+def other_agent(run_dir: Path, sleeper: subprocess.Popen[bytes]) -> tuple[Path, int]:
     """A live process with a run file saying it drives the Franka at 10.0.0.2: (run dir, pid)."""
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(mode=0o700)
-    proc = subprocess.Popen(["sleep", "60"])
-    try:
-        identity = process_identity(proc.pid)
-        assert identity is not None
-        path = run_file_path(run_dir, proc.pid)
-        RunFile(
-            path, pid=proc.pid, identity=identity, server="gpu:1", robot="franka", robot_ip="10.0.0.2"
-        ).write("running")
-        yield run_dir, proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
+    identity = process_identity(sleeper.pid)
+    assert identity is not None
+    path = run_file_path(run_dir, sleeper.pid)
+    RunFile(
+        path, pid=sleeper.pid, identity=identity, server="gpu:1", robot="franka", robot_ip="10.0.0.2"
+    ).write("running")
+    return run_dir, sleeper.pid
 
 
 @pytest.mark.parametrize("command", [[], ["check"]])

@@ -21,24 +21,6 @@ from robot_agent.runfile import ProcessIdentity, RunFile, process_identity, run_
 
 
 @pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """The issue's example: ``sleep 60 &`` (SIGUSR1 would kill it)."""
-    proc = subprocess.Popen(["sleep", "60"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "run"
-    directory.mkdir(mode=0o700)
-    return directory
-
-
-@pytest.fixture
 def usr1() -> Iterator[Callable[[Callable[[], None]], list[int]]]:
     """Install a SIGUSR1 handler in this process doing ``action``; returns the list of signals seen."""
     previous = signal.getsignal(signal.SIGUSR1)
@@ -95,11 +77,11 @@ def test_a_sleep_process_is_refused_even_without_a_run_dir(
     assert_alive(sleeper)
 
 
-def test_a_missing_process_is_refused(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    code, _, err = estop(capsys, "--pid", str(proc.pid), "--run-dir", str(run_dir))
-    assert (code, err) == (1, f"EstopRefused: no process {proc.pid}; nothing signalled\n")
+def test_a_missing_process_is_refused(
+    run_dir: Path, exited_pid: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = estop(capsys, "--pid", str(exited_pid), "--run-dir", str(run_dir))
+    assert (code, err) == (1, f"EstopRefused: no process {exited_pid}; nothing signalled\n")
 
 
 @pytest.mark.parametrize("pid", ["0", "-1"])  # kill(0 or -1) would signal a group or everything
@@ -110,16 +92,16 @@ def test_a_pid_that_names_a_group_is_refused(
     assert (code, err) == (1, f"EstopRefused: --pid {pid} is not a process id; nothing signalled\n")
 
 
-def test_a_stale_run_file_of_a_dead_pid_is_refused(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    path = run_file_path(run_dir, proc.pid)
+def test_a_stale_run_file_of_a_dead_pid_is_refused(
+    run_dir: Path, exited_pid: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = run_file_path(run_dir, exited_pid)
     RunFile(
-        path, pid=proc.pid, identity=ProcessIdentity("1", ("robot-agent",)), server="s", robot="sim"
+        path, pid=exited_pid, identity=ProcessIdentity("1", ("robot-agent",)), server="s", robot="sim"
     ).write("running")
-    code, _, err = estop(capsys, "--pid", str(proc.pid), "--run-dir", str(run_dir))
+    code, _, err = estop(capsys, "--pid", str(exited_pid), "--run-dir", str(run_dir))
     assert code == 1
-    assert err == f"EstopRefused: run file {path} is stale: process {proc.pid} is gone; not signalled\n"
+    assert err == f"EstopRefused: run file {path} is stale: process {exited_pid} is gone; not signalled\n"
 
 
 def test_a_run_file_whose_pid_was_reused_by_another_process_is_refused(

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,30 +25,6 @@ from robot_agent.runfile import (
     run_file_path,
     stale_reason,
 )
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process that is not a robot-agent."""
-    proc = subprocess.Popen(["sleep", "60"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()  # reaped: the pid names no process (until the kernel hands it out again)
-    return proc.pid
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "run"
-    directory.mkdir(mode=0o700)
-    return directory
 
 
 def fake_run_file(run_dir: Path, pid: int, identity: ProcessIdentity | None, state: str = "running") -> Path:
@@ -97,11 +72,13 @@ def test_this_process_writes_reads_back_and_removes_its_run_file(tmp_path: Path)
     assert list(run_dir.iterdir()) == []
 
 
-def test_the_identity_of_a_process_is_its_start_and_command_line(sleeper: subprocess.Popen[bytes]) -> None:
+def test_the_identity_of_a_process_is_its_start_and_command_line(
+    sleeper: subprocess.Popen[bytes], exited_pid: int
+) -> None:
     identity = process_identity(sleeper.pid)
     assert identity is not None and identity.cmdline == ("sleep", "60")
     assert identity == process_identity(sleeper.pid)  # stable
-    assert process_identity(dead_pid()) is None
+    assert process_identity(exited_pid) is None
 
 
 def test_a_zombie_has_no_identity() -> None:
@@ -113,10 +90,9 @@ def test_a_zombie_has_no_identity() -> None:
         proc.wait()
 
 
-def test_a_run_file_of_a_dead_pid_is_stale(run_dir: Path) -> None:
-    pid = dead_pid()
-    record = read_run(fake_run_file(run_dir, pid, None))
-    assert stale_reason(record) == f"process {pid} is gone"
+def test_a_run_file_of_a_dead_pid_is_stale(run_dir: Path, exited_pid: int) -> None:
+    record = read_run(fake_run_file(run_dir, exited_pid, None))
+    assert stale_reason(record) == f"process {exited_pid} is gone"
 
 
 def test_a_run_file_of_a_pid_reused_by_another_process_is_stale(
@@ -129,11 +105,11 @@ def test_a_run_file_of_a_pid_reused_by_another_process_is_stale(
 
 
 def test_live_runs_skip_stale_files_and_prune_removes_them(
-    run_dir: Path, sleeper: subprocess.Popen[bytes]
+    run_dir: Path, sleeper: subprocess.Popen[bytes], exited_pid: int
 ) -> None:
     live = RunFile.for_this_process(run_dir, server="s", robot="sim")
     live.write("running")
-    dead = fake_run_file(run_dir, dead_pid(), None)
+    dead = fake_run_file(run_dir, exited_pid, None)
     reused = fake_run_file(run_dir, sleeper.pid, None)
     (run_dir / "robot-agent-garbage.json").write_text("{not json")  # unreadable: skipped, kept
     assert [r.pid for r in live_runs(run_dir)] == [os.getpid()]
@@ -141,8 +117,8 @@ def test_live_runs_skip_stale_files_and_prune_removes_them(
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([live.path.name, "robot-agent-garbage.json"])
 
 
-def test_starting_prunes_the_stale_files_of_earlier_runs(run_dir: Path) -> None:
-    dead = fake_run_file(run_dir, dead_pid(), None)
+def test_starting_prunes_the_stale_files_of_earlier_runs(run_dir: Path, exited_pid: int) -> None:
+    dead = fake_run_file(run_dir, exited_pid, None)
     RunFile.for_this_process(run_dir, server="s", robot="sim")
     assert not dead.exists()
 
