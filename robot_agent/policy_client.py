@@ -64,7 +64,7 @@ _PREDICT = "/vla.v1.PolicyService/Predict"
 # Bounds on a spec from the server: far above any real policy, far below what exhausts memory.
 _MAX_CAMERAS = 16
 _MAX_NAME_CHARS = 256  # policy name, version, backend, camera names...
-_MAX_ACTION_DIM = 64
+_MAX_ACTION_DIM = 64  # also the most state entries and names
 _MAX_CHUNK_LENGTH = 10_000
 _MAX_DT_S = 10.0
 _MAX_MESSAGE_CHARS = 512  # a response's message, as kept in a Chunk (it ends up in logs)
@@ -225,7 +225,8 @@ def check_spec(spec: pb.PolicySpec, *, address: str = "") -> None:
     A spec is bytes from the peer like any other: a camera of 60000x60000 would make the agent
     resize every frame to 10 GB, a NaN ``dt_s`` would pass ``dt_s <= 0``. Bounds: at most 16
     cameras of at most :data:`vla.codec.MAX_IMAGE_PIXELS` pixels, names of at most 256
-    characters, ``action_dim`` 1-64, ``chunk_length`` 1-10000, ``dt_s`` finite in (0, 10] s.
+    characters, ``action_dim`` 1-64 (``state_dim`` and the name lists at most 64),
+    ``chunk_length`` 1-10000, ``dt_s`` finite in (0, 10] s.
     """
     where = f"policy at {address}: " if address else "policy: "
     for field in ("name", "version", "backend", "precision", "device", "action_space"):
@@ -246,6 +247,13 @@ def check_spec(spec: pb.PolicySpec, *, address: str = "") -> None:
                 f"{where}camera {cam.name!r} is {cam.width}x{cam.height} (width x height); "
                 f"expected 1 to {MAX_IMAGE_PIXELS} pixels"
             )
+    if spec.state_dim > _MAX_ACTION_DIM or len(spec.state_names) > _MAX_ACTION_DIM:
+        raise SpecMismatch(
+            f"{where}state_dim is {spec.state_dim} with {len(spec.state_names)} state_names, "
+            f"expected at most {_MAX_ACTION_DIM}"
+        )
+    if len(spec.action_names) > _MAX_ACTION_DIM:
+        raise SpecMismatch(f"{where}{len(spec.action_names)} action_names, at most {_MAX_ACTION_DIM}")
     if not 1 <= spec.action_dim <= _MAX_ACTION_DIM:
         raise SpecMismatch(f"{where}action_dim is {spec.action_dim}, expected 1 to {_MAX_ACTION_DIM}")
     if not 1 <= spec.chunk_length <= _MAX_CHUNK_LENGTH:

@@ -142,9 +142,9 @@ def _spec(**changes: object) -> pb.PolicySpec:
     spec = pb.PolicySpec()
     spec.CopyFrom(GOOD_SPEC)
     for key, value in changes.items():
-        if key == "cameras":
-            del spec.cameras[:]
-            spec.cameras.extend(value)  # type: ignore[arg-type]
+        if isinstance(value, list):  # a repeated field
+            del getattr(spec, key)[:]
+            getattr(spec, key).extend(value)
         else:
             setattr(spec, key, value)
     return spec
@@ -172,6 +172,8 @@ def _cam(name: str = "front", h: int = 8, w: int = 8) -> pb.CameraSpec:
         (_spec(action_dim=0), r"action_dim is 0"),
         (_spec(action_dim=10**6), r"action_dim is 1000000"),
         (_spec(name="n" * 10**5), r"name is 100000 characters long, at most 256"),
+        (_spec(state_dim=2**32 - 1), r"state_dim is 4294967295 with 0 state_names, expected at most 64"),
+        (_spec(action_names=["a"] * 1000), r"1000 action_names, at most 64"),
     ],
 )  # fmt: skip
 def test_a_malformed_spec_is_refused(spec: pb.PolicySpec, expected: str) -> None:
