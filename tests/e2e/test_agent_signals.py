@@ -12,21 +12,35 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e._agent_helpers import REPO, bundle, read_jsonl, run_cli_with_signals, server_on
+from tests.e2e._agent_helpers import (
+    REPO,
+    CliRun,
+    StepAction,
+    bundle,
+    read_jsonl,
+    run_cli_with_signals,
+    server_on,
+)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-async def test_sigint_or_sigterm_stops_cleanly_with_exit_0_and_the_summary(tmp_path: Path, sig: int) -> None:
-    run_dir = tmp_path / "run"
-    async with server_on(bundle(tmp_path / "still", "Still", name="sigint")) as server:
+async def run_still_agent(tmp_path: Path, steps: list[tuple[str, StepAction]]) -> tuple[CliRun, int]:
+    """``robot-agent`` against a still policy served on loopback, recording to ``tmp_path/episode``,
+    its run file in ``tmp_path/run``; returns the run and the server's port."""
+    async with server_on(bundle(tmp_path / "still", "Still", name="signals")) as server:
         run = await run_cli_with_signals(
             server.port,
             "--record",
             str(tmp_path / "episode"),
             "--run-dir",
-            str(run_dir),
-            steps=[("First chunk received", [sig])],
+            str(tmp_path / "run"),
+            steps=steps,
         )
+    return run, server.port
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_sigint_or_sigterm_stops_cleanly_with_exit_0_and_the_summary(tmp_path: Path, sig: int) -> None:
+    run, _ = await run_still_agent(tmp_path, [("First chunk received", [sig])])
     log = run.log
     assert run.returncode == 0, log
     out = run.stdout
@@ -36,20 +50,12 @@ async def test_sigint_or_sigterm_stops_cleanly_with_exit_0_and_the_summary(tmp_p
         assert f"  {line}" in out, out
     assert "Shutting down" in log and "Traceback" not in log
     assert (tmp_path / "episode" / "summary.json").exists()
-    assert list(run_dir.iterdir()) == []  # a clean exit removes the run file
+    assert list((tmp_path / "run").iterdir()) == []  # a clean exit removes the run file
 
 
 async def test_sigusr1_latches_the_estop_and_ends_the_run_with_exit_3(tmp_path: Path) -> None:
     """``kill -USR1`` still works: the latch ends the run on its own, no Ctrl-C needed."""
-    async with server_on(bundle(tmp_path / "still", "Still", name="usr1")) as server:
-        run = await run_cli_with_signals(
-            server.port,
-            "--record",
-            str(tmp_path / "episode"),
-            "--run-dir",
-            str(tmp_path / "run"),
-            steps=[("First chunk received", [signal.SIGUSR1])],
-        )
+    run, _ = await run_still_agent(tmp_path, [("First chunk received", [signal.SIGUSR1])])
     assert run.returncode == 3, run.log
     assert "e-stops                1 (operator signal SIGUSR1)" in run.stdout
     assert "E-stop latched: operator signal SIGUSR1; the run ended (exit 3)" in run.log
@@ -79,20 +85,12 @@ async def test_estop_latches_a_running_agent_confirms_and_the_run_ends_with_exit
         seen["record"] = record
         seen["estop"] = await estop_cli("--pid", str(proc.pid), "--run-dir", str(run_dir))
 
-    async with server_on(bundle(tmp_path / "still", "Still", name="estop")) as server:
-        run = await run_cli_with_signals(
-            server.port,
-            "--record",
-            str(tmp_path / "episode"),
-            "--run-dir",
-            str(run_dir),
-            steps=[("First chunk received", estop_it)],
-        )
+    run, port = await run_still_agent(tmp_path, [("First chunk received", estop_it)])
     record = seen["record"]
     assert isinstance(record, dict)
     assert (record["state"], record["server"], record["robot"]) == (
         "running",
-        f"127.0.0.1:{server.port}",
+        f"127.0.0.1:{port}",
         "sim",
     )
     pid = record["pid"]
