@@ -185,6 +185,7 @@ class ControlLoop:
             try:
                 now, state = await self._call(self._read_at, deadline)
             except Exception as exc:  # the driver thread itself is gone: a read failure
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))  # keep the pace
                 now, state = time.monotonic(), exc
             dt = period if last is None else now - last
             last = now

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
 from safety import SafetyConfig, Shield
 from safety.types import Pose
+from tests.utils import poll_until
 
 DT = 0.01  # control period
 
@@ -105,7 +107,13 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)  # a thread, as the agent's driver executor
 
 
-def make_rig(*, interpolation: str = "linear", max_faults: int = 5, **loop_kw: Any) -> Rig:
+def make_rig(
+    *,
+    interpolation: str = "linear",
+    max_faults: int = 5,
+    call_driver: Callable[..., Any] = _call,
+    **loop_kw: Any,
+) -> Rig:
     robot = Spy()
     robot.connect()
     state = robot.read_state()
@@ -116,7 +124,7 @@ def make_rig(*, interpolation: str = "linear", max_faults: int = 5, **loop_kw: A
     metrics = AgentMetrics(CollectorRegistry())
     recorder = SpyRecorder()
     loop = ControlLoop(
-        robot=robot, call_driver=_call, shield=shield, link=link, metrics=metrics, stats=stats,
+        robot=robot, call_driver=call_driver, shield=shield, link=link, metrics=metrics, stats=stats,
         recorder=recorder, rate_hz=1 / DT, max_consecutive_faults=max_faults, **loop_kw,
     )  # fmt: skip
     limits = None
@@ -396,3 +404,20 @@ async def test_the_hold_fraction_counts_held_ticks_after_the_first_chunk() -> No
     assert rig.stats.hold_ticks_after_first_chunk == {"stall": 1}
     assert rig.stats.hold_fraction == pytest.approx(1 / 9)
     assert rig.stats.to_dict()["hold_fraction_after_first_chunk"] == pytest.approx(1 / 9)
+
+
+async def test_a_dead_driver_thread_latches_the_estop_and_the_loop_keeps_its_pace() -> None:
+    async def dead(fn: Callable[..., Any], *args: Any) -> Any:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    rig = make_rig(call_driver=dead)
+    stopping = asyncio.Event()
+    start = time.monotonic()
+    task = asyncio.create_task(rig.loop.run(stopping))
+    await poll_until(lambda: rig.stats.ticks >= 10, timeout=5)
+    elapsed = time.monotonic() - start
+    stopping.set()
+    await task
+    assert rig.loop.estopped and "cannot schedule" in (rig.stats.estop_reason or "")
+    # Paced on its deadlines, not spinning: ten ticks take at least nine periods.
+    assert elapsed >= 9 * DT
