@@ -29,6 +29,7 @@ the plan's before anything is blended or interpolated, so nothing crosses the 2*
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -156,7 +157,8 @@ class _Plan:
         if not self._fading(now):
             return _Continued(self.curve)
         span = max(until - now, dt)
-        count = max(2, int(np.ceil(2.0 * span / dt)))
+        # Knots every dt / 2 at most (the tolerance keeps their number fixed under rounding).
+        count = max(2, math.ceil(2.0 * span / dt - 1e-6))
         knots = np.concatenate([[now - dt], now + span * np.arange(count + 1) / count])
         states = [self.derivatives(float(t)) for t in knots]
         return _Continued(

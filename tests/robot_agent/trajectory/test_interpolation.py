@@ -99,3 +99,30 @@ def test_smooth_curves_stay_near_their_waypoints(values: list[float], dt: float,
     for t in np.linspace(times[0], times[-1], 50):
         v = curve.sample(t)[0]
         assert arr.min() - step - 1e-12 <= v <= arr.max() + step + 1e-12
+
+
+@pytest.mark.parametrize("kind", ["linear", "cubic", "minimum_jerk"])
+@pytest.mark.parametrize("t", [0.03, 0.15, 0.27, 0.42])  # inside each segment
+def test_derivatives_are_those_of_the_sampled_curve(kind: str, t: float) -> None:
+    """Velocity and acceleration by formula equal the central differences of ``sample``."""
+    curve = make_curve(kind, TIMES, VALUES, start_velocity=np.array([0.5, -0.2]))
+    p, v, a = curve.derivatives(t)
+    np.testing.assert_allclose(p, curve.sample(t), atol=1e-12)
+    np.testing.assert_allclose(v, _derivative(curve, t, 1, 1e-5), atol=1e-6)
+    np.testing.assert_allclose(a, _derivative(curve, t, 2, 1e-4), atol=1e-3)
+
+
+def test_given_velocities_and_accelerations_are_passed_through_exactly() -> None:
+    """A quintic with the state given at each waypoint (how a blended plan is frozen) has that
+    position, velocity and acceleration there, on both sides."""
+    rng = np.random.default_rng(7)
+    vel, acc = rng.normal(size=VALUES.shape), rng.normal(size=VALUES.shape)
+    curve = HermiteCurve(TIMES, VALUES, order=5, velocities=vel, accelerations=acc)
+    for k, t in enumerate(TIMES):
+        p, v, a = curve.derivatives(t)
+        np.testing.assert_allclose((p, v, a), (VALUES[k], vel[k], acc[k]), atol=1e-9)
+        if k > 0:
+            left = HermiteCurve(
+                TIMES[: k + 1], VALUES[: k + 1], order=5, velocities=vel[: k + 1], accelerations=acc[: k + 1]
+            )
+            np.testing.assert_allclose(left.derivatives(t), (VALUES[k], vel[k], acc[k]), atol=1e-9)

@@ -164,3 +164,74 @@ def test_an_action_due_within_half_a_tick_counts_as_past() -> None:
     result = traj.add_chunk(ramp(), capture_time=0.0, dt=0.1, now=0.098, start=np.zeros(2))
     assert (result.dropped, result.kept) == (2, 8)  # 0.1 is 2 ms away: dropped
     np.testing.assert_allclose(traj.sample(0.098), [0.0, 0.0])
+
+
+def _path(t: np.ndarray | float) -> np.ndarray:
+    """5 cm, 0.5 Hz: up to 0.16 m/s and 0.5 m/s^2."""
+    return 0.05 * np.sin(np.pi * np.asarray(t))
+
+
+def _rapid_chunks(interpolation: str, blend_mode: str, disagree: float) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks of 20 actions of 50 ms on ``_path``, one every 33 ms captured 20 ms before, each
+    off the path by +-``disagree`` in turn, with a 0.3 s fade: about nine plans fading at once,
+    the plan being left always still fading (so always frozen). Targets at 100 Hz for 2 s."""
+    tick = 0.01
+    traj = Trajectory(blend_mode=blend_mode, crossfade_steps=6, interpolation=interpolation, control_dt=tick)
+    ts, xs = [], []
+    next_chunk, sign = 0.0, 1.0
+    for i in range(200):
+        now = i * tick
+        if now >= next_chunk - 1e-9:
+            capture = max(now - 0.02, 0.0)
+            values = _path(capture + 0.05 * np.arange(20))[:, None] + sign * disagree
+            traj.add_chunk(values, capture, 0.05, now, start=_path(now)[None] + sign * disagree)
+            next_chunk += 0.033
+            sign = -sign
+        ts.append(now)
+        xs.append(float(traj.sample(now)[0]))
+    return np.array(ts), np.array(xs)
+
+
+# The first plan leaves its start at rest and catches up with the path: measure after that.
+SETTLED = 40  # ticks
+
+
+@pytest.mark.parametrize(
+    ("interpolation", "blend_mode", "error"),
+    [
+        # linear: h^2/8 * 0.5 m/s^2 = 1.6e-4 m between waypoints 50 ms apart
+        ("linear", "replace", 2.5e-4),
+        ("linear", "crossfade", 2.5e-4),
+        # ensembling averages the old plan's chords with the path: a bias of its own (2.0 mm
+        # before the cost fix too), not the freezing's
+        ("linear", "ensemble", 2.5e-3),
+        ("cubic", "replace", 2e-5),
+        ("cubic", "crossfade", 2e-5),
+        ("cubic", "ensemble", 1e-4),
+        ("minimum_jerk", "replace", 2e-5),
+        ("minimum_jerk", "crossfade", 2e-5),
+        ("minimum_jerk", "ensemble", 1e-4),
+    ],
+)
+def test_chunks_faster_than_the_fade_follow_the_path_they_agree_on(
+    interpolation: str, blend_mode: str, error: float
+) -> None:
+    """Freezing the plan being left (kind 6's cost fix) keeps the fade faithful: chunks that all
+    lie on one path give that path, within the interpolation error of a 50 ms grid, however
+    many fades overlap."""
+    ts, xs = _rapid_chunks(interpolation, blend_mode, disagree=0.0)
+    assert np.abs(xs - _path(ts))[SETTLED:].max() < error
+
+
+@pytest.mark.parametrize("blend_mode", ["crossfade", "ensemble"])
+def test_chunks_faster_than_the_fade_keep_the_target_smooth(blend_mode: str) -> None:
+    """Minimum jerk with chunks that disagree by 2 mm (+-1 mm in turn), arriving every 33 ms:
+    the target's acceleration and jerk at 100 Hz stay near the path's own (0.49 m/s^2,
+    1.6 m/s^3), far inside the shield's limits (1.15 m/s^2, 58 m/s^3 per axis): each frozen
+    plan joins its successor C2."""
+    _, xs = _rapid_chunks("minimum_jerk", blend_mode, disagree=0.001)
+    tick = 0.01
+    a = np.diff(xs[SETTLED:], 2) / tick**2
+    j = np.diff(xs[SETTLED:], 3) / tick**3
+    assert np.abs(a).max() < 0.6, np.abs(a).max()
+    assert np.abs(j).max() < 10.0, np.abs(j).max()
