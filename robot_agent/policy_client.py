@@ -283,8 +283,9 @@ class PolicyClient:
         self._call: grpc.aio.StreamStreamCall | None = None
         self._next_id = 1  # monotonic for the whole session, across reconnects
         self.spec: pb.PolicySpec | None = None
-        self._encodings: dict[str, int] = {}  # planned for ``self._planned_for``
-        self._planned_for: pb.PolicySpec | None = None
+        # (spec, encoding per camera): one tuple, so a thread building a request never sees the
+        # encodings of one spec paired with another.
+        self._planned: tuple[pb.PolicySpec, dict[str, int]] | None = None
         self._warned_quality = False
 
     async def connect(self) -> pb.PolicySpec:
@@ -330,16 +331,19 @@ class PolicyClient:
         return self.spec
 
     def _plan(self, spec: pb.PolicySpec) -> dict[str, int]:
-        if self._planned_for is not spec:
-            self._encodings = plan_encodings(spec, self._jpeg_quality, address=self.address)
-            self._planned_for = spec
-            if any(self._encodings[c.name] != _accepted(c)[0] for c in spec.cameras):
-                logger.info(
-                    "Sending %s so that a request fits the server's max_request_bytes %d",
-                    ", ".join(f"{n} as {encoding_name(e)}" for n, e in self._encodings.items()),
-                    spec.max_request_bytes,
-                )
-        return self._encodings
+        """The encodings for ``spec`` (:func:`plan_encodings`), computed once per spec."""
+        planned = self._planned
+        if planned is not None and planned[0] is spec:
+            return planned[1]
+        encodings = plan_encodings(spec, self._jpeg_quality, address=self.address)
+        self._planned = (spec, encodings)
+        if any(encodings[c.name] != _accepted(c)[0] for c in spec.cameras):
+            logger.info(
+                "Sending %s so that a request fits the server's max_request_bytes %d",
+                ", ".join(f"{n} as {encoding_name(e)}" for n, e in encodings.items()),
+                spec.max_request_bytes,
+            )
+        return encodings
 
     def _require_call(self) -> grpc.aio.StreamStreamCall:
         if self._call is None:

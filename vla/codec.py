@@ -91,7 +91,7 @@ def to_tensor(array: np.ndarray) -> pb.Tensor:
     except KeyError:
         raise CodecError(f"dtype {array.dtype.name!r} cannot be sent on the wire") from None
     wire = np.ascontiguousarray(array, dtype=_NUMPY_BY_DTYPE[dtype])
-    return pb.Tensor(dtype=dtype, shape=list(wire.shape), data=wire.tobytes())
+    return pb.Tensor(dtype=dtype, shape=list(wire.shape), data=wire.tobytes())  # type: ignore[arg-type]
 
 
 def from_tensor(tensor: pb.Tensor, *, name: str = "tensor") -> np.ndarray:
@@ -150,7 +150,7 @@ def encode_image(rgb: np.ndarray, encoding: int = pb.Image.RAW_RGB8, *, jpeg_qua
         data = buf.tobytes()
     else:
         raise CodecError(f"unknown image encoding {encoding_name(encoding)}")
-    return pb.Image(height=height, width=width, channels=channels, encoding=encoding, data=data)
+    return pb.Image(height=height, width=width, channels=channels, encoding=encoding, data=data)  # type: ignore[arg-type]
 
 
 def decode_image(image: pb.Image, *, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
