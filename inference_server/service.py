@@ -35,9 +35,13 @@ if TYPE_CHECKING:
     from inference_server.bundle import Bundle
     from inference_server.metrics import ServerMetrics
 
-__all__ = ["PolicyService", "Undecodable", "parse_request", "policy_spec"]
+__all__ = ["MAX_OUTSTANDING_PER_STREAM", "PolicyService", "Undecodable", "parse_request", "policy_spec"]
 
 logger = logging.getLogger(__name__)
+
+#: Most requests of one stream waiting or computing at once. An agent has one session per stream
+#: and so at most two (one computing, the next waiting); the rest get INVALID.
+MAX_OUTSTANDING_PER_STREAM = 16
 
 _STATUS_LABEL = {
     pb.PredictResponse.OK: "ok",
@@ -263,6 +267,16 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             self._errors.exception(exc, "Decoding a request failed")
             result = Result(
                 pb.PredictResponse.ERROR, f"server failed to decode the request: {type(exc).__name__}: {exc}"
+            )
+            out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
+            return
+        if len(outstanding) >= MAX_OUTSTANDING_PER_STREAM:
+            # Latest-wins is per session, so a stream naming a new session in every request could
+            # queue decoded observations without bound; one robot session has at most two.
+            result = Result(
+                pb.PredictResponse.INVALID,
+                f"request: {len(outstanding)} requests of this stream are still waiting or computing "
+                f"(at most {MAX_OUTSTANDING_PER_STREAM}); one stream serves one session",
             )
             out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
             return

@@ -328,3 +328,36 @@ def test_the_server_answers_any_request_ok_or_invalid_and_the_stream_lives_on(
     assert any(a.request_id == PROBE_ID and a.status == OK for a in answers), statuses
     for status in statuses[:-1]:
         event(status)
+
+
+async def test_a_stream_cannot_queue_requests_without_bound(tmp_path: Path, gate, entered) -> None:  # type: ignore[no-untyped-def]
+    """Latest-wins is per session: a stream naming a new session in each request is capped."""
+    from inference_server.service import MAX_OUTSTANDING_PER_STREAM
+
+    bundle = write_python_bundle(
+        tmp_path / "gated",
+        "tests.inference_server.policies:GatedPolicy",
+        extra_manifest={"extra": {"gate": gate[0], "entered": entered[0]}},
+    )
+    n = MAX_OUTSTANDING_PER_STREAM + 4
+    async with run_server(config(bundle)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        stream = PredictStream(stub)
+        stream.send(make_request(spec, 0, session_id="s0"))
+        await asyncio.to_thread(entered[1].wait, 5)  # request 0 is computing, held by the gate
+        for i in range(1, n):
+            stream.send(make_request(spec, i, session_id=f"s{i}"))
+        refused = [await stream.recv() for _ in range(n - MAX_OUTSTANDING_PER_STREAM)]
+        gate[1].set()
+        answered = [await stream.recv() for _ in range(MAX_OUTSTANDING_PER_STREAM)]
+        stream.send(make_request(spec, 99, session_id="s0"))
+        after = await stream.recv()
+        await stream.close()
+    cap = MAX_OUTSTANDING_PER_STREAM
+    assert [(a.request_id, a.status) for a in refused] == [(i, INVALID) for i in range(cap, n)]
+    assert refused[0].message.startswith(
+        f"request: {cap} requests of this stream are still waiting or computing"
+    )
+    assert sorted(a.request_id for a in answered) == list(range(cap))
+    assert {a.status for a in answered} == {OK}
+    assert (after.request_id, after.status) == (99, OK)
