@@ -61,13 +61,16 @@ def unwrap_rotvec(rotvec: np.ndarray, near: np.ndarray) -> np.ndarray:
     integer k (the exponential map's period); ``|(theta + 2*pi*k) u - near|`` is least for
     ``k = round((u . near - theta) / (2*pi))``. The identity has no axis: its representatives
     are the spheres ``|r| = 2*pi*k``, and the nearest point lies along ``near``. Continuity fails
-    only near those spheres, a whole turn away from where the coordinates are centred.
+    only near those spheres, a whole turn away from where the coordinates are centred. A
+    non-finite input comes back unchanged.
     """
     rotvec = np.asarray(rotvec, dtype=float)
     near = np.asarray(near, dtype=float)
     theta = math.sqrt(float(rotvec @ rotvec))
+    reach = math.sqrt(float(near @ near))
+    if not (math.isfinite(theta) and math.isfinite(reach)):
+        return rotvec.copy()  # nothing to choose between; the shield refuses non-finite targets
     if theta < _NO_AXIS:
-        reach = math.sqrt(float(near @ near))
         turns = round(reach / _TWO_PI)
         return rotvec + (_TWO_PI * turns / reach) * near if turns else rotvec.copy()
     axis = rotvec / theta

@@ -284,3 +284,11 @@ def test_joint_waypoints_are_never_unwrapped() -> None:
     waypoints = space.to_waypoints(acts, state())
     np.testing.assert_array_equal(waypoints[:, 6], [3.1, 3.2, 3.3])
     np.testing.assert_array_equal(space.unwrap_waypoints(waypoints, -waypoints[0]), waypoints)
+
+
+def test_unwrap_leaves_a_non_finite_rotation_to_the_shield() -> None:
+    """A NaN has no nearest representative; it comes back as it was (the shield holds on it)
+    instead of raising inside the chunk intake."""
+    nan = np.array([np.nan, 0.0, 0.0])
+    assert np.isnan(unwrap_rotvec(nan, Z)).any()
+    np.testing.assert_array_equal(unwrap_rotvec(Z, np.array([np.inf, 0.0, 0.0])), Z)
