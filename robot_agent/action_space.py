@@ -7,8 +7,9 @@ mean:
 
 - end-effector spaces: ``[x, y, z, r0, r1, r2, gripper]``, where the orientation is
   ``R = exp(r) * R_ref`` for a fixed reference orientation ``R_ref`` (the pose at start). Near the
-  working orientation ``r`` is small, so linear blending never crosses the rotation-vector
-  discontinuity at pi (a gripper pointing down sits right on it in base-frame rotation vectors).
+  working orientation ``r`` is small, away from the rotation-vector wrap at pi (a gripper
+  pointing down sits right on it in base-frame rotation vectors); a policy that turns the tool
+  half a turn from there reaches it, hence the unwrapping below.
 - joint spaces: ``[q0, ..., q(n-1), gripper]``.
 
 The gripper is always absolute (0 closed, 1 open). Rotation maths comes from ``safety.rotations``.
