@@ -189,13 +189,14 @@ class Axes:
         settle_j = settle_a = None
         if not self._on_target.all() and any(mask):
             # An axis catching up may land on the target only in a state that can go on with it
-            # (the target's velocity, within one tick's jerk); landing faster overshoots next
-            # tick and the filter would chase the target around it for ever.
+            # (the target's velocity next tick, then zero acceleration the tick after, each
+            # within one tick's jerk); landing faster overshoots and the filter would chase the
+            # target around it, crossing back and forth over a point it was asked to stop at.
             vt = self._target_velocity(target_velocity, vlo, vhi)
             v1 = (target - p) / dt
             a1 = (v1 - v) / dt
             a_next = (vt - v1) / dt
-            settle_j = np.abs(a_next - a1) > jmax * dt
+            settle_j = (np.abs(a_next - a1) > jmax * dt) | (np.abs(a_next) > jmax * dt)
             settle_a = np.abs(a_next) > amax
             refuse = ~self._on_target & np.array(mask) & (settle_j | settle_a)
             if refuse.any():

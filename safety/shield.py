@@ -221,7 +221,10 @@ class Shield:
             fired.append(kind)
             projected = None if cfg.on_workspace_violation == "reject" else self._zones.project(pos)
             if projected is None:
-                return None
+                if self._escape_ee is None:
+                    return None
+                # Leaving a zone the arm was seeded in does not depend on the target: go on out.
+                projected = self._ee.p[:3].copy()
             pos = projected
 
         max_tilt = cfg.orientation.max_tilt_rad

@@ -103,7 +103,9 @@ def verify_trace(
     for i, s in enumerate(_canonical(steps)):
         seed = s.get("seed")
         if seed is not None:  # the shield was reseeded at rest at this measured state
-            allow_ee, allow_q = _allowance(zones, q_lo, q_hi, seed.get("ee_position"), seed.get("joints"))
+            allow_ee, allow_q = _allowance(
+                zones, q_lo, q_hi, seed.get("ee_position"), seed.get("joints"), allow_ee, allow_q
+            )
             groups["translation"].restart(_vec(seed.get("ee_position")))
             groups["rotation"].restart(_vec(seed.get("ee_quaternion")), rotation=True)
             groups["joints"].restart(_vec(seed.get("joints")))
@@ -124,9 +126,7 @@ def verify_trace(
                 g.restart(None)
             continue
         if hold:  # a hold commands the measured state and reseeds the shield there
-            allow_ee, allow_q = _allowance(
-                zones, q_lo, q_hi, pos, joints, keep=(allow_ee, allow_q) if pos is None else None
-            )
+            allow_ee, allow_q = _allowance(zones, q_lo, q_hi, pos, joints, allow_ee, allow_q)
         elif pos is not None and pos.shape == (3,):
             pen = zones.penetration(pos)
             k = int(np.argmax(pen - allow_ee))
@@ -198,11 +198,11 @@ def _allowance(
     q_hi: np.ndarray,
     position: Any,
     joints: Any,
-    keep: tuple[np.ndarray, np.ndarray] | None = None,
+    allow_ee: np.ndarray,
+    allow_q: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Penetrations of a seed (the measured state): how deep the next command may be."""
-    allow_ee = np.zeros(3 + len(zones.keep_out)) if keep is None else keep[0]
-    allow_q = np.zeros(q_lo.shape) if keep is None else keep[1]
+    """Penetrations of a seed (the measured state): how deep the next command may be; a part
+    the seed does not give keeps its allowance."""
     p = _vec(position)
     if p is not None and p.shape == (3,) and bool(np.all(np.isfinite(p))):
         allow_ee = zones.penetration(p)

@@ -24,6 +24,7 @@ from .config import Box, KeepOut, KeepOutBox, KeepOutHalfSpace, KeepOutSphere
 __all__ = ["Zones", "inflate"]
 
 _PUSH = 1e-9  # metres past a zone's surface, so a projected point is strictly outside it
+_PROJECT_ROUNDS = 64  # only a target that needs them pays for them
 
 
 class Zones:
@@ -72,11 +73,13 @@ class Zones:
     def project(self, p: np.ndarray) -> np.ndarray | None:
         """A nearby allowed point: clamp into the box, push out of each zone; None if stuck.
 
-        Pushing out of one zone can push into another or out of the box, so it repeats a few
-        times; overlapping zones that trap the point give None and the shield holds.
+        Pushing out of one zone can push into another or out of the box, so it repeats:
+        alternating projections onto convex sets converge linearly (a slanted plane against a
+        wall of the box at 53 degrees: depth x 0.36 per round, under the 1e-9 push in about 20
+        rounds); overlapping zones that trap the point give None and the shield holds.
         """
         q: np.ndarray = np.minimum(np.maximum(p, self.lo), self.hi)
-        for _ in range(4):
+        for _ in range(_PROJECT_ROUNDS):
             moved = False
             for z in self.keep_out:
                 if _inside(z, q, 0.0):
