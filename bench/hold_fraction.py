@@ -162,7 +162,9 @@ def main() -> None:
                     record = tmp / f"{bundle_name}-{scenario}"
                     hogs = HOGS if scenario == "cpu" else 0
                     with cpu_hogs(hogs):
+                        wall, cpu = time.monotonic(), time.process_time()
                         runner(run_agent(port, SCENARIOS[scenario], record, args.seconds, args.warmup))
+                        agent_cpu = (time.process_time() - cpu) / (time.monotonic() - wall)
                     figures = hold_fraction(record, args.warmup)
                     summary = json.loads((record / "summary.json").read_text())
                     rtt = summary["roundtrip_s"]
@@ -175,6 +177,8 @@ def main() -> None:
                             "chunks": summary["chunks"],
                             "control_overruns": summary["control_overruns"],
                             "holds": summary["holds"],
+                            "agent_cpu_share": agent_cpu,  # CPU seconds per second, all threads
+                            "achieved_rate_hz": summary["achieved_rate_hz"],
                         }
                     )
                     r = results[-1]
@@ -182,7 +186,8 @@ def main() -> None:
                         f"{bundle_name:>8} {scenario:>7}: hold fraction {100 * r['fraction']:6.2f} % "
                         f"({r['held']} of {r['ticks']} ticks) by reason {r['by_reason'] or '{}'}; "
                         f"rtt p50 {r['roundtrip_ms']['p50'] or float('nan'):.0f} ms, "
-                        f"p95 {r['roundtrip_ms']['p95'] or float('nan'):.0f} ms; {r['chunks']} chunks",
+                        f"p95 {r['roundtrip_ms']['p95'] or float('nan'):.0f} ms; {r['chunks']} chunks; "
+                        f"{r['achieved_rate_hz']:.0f} Hz, agent CPU {100 * agent_cpu:.0f} %",
                         flush=True,
                     )
             finally:

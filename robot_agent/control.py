@@ -12,8 +12,9 @@ transitions are logged. Whether the plan survives a hold depends on the cause: a
 the tick itself (a stall, a transient refusal by the shield, a stale robot state, a failing
 recorder or metric) keeps the plan, and the next normal tick resumes on it (the shield restarts
 its rate limits from the measured state); a cause that invalidates the plan (stream down, a bad
-chunk, a fault in the trajectory, the action-space conversion or the shield, the e-stop) drops it,
-and the next chunk is anchored at the held pose.
+chunk, a fault in the trajectory, the action-space conversion or the shield, a refusal by the
+shield on two ticks in a row, the e-stop) drops it, and the next chunk is anchored at the held
+pose.
 
 Fault boundary: an exception from any stage of a tick (trajectory, action-space conversion,
 shield, recorder, metrics) becomes a hold named after the stage (``trajectory_error``, ...),
@@ -78,7 +79,7 @@ PLAN_KEEPING_REASONS = frozenset({"stall", "safety", "stale_observation", "recor
 #: Holds for a plan found bad in the tick: the label stays until the next chunk arrives (the
 #: watchdog would otherwise call it ``chunk_exhausted`` once the plan is gone).
 _BAD_PLAN_REASONS = frozenset(
-    {"non_finite", "invalid_chunk", "trajectory_error", "action_space_error", "shield_error"}
+    {"non_finite", "invalid_chunk", "safety", "trajectory_error", "action_space_error", "shield_error"}
 )
 
 #: The stages of a tick whose exceptions become a hold, and the hold reason each maps to.
@@ -165,7 +166,7 @@ class ControlLoop:
         self._state_time: float | None = None  # newest robot state time seen
         self._state_advanced_at = 0.0  # when (tick time) the robot state last advanced
         self._quiet_failures: set[str] = set()  # bookkeeping already reported as failing
-        self._dropped_at_chunk: int | None = None  # chunk count when a bad plan was dropped
+        self._dropped_for: tuple[str, int] | None = None  # why a bad plan was dropped, at which chunk
 
     def configure(self, action_space: ActionSpace, trajectory: Trajectory) -> None:
         self.action_space = action_space
@@ -289,9 +290,10 @@ class ControlLoop:
         if raw is None or decision.hold or decision.target is None:
             if raw is None:
                 reason = self._watchdog_reason()
-                if self._dropped_at_chunk == self._link.chunks and self.hold_reason is not None:
+                dropped = self._dropped_for
+                if reason in ("chunk_exhausted", "late") and dropped and dropped[1] == self._link.chunks:
                     # The plan was dropped as bad and no chunk came since: the cause is still that.
-                    reason = self.hold_reason
+                    reason = dropped[0]
             elif "stall" in decision.fired:
                 reason = "stall"  # the tick came late; the plan is still good
             elif "non_finite" in decision.fired:
@@ -300,6 +302,12 @@ class ControlLoop:
                 reason = "invalid_chunk"  # a malformed target can only come from a malformed chunk
             else:
                 reason = "safety"
+                if self.holding and self.hold_reason == "safety":
+                    # Refused twice in a row: not transient. Drop the plan; the next chunk starts
+                    # from the held pose (and the shield's count of refusals goes on to the e-stop).
+                    await self._enter_hold(reason, drop_plan=True)
+                    self._record(now, measured, raw, None, decision.fired)
+                    return
             await self._enter_hold(reason)
             self._record(now, measured, raw, None, decision.fired)
             return
@@ -415,14 +423,19 @@ class ControlLoop:
             return "late"
         return "chunk_exhausted"
 
-    async def _enter_hold(self, reason: str, detail: str | None = None) -> None:
+    async def _enter_hold(
+        self, reason: str, detail: str | None = None, *, drop_plan: bool | None = None
+    ) -> None:
         """Hold for ``reason`` (one of :data:`HOLD_REASONS`): command the hold first, then count.
         Already holding for another cause: relabel (counted, logged, the hold not re-commanded).
-        The plan is dropped unless ``reason`` is one of :data:`PLAN_KEEPING_REASONS`."""
-        if reason not in PLAN_KEEPING_REASONS and self.trajectory is not None:
+        The plan is dropped when ``drop_plan``, by default unless ``reason`` is one of
+        :data:`PLAN_KEEPING_REASONS`."""
+        if drop_plan is None:
+            drop_plan = reason not in PLAN_KEEPING_REASONS
+        if drop_plan and self.trajectory is not None:
             self.trajectory.clear()
             if reason in _BAD_PLAN_REASONS:
-                self._dropped_at_chunk = self._link.chunks
+                self._dropped_for = (reason, self._link.chunks)
         if self.estopped or (self.holding and reason == self.hold_reason):
             return
         previous = self.hold_reason if self.holding else None
@@ -454,6 +467,7 @@ class ControlLoop:
 
     def _leave_hold(self, now: float) -> None:
         logger.info("Resuming after hold (%s)", self.hold_reason)
+        self._dropped_for = None
         self._quietly("recorder", self._recorder.event, "resume", self.hold_reason or "")
         self.holding = False
         self.hold_reason = None

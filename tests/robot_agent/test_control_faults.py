@@ -24,7 +24,7 @@ from robot_agent.recorder import NullRecorder
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
 from safety import SafetyConfig, Shield
-from safety.types import Pose
+from safety.types import Decision, Pose
 from tests.utils import poll_until
 
 DT = 0.01  # control period
@@ -421,3 +421,34 @@ async def test_a_dead_driver_thread_latches_the_estop_and_the_loop_keeps_its_pac
     assert rig.loop.estopped and "cannot schedule" in (rig.stats.estop_reason or "")
     # Paced on its deadlines, not spinning: ten ticks take at least nine periods.
     assert elapsed >= 9 * DT
+
+
+async def test_one_refusal_by_the_shield_keeps_the_plan_a_second_in_a_row_drops_it() -> None:
+    rig = make_rig()
+    await moving(rig)
+    real = rig.shield.filter
+    refusals = [2]
+
+    def refusing(*args: Any) -> Decision:
+        decision = real(*args)
+        if refusals[0] > 0:
+            refusals[0] -= 1
+            return dataclasses.replace(decision, hold=True, fired=("tracking",))
+        return decision
+
+    rig.shield.filter = refusing  # type: ignore[method-assign]
+    refusals[0] = 1
+    await rig.tick(3)  # refused once: a transient refusal
+    assert rig.loop.hold_reason == "safety" and rig.loop.trajectory.end_time is not None  # type: ignore[union-attr]
+    await rig.tick(4)
+    assert not rig.loop.holding and rig.robot.calls[-1] == "ee"  # resumed on the same plan
+    refusals[0] = 2
+    await rig.tick(5)
+    await rig.tick(6)  # refused again: not transient, the plan goes
+    assert rig.loop.hold_reason == "safety" and rig.loop.trajectory.end_time is None  # type: ignore[union-attr]
+    await rig.tick(7)
+    assert rig.loop.hold_reason == "safety"  # still labelled by its cause, not chunk_exhausted
+    assert rig.stats.holds == {"safety": 2} and rig.stats.hold_relabels == 0
+    rig.feed(k=7)
+    await rig.tick(8)
+    assert not rig.loop.holding and rig.robot.calls[-1] == "ee"
