@@ -207,8 +207,8 @@ def plan_encodings(spec: pb.PolicySpec, jpeg_quality: int = 90, *, address: str 
         name = max(savings, key=lambda n: savings[n])
         if savings[name] <= 0:
             sizes = ", ".join(
-                f"{n} {c.width}x{c.height} {encoding_name(choice[n])} {options[n][choice[n]]}"
-                for n, c in ((c.name, c) for c in spec.cameras)
+                f"{c.name} {c.width}x{c.height} {encoding_name(choice[c.name])} {options[c.name][choice[c.name]]}"
+                for c in spec.cameras
             )
             raise SpecMismatch(
                 f"{where}a request needs up to {total()} bytes ({sizes}, {reserve} for state, "
@@ -421,7 +421,8 @@ class PolicyClient:
                     )
                 return
         sizes = ", ".join(
-            f"{name} {encoding_name(img.encoding)} {img.ByteSize()}" for name, img in request.images.items()
+            f"{name} {encoding_name(request.images[name].encoding)} {request.images[name].ByteSize()}"
+            for name in cameras  # the spec's order: a proto map's order is arbitrary
         )
         raise SpecMismatch(
             f"policy at {self.address}: a request is {request.ByteSize()} bytes ({sizes}), more than "
