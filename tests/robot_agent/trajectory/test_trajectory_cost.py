@@ -8,6 +8,8 @@ curve evaluation goes through ``Curve._segment``.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -90,3 +92,25 @@ def test_per_tick_work_does_not_grow_with_the_chunks_received(
     assert late == early
     # A tick evaluates the plan's curve and at most one older one (the frozen previous plan).
     assert early["tick"] <= 2 and early["tick after"] <= 2, early
+
+
+@pytest.mark.parametrize("blend_mode", ["replace", "crossfade", "ensemble"])
+def test_the_plans_kept_do_not_grow_with_the_chunks_received(
+    blend_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory too: with chunks faster than the fade the old chain was never released (every
+    plan of the run stayed reachable from the current one). Curves alive after 200 chunks: the
+    current plan's and the frozen one it fades from."""
+    alive: list[weakref.ref[Curve]] = []
+    init = Curve.__init__
+
+    def tracked(self: Curve, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        alive.append(weakref.ref(self))
+
+    monkeypatch.setattr(Curve, "__init__", tracked)
+    traj = Trajectory(blend_mode=blend_mode, crossfade_steps=FADE_STEPS, interpolation="minimum_jerk")
+    feed(traj, 200)
+    gc.collect()
+    assert len(alive) >= 200
+    assert sum(ref() is not None for ref in alive) <= 2
