@@ -4,6 +4,12 @@ The shield and the agent both need a handful of conversions; keeping them here (
 scipy) means there is exactly one implementation to test and one quaternion order: (x, y, z, w),
 as panda-python, ROS and scipy use. Functions take and return float64 arrays and never mutate
 their inputs. A rotation vector is axis * angle (radians), the exponential coordinates of SO(3).
+
+One orientation has many coordinates: ``q`` and ``-q``; rotation vectors ``u * (theta + 2 pi k)``
+(so ``+3.107`` and ``-3.176`` rad about the same axis, across +-pi); roll, pitch, yaw plus any
+multiple of 2 pi. Anything that differences or interpolates orientations must pick, for each new
+one, the coordinates nearest the previous ones (:func:`quat_nearest`, :func:`rotvec_nearest`,
+:func:`unwrap_angles`), or a 4 degree turn reads as a 356 degree one (issue 10, kind 5).
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ __all__ = [
     "quat_angle",
     "quat_conjugate",
     "quat_multiply",
+    "quat_nearest",
     "quat_normalize",
     "quat_rotate",
     "quat_slerp",
     "quat_to_matrix",
     "quat_to_rotvec",
     "quat_to_rpy",
+    "rotvec_nearest",
     "rotvec_to_quat",
     "rpy_to_quat",
+    "unwrap_angles",
 ]
 
 IDENTITY_QUATERNION = np.array([0.0, 0.0, 0.0, 1.0])
@@ -128,13 +137,73 @@ def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
     ``q`` and ``-q`` are the same rotation; the shorter one is returned.
     """
     q = quat_normalize(q)
-    if q[3] < 0:
+    if q[3] < 0 or (q[3] == 0.0 and _first_nonzero(q[:3]) < 0):
+        # At exactly pi (w = 0) both signs are as short: the first non-zero component decides,
+        # so q and -q still give the same vector.
         q = -q
     s = math.sqrt(float(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]))
     theta = 2.0 * math.atan2(s, float(q[3]))
     # theta / sin(theta/2); near zero its series is 2 + theta^2/12.
     k = 2.0 + theta * theta / 12.0 if s < _SMALL_ANGLE else theta / s
     return k * q[:3]
+
+
+def quat_nearest(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``q`` or ``-q`` (one orientation), whichever is nearer ``reference`` (``q . ref >= 0``).
+
+    On an exact tie (a half turn away) the first non-zero component of ``q`` is made positive,
+    so ``q`` and ``-q`` give the same answer. Shape (4,), not normalised; a float64 ``q`` that
+    needs no flip is returned as it is (called on every control tick).
+    """
+    q = np.asarray(q, dtype=float)
+    d = float(q @ np.asarray(reference, dtype=float))
+    if d < 0.0 or (d == 0.0 and _first_nonzero(q) < 0):
+        return -q
+    return q
+
+
+def rotvec_nearest(v: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The rotation vector of ``v``'s rotation nearest ``reference`` (radians, shape (3,)).
+
+    The rotation vectors of one rotation about unit axis ``u`` by ``theta`` are
+    ``u * (theta + 2 pi k)`` for every integer k; the nearest to ``reference`` is the one whose
+    component along ``u`` is nearest ``reference``'s. E.g. ``[0, 0, -3.107]`` (the tool turned
+    178 degrees the other way) near ``[0, 0, 3.1]`` is ``[0, 0, 3.176]``.
+    """
+    v = np.asarray(v, dtype=float)
+    ref = np.asarray(reference, dtype=float)
+    theta = math.sqrt(float(v @ v))
+    if theta < _SMALL_ANGLE:
+        # The identity: 2 pi k about any axis; the reference's own axis is the nearest.
+        r = math.sqrt(float(ref @ ref))
+        if r < math.pi:
+            return v.copy()
+        return ref * (2.0 * math.pi * round(r / (2.0 * math.pi)) / r)
+    u = v / theta
+    k = round((float(ref @ u) - theta) / (2.0 * math.pi))
+    if k == 0:
+        return v.copy()
+    out: np.ndarray = u * (theta + 2.0 * math.pi * k)
+    return out
+
+
+def unwrap_angles(angles: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each angle plus the multiple of 2 pi that brings it nearest the same one of ``reference``.
+
+    For roll, pitch, yaw (or any angles that are each 2 pi periodic), as ``numpy.unwrap`` does
+    along a sequence: ``+3.1416`` after ``-3.14`` becomes ``-3.1416``. Shapes must match.
+    """
+    a = np.asarray(angles, dtype=float)
+    ref = np.asarray(reference, dtype=float)
+    out: np.ndarray = a + 2.0 * math.pi * np.round((ref - a) / (2.0 * math.pi))
+    return out
+
+
+def _first_nonzero(x: np.ndarray) -> float:
+    for value in x.tolist():
+        if value != 0.0:
+            return float(value)
+    return 0.0
 
 
 def quat_angle(a: np.ndarray, b: np.ndarray) -> float:

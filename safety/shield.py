@@ -28,6 +28,7 @@ from .motion import Axes, StepResult
 from .rotations import (
     quat_conjugate,
     quat_multiply,
+    quat_nearest,
     quat_normalize,
     quat_slerp,
     quat_to_matrix,
@@ -201,7 +202,7 @@ class Shield:
         pos = np.asarray(target.ee.position, dtype=float)
         # q and -q are one orientation: take the one nearest the last command, so a target
         # whose sign flips (a rotation vector crossing +-pi gives -q) changes nothing below.
-        quat = _near(quat_normalize(target.ee.quaternion), self._quat)
+        quat = quat_nearest(quat_normalize(target.ee.quaternion), self._quat)
         m_pos = np.asarray(measured.ee.position, dtype=float)
         m_quat = np.asarray(measured.ee.quaternion, dtype=float)
         if self._zones.raw_keep_out:
@@ -250,7 +251,7 @@ class Shield:
             if dist > track.max_translation_m:
                 pos = m_pos + step * (track.max_translation_m / dist)
             if angle > track.max_rotation_rad:
-                quat = _near(quat_slerp(m_quat, quat, track.max_rotation_rad / angle), self._quat)
+                quat = quat_nearest(quat_slerp(m_quat, quat, track.max_rotation_rad / angle), self._quat)
 
         # Translation moves within a box that is wholly allowed (workspace minus keep-out);
         # rotation in coordinates of the last command (world-frame rotation vectors, no walls).
@@ -547,22 +548,6 @@ def _record(res: StepResult, fired: list[str], position_kind: str | None) -> Non
     ):
         if flag and kind is not None:
             fired.append(kind)
-
-
-def _near(q: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """``q`` or ``-q`` (the same orientation), whichever is nearer the unit quaternion ``ref``.
-
-    On an exact tie (a half-turn from ``ref``) the sign is fixed by the first non-zero
-    component, so ``q`` and ``-q`` still give the same answer.
-    """
-    d = float(q @ ref)
-    if d < 0.0:
-        return -q
-    if d == 0.0:
-        for x in q.tolist():
-            if x != 0.0:
-                return -q if x < 0.0 else q
-    return q
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> float:
