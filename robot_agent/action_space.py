@@ -17,7 +17,7 @@ The gripper is always absolute (0 closed, 1 open). Rotation maths comes from ``s
 Rotation vectors are not unique: axis * (angle + 2*pi*k) is the same rotation for every integer
 k, and ``quat_to_rotvec`` returns the one with angle in [0, pi], which jumps (+3.107 -> -3.107
 about z) as a turn passes pi. Anything interpolated or differenced must use the representative
-nearest the previous value instead (:func:`unwrap_rotvec`): the waypoints of a chunk
+nearest the previous value instead (``safety.rotations.rotvec_nearest``, :func:`unwrap_rotvecs`): the waypoints of a chunk
 (:meth:`ActionSpace.to_waypoints`), a chunk against the plan (:meth:`ActionSpace.unwrap_waypoints`,
 given to the ``Trajectory``), ``prev_actions`` (:meth:`ActionSpace.to_actions`) and the state
 vector from one observation to the next (:class:`StateVectorBuilder`). Joint angles are not
@@ -26,14 +26,20 @@ wrapped: ``q`` and ``q + 2*pi`` are different commands for a joint whose range e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from robot_agent.errors import SpecMismatch
 from robot_agent.robot import RobotState
-from safety.rotations import quat_conjugate, quat_multiply, quat_normalize, quat_to_rotvec, rotvec_to_quat
+from safety.rotations import (
+    quat_conjugate,
+    quat_multiply,
+    quat_normalize,
+    quat_to_rotvec,
+    rotvec_nearest,
+    rotvec_to_quat,
+)
 from safety.types import Measured, Pose, Target
 
 __all__ = [
@@ -43,49 +49,32 @@ __all__ = [
     "StateVectorBuilder",
     "measured_from_state",
     "state_vector",
-    "unwrap_rotvec",
     "unwrap_rotvecs",
 ]
 
 ACTION_SPACES = ("ee_delta", "ee_absolute", "joint_absolute", "joint_delta")
 _EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_rx", "ee_ry", "ee_rz")
 STATE_NAMES = (*(f"joint_{i}" for i in range(7)), *_EE_STATE, "gripper")
-_TWO_PI = 2.0 * math.pi
-# Below this angle a rotation vector has no usable axis (it is the identity, up to rounding).
-_NO_AXIS = 1e-12
 
 
-def unwrap_rotvec(rotvec: np.ndarray, near: np.ndarray) -> np.ndarray:
-    """The rotation vector ``[3]`` (radians) of the same rotation as ``rotvec`` nearest ``near``.
-
-    A rotation by ``theta`` about the unit axis ``u`` is also ``(theta + 2*pi*k) * u`` for every
-    integer k (the exponential map's period); ``|(theta + 2*pi*k) u - near|`` is least for
-    ``k = round((u . near - theta) / (2*pi))``. The identity has no axis: its representatives
-    are the spheres ``|r| = 2*pi*k``, and the nearest point lies along ``near``. Continuity fails
-    only near those spheres, a whole turn away from where the coordinates are centred. A
-    non-finite input comes back unchanged.
-    """
-    rotvec = np.asarray(rotvec, dtype=float)
-    near = np.asarray(near, dtype=float)
-    theta = math.sqrt(float(rotvec @ rotvec))
-    reach = math.sqrt(float(near @ near))
-    if not (math.isfinite(theta) and math.isfinite(reach)):
-        return rotvec.copy()  # nothing to choose between; the shield refuses non-finite targets
-    if theta < _NO_AXIS:
-        turns = round(reach / _TWO_PI)
-        return rotvec + (_TWO_PI * turns / reach) * near if turns else rotvec.copy()
-    axis = rotvec / theta
-    turns = round((float(axis @ near) - theta) / _TWO_PI)
-    return (theta + _TWO_PI * turns) * axis
+def _nearest(rotvec: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """``rotvec_nearest``, passing a non-finite input through unchanged (nothing to choose
+    between; the shield refuses non-finite targets) instead of raising inside chunk intake."""
+    if not (np.isfinite(rotvec).all() and np.isfinite(near).all()):
+        return np.array(rotvec, dtype=float)
+    return rotvec_nearest(rotvec, near)
 
 
 def unwrap_rotvecs(rotvecs: np.ndarray, near: np.ndarray) -> np.ndarray:
-    """Rotation vectors ``[n, 3]`` in sequence, each the representative nearest the one before
-    it, the first nearest ``near`` ``[3]`` (see :func:`unwrap_rotvec`)."""
+    """Rotation vectors ``[n, 3]`` (radians) in sequence, each the representative of its rotation
+    nearest the one before it, the first nearest ``near`` ``[3]``
+    (``safety.rotations.rotvec_nearest``: ``u * (theta + 2*pi*k)`` with the k that brings it
+    closest). Continuity fails only near ``|r| = 2*pi*k``, a whole turn away from where the
+    coordinates are centred. Non-finite rows come back unchanged."""
     out = np.array(rotvecs, dtype=float)
     previous = np.asarray(near, dtype=float)
     for k in range(out.shape[0]):
-        out[k] = previous = unwrap_rotvec(out[k], previous)
+        out[k] = previous = _nearest(out[k], previous)
     return out
 
 
@@ -109,7 +98,7 @@ def state_vector(
     observation, use :class:`StateVectorBuilder`, which keeps ``ee_r*`` continuous."""
     rotvec = quat_to_rotvec(state.ee.quaternion)
     if near_rotvec is not None:
-        rotvec = unwrap_rotvec(rotvec, near_rotvec)
+        rotvec = _nearest(rotvec, np.asarray(near_rotvec, dtype=float))
     out = np.empty(len(names), dtype=np.float32)
     for i, name in enumerate(names):
         if name.startswith("joint_"):
@@ -132,7 +121,7 @@ class StateVectorBuilder:
 
     The base-frame rotation vector of a tool pointing down sits on the pi wrap, so read afresh
     each time it flips between +3.1416 and -3.1416 with sensor noise; here each observation's is
-    the representative nearest the previous one (:func:`unwrap_rotvec`). One per policy
+    the representative nearest the previous one (``rotvec_nearest``). One per policy
     session; :meth:`reset` forgets the previous orientation (a new episode, a new policy).
 
         builder = StateVectorBuilder(spec.state_names)
@@ -158,7 +147,7 @@ class StateVectorBuilder:
         """The state vector of ``state`` (see :func:`state_vector`)."""
         rotvec = quat_to_rotvec(state.ee.quaternion)
         if self._rotvec is not None:
-            rotvec = unwrap_rotvec(rotvec, self._rotvec)
+            rotvec = _nearest(rotvec, self._rotvec)
         self._rotvec = rotvec
         return state_vector(state, self.names, near_rotvec=rotvec)
 

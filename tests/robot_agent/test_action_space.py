@@ -11,7 +11,6 @@ from robot_agent.action_space import (
     ActionSpace,
     StateVectorBuilder,
     state_vector,
-    unwrap_rotvec,
     unwrap_rotvecs,
 )
 from robot_agent.errors import SpecMismatch
@@ -166,10 +165,10 @@ def turned(angle: float, axis: np.ndarray = Z) -> np.ndarray:
         (np.zeros(3), np.array([0.0, 3.0, 0.0]), np.zeros(3)),
     ],
 )
-def test_unwrap_rotvec_takes_the_representative_nearest(
+def test_unwrap_takes_the_representative_nearest(
     rotvec: np.ndarray, near: np.ndarray, expected: np.ndarray
 ) -> None:
-    np.testing.assert_allclose(unwrap_rotvec(rotvec, near), expected, atol=1e-12)
+    np.testing.assert_allclose(unwrap_rotvecs(rotvec[None, :], near)[0], expected, atol=1e-12)
 
 
 @settings(max_examples=100, deadline=None)
@@ -288,7 +287,9 @@ def test_joint_waypoints_are_never_unwrapped() -> None:
 
 def test_unwrap_leaves_a_non_finite_rotation_to_the_shield() -> None:
     """A NaN has no nearest representative; it comes back as it was (the shield holds on it)
-    instead of raising inside the chunk intake."""
-    nan = np.array([np.nan, 0.0, 0.0])
-    assert np.isnan(unwrap_rotvec(nan, Z)).any()
-    np.testing.assert_array_equal(unwrap_rotvec(Z, np.array([np.inf, 0.0, 0.0])), Z)
+    instead of raising inside the chunk intake, and the rows after it are left as they are."""
+    rows = np.array([[np.nan, 0.0, 0.0], [0.0, 0.0, 0.5]])
+    out = unwrap_rotvecs(rows, Z)
+    assert np.isnan(out[0, 0])
+    np.testing.assert_array_equal(out[1], rows[1])
+    np.testing.assert_array_equal(unwrap_rotvecs(Z[None, :], np.array([np.inf, 0.0, 0.0]))[0], Z)
