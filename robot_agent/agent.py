@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
 
-from robot_agent.action_space import STATE_NAMES, ActionSpace, measured_from_state, state_vector
+from robot_agent.action_space import STATE_NAMES, ActionSpace, StateVectorBuilder, measured_from_state
 from robot_agent.camera import Frame
 from robot_agent.cameras import camera_class, create_camera
 from robot_agent.config import AgentConfig, CameraConfig
@@ -100,6 +100,7 @@ class Agent:
         self._pending: dict[int, RobotState] = {}
         self._instruction = config.instruction
         self._camera_specs: dict[str, pb.CameraSpec] = {}
+        self._state_builder = StateVectorBuilder(())  # replaced by the spec's names at connect
         self._run_file = run_file  # how `robot-agent estop` finds this run and sees the latch
         self._pending_estop: str | None = None  # an e-stop asked for before the shield existed
         self._frame_age_bounds: dict[str, float] = {}  # camera -> oldest usable frame, seconds
@@ -465,6 +466,8 @@ class Agent:
                     "The policy's action space changed to %s; restarting the trajectory", spec.action_space
                 )
             self.control.configure(space, self._make_trajectory(space))
+        if previous is None or tuple(previous.state_names) != tuple(spec.state_names):
+            self._state_builder = StateVectorBuilder(spec.state_names)
         self.spec = spec
 
     def _make_trajectory(self, space: ActionSpace) -> Trajectory:
@@ -481,6 +484,7 @@ class Agent:
             interpolation=c.interpolation,
             control_dt=1.0 / c.rate_hz,
             ruckig_limits=limits,  # type: ignore[arg-type]
+            unwrap=space.unwrap_waypoints,
         )
 
     def _on_chunk(self, chunk: Chunk) -> None:
@@ -589,20 +593,25 @@ class Agent:
                 continue
             if not self._observation_fresh(now, state, frames):
                 continue
-            prev_actions = None
-            if control.trajectory is not None:
-                _, rest = control.trajectory.remaining(now)
-                if len(rest):
-                    prev_actions = control.action_space.to_actions(rest, state)
             delay_steps = scheduler.delay_steps(spec.dt_s)
             self.metrics.inference_delay_steps.set(delay_steps)
             self.link.in_flight_since = now
             scheduler.sent(now)
             try:
+                # ee_r* continuous from one observation to the next, and prev_actions continuous
+                # with it (issue 10, kind 5: a tool pointing down sits on the rotation's pi wrap).
+                vector = self._state_builder.build(state)
+                prev_actions = None
+                if control.trajectory is not None:
+                    _, rest = control.trajectory.remaining(now)
+                    if len(rest):
+                        prev_actions = control.action_space.to_actions(
+                            rest, state, near_rotvec=self._state_builder.rotvec
+                        )
                 request = await asyncio.to_thread(
                     client.build_request,
                     frames,
-                    state_vector(state, spec.state_names),
+                    vector,
                     self._instruction,
                     state.time_s,
                     prev_actions,
@@ -614,6 +623,8 @@ class Agent:
                     del self._pending[old]
                 await client.send(request)
             except AgentError as exc:
+                if isinstance(exc, SpecMismatch):  # no request can fit the server's limits: fatal
+                    raise
                 logger.debug("Sending an observation failed: %s", exc)
                 self.link.in_flight_since = None
                 continue
