@@ -241,10 +241,11 @@ class ActionSpace:
     ) -> np.ndarray:
         """Inverse of :meth:`to_waypoints`: what the policy would have sent ``[n, action_dim]``
         (float32), relative to ``capture``. Used for ``prev_actions`` (the not-yet-executed
-        rest of a chunk). Rotations are continuous along the rows, the first nearest
-        ``near_rotvec`` ``[3]`` (for ``ee_absolute``, pass the state vector's ``ee_r*``,
-        :attr:`StateVectorBuilder.rotvec`; default: the capture's own, angle in [0, pi], or no
-        rotation for ``ee_delta``)."""
+        rest of a chunk). Rotations are continuous along the rows. For ``ee_absolute`` the
+        first is nearest ``near_rotvec`` ``[3]``, the base-frame rotation vector the policy was
+        last shown (:attr:`StateVectorBuilder.rotvec`; default: the capture's own, angle in
+        [0, pi]); for ``ee_delta`` it is nearest no rotation and ``near_rotvec`` is ignored
+        (a delta from the capture is small whatever the capture's coordinates)."""
         waypoints = np.asarray(waypoints, dtype=float)
         out = np.empty((waypoints.shape[0], self.action_dim), dtype=np.float32)
         out[:, -1] = waypoints[:, -1]
@@ -261,9 +262,13 @@ class ActionSpace:
             else:
                 out[k, :3] = waypoints[k, :3]
                 out[k, 3:6] = quat_to_rotvec(quat)
-        if near_rotvec is None:
-            near_rotvec = np.zeros(3) if self.is_delta else quat_to_rotvec(capture.ee.quaternion)
-        out[:, 3:6] = unwrap_rotvecs(out[:, 3:6].astype(float), near_rotvec)
+        if self.is_delta:
+            near = np.zeros(3)
+        elif near_rotvec is None:
+            near = quat_to_rotvec(capture.ee.quaternion)
+        else:
+            near = np.asarray(near_rotvec, dtype=float)
+        out[:, 3:6] = unwrap_rotvecs(out[:, 3:6].astype(float), near)
         return out
 
     def _local(self, quat: np.ndarray) -> np.ndarray:

@@ -212,25 +212,28 @@ def test_chunk_waypoints_turn_continuously_past_pi(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["ee_absolute", "ee_delta"])
 def test_prev_actions_are_continuous_across_pi(name: str) -> None:
-    """prev_actions (to_actions of the plan's rest) turning past pi: rows are continuous, and
-    the same rotations as the waypoints; for ee_absolute the first row is next to the state
-    vector's rotation when given (here the representative opposite the principal one)."""
+    """prev_actions (to_actions of the plan's rest) turning past pi: rows are continuous and the
+    same rotations as the waypoints. The agent passes the state vector's rotation as
+    ``near_rotvec`` (here 0.5 rad past the representative opposite the principal one, as after
+    a turn past pi): ee_absolute starts on that representative; ee_delta ignores it and starts
+    next to no rotation (0.0 rad, not the 2*pi one nearest ``near_rotvec``)."""
     space = ActionSpace(name, 7, 7, reference=DOWN)
-    angles = math.radians(170.0) + math.radians(2.0) * np.arange(12)
+    angles = math.radians(180.0) + math.radians(2.0) * np.arange(12)
     waypoints = np.array([[0.3, 0.0, 0.5, 0.0, 0.0, a, 1.0] for a in angles])
     capture = state(quat=turned(angles[0]))
-    near = -quat_to_rotvec(capture.ee.quaternion)  # the other representative (angle pi)
-    out = space.to_actions(waypoints, capture, near_rotvec=near if name == "ee_absolute" else None)
+    opposite = -quat_to_rotvec(capture.ee.quaternion)
+    near = opposite * (1.0 + 0.5 / math.pi)
+    out = space.to_actions(waypoints, capture, near_rotvec=near)
     steps = np.linalg.norm(np.diff(out[:, 3:6].astype(float), axis=0), axis=1)
     assert steps.max() < 0.1, steps
+    first = out[0, 3:6].astype(float)
     if name == "ee_absolute":
-        assert np.linalg.norm(out[0, 3:6] - near) < 0.1
+        np.testing.assert_allclose(first, opposite, atol=1e-5)
+    else:
+        assert np.linalg.norm(first) < 1e-5
     for row, a in zip(out, angles, strict=True):
-        quat = (
-            rotvec_to_quat(row[3:6])
-            if name == "ee_absolute"
-            else quat_multiply(rotvec_to_quat(row[3:6]), capture.ee.quaternion)
-        )
+        rot = rotvec_to_quat(row[3:6])
+        quat = rot if name == "ee_absolute" else quat_multiply(rot, capture.ee.quaternion)
         assert quat_angle(quat, turned(a)) < 1e-5
 
 
