@@ -52,6 +52,8 @@ class Zones:
             elif isinstance(z, KeepOutSphere):
                 c = np.asarray(z.center, dtype=float)
                 self._boxes.append((c - z.radius, c + z.radius, c, float(z.radius)))
+        self._fast = [_as_floats(z) for z in keep_out]
+        self._fast_raw = [_as_floats(z) for z in self.raw_keep_out]
         self._planes = [
             (np.asarray(z.normal, dtype=float), float(z.offset))
             for z in keep_out
@@ -62,12 +64,12 @@ class Zones:
 
     def violation(self, p: np.ndarray, tol: float = 0.0) -> str | None:
         """``"workspace"`` or ``"keep_out"`` if ``p`` is not allowed, else None."""
-        for x, lo, hi in zip(p.tolist(), self._lo_list, self._hi_list, strict=True):
+        pl = p.tolist()
+        for x, lo, hi in zip(pl, self._lo_list, self._hi_list, strict=True):
             if not lo - tol <= x <= hi + tol:
                 return "workspace"
-        for z in self.keep_out:
-            if _inside(z, p, tol):
-                return "keep_out"
+        if _first_inside(self._fast, pl, tol) is not None:
+            return "keep_out"
         return None
 
     def project(self, p: np.ndarray) -> np.ndarray | None:
@@ -128,10 +130,8 @@ class Zones:
 
     def arm_inside(self, p: np.ndarray) -> tuple[int, float] | None:
         """``(index, depth)`` of the first configured (not grown) zone ``p`` is inside, or None."""
-        for i, z in enumerate(self.raw_keep_out):
-            if _inside(z, p, 0.0):
-                return i, _depth(z, p)
-        return None
+        i = _first_inside(self._fast_raw, p.tolist(), 0.0)
+        return None if i is None else (i, _depth(self.raw_keep_out[i], p))
 
     # --- motion -----------------------------------------------------------------------------
 
@@ -245,6 +245,32 @@ def _shrink_off_ball(
         else:
             bad = mid
     return p + good * (lo - p), p + good * (hi - p)
+
+
+def _as_floats(z: KeepOut) -> tuple[str, tuple[float, ...]]:
+    """A zone as plain floats for :func:`_first_inside` (numpy costs more than the maths)."""
+    if isinstance(z, KeepOutBox):
+        return "box", (*(float(x) for x in z.min), *(float(x) for x in z.max))
+    if isinstance(z, KeepOutSphere):
+        return "sphere", (*(float(x) for x in z.center), float(z.radius))
+    return "half_space", (*(float(x) for x in z.normal), float(z.offset))
+
+
+def _first_inside(zones: list[tuple[str, tuple[float, ...]]], p: list[float], tol: float) -> int | None:
+    """Index of the first zone ``p`` is strictly inside by more than ``tol``; as :func:`_inside`."""
+    x, y, z = p
+    for i, (kind, f) in enumerate(zones):
+        if kind == "box":
+            if f[0] + tol < x < f[3] - tol and f[1] + tol < y < f[4] - tol and f[2] + tol < z < f[5] - tol:
+                return i
+        elif kind == "sphere":
+            r = f[3] - tol
+            dx, dy, dz = x - f[0], y - f[1], z - f[2]
+            if r > 0 and dx * dx + dy * dy + dz * dz < r * r:
+                return i
+        elif f[0] * x + f[1] * y + f[2] * z < f[3] - tol:
+            return i
+    return None
 
 
 def _inside(z: KeepOut, p: np.ndarray, tol: float) -> bool:

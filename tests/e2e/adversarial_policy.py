@@ -27,9 +27,13 @@ ATTACKS: tuple[str, ...] = (
     "spin",  # 3 rad about x: a flip of the tool
     "gripper",  # gripper far out of its range, alternating
 )
+#: Served only when ``attacks`` names them (not in the default cycle).
+EXTRA_ATTACKS: tuple[str, ...] = (
+    "slide_on_table",  # 0.6 m down and 0.1 m sideways (back again every other cycle): along the table
+)
 #: Chunks in a row per attack: the pushes last long enough to take the arm to the walls (at the
 #: shield's speed limit) from wherever the previous attack left it.
-REPEAT: dict[str, int] = {"through_table": 6, "outside_workspace": 6}
+REPEAT: dict[str, int] = {"through_table": 6, "outside_workspace": 6, "slide_on_table": 6}
 
 #: name -> Counter of attacks served (warm-up excluded).
 SERVED: dict[str, collections.Counter[str]] = {}
@@ -41,9 +45,9 @@ class Adversarial:
         self.h = int(manifest["chunk_length"])
         self.name = str(options.get("name", "adversarial"))
         self.attacks = tuple(options.get("attacks", ATTACKS))
-        unknown = sorted(set(self.attacks) - set(ATTACKS))
+        unknown = sorted(set(self.attacks) - set(ATTACKS) - set(EXTRA_ATTACKS))
         if unknown:
-            raise ValueError(f"unknown attack {unknown[0]!r} (known: {', '.join(ATTACKS)})")
+            raise ValueError(f"unknown attack {unknown[0]!r} (known: {', '.join(ATTACKS + EXTRA_ATTACKS)})")
         # The attack of each call, in order, for one cycle.
         self.schedule = [a for a in self.attacks for _ in range(REPEAT.get(a, 2))]
         self.calls = 0
@@ -76,6 +80,9 @@ class Adversarial:
             out[:, :, 1] = np.where(k % 2 == 0, 0.03, -0.03)
         elif attack == "spin":
             out[:, :, 3] = 3.0 * ramp
+        elif attack == "slide_on_table":
+            out[:, :, 1] = 0.1 * ramp * (1 if (self.calls // len(self.schedule)) % 2 == 0 else -1)
+            out[:, :, 2] = -0.6 * ramp
         elif attack == "gripper":
             out[:, :, 6] = np.where(k % 2 == 0, 5.0, -4.0)
         return out
