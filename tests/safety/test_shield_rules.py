@@ -164,7 +164,9 @@ def test_keep_out_zone_is_never_entered(zone: dict) -> None:
     # It got as close as the zone allows (within a couple of centimetres of its surface).
     surface_gap = {
         "sphere": lambda p: np.linalg.norm(p - [0.5, 0.0, 0.3]) - 0.1,
-        "box": lambda p: np.linalg.norm(np.maximum(np.maximum([0.45, -0.1, 0.02] - p, p - [0.55, 0.1, 0.35]), 0)),
+        "box": lambda p: np.linalg.norm(
+            np.maximum(np.maximum([0.45, -0.1, 0.02] - p, p - [0.55, 0.1, 0.35]), 0)
+        ),
         "half_space": lambda p: p[2] - 0.35,
     }[zone["kind"]](measured.ee.position)
     margin = shield.config.keep_out_margin_m
