@@ -11,6 +11,15 @@ bound); then the motion filter (:mod:`safety.motion`) moves the last command tow
 the velocity, acceleration and jerk limits while staying able to brake inside the allowed
 set; then the joint check of end-effector commands (through an injected IK) and the gripper.
 A hold reseeds the filter at the measured state, so leaving a hold never jumps.
+
+Commands keep ``keep_out_margin_m`` away from every keep-out zone, so the arm's tracking error
+does not carry it in; an arm measured inside a zone anyway is reported (``keep_out`` and a
+warning). A seed outside the allowed set (the arm strayed into a zone, out of the workspace or
+past a joint's margin band, and a hold restarted there) is left monotonically: each axis may
+only move out (a ratchet in the motion filter), toward the nearest way out at the rate limits,
+whatever the target; once out, the filter's box excludes the zone again (issue 10, kind 8).
+Orientations are compared and differenced as rotations, whatever their sign or representative
+(issue 10, kind 5).
 """
 
 from __future__ import annotations
@@ -142,7 +151,9 @@ class Shield:
     def reset(self, measured: Measured) -> None:
         """Seed the filter at rest at the measured state (at start, when leaving a hold, after an
         e-stop reset). The count of consecutive refused targets survives it: a caller that resets
-        on every hold must not keep a refusing policy from ever reaching the e-stop."""
+        on every hold must not keep a refusing policy from ever reaching the e-stop. A measured
+        state inside a (grown) keep-out zone, outside the workspace or past a joint's margin
+        band is left monotonically: no command goes deeper than the one before."""
         self._seed(measured)
 
     def limits_report(self) -> dict[str, Any]:

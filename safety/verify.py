@@ -11,6 +11,12 @@ relative rotation in the world frame; joints: each joint; gripper: rate only). A
 the measured state at rest, so it starts a fresh run with zero velocity and acceleration; the
 first steps of a recording, whose predecessors are unknown, are checked for what can be.
 
+Positions are checked against the workspace and the keep-out zones grown by
+``keep_out_margin_m`` (what the shield keeps commands out of): a command may be inside only
+after a seed there (a hold, or the agent's reset at the measured state), and then never deeper
+than the command before it (per workspace axis, per zone, per joint past its band), so the
+shield only ever moved the arm out, and once out it stays out.
+
 Finite differences of float64 cannot resolve less than a few ulps of the coordinates divided by
 ``dt^k``; the check allows that much beyond ``rel_tol * limit``, no more.
 """

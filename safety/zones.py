@@ -140,7 +140,9 @@ class Zones:
 
         For each zone in the way, cut one face: the one that keeps ``toward`` (the target)
         inside when possible, else the one with the most room. A zone that contains ``p``
-        (the arm was seeded inside it) is skipped, so the arm may leave it.
+        (the arm was seeded inside it) is skipped, and the workspace widened to contain ``p``,
+        so the arm may leave them: the shield then moves it only along :meth:`escape`'s
+        directions, and takes a new box (which excludes the zone) as soon as it is out.
         """
         if not self.keep_out and self.violation(p) is None:
             return self.lo, self.hi  # the same objects: the caller sees at once nothing changed
