@@ -222,7 +222,9 @@ class Shield:
         pos = np.asarray(target.ee.position, dtype=float)
         # q and -q are one orientation: take the one nearest the last command, so a target
         # whose sign flips (a rotation vector crossing +-pi gives -q) changes nothing below.
-        quat = quat_nearest(quat_normalize(target.ee.quaternion), self._quat)
+        quat = quat_normalize(target.ee.quaternion)
+        if float(quat @ self._quat) <= 0.0:  # rarely: only then pay for the call
+            quat = quat_nearest(quat, self._quat)
         m_pos = np.asarray(measured.ee.position, dtype=float)
         m_quat = np.asarray(measured.ee.quaternion, dtype=float)
         if self._zones.raw_keep_out:
