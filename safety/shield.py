@@ -274,6 +274,11 @@ class Shield:
                 pos = m_pos + step * (track.max_translation_m / dist)
             if angle > track.max_rotation_rad:
                 quat = quat_nearest(quat_slerp(m_quat, quat, track.max_rotation_rad / angle), self._quat)
+                if max_tilt is not None:  # the way from the arm to the target may leave the cone
+                    tilt = tool_tilt(np.asarray(cfg.orientation.nominal_quaternion), quat)
+                    if tilt > max_tilt:
+                        fired.append("tilt")
+                        quat = self._untilt(quat, tilt, max_tilt)
 
         # Translation moves within a box that is wholly allowed (workspace minus keep-out);
         # rotation in coordinates of the last command (world-frame rotation vectors, no walls).
