@@ -10,7 +10,10 @@ it directly::
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,9 @@ class ServerConfig:
 
     ``port=0`` and ``metrics_port=0`` bind a free port (``server.port``, ``server.metrics_port``
     hold the bound ones); ``metrics_port=None`` serves no metrics endpoint.
+
+    Raises :class:`ConfigError` naming the field (``.field``) for a value of the wrong type, checked
+    strictly as TOML types it (``true`` is not an integer, ``"8"`` is not a number), or out of range.
     """
 
     policy: Path
@@ -45,7 +51,9 @@ class ServerConfig:
     graceful_shutdown_s: float = 5.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "policy", Path(self.policy))
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # types first: a TOML file can hold any type for any key
+            object.__setattr__(self, f.name, _typed(f.name, getattr(self, f.name), hints[f.name]))
         _check(0 <= self.port <= 65535, "port", f"is {self.port}, expected 0..65535")
         if self.metrics_port is not None:
             _check(
@@ -80,6 +88,41 @@ class ServerConfig:
         )
 
 
+def _typed(field: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` of ``field`` says, or :class:`ConfigError` naming the field.
+
+    Strict as TOML is typed: ``bool`` is not an ``int`` (``True == 1`` in Python), ``"8"`` is not
+    an ``int``, an ``int`` is a ``float`` (``5`` for ``5.0``) and ``float`` must be finite. A
+    ``Path`` is given as a string.
+    """
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        hint = args[0]
+        expected = f"{_KIND[hint]} (or None)"
+    else:
+        expected = _KIND[hint]
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif hint is Path:
+        ok = isinstance(value, str | Path)
+        value = Path(value) if ok else value
+    else:  # pragma: no cover  (a new field with a type this function does not know yet)
+        raise TypeError(f"ServerConfig.{field}: no type check for {hint!r}")
+    if not ok:
+        raise ConfigError(f"{field} is {value!r} ({type(value).__name__}), expected {expected}", field=field)
+    return value
+
+
+_KIND = {int: "an integer", float: "a finite number", str: "a string", Path: "a path (string)"}
+
+
 def _check(ok: bool, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{field} {message}", field=field)
@@ -101,6 +144,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> ServerConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path}: not valid TOML ({exc})", path=path) from None
         data = data.get("server", data)
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"config {path}: server is {data!r}, expected a table", path=path, field="server"
+            )
         known = {f.name for f in dataclasses.fields(ServerConfig)}
         for key, value in data.items():
             if key not in known:
@@ -110,6 +157,13 @@ def load_config(path: Path | None = None, **overrides: Any) -> ServerConfig:
                     field=key,
                 )
             values[key] = value
+        if "policy" in values and not isinstance(values["policy"], str):
+            raise ConfigError(
+                f"config {path}: policy is {values['policy']!r} ({type(values['policy']).__name__}), "
+                "expected a path (string)",
+                path=path,
+                field="policy",
+            )
         if "policy" in values:  # relative to the config file, as a reader of the file expects
             values["policy"] = (
                 (path.parent / values["policy"]).resolve()
