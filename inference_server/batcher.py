@@ -7,7 +7,9 @@ batch and hands each request its result back on the loop.
 
 Queue rules, all decided under one lock:
 - latest wins per session: a newer request of a session replaces its older one still waiting,
-  which is answered LATE (superseded) and never computed;
+  which is answered LATE (superseded, naming the newer request and, when it came on another
+  stream, that stream's ``session_id``: two clients sharing a session id is a client bug) and
+  never computed;
 - deadlines: a request whose budget ran out before compute starts is answered LATE, not computed;
 - batching: up to ``max_batch`` requests across sessions per model call; with
   ``max_queue_delay_s`` 0 the worker takes whatever is waiting at once, so a single robot gets
@@ -30,7 +32,7 @@ import numpy as np
 
 from inference_server.backends import Backend, Batch, create_backend
 from inference_server.error_log import ErrorLog
-from inference_server.validation import Observation, check_actions
+from inference_server.validation import Observation, check_actions, shown
 from vla.v1 import policy_pb2 as pb
 
 if TYPE_CHECKING:
@@ -59,7 +61,11 @@ class Result:
 
 @dataclass(eq=False)
 class Pending:
-    """A checked request waiting for the worker; ``future`` lives on ``loop``."""
+    """A checked request waiting for the worker; ``future`` lives on ``loop``.
+
+    ``stream`` numbers the Predict stream it came on (0: not from a stream), so that a request
+    superseded by another stream's can say so.
+    """
 
     session: str
     request_id: int
@@ -68,6 +74,7 @@ class Pending:
     deadline: float | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Result] = field(repr=False)
+    stream: int = 0
 
 
 class ModelWorker:
@@ -125,7 +132,7 @@ class ModelWorker:
             self._pending[pending.session] = pending
             self._cond.notify()
         if old is not None:
-            _resolve(old, Result(pb.PredictResponse.LATE, f"superseded by request {pending.request_id}"))
+            _resolve(old, Result(pb.PredictResponse.LATE, _superseded(old, pending)))
 
     def discard(self, pending: Pending) -> None:
         """Forget ``pending`` if it still waits (its stream has gone away)."""
@@ -296,6 +303,16 @@ class ModelWorker:
                 batch_size=n,
             )
             _resolve(p, result)
+
+
+def _superseded(old: Pending, new: Pending) -> str:
+    """Why ``old`` is answered LATE: ``new`` of the same session took its place in the queue."""
+    if old.stream == new.stream:
+        return f"superseded by request {new.request_id} of the same session (latest wins)"
+    return (
+        f"superseded by request {new.request_id} of another stream with session_id {shown(new.session)} "
+        "(latest wins per session_id: give each client its own)"
+    )
 
 
 def _resolve(pending: Pending, result: Result) -> None:

@@ -28,7 +28,7 @@ from inference_server.backends import Backend, create_backend, dummy_batch
 from inference_server.batcher import ModelWorker
 from inference_server.bundle import Bundle, load_bundle
 from inference_server.metrics import ServerMetrics
-from inference_server.service import PolicyService
+from inference_server.service import PolicyService, transport_limit
 from vla.v1 import policy_pb2
 
 if TYPE_CHECKING:
@@ -135,13 +135,13 @@ class Server:
         self._health = health.aio.HealthServicer()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        # The transport limit sits above max_request_bytes so that an oversize request reaches the
-        # service and gets INVALID on a live stream; only a wildly oversize one breaks the stream.
-        transport_limit = 2 * config.max_request_bytes + (1 << 20)
+        # The transport limit sits well above max_request_bytes so that an oversize request reaches
+        # the service and gets INVALID on a live stream; only a wildly oversize one breaks the stream.
+        limit = transport_limit(config.max_request_bytes)
         self._grpc = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", transport_limit),
-                ("grpc.max_send_message_length", transport_limit),
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
             ]
         )

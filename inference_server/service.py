@@ -12,6 +12,7 @@ stream, where gRPC's own parser would end the stream with UNKNOWN and a tracebac
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -35,7 +36,14 @@ if TYPE_CHECKING:
     from inference_server.bundle import Bundle
     from inference_server.metrics import ServerMetrics
 
-__all__ = ["MAX_OUTSTANDING_PER_STREAM", "PolicyService", "Undecodable", "parse_request", "policy_spec"]
+__all__ = [
+    "MAX_OUTSTANDING_PER_STREAM",
+    "PolicyService",
+    "Undecodable",
+    "parse_request",
+    "policy_spec",
+    "transport_limit",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,22 +90,41 @@ def policy_spec(bundle: Bundle, *, max_batch: int, max_request_bytes: int) -> pb
 
 @dataclass(frozen=True)
 class Undecodable:
-    """What the stream yields for bytes that do not parse as a ``PredictRequest``.
+    """What the stream yields for bytes that are not a ``PredictRequest`` it will read.
 
     ``request_id`` is read from the raw bytes when it can be (else 0), so the INVALID answer can
-    still be matched to the request.
+    still be matched to the request; ``message`` is that answer's text, naming what is wrong.
     """
 
     request_id: int
-    error: str
+    message: str
 
 
-def parse_request(data: bytes) -> pb.PredictRequest | Undecodable:
-    """The Predict stream's request deserializer: never raises, so the stream survives bad bytes."""
+def transport_limit(max_request_bytes: int) -> int:
+    """The gRPC ``max_receive_message_length`` for a server taking ``max_request_bytes``.
+
+    A margin above the request limit (twice it, plus 64 MiB), so that an oversize request still
+    reaches :func:`parse_request` and gets INVALID naming its size on a live stream; only a message
+    past this transport limit ends the stream (RESOURCE_EXHAUSTED, from gRPC). The bytes are only
+    buffered, never parsed, so the margin costs memory only while such a message is read.
+    """
+    return 2 * max_request_bytes + (64 << 20)
+
+
+def parse_request(data: bytes, max_request_bytes: int = 0) -> pb.PredictRequest | Undecodable:
+    """The Predict stream's request deserializer: never raises, so the stream survives bad bytes.
+
+    Bytes over ``max_request_bytes`` (0: no limit) are refused before they are parsed.
+    """
+    if max_request_bytes and len(data) > max_request_bytes:
+        return Undecodable(
+            peek_varint(data, 2) or 0,  # field 2: request_id
+            f"request: {len(data)} bytes, larger than max_request_bytes {max_request_bytes}",
+        )
     try:
         return pb.PredictRequest.FromString(data)
     except DecodeError as exc:
-        return Undecodable(peek_varint(data, 2) or 0, str(exc))  # field 2: request_id
+        return Undecodable(peek_varint(data, 2) or 0, f"request: not a valid vla.v1.PredictRequest ({exc})")
 
 
 class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
@@ -139,7 +166,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             ),
             "Predict": grpc.stream_stream_rpc_method_handler(
                 self.Predict,
-                request_deserializer=parse_request,
+                request_deserializer=functools.partial(
+                    parse_request, max_request_bytes=self._max_request_bytes
+                ),
                 response_serializer=pb.PredictResponse.SerializeToString,
             ),
         }
@@ -241,11 +270,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     ) -> None:
         if isinstance(request, Undecodable):
             logger.debug(
-                "Request %d on stream %d does not parse: %s", request.request_id, stream_id, request.error
+                "Request %d on stream %d is refused: %s", request.request_id, stream_id, request.message
             )
-            result = Result(
-                pb.PredictResponse.INVALID, f"request: not a valid vla.v1.PredictRequest ({request.error})"
-            )
+            result = Result(pb.PredictResponse.INVALID, request.message)
             answer = pb.PredictRequest(request_id=request.request_id)
             out.put_nowait((self._response(answer, arrival, self._clock(), result), arrival))
             return
@@ -289,6 +316,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             deadline=arrival + request.timeout_ms / 1e3 if request.timeout_ms else None,
             loop=loop,
             future=loop.create_future(),
+            stream=stream_id,
         )
         outstanding.add(pending)
 

@@ -93,6 +93,14 @@ def check_header(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: 
         if cam.name not in request.images:
             raise InvalidRequest(field, f"missing (the policy expects cameras {', '.join(sorted(expected))})")
         img = request.images[cam.name]
+        if img.ByteSize() == 0:
+            raise InvalidRequest(
+                field, f"is an empty Image (the policy expects {cam.width}x{cam.height} RGB)"
+            )
+        if img.encoding == pb.Image.ENCODING_UNSPECIFIED:
+            raise InvalidRequest(
+                field, f"encoding is not set (ENCODING_UNSPECIFIED; accepted: {', '.join(cam.encodings)})"
+            )
         enc = encoding_name(img.encoding)
         if enc not in cam.encodings:
             raise InvalidRequest(field, f"encoding {enc} not accepted (accepted: {', '.join(cam.encodings)})")
@@ -108,6 +116,10 @@ def check_header(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: 
         raise InvalidRequest(
             f"images.{_name(extra[0])}", f"unknown camera (the policy expects {', '.join(sorted(expected))})"
         )
+    if not request.HasField("state"):
+        raise InvalidRequest("state", f"is missing (the policy expects FLOAT32 [{bundle.state_dim}])")
+    if request.state.dtype == pb.Tensor.DTYPE_UNSPECIFIED:
+        raise InvalidRequest("state", "dtype is not set (DTYPE_UNSPECIFIED), expected FLOAT32")
     if request.state.dtype != pb.Tensor.FLOAT32:
         raise InvalidRequest("state", f"dtype {dtype_name(request.state.dtype)}, expected FLOAT32")
     if list(request.state.shape) != [bundle.state_dim]:

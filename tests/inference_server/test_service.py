@@ -115,12 +115,40 @@ async def test_newer_request_supersedes_the_waiting_one(tmp_path: Path, gate, en
         stream.send(make_request(spec, 3))  # ...and is superseded by this one
         superseded = await stream.recv()
         assert (superseded.request_id, superseded.status) == (2, LATE)
-        assert "superseded by request 3" in superseded.message
+        assert superseded.message == "superseded by request 3 of the same session (latest wins)"
         gate[1].set()
         answers = {a.request_id: a for a in [await stream.recv(), await stream.recv()]}
         await stream.close()
     assert {i: a.status for i, a in answers.items()} == {1: OK, 3: OK}
     assert from_tensor(answers[3].actions)[0, 0] == pytest.approx(3.0)
+
+
+async def test_a_request_superseded_from_another_stream_says_so(tmp_path: Path, gate, entered) -> None:  # type: ignore[no-untyped-def]
+    """Two clients sharing a session_id: the LATE answer names the other stream's request and id."""
+    bundle = gated_bundle(tmp_path, gate[0], entered[0])
+    async with run_server(config(bundle, warmup_iters=0)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        busy, first, second = PredictStream(stub), PredictStream(stub), PredictStream(stub)
+        busy.send(make_request(spec, 1, session_id="busy"))
+        await asyncio.to_thread(entered[1].wait, 5)  # the worker is held: the next requests wait
+        first.send(make_request(spec, 2, session_id="arm-1"))
+        invalid = make_request(spec, 3, session_id="arm-1")
+        invalid.images.pop("front")
+        first.send(invalid)  # answered at once: proves request 2 is queued (one reader per stream, in order)
+        assert (await first.recv()).request_id == 3
+        second.send(make_request(spec, 4, session_id="arm-1"))
+        superseded = await first.recv()
+        gate[1].set()
+        computed = await second.recv()
+        assert (await busy.recv()).status == OK
+        for stream in (busy, first, second):
+            await stream.close()
+    assert (superseded.request_id, superseded.status) == (2, LATE)
+    assert superseded.message == (
+        "superseded by request 4 of another stream with session_id 'arm-1' "
+        "(latest wins per session_id: give each client its own)"
+    )
+    assert (computed.request_id, computed.status) == (4, OK)
 
 
 async def test_request_past_its_timeout_is_late_and_not_computed(tmp_path: Path, gate, entered) -> None:  # type: ignore[no-untyped-def]
@@ -188,8 +216,30 @@ def _state_bytes(r: pb.PredictRequest) -> None:
     r.state.data = r.state.data[:-4]
 
 
+def _state_missing(r: pb.PredictRequest) -> None:
+    r.ClearField("state")
+
+
+def _state_dtype_unset(r: pb.PredictRequest) -> None:
+    r.state.dtype = pb.Tensor.DTYPE_UNSPECIFIED
+
+
+def _image_empty(r: pb.PredictRequest) -> None:
+    r.images["front"].Clear()
+
+
+def _encoding_unset(r: pb.PredictRequest) -> None:
+    r.images["front"].encoding = pb.Image.ENCODING_UNSPECIFIED
+
+
 def _oversize(r: pb.PredictRequest) -> None:
     r.instruction = "x" * 40_000
+
+
+def _past_the_old_transport_limit(r: pb.PredictRequest) -> None:
+    # 2 MiB: over the former gRPC limit (2 x 32768 + 1 MiB), which ended the stream with
+    # RESOURCE_EXHAUSTED instead of answering.
+    r.images["front"].data = bytes(2 << 20)
 
 
 def _unknown_camera(r: pb.PredictRequest) -> None:
@@ -212,7 +262,12 @@ def _prev_actions_shape(r: pb.PredictRequest) -> None:
         (_state_length, r"^state: shape \[7\], the policy expects \[8\]"),  # wrong state length
         (_state_nan, r"^state\[5\]: is nan"),  # a non-finite state value
         (_state_bytes, r"^state: 28 bytes of data"),  # tensor bytes do not match its shape
-        (_oversize, r"^request: \d+ bytes, larger than max_request_bytes 32768"),  # oversize message
+        (_state_missing, r"^state: is missing \(the policy expects FLOAT32 \[8\]\)$"),  # no state field
+        (_state_dtype_unset, r"^state: dtype is not set \(DTYPE_UNSPECIFIED\), expected FLOAT32$"),  # dtype 0
+        (_image_empty, r"^images\.front: is an empty Image \(the policy expects 64x64 RGB\)$"),  # Image()
+        (_encoding_unset, r"^images\.front: encoding is not set \(ENCODING_UNSPECIFIED; accepted: "),  # 0
+        (_oversize, r"^request: \d+ bytes, larger than max_request_bytes 32768$"),  # oversize message
+        (_past_the_old_transport_limit, r"^request: 2\d{6} bytes, larger than max_request_bytes 32768$"),
         (_unknown_camera, r"^images\.side: unknown camera"),  # a camera the policy does not know
         (
             _prev_actions_shape,
