@@ -258,12 +258,27 @@ class SafetyConfig:
         home_joints: Sequence[float] | None = None,
         robot_joint_min: Sequence[float] | None = None,
         robot_joint_max: Sequence[float] | None = None,
+        robot_cartesian_limits: Sequence[Sequence[float]] | None = PANDA_CARTESIAN_LIMITS,
     ) -> None:
-        """Check the limits against a robot: the home pose must be reachable and allowed.
+        """Check the limits against a robot: the home pose must be reachable and allowed, the
+        joint range inside the robot's, the Cartesian limits at most the robot's.
 
         Called by the agent once it knows the robot (its home pose and hard joint limits).
+        ``robot_cartesian_limits`` is ``((m/s, m/s^2, m/s^3), (rad/s, rad/s^2, rad/s^3))`` for the
+        tool's translation and rotation, by default the Panda's documented ones
+        (:data:`PANDA_CARTESIAN_LIMITS`); ``None`` skips that check.
         Raises SafetyConfigError naming the limit and the pose that do not fit.
         """
+        if robot_cartesian_limits is not None:
+            for group, arm in zip(("translation", "rotation"), robot_cartesian_limits, strict=True):
+                ours = getattr(self, group)
+                for name, limit in zip(("max_velocity", "max_acceleration", "max_jerk"), arm, strict=True):
+                    value = float(getattr(ours, name))
+                    if value > float(limit):
+                        raise SafetyConfigError(
+                            f"safety.{group}.{name} is {value:g}, above the robot's own limit {float(limit):g}",
+                            field=f"safety.{group}.{name}",
+                        )
         if home is not None:
             p = np.asarray(home.position if isinstance(home, Pose) else home, dtype=float)
             shown = _fmt(p)

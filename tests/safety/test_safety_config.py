@@ -206,3 +206,40 @@ def test_the_module_docstring_example_loads() -> None:
     example = textwrap.dedent(str(safety.config.__doc__).split("Example::", 1)[1])
     c = SafetyConfig.from_mapping(tomllib.loads(example)["safety"])
     assert c.translation.max_velocity == 0.5 and len(c.keep_out) == 2
+
+
+@pytest.mark.parametrize(
+    ("group", "name", "value", "limit"),
+    [
+        ("translation", "max_velocity", 25.0, "1.7"),
+        ("translation", "max_acceleration", 13.5, "13"),
+        ("translation", "max_jerk", 7000.0, "6500"),
+        ("rotation", "max_velocity", 2.6, "2.5"),
+        ("rotation", "max_acceleration", 30.0, "25"),
+        ("rotation", "max_jerk", 20000.0, "12500"),
+    ],
+)
+def test_cartesian_limits_beyond_the_robot_are_an_error(
+    group: str, name: str, value: float, limit: str
+) -> None:
+    c = SafetyConfig.from_mapping({group: {name: value}})
+    with pytest.raises(SafetyConfigError) as info:
+        c.validate_against()  # the Panda's documented limits by default
+    assert str(info.value) == f"safety.{group}.{name} is {value:g}, above the robot's own limit {limit}"
+    assert info.value.field == f"safety.{group}.{name}"
+    c.validate_against(robot_cartesian_limits=None)  # no table: not checked
+
+
+def test_cartesian_limits_at_the_robot_limit_are_accepted() -> None:
+    (tv, ta, tj), (rv, ra, rj) = PANDA_CARTESIAN_LIMITS
+    SafetyConfig.from_mapping(
+        {
+            "translation": {"max_velocity": tv, "max_acceleration": ta, "max_jerk": tj},
+            "rotation": {"max_velocity": rv, "max_acceleration": ra, "max_jerk": rj},
+        }
+    ).validate_against()
+    slow_arm = ((0.4, 1.0, 50.0), (0.5, 2.0, 100.0))
+    with pytest.raises(
+        SafetyConfigError, match=r"safety.translation.max_velocity is 0.5, above the robot's own limit 0.4"
+    ):
+        SafetyConfig().validate_against(robot_cartesian_limits=slow_arm)
