@@ -94,13 +94,17 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default=s, help=f"address to bind (default: {d.host})")
     parser.add_argument(
-        "--port", type=int, default=s, help=f"gRPC port, 0 = any free one (default: {d.port})"
+        "--port",
+        type=int,
+        default=s,
+        help=f"gRPC port; 0 = any free one, logged as 'gRPC listening on HOST:PORT' (default: {d.port})",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
         default=s,
-        help=f"Prometheus /metrics port, 0 = any free one (default: {d.metrics_port})",
+        help=f"Prometheus /metrics port; 0 = any free one, logged as 'Metrics on http://HOST:PORT/metrics'; "
+        f"--no-metrics serves none (default: {d.metrics_port})",
     )
     parser.add_argument("--no-metrics", action="store_true", help="serve no /metrics endpoint (default: off)")
     _model_overrides(parser)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,18 +157,20 @@ class Server:
             ),
             self._grpc,
         )
-        address = f"{config.host}:{config.port}"
         try:
-            self.port = self._grpc.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise OSError(f"cannot bind gRPC to {address}: {exc}") from None
+            self.port = self._grpc.add_insecure_port(f"{config.host}:{config.port}")
+        except RuntimeError as exc:  # gRPC says only "Failed to bind"; find out why with a socket
+            raise _bind_error("gRPC", config.host, config.port, str(exc)) from None
         await self._grpc.start()
         logger.info("gRPC listening on %s:%d (NOT_SERVING until the model is warm)", config.host, self.port)
 
         if config.metrics_port is not None:
-            self._metrics_httpd, _ = start_http_server(
-                config.metrics_port, addr=config.host, registry=self.registry
-            )
+            try:
+                self._metrics_httpd, _ = start_http_server(
+                    config.metrics_port, addr=config.host, registry=self.registry
+                )
+            except OSError as exc:  # socket.gaierror included
+                raise _bind_error("metrics", config.host, config.metrics_port, str(exc), exc) from None
             self.metrics_port = int(self._metrics_httpd.server_port)
             logger.info("Metrics on http://%s:%d/metrics", config.host, self.metrics_port)
 
@@ -220,6 +224,52 @@ class Server:
         finally:
             for sig in HANDLED_SIGNALS:
                 loop.remove_signal_handler(sig)
+
+
+def _bind_error(what: str, host: str, port: int, detail: str, exc: OSError | None = None) -> OSError:
+    """A one-line ``OSError`` naming which port (``what``: gRPC or metrics), on which host, and why.
+
+    ``exc`` is the bind's own error when the library raised one (the metrics server does); gRPC
+    raises a bare ``RuntimeError``, so the cause is found by binding a plain socket the same way
+    (``SO_REUSEADDR``, as gRPC and ``http.server`` do). ``.errno`` is set when the cause is known.
+    """
+    if exc is None:
+        exc = _probe_bind(host, port)
+    code = getattr(exc, "errno", None)
+    where = f"{what} port {port} on {host}"
+    if code == errno.EADDRINUSE:
+        message = f"{where} is already in use (another inference-server? choose another with --{_flag(what)})"
+    elif code == errno.EACCES:
+        message = f"{where}: permission denied (ports below 1024 need privileges; choose another with --{_flag(what)})"
+    elif code == errno.EADDRNOTAVAIL:
+        message = f"{where}: {host} is not an address of this machine (--host 0.0.0.0 binds all of them)"
+    elif isinstance(exc, socket.gaierror):
+        message = f"{where}: host {host!r} does not resolve ({exc.strerror})"
+    else:
+        message = f"{where}: cannot bind ({exc if exc is not None else detail})"
+    error = OSError(message)
+    error.errno = code
+    return error
+
+
+def _flag(what: str) -> str:
+    return "port" if what == "gRPC" else "metrics-port"
+
+
+def _probe_bind(host: str, port: int) -> OSError | None:
+    """The error binding ``host:port`` gives a plain TCP socket, or ``None`` if it binds."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return exc
+    for family, kind, proto, _, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+        except OSError as exc:
+            return exc
+    return None
 
 
 def warm_up(backend: Backend, bundle: Bundle, iters: int, max_batch: int) -> None:
