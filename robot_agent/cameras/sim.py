@@ -4,6 +4,9 @@ It needs the ``SimRobot`` it looks at (``robot.world`` and the tip pose), so it 
 ``SimCamera.from_config(camera_config, robot)``. Options (``[cameras.NAME.options]``)::
 
     view = "front"   # "front": fixed third-person view; "wrist": on the gripper, looking down
+
+Without a ``view`` option a camera named after a view renders that view (a camera ``wrist``, such as
+the one created for a policy asking for ``wrist``, is on the gripper); any other name is ``front``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ __all__ = ["SimCamera"]
 logger = logging.getLogger(__name__)
 
 _OPTIONS = {"view": "front"}
+
+
+def default_view(name: str) -> str:
+    """The view a sim camera named ``name`` renders without a ``view`` option: the view of that
+    name (``"wrist"``), else ``"front"``."""
+    return name if name in VIEWS else _OPTIONS["view"]
 
 
 class SimCamera(Camera):
@@ -68,7 +77,7 @@ class SimCamera(Camera):
                 f"cameras.{config.name}.options: unknown option(s) {unknown!r}; known: {sorted(_OPTIONS)!r}",
                 field=f"cameras.{config.name}.options",
             )
-        view = str(options.get("view", _OPTIONS["view"]))
+        view = str(options.get("view", default_view(config.name)))
         try:
             return cls(
                 robot, name=config.name, width=config.width, height=config.height, fps=config.fps, view=view

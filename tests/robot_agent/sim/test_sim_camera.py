@@ -86,3 +86,25 @@ def test_needs_a_sim_robot_and_known_options() -> None:
         SimCamera.from_config(CameraConfig(name="front", options={"zoom": 2}), manual_robot())
     with pytest.raises(ConfigError, match="'top'"):
         SimCamera.from_config(CameraConfig(name="front", options={"view": "top"}), manual_robot())
+
+
+def test_a_camera_named_wrist_renders_the_wrist_view() -> None:
+    """Issue 11: the auto-created ``wrist`` camera rendered the front view (wrist.mp4 = front.mp4)."""
+    from robot_agent.config import AgentConfig
+    from robot_agent.sim.render import render
+
+    robot = manual_robot()
+    # The config the agent builds for a camera the policy asks for and the config lacks.
+    wrist = SimCamera.from_config(AgentConfig().camera_for("wrist", 96, 128), robot)
+    front = SimCamera.from_config(AgentConfig().camera_for("front", 96, 128), robot)
+    assert (wrist.view, front.view) == ("wrist", "front")
+    ee, gripper, _ = robot.snapshot()
+    wrist_rgb, front_rgb = wrist.render().rgb, front.render().rgb
+    assert np.array_equal(wrist_rgb, render(robot.world, ee, gripper, 128, 96, "wrist"))
+    assert np.array_equal(front_rgb, render(robot.world, ee, gripper, 128, 96, "front"))
+    assert np.abs(wrist_rgb.astype(int) - front_rgb.astype(int)).sum(axis=-1).astype(bool).mean() > 0.3
+    # An explicit option wins over the name; other names default to the front view.
+    named_wrist_front = SimCamera.from_config(CameraConfig(name="wrist", options={"view": "front"}), robot)
+    other = SimCamera.from_config(CameraConfig(name="top"), robot)
+    configured = SimCamera.from_config(CameraConfig(name="hand", options={"view": "wrist"}), robot)
+    assert (named_wrist_front.view, other.view, configured.view) == ("front", "front", "wrist")
