@@ -263,7 +263,11 @@ class ModelWorker:
                 np.stack([o.state for o in obs]).reshape(len(obs), bundle.state_dim)
             ),
             instruction=[o.instruction for o in obs],
-            prev_actions=[o.prev_actions for o in obs],
+            # In the space the model answers in, so a policy can continue its own last chunk.
+            prev_actions=[
+                None if o.prev_actions is None else bundle.normalizer.normalize_actions(o.prev_actions)
+                for o in obs
+            ],
             inference_delay_steps=[o.inference_delay_steps for o in obs],
         )
         t1 = self._clock()

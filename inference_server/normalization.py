@@ -39,6 +39,14 @@ class Normalizer:
         """``state`` is ``[B, S]``."""
         return state.astype(np.float32, copy=False) if self.state is None else self.state.normalize(state)
 
+    def normalize_actions(self, actions: np.ndarray) -> np.ndarray:
+        """``actions`` (``[..., A]``, e.g. an agent's ``prev_actions`` ``[n, A]``) into the model's space."""
+        return (
+            actions.astype(np.float32, copy=False)
+            if self.actions is None
+            else self.actions.normalize(actions)
+        )
+
     def unnormalize_actions(self, actions: np.ndarray) -> np.ndarray:
         """``actions`` is ``[B, H, A]``; statistics broadcast over the last axis."""
         return (

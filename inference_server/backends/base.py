@@ -22,7 +22,9 @@ class Batch:
     """B requests stacked: what a backend gets.
 
     ``images`` maps camera name to uint8 ``[B, H, W, 3]`` RGB; ``state`` is float32 ``[B, S]``,
-    already normalised; ``prev_actions`` are as sent by the agent (action space, physical units).
+    already normalised; ``prev_actions`` are float32 ``[n, A]`` per request (or None), the actions
+    the agent sent, normalised like the model's outputs (both identity without a manifest
+    ``[normalization.actions]``).
     """
 
     images: dict[str, np.ndarray]

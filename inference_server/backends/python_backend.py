@@ -29,12 +29,26 @@ logger = logging.getLogger(__name__)
 class PythonPolicy(Protocol):
     """The plugin interface: built once as ``Class(bundle_dir, manifest)``, then called per batch.
 
-    ``predict(batch)`` gets ``{"images": {camera: uint8 [B, H, W, 3]}, "state": float32 [B, S],
-    "instruction": list[str], "prev_actions": list[ndarray [n, action_dim] | None],
-    "inference_delay_steps": list[int | None]}`` and returns float32 ``[B, chunk_length,
-    action_dim]``. State is normalised and actions un-normalised by the server only when the
-    manifest has a ``[normalization]`` section. It is always called from the same thread, one batch
-    at a time. An optional ``reset()`` is called when the server shuts down.
+    ``manifest`` is the bundle's ``policy.toml`` as a plain ``dict`` (every key, ``[extra]``
+    included); ``bundle_dir`` is the bundle folder (also on ``sys.path``). For ``backend =
+    "python"`` the manifest's ``model`` is optional: the class loads what it needs itself.
+
+    ``predict(batch)`` gets ``{"images": {camera: uint8 [B, H, W, 3] RGB}, "state": float32
+    [B, S], "instruction": list[str], "prev_actions": list[float32 [n, action_dim] | None],
+    "inference_delay_steps": list[int | None]}`` and returns float ``[B, chunk_length,
+    action_dim]``. With a manifest ``[normalization]`` section the server normalises ``state``
+    (``[normalization.state]``) and ``prev_actions`` (``[normalization.actions]``) on the way in
+    and un-normalises the returned actions, so ``prev_actions`` are in the space the policy
+    answers in; without it all three are in physical units. ``predict`` is always called from
+    the same thread, one batch at a time.
+
+    Warm-up (``warmup_iters`` times at batch 1, then once at ``max_batch``, before SERVING) calls
+    ``predict`` with random images, a zero state, instruction ``"warm up"`` and ``None`` for
+    ``prev_actions`` and ``inference_delay_steps`` (:func:`~inference_server.backends.base.dummy_batch`).
+
+    An optional ``close()`` is called once when the server shuts down (after the last batch), on
+    the same thread. ``reset()`` is never called by the server: it serves many sessions in one
+    batch, so a policy keeps no per-episode state (what it needs rides in each request).
     """
 
     def __init__(self, bundle_dir: Path, manifest: dict[str, Any]) -> None: ...
@@ -62,9 +76,9 @@ class PythonBackend:
         return np.asarray(out)
 
     def close(self) -> None:
-        reset = getattr(self._policy, "reset", None)
-        if callable(reset):
-            reset()
+        close = getattr(self._policy, "close", None)
+        if callable(close):
+            close()
 
 
 def _load_policy(bundle: Bundle) -> Any:

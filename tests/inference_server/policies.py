@@ -68,3 +68,16 @@ class RoguePolicy(EchoPolicy):
         if "shape" in batch["instruction"]:
             return out[:, :-1]
         return out
+
+
+class ClosingPolicy(EchoPolicy):
+    """Records ``reset`` and ``close`` calls in ``LIFECYCLE[extra.name]``."""
+
+    def reset(self) -> None:
+        LIFECYCLE.setdefault(self.name, []).append("reset")
+
+    def close(self) -> None:
+        LIFECYCLE.setdefault(self.name, []).append("close")
+
+
+LIFECYCLE: dict[str, list[str]] = {}

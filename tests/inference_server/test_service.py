@@ -462,6 +462,57 @@ async def test_the_python_policy_gets_the_documented_batch(tmp_path: Path) -> No
     assert second["prev_actions"] == [None] and second["inference_delay_steps"] == [None]
 
 
+async def test_the_python_policy_gets_prev_actions_in_its_own_normalised_space(tmp_path: Path) -> None:
+    """State and prev_actions go in normalised, actions come out un-normalised: one space for the policy."""
+    from tests.inference_server import policies
+
+    name = f"normalised-{id(tmp_path)}"
+    mean, std = np.arange(7, dtype=np.float32), np.full(7, 2.0, np.float32)
+    bundle = write_python_bundle(
+        tmp_path / "b",
+        "tests.inference_server.policies:EchoPolicy",
+        extra_manifest={
+            "extra": {"name": name},
+            "normalization": {"actions": {"mean": mean.tolist(), "std": std.tolist()}},
+        },
+    )
+    sent = np.array([[3.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [0.0] * 7], np.float32)
+    async with run_server(config(bundle, warmup_iters=0)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        stream = PredictStream(stub)
+        request = make_request(spec, 5)
+        request.prev_actions.CopyFrom(to_tensor(sent))
+        stream.send(request)
+        answer = await stream.recv()
+        await stream.close()
+    assert answer.status == OK, answer.message
+    (batch,) = policies.CALLS.pop(name)
+    np.testing.assert_allclose(batch["prev_actions"][0], (sent - mean) / std)
+    assert batch["prev_actions"][0].dtype == np.float32
+    # the echo policy answers state[0] + 0.001 h in normalised space; the wire carries x * std + mean
+    np.testing.assert_allclose(from_tensor(answer.actions)[:, 1], (5.0 + 0.001 * np.arange(16)) * 2.0 + 1.0)
+
+
+async def test_the_python_policy_is_closed_at_shutdown_and_never_reset(tmp_path: Path) -> None:
+    from tests.inference_server import policies
+
+    name = f"lifecycle-{id(tmp_path)}"
+    bundle = write_python_bundle(
+        tmp_path / "b",
+        "tests.inference_server.policies:ClosingPolicy",
+        extra_manifest={"extra": {"name": name}},
+    )
+    async with run_server(config(bundle)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        stream = PredictStream(stub)
+        stream.send(make_request(spec, 1))
+        assert (await stream.recv()).status == OK
+        await stream.close()
+        assert policies.LIFECYCLE.get(name) is None  # not closed while serving
+    policies.CALLS.pop(name, None)
+    assert policies.LIFECYCLE.pop(name) == ["close"]
+
+
 async def test_a_client_that_disconnects_leaves_no_unretrieved_task_error(
     echo_bundle: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
