@@ -167,6 +167,7 @@ class ControlLoop:
         self._state_advanced_at = 0.0  # when (tick time) the robot state last advanced
         self._quiet_failures: set[str] = set()  # bookkeeping already reported as failing
         self._dropped_for: tuple[str, int] | None = None  # why a bad plan was dropped, at which chunk
+        self._tick_measured: Measured | None = None  # this tick's reading, for the record of a fault
 
     def configure(self, action_space: ActionSpace, trajectory: Trajectory) -> None:
         self.action_space = action_space
@@ -229,13 +230,20 @@ class ControlLoop:
             except Exception as exc:
                 state = exc
         self._stage = "state"
+        self._tick_measured = None
         try:
             await self._step(now, dt, state)
         except Exception as exc:
+            stage = self._stage
             try:
                 await self._on_fault(now, exc)
             except Exception as inner:  # handling the fault failed too: stop the arm
                 await self._estop(f"control tick fault handling failed: {inner!r} (after {exc!r})")
+            if stage != "recorder":  # the faulty tick is recorded too: a recording keeps every tick
+                try:
+                    self._record(now, self._tick_measured, None, None, ())
+                except Exception as record_exc:
+                    self._drop_recorder(record_exc)
         else:
             self._faults = 0
         if self._link.chunks > 0:
@@ -250,6 +258,7 @@ class ControlLoop:
             self._record(now, None, None, None, ())
             return
         measured = _checked(measured_from_state(state))  # stage "state": unusable = driver failure
+        self._tick_measured = measured
         self.latest_state = state
         if state.fault and not self.estopped:
             self._shield.estop.trigger(f"robot fault: {state.fault}")
