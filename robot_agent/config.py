@@ -27,7 +27,11 @@ Example ``agent.toml``::
     interpolation = "ruckig"
 
     [safety]             # handed as is to safety.SafetyConfig.from_mapping
-    workspace_min = [0.2, -0.5, 0.0]
+    keep_out_margin_m = 0.005
+
+    [safety.workspace]   # metres, robot base frame
+    min = [0.2, -0.5, 0.0]
+    max = [0.7, 0.5, 0.6]
 
     [record]
     dir = "episodes/run-1"
