@@ -183,11 +183,19 @@ class OrientationLimit:
 
 @dataclass(frozen=True)
 class GripperLimits:
-    """Gripper command range (0 = closed, 1 = open) and rate (range units per second)."""
+    """Gripper command range (0 = closed, 1 = open) and rate (range units per second).
+
+    ``tolerance`` (range units): a command moved by less than this to fit the range or the rate
+    is rounding, not a safety intervention (``gripper`` does not fire; the clamped value is still
+    what is sent). The default, 1e-6, is about 8 float32 steps at 1.0 (float32 epsilon is
+    1.19e-7): what a policy's float32 output and de-normalisation leave on an exact 0 or 1
+    (1.00000002 seen from the demo policy), far below any gripper's resolution.
+    """
 
     min: float = 0.0
     max: float = 1.0
     max_rate_per_s: float = 2.0
+    tolerance: float = 1e-6
 
 
 @dataclass(frozen=True)
@@ -549,6 +557,12 @@ def _validate(c: SafetyConfig) -> None:
         f"is {grip.min!r}, must be below max {grip.max!r}",
     )
     _positive(grip.max_rate_per_s, "safety.gripper.max_rate_per_s")
+    _positive(grip.tolerance, "safety.gripper.tolerance", allow_zero=True)
+    _need(
+        grip.tolerance < 0.01 * (grip.max - grip.min),
+        "safety.gripper.tolerance",
+        f"is {grip.tolerance!r}, must be below 1% of the gripper range ({grip.max - grip.min!r})",
+    )
     track = c.tracking
     _positive(track.max_translation_m, "safety.tracking.max_translation_m")
     _positive(track.max_rotation_rad, "safety.tracking.max_rotation_rad")

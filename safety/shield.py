@@ -525,7 +525,7 @@ class Shield:
         if self._gripper is not None:
             step = lim.max_rate_per_s * dt
             out = min(max(out, self._gripper - step), self._gripper + step)
-        if abs(out - g) > 1e-9:  # a clamp of rounding dust (1 + 2e-16 from a spline) is no event
+        if abs(out - g) > lim.tolerance:  # rounding (1.00000002 from float32) is no intervention
             fired.append("gripper")
         self._gripper = out
         return out

@@ -14,6 +14,7 @@ from safety import (
     Measured,
     Pose,
     SafetyConfig,
+    SafetyConfigError,
     Shield,
     Target,
     step_record,
@@ -349,6 +350,27 @@ def test_gripper_range_and_rate() -> None:
     assert "gripper" in d.fired
     d2 = shield.filter(ee(HOME_POSITION, gripper=7.0), m, DT, DT)
     assert d2.target.gripper == 1.0  # range
+
+
+@pytest.mark.parametrize("g", [1.00000002, 1.0 + 9e-7, -3e-8])
+def test_gripper_rounding_is_no_intervention(g: float) -> None:
+    """Issue 11: a demo run counted 666 gripper interventions from float32 values of 1.00000002
+    clamped to 1.0. Below ``safety.gripper.tolerance`` the value is clamped but nothing fires."""
+    shield = fresh()
+    m = home_measured(gripper=max(0.0, min(g, 1.0)))
+    d = shield.filter(ee(HOME_POSITION, gripper=g), m, 0.0, DT)
+    assert d.target.gripper == max(0.0, min(g, 1.0)) and d.fired == ()
+    d2 = fresh().filter(ee(HOME_POSITION, gripper=1.0 + 2e-6), home_measured(gripper=1.0), 0.0, DT)
+    assert d2.target.gripper == 1.0 and d2.fired == ("gripper",)
+
+
+def test_gripper_tolerance_is_validated() -> None:
+    with pytest.raises(
+        SafetyConfigError, match=r"safety.gripper.tolerance is 0.5, must be below 1% of the gripper range"
+    ):
+        SafetyConfig.from_mapping({"gripper": {"tolerance": 0.5}})
+    exact = fresh(gripper={"tolerance": 0.0})
+    assert exact.filter(ee(HOME_POSITION, gripper=1.00000002), home_measured(), 0.0, DT).fired == ("gripper",)
 
 
 def test_no_gripper_command_stays_none() -> None:
