@@ -290,6 +290,8 @@ class ControlLoop:
         for kind in decision.fired:
             if kind == "no_target":  # the watchdog's own hold, counted as a hold, not a safety rule
                 continue
+            if self.estopped:  # the latched e-stop's held ticks: one event, counted when it latched
+                break
             self._stats.safety_interventions[kind] += 1
             self._metrics.safety_interventions.labels(kind).inc()
         if decision.estop or self._shield.estop.active:
