@@ -37,7 +37,14 @@ from robot_agent.cameras import camera_class, create_camera
 from robot_agent.config import AgentConfig, CameraConfig
 from robot_agent.control import ControlLoop, LinkState
 from robot_agent.drivers import create_robot
-from robot_agent.errors import AgentError, CameraError, ConfigError, DriverError, SpecMismatch
+from robot_agent.errors import (
+    AgentError,
+    CameraError,
+    ConfigError,
+    DriverError,
+    NotAPolicyServer,
+    SpecMismatch,
+)
 from robot_agent.metrics import AgentMetrics
 from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient
 from robot_agent.recorder import NullRecorder, Recorder
@@ -371,7 +378,7 @@ class Agent:
             try:
                 spec = await client.connect()
             except AgentError as exc:
-                if isinstance(exc, SpecMismatch):
+                if isinstance(exc, SpecMismatch | NotAPolicyServer):  # waiting would not fix either
                     raise
                 delay = backoff.next()
                 logger.warning(
@@ -690,9 +697,17 @@ class Agent:
         if port is None:
             await stopping.wait()
             return
-        server, thread = start_http_server(port, registry=self.metrics.registry)
+        host = self.config.metrics_host
+        try:  # port 0: any free port, the one bound is logged and kept in self.metrics_port
+            server, thread = start_http_server(port, addr=host, registry=self.metrics.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"metrics endpoint {host}:{port}: cannot bind: {exc.strerror or exc} "
+                "(metrics_port: another port, 0 for any free one, or off)",
+                field="metrics_port",
+            ) from exc
         self.metrics_port = server.server_port
-        logger.info("Metrics on http://0.0.0.0:%d/metrics", self.metrics_port)
+        logger.info("Metrics on http://%s:%d/metrics", host, self.metrics_port)
         try:
             await stopping.wait()
         finally:

@@ -23,7 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from robot_agent.config import BLEND_MODES, INTERPOLATIONS, AgentConfig, ControlConfig, ServerConfig
+from robot_agent.config import (
+    BLEND_MODES,
+    INTERPOLATIONS,
+    AgentConfig,
+    ControlConfig,
+    RobotConfig,
+    ServerConfig,
+)
 from robot_agent.errors import AgentError, EstopRefused, RobotInUse, RunFileError
 from robot_agent.runfile import (
     RunFile,
@@ -84,24 +91,53 @@ LOGGING_CONFIG: dict[str, Any] = {
 }
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    d_server, d_control = ServerConfig(), ControlConfig()
+LOG_LEVELS = ("debug", "info", "warning", "error")
+METRICS_OFF = ("off", "none")  # --metrics-port words for "no endpoint" (metrics_port = false)
+
+
+def _metrics_port(text: str) -> int | str:
+    """``--metrics-port``'s value: a port (0: any free one), or ``off``."""
+    if text.lower() in METRICS_OFF:
+        return "off"
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port 0-65535 or 'off'")
+    return port
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    """Flags every subcommand but ``estop`` takes: what to connect to, and how to report."""
+    d_server, d_robot, d_agent = ServerConfig(), RobotConfig(), AgentConfig()
     parser.add_argument(
         "--config", metavar="FILE.toml", help="agent config file; flags override it (default: none)"
     )
     parser.add_argument(
-        "--server", metavar="HOST:PORT", help=f"inference server address (default: {d_server.address})"
+        "--server",
+        metavar="HOST:PORT",
+        help=f"inference server's gRPC address, no scheme (default: {d_server.address})",
     )
-    parser.add_argument("--robot", metavar="KIND", help="robot driver: sim | franka | xarm (default: sim)")
+    parser.add_argument(
+        "--robot", metavar="KIND", help=f"robot driver: sim | franka | xarm (default: {d_robot.kind})"
+    )
     parser.add_argument("--robot-ip", metavar="IP", help="robot address, for franka and xarm (default: none)")
     parser.add_argument(
         "--camera",
         metavar="KIND",
-        help="kind of the cameras the policy asks for and the config does not name (default: sim)",
+        help="kind of the cameras the policy asks for and the config does not name "
+        f"(default: {d_agent.default_camera})",
     )
     parser.add_argument(
-        "--instruction", metavar="TEXT", help="language instruction sent with every observation (default: '')"
+        "--log-level", default="info", choices=LOG_LEVELS, help="what the log shows on stderr (default: info)"
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
+
+
+def _control(parser: argparse.ArgumentParser) -> None:
+    """Flags of the control loop, for the commands that move the arm (``run``, ``eval``)."""
+    d_control = ControlConfig()
     parser.add_argument(
         "--rate", type=float, metavar="HZ", help=f"control rate (default: {d_control.rate_hz:g})"
     )
@@ -113,26 +149,43 @@ def _common(parser: argparse.ArgumentParser) -> None:
         choices=INTERPOLATIONS,
         help=f"waypoints to control rate (default: {d_control.interpolation})",
     )
-    parser.add_argument(
-        "--metrics-port", type=int, metavar="PORT", help="Prometheus port, 0 for none (default: 9101)"
-    )
-    parser.add_argument("--record", metavar="DIR", help="write an episode folder there (default: none)")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default: info)"
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d_agent = AgentConfig()
     parser = argparse.ArgumentParser(
         prog="robot-agent",
+        usage="robot-agent [run] [options]  |  robot-agent {eval,check,estop} [options]",
         description="Run a VLA policy served by an inference server on a robot arm, safely.",
-        epilog="Subcommands: 'robot-agent eval --help', 'robot-agent check --help', 'robot-agent estop --help'.\n\n"
+        epilog="subcommands:\n"
+        "  run    (the default) drive the arm with the served policy: the options below\n"
+        "  eval   episodes on the simulated task: success rate, holds   (robot-agent eval --help)\n"
+        "  check  preflight of config, robot, cameras, server, latency  (robot-agent check --help)\n"
+        "  estop  latch a running agent's e-stop and confirm it         (robot-agent estop --help)\n\n"
         "A latched e-stop (robot-agent estop, SIGUSR1, a driver fault) stops the arm and ends the run.\n\n"
         + EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(parser)
+    _connection(parser)
+    _control(parser)
+    parser.add_argument(
+        "--instruction",
+        metavar="TEXT",
+        help=f"language instruction sent with every observation (default: {d_agent.instruction!r})",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_metrics_port,
+        metavar="PORT",
+        help=f"Prometheus endpoint port; 0: any free port (logged), off: none (default: {d_agent.metrics_port})",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        help=f"address the endpoint binds; 127.0.0.1: this machine only (default: {d_agent.metrics_host}, "
+        "every interface)",
+    )
+    parser.add_argument("--record", metavar="DIR", help="write an episode folder there (default: none)")
     parser.add_argument(
         "--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)"
     )
@@ -143,19 +196,35 @@ def build_parser() -> argparse.ArgumentParser:
 def build_eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robot-agent eval",
-        description="Run episodes on the simulated task and print success rate, time to success and holds.",
+        description="Run episodes on the simulated task and print success rate, time to success and holds.\n\n"
+        "Each scene gives its episode's instruction (a config file's 'instruction' is not used);\n"
+        "no metrics endpoint is served.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(parser)
+    _connection(parser)
+    _control(parser)
+    parser.add_argument(
+        "--record", metavar="DIR", help="write one episode folder per episode under DIR (default: none)"
+    )
     parser.add_argument("--episodes", type=int, default=10, help="number of episodes (default: 10)")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the first scene; episode i uses seed+i (default: 0)"
     )
-    parser.add_argument("--episode-timeout", type=float, default=15.0, metavar="S", help="(default: 15)")
     parser.add_argument(
-        "--inject-latency-ms", type=float, default=0.0, help="added delay on the stream (default: 0)"
+        "--episode-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="an episode the world has not judged after S seconds counts as a timeout (default: 15)",
     )
     parser.add_argument(
-        "--inject-jitter-ms", type=float, default=0.0, help="+- jitter on that delay (default: 0)"
+        "--inject-latency-ms",
+        type=float,
+        metavar="MS",
+        help="delay added to every answer on the agent's side of the stream (default: 0)",
+    )
+    parser.add_argument(
+        "--inject-jitter-ms", type=float, metavar="MS", help="+- jitter on that delay (default: 0)"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (default: none)")
     return parser
@@ -163,9 +232,10 @@ def build_eval_parser() -> argparse.ArgumentParser:
 
 def build_check_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="robot-agent check", description="Preflight: config, server, robot, cameras."
+        prog="robot-agent check",
+        description="Preflight: config, robot, cameras, server, latency. The arm is never commanded.",
     )
-    _common(parser)
+    _connection(parser)
     parser.add_argument("--run-dir", metavar="DIR", help=RUN_DIR_HELP)
     return parser
 
@@ -182,6 +252,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "blend": "control.blend",
         "interpolation": "control.interpolation",
         "metrics_port": "metrics_port",
+        "metrics_host": "metrics_host",
         "record": "record.dir",
         "duration": "duration_s",
         "inject_latency_ms": "server.inject_latency_ms",
@@ -190,11 +261,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for attr, key in mapping.items():
         value = getattr(args, attr, None)
-        if value is None or (attr.startswith("inject_") and value == 0.0):
+        if value is None:
             continue
-        if attr == "metrics_port" and value == 0:
-            value = None
-        out[key] = value
+        out[key] = None if value == "off" and attr == "metrics_port" else value
     return out
 
 
@@ -315,7 +384,10 @@ def _estop_target(run_dir: Path, pid: int | None) -> RunRecord:
 def estop(argv: Sequence[str]) -> int:
     """``robot-agent estop [--pid PID]``: latch a running agent's e-stop (SIGUSR1) and wait, up to
     ``--timeout``, for its run file to say ``estopped``. Returns an :data:`EXIT_CODES` status."""
-    args = build_estop_parser().parse_args(argv)
+    parser = build_estop_parser()
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.timeout < float("inf"):  # NaN compares false: it would wait for ever
+        parser.error(f"argument --timeout: {args.timeout} is not a number of seconds >= 0")
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(os.environ)
     try:
         record = _estop_target(run_dir, args.pid)
@@ -399,6 +471,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_ESTOP
         elif command == "eval":
             from robot_agent.evaluation import format_results
+
+            if config.instruction:
+                logging.getLogger(__name__).warning(
+                    "eval: instruction %r from the config is not used; each scene gives its own",
+                    config.instruction,
+                )
 
             results = run_eval(config, args.episodes, args.seed, args.episode_timeout)
             print(format_results(results), flush=True)

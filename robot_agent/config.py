@@ -8,7 +8,8 @@ anything connects. Every error names the field and the value::
 Example ``agent.toml``::
 
     instruction = "touch the red cube"
-    metrics_port = 9101
+    metrics_port = 9101      # 0: any free port (logged); false: no endpoint
+    metrics_host = "0.0.0.0" # every interface; "127.0.0.1": this machine only
 
     [server]
     address = "gpu-box:50051"
@@ -194,7 +195,10 @@ class AgentConfig:
     record: RecordConfig = field(default_factory=RecordConfig)
     instruction: str = ""
     duration_s: float | None = None  # None: until SIGINT / SIGTERM
-    metrics_port: int | None = 9101  # None or 0: no metrics endpoint
+    # Prometheus endpoint: 0 binds any free port (logged); None (``metrics_port = false`` in the
+    # file, ``--metrics-port off``) serves none. Bound on ``metrics_host``, every interface by default.
+    metrics_port: int | None = 9101
+    metrics_host: str = "0.0.0.0"
     default_camera: str = "sim"
 
     @classmethod
@@ -246,6 +250,8 @@ class AgentConfig:
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"{name} must be a table, got {raw!r}", field=name)
             built[name] = _build(section_cls, raw, name)
+        if data.get("metrics_port") is False:  # TOML has no null: false turns the endpoint off
+            data["metrics_port"] = None
         top = _build(_TopLevel, data, "")
         config = cls(cameras=cameras, safety=dict(safety), **built, **dataclasses.asdict(top))
         config.validate()
@@ -273,8 +279,7 @@ class AgentConfig:
                     f"control.{name} is {list(value)}, must be three positive numbers (velocity, acceleration, jerk)",
                     field=f"control.{name}",
                 )
-        if ":" not in s.address or not s.address.rsplit(":", 1)[1].isdigit():
-            raise ConfigError(f"server.address is {s.address!r}, expected HOST:PORT", field="server.address")
+        _address("server.address", s.address)
         _positive("server.request_timeout_ms", s.request_timeout_ms)
         _positive("server.connect_timeout_s", s.connect_timeout_s)
         _positive("server.backoff_initial_s", s.backoff_initial_s)
@@ -353,7 +358,16 @@ class AgentConfig:
             _positive("duration_s", self.duration_s)
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(
-                f"metrics_port is {self.metrics_port}, must be in 0..65535", field="metrics_port"
+                f"metrics_port is {self.metrics_port}, must be in 0..65535 (0: any free port), "
+                "or false for no endpoint",
+                field="metrics_port",
+            )
+        host = self.metrics_host
+        if not host or any(c.isspace() or c in "/[]" for c in host) or host.count(":") == 1:
+            raise ConfigError(
+                f"metrics_host is {host!r}, expected a host name or an IP address, no port or scheme "
+                "(0.0.0.0: every interface, 127.0.0.1: this machine only)",
+                field="metrics_host",
             )
 
     def camera_for(self, name: str, height: int, width: int) -> CameraConfig:
@@ -368,6 +382,7 @@ class _TopLevel:
     instruction: str = ""
     duration_s: float | None = None
     metrics_port: int | None = 9101
+    metrics_host: str = "0.0.0.0"
     default_camera: str = "sim"
 
 
@@ -437,6 +452,27 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where} is {value!r}, expected a table", field=where)
         return dict(value)
     return value
+
+
+def _address(where: str, value: str) -> None:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6), port 1-65535, no scheme: gRPC's target is not a URL."""
+    if "://" in value or value.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
+        scheme = value.split(":", 1)[0]
+        rest = value.split("://", 1)[1] if "://" in value else value.split(":", 1)[1]
+        raise ConfigError(
+            f"{where} is {value!r}: no scheme ({scheme}:) here, the agent speaks plain gRPC to HOST:PORT; "
+            f"write {rest.strip('/')!r}",
+            field=where,
+        )
+    host, _, port = value.rpartition(":")
+    if not host or host in ("[]",) or not port.isdigit() or not 1 <= int(port) <= 65535 or "/" in host:
+        raise ConfigError(
+            f"{where} is {value!r}, expected HOST:PORT (port 1-65535, IPv6 as [::1]:PORT)", field=where
+        )
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ConfigError(
+            f"{where} is {value!r}: write an IPv6 host in brackets, [{host}]:{port}", field=where
+        )
 
 
 def _positive(where: str, value: float) -> None:

@@ -4,6 +4,7 @@
     ├── ConfigError          the configuration is wrong (names the field and the value)
     ├── SpecMismatch         the served policy does not fit this robot and its cameras
     ├── ServerUnavailable    the inference server cannot be reached or the stream broke
+    ├── NotAPolicyServer     the address answers, but not as a gRPC PolicyService (not retried)
     ├── DriverError          the robot driver failed (connect, read or command)
     ├── CameraError          a camera failed to open or to deliver frames
     ├── MissingExtra         an optional dependency is not installed (gives the pip line)
@@ -27,6 +28,7 @@ __all__ = [
     "DriverError",
     "EstopRefused",
     "MissingExtra",
+    "NotAPolicyServer",
     "RobotInUse",
     "RunFileError",
     "ServerUnavailable",
@@ -52,6 +54,15 @@ class SpecMismatch(AgentError):
 
 class ServerUnavailable(AgentError):
     """Raised when the inference server cannot be reached, or the stream to it broke."""
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class NotAPolicyServer(AgentError):
+    """Raised when something answers at the server address but is not a gRPC ``PolicyService`` (an
+    HTTP/1 server, another gRPC service): fatal, since waiting would not turn it into one."""
 
     def __init__(self, message: str, *, address: str | None = None) -> None:
         super().__init__(message)

@@ -30,7 +30,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from robot_agent.camera import Frame
-from robot_agent.errors import ServerUnavailable, SpecMismatch
+from robot_agent.errors import AgentError, NotAPolicyServer, ServerUnavailable, SpecMismatch
 from vla.codec import (
     MAX_IMAGE_PIXELS,
     CodecError,
@@ -291,7 +291,9 @@ class PolicyClient:
     async def connect(self) -> pb.PolicySpec:
         """Connect, read and check the spec, plan the encodings and open the ``Predict`` stream.
 
-        Raises :class:`ServerUnavailable` when the server does not answer, :class:`SpecMismatch`
+        Raises :class:`ServerUnavailable` when the server does not answer (nothing listening, no
+        answer within ``connect_timeout_s``), :class:`NotAPolicyServer` when something answers that
+        is not a gRPC ``PolicyService`` (:func:`_connect_error`), :class:`SpecMismatch`
         when the spec is malformed (:func:`check_spec`) or no choice of encodings makes a request
         fit its ``max_request_bytes`` (:func:`plan_encodings`).
         """
@@ -305,18 +307,14 @@ class PolicyClient:
         )
         stub = pb_grpc.PolicyServiceStub(self._channel)
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                await self._channel.channel_ready()
-            self.spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest(), timeout=self._connect_timeout)
-        except TimeoutError:
-            await self.close()
-            raise ServerUnavailable(
-                f"no inference server answering at {self.address} within {self._connect_timeout:g} s",
-                address=self.address,
-            ) from None
+            # Not wait_for_ready (nor channel_ready()): a failed connection fails the call at once
+            # with its reason (refused, not HTTP/2...), where waiting would hide it behind a timeout.
+            self.spec = await stub.GetPolicySpec(
+                pb.GetPolicySpecRequest(), timeout=self._connect_timeout, wait_for_ready=False
+            )
         except grpc.aio.AioRpcError as exc:
             await self.close()
-            raise _translate(exc, self.address) from exc
+            raise _connect_error(exc, self.address, self._connect_timeout) from exc
         try:
             check_spec(self.spec, address=self.address)
             self._plan(self.spec)
@@ -619,6 +617,51 @@ def _status_name(status: int) -> str:
     """``OK`` for a known :class:`pb.PredictResponse.Status` value, else the number as text."""
     values = pb.PredictResponse.Status.values()
     return pb.PredictResponse.Status.Name(status) if status in values else str(status)  # type: ignore[arg-type]
+
+
+# gRPC core's words for a peer that accepted the connection but does not speak gRPC over HTTP/2:
+# an HTTP/1 server answers the HTTP/2 preface with text ("Expected SETTINGS frame as the first
+# frame, got frame type 79": 'O' of "HTTP/1.0 505"); an HTTP/2 server that is not gRPC answers
+# with an HTTP status or a content-type gRPC does not accept.
+_NOT_GRPC = (
+    "Failed parsing HTTP/2",
+    "Expected SETTINGS frame",
+    "Trying to connect an http1.x server",
+    "Received http2 header with status",
+    "invalid content-type",
+)
+
+
+def _connect_error(exc: grpc.aio.AioRpcError, address: str, timeout_s: float) -> AgentError:
+    """``GetPolicySpec``'s failure as the agent's error: who answered, if anyone.
+
+    :class:`NotAPolicyServer` (not retried) for a peer that answered without being a
+    ``PolicyService``: UNIMPLEMENTED from a gRPC server without the service, a protocol error
+    from an HTTP server. :class:`ServerUnavailable` (retried) for nothing listening (connection
+    refused), no answer in time, and everything else.
+    """
+    code = exc.code()
+    details = exc.details() or ""
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return NotAPolicyServer(
+            f"{address} is a gRPC server without vla.v1.PolicyService (GetPolicySpec: UNIMPLEMENTED: "
+            f"{details}); not retrying: is --server the inference server's gRPC port?",
+            address=address,
+        )
+    if any(marker in details for marker in _NOT_GRPC):
+        last = details.rsplit("last error: ", 1)[-1]
+        return NotAPolicyServer(
+            f"{address} answered, but not as a gRPC server (an HTTP server, or TLS?): {last}; "
+            "not retrying: is --server the inference server's gRPC port?",
+            address=address,
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ServerUnavailable(
+            f"no inference server answering at {address} within {timeout_s:g} s", address=address
+        )
+    if "Connection refused" in details:
+        return ServerUnavailable(f"nothing listening at {address} (connection refused)", address=address)
+    return _translate(exc, address)
 
 
 def _translate(exc: grpc.aio.AioRpcError, address: str) -> ServerUnavailable:

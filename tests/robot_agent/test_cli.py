@@ -28,7 +28,8 @@ def test_flags_become_the_config(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     monkeypatch.setattr(cli, "run", fake_run)
     code = cli.main(
         ["--server", "10.0.0.2:50051", "--rate", "250", "--instruction", "touch the red cube", "--duration", "3",
-         "--blend", "ensemble", "--interpolation", "ruckig", "--metrics-port", "0", "--record", "/tmp/x"]
+         "--blend", "ensemble", "--interpolation", "ruckig", "--metrics-port", "0", "--metrics-host", "127.0.0.1",
+         "--record", "/tmp/x"]
     )  # fmt: skip
     assert code == 0
     config = seen["config"]
@@ -36,7 +37,9 @@ def test_flags_become_the_config(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     assert config.control.rate_hz == 250.0 and config.control.blend == "ensemble"
     assert config.control.interpolation == "ruckig"
     assert config.instruction == "touch the red cube" and config.duration_s == 3.0
-    assert config.metrics_port is None and config.record.dir == "/tmp/x"
+    # 0: any free port, as on the server
+    assert config.metrics_port == 0 and config.metrics_host == "127.0.0.1"
+    assert config.record.dir == "/tmp/x"
     assert seen["run_dir"] == Path(tempfile.gettempdir()) / f"vla-deploy-{os.getuid()}"  # no XDG_RUNTIME_DIR
     out = capsys.readouterr().out
     assert out.startswith("Run summary") and "ticks                  100" in out
@@ -118,7 +121,173 @@ def test_every_option_has_help_with_a_default() -> None:
         for action in parser._actions:
             if action.dest == "help":
                 continue
-            assert action.help and "default" in action.help, action.dest
+            assert action.help and "(default: " in action.help, action.dest
+            # The help says what the option does, not only its default (--log-level said "(default: info)").
+            assert len(action.help.split("(default: ")[0].strip()) > 10, action.dest
+
+
+def _shown_default(help_text: str) -> str:
+    return help_text.split("(default: ", 1)[1].split(",")[0].rstrip(")")
+
+
+@pytest.mark.parametrize("build", [cli.build_parser, cli.build_eval_parser, cli.build_check_parser])
+def test_the_defaults_shown_are_the_configs(build: Any) -> None:
+    """A default in ``--help`` is the value the config takes when the flag is not given."""
+    config = cli.AgentConfig.load()
+    checked = 0
+    for action in build()._actions:
+        key = {
+            "server": config.server.address,
+            "robot": config.robot.kind,
+            "camera": config.default_camera,
+            "instruction": repr(config.instruction),
+            "rate": f"{config.control.rate_hz:g}",
+            "blend": config.control.blend,
+            "interpolation": config.control.interpolation,
+            "metrics_port": str(config.metrics_port),
+            "metrics_host": config.metrics_host,
+            "inject_latency_ms": f"{config.server.inject_latency_ms:g}",
+            "inject_jitter_ms": f"{config.server.inject_jitter_ms:g}",
+        }.get(action.dest)
+        if key is not None:
+            assert _shown_default(action.help) == key, action.dest
+            checked += 1
+    assert checked >= 3  # check: server, robot, camera
+
+
+def test_eval_shows_the_defaults_it_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robot_agent.evaluation import EvalResults
+
+    seen: dict[str, Any] = {}
+
+    def fake_eval(config, *args):  # type: ignore[no-untyped-def]
+        seen["args"] = args
+        return EvalResults((), 0.0, 0.0, config.control.blend, config.control.interpolation)
+
+    monkeypatch.setattr(cli, "run_eval", fake_eval)
+    assert cli.main(["eval"]) == 0
+    parser = cli.build_eval_parser()
+    shown = {a.dest: _shown_default(a.help) for a in parser._actions if a.help and "(default: " in a.help}
+    episodes, seed, timeout = seen["args"]
+    assert (shown["episodes"], shown["seed"], shown["episode_timeout"]) == (
+        str(episodes),
+        str(seed),
+        f"{timeout:g}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0),  # any free port, logged by the agent
+        ("9200", 9200),
+        ("off", None),  # no endpoint
+        ("none", None),
+    ],
+)
+def test_metrics_port_flag(monkeypatch: pytest.MonkeyPatch, value: str, expected: int | None) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(cli, "run", lambda config, **_: seen.setdefault("config", config) and SUMMARY)
+    assert cli.main(["--metrics-port", value]) == 0
+    assert seen["config"].metrics_port == expected
+
+
+def test_a_bad_metrics_port_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--metrics-port", "70000"])
+    assert info.value.code == 2
+    assert "argument --metrics-port: '70000' is not a port 0-65535 or 'off'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        (
+            "http://gpu-box:50051",
+            "ConfigError: server.address is 'http://gpu-box:50051': no scheme (http:) here, the agent speaks "
+            "plain gRPC to HOST:PORT; write 'gpu-box:50051'\n",
+        ),
+        (
+            "gpu-box",
+            "ConfigError: server.address is 'gpu-box', expected HOST:PORT (port 1-65535, IPv6 as [::1]:PORT)\n",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [[], ["eval"], ["check"]])
+def test_a_server_url_is_refused_before_anything_connects(
+    monkeypatch: pytest.MonkeyPatch, capsys, command: list[str], address: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    import robot_agent.check
+
+    called: list[str] = []
+    monkeypatch.setattr(cli, "run", lambda config, **_: called.append("run"))
+    monkeypatch.setattr(cli, "run_eval", lambda *args: called.append("eval"))
+    monkeypatch.setattr(robot_agent.check, "run_check", lambda config: called.append("check"))
+    assert cli.main([*command, "--server", address]) == 1
+    assert called == []
+    assert capsys.readouterr().err == message
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--record", "/tmp/x"],
+        ["--blend", "replace"],
+        ["--interpolation", "linear"],
+        ["--instruction", "touch the red cube"],
+        ["--metrics-port", "9101"],
+        ["--rate", "250"],
+    ],
+)
+def test_check_has_no_flags_that_do_nothing(capsys, flag: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """check never commands the arm, records, or serves metrics: these flags used to be accepted and ignored."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["check", *flag])
+    assert info.value.code == 2
+    assert f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", [["--instruction", "touch the red cube"], ["--metrics-port", "9101"]])
+def test_eval_refuses_flags_it_cannot_honour(capsys, flag: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Each scene gives its own instruction and eval serves no metrics: the flags were silently ignored."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["eval", *flag])
+    assert info.value.code == 2
+    assert f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err
+
+
+def test_eval_says_a_configured_instruction_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from robot_agent.evaluation import EvalResults
+
+    path = tmp_path / "agent.toml"
+    path.write_text('instruction = "stack the cubes"\n')
+    monkeypatch.setattr(cli, "configure_logging", lambda level: None)  # keep caplog's handler
+    monkeypatch.setattr(
+        cli, "run_eval", lambda config, *args: EvalResults((), 0.0, 0.0, "crossfade", "linear")
+    )
+    assert cli.main(["eval", "--config", str(path)]) == 0
+    assert (
+        "eval: instruction 'stack the cubes' from the config is not used; each scene gives its own"
+        in caplog.text
+    )
+
+
+def test_help_lists_every_subcommand_run_included(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: robot-agent [run] [options]  |  robot-agent {eval,check,estop} [options]")
+    for command in ("run", "eval", "check", "estop"):
+        assert f"\n  {command:<6} " in out, command
+
+
+def test_run_is_the_default_and_can_be_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+    monkeypatch.setattr(cli, "run", lambda config, **_: (seen.append(config.control.rate_hz), SUMMARY)[1])
+    assert cli.main(["run", "--rate", "50"]) == 0 and cli.main(["--rate", "60"]) == 0
+    assert seen == [50.0, 60.0]
 
 
 def test_a_run_ended_by_the_estop_exits_3_after_the_summary(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]

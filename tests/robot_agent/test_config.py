@@ -56,6 +56,26 @@ estop_after_interventions = 10
         ({"control.interpolation": "spline"}, "control.interpolation is 'spline'"),
         ({"control.ruckig_joint": [1, 0, 3]}, r"control.ruckig_joint is \[1.0, 0.0, 3.0\]"),
         ({"server.address": "localhost"}, "server.address is 'localhost', expected HOST:PORT"),
+        # A URL is not a gRPC target: refused up front, not retried as "no server answering".
+        (
+            {"server.address": "http://gpu-box:50051"},
+            "server.address is 'http://gpu-box:50051': no scheme \\(http:\\) here, "
+            "the agent speaks plain gRPC to HOST:PORT; write 'gpu-box:50051'",
+        ),
+        ({"server.address": "grpc://gpu-box:50051/"}, "no scheme \\(grpc:\\) here.*write 'gpu-box:50051'"),
+        ({"server.address": "dns:///gpu-box:50051"}, "no scheme \\(dns:\\) here.*write 'gpu-box:50051'"),
+        (
+            {"server.address": "gpu-box:0"},
+            "server.address is 'gpu-box:0', expected HOST:PORT \\(port 1-65535",
+        ),
+        ({"server.address": "gpu-box:70000"}, "server.address is 'gpu-box:70000', expected HOST:PORT"),
+        ({"server.address": ":50051"}, "server.address is ':50051', expected HOST:PORT"),
+        ({"server.address": "::1:50051"}, "write an IPv6 host in brackets, \\[::1\\]:50051"),
+        ({"metrics_port": True}, "metrics_port is True, expected an integer"),
+        ({"metrics_port": -1}, "metrics_port is -1, must be in 0..65535 \\(0: any free port\\), or false"),
+        ({"metrics_host": ""}, "metrics_host is '', expected a host name or an IP address"),
+        ({"metrics_host": "127.0.0.1:9101"}, "metrics_host is '127.0.0.1:9101', expected a host name"),
+        ({"metrics_host": "http://robot-pc"}, "metrics_host is 'http://robot-pc', expected a host name"),
         ({"server.backoff_max_s": 0.01}, "server.backoff_max_s is 0.01, below server.backoff_initial_s"),
         ({"metrics_port": "x"}, "metrics_port is 'x', expected an integer"),
         ({"metrics_port": 70000}, "metrics_port is 70000"),
@@ -119,3 +139,33 @@ max_consecutive_faults = 2
     assert (config.control.max_state_age_s, config.control.max_consecutive_faults) == (0.05, 2)
     defaults = AgentConfig.load()
     assert defaults.scheduler.execution_horizon == 0.5 and defaults.control.max_state_age_s is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "gpu-box:50051",
+        "10.0.0.2:1",
+        "[::1]:50051",  # IPv6 in brackets
+        "localhost:65535",
+    ],
+)
+def test_good_server_addresses_are_kept_as_written(address: str) -> None:
+    assert AgentConfig.load(None, {"server.address": address}).server.address == address
+
+
+@pytest.mark.parametrize(
+    ("text", "port", "host"),
+    [
+        ("", 9101, "0.0.0.0"),  # the defaults: port 9101 on every interface
+        ("metrics_port = 0", 0, "0.0.0.0"),  # any free port (the agent logs which)
+        ("metrics_port = false", None, "0.0.0.0"),  # no endpoint
+        ('metrics_port = 9200\nmetrics_host = "127.0.0.1"', 9200, "127.0.0.1"),
+        ('metrics_host = "::"', 9101, "::"),  # every IPv6 interface
+    ],
+)
+def test_metrics_port_and_host_from_toml(tmp_path: Path, text: str, port: int | None, host: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(text + "\n")
+    config = AgentConfig.load(path)
+    assert (config.metrics_port, config.metrics_host) == (port, host)

@@ -4,13 +4,16 @@ import asyncio
 import random
 import socket
 import time
+from collections.abc import Iterator
 
+import grpc
 import numpy as np
 import pytest
 
 from robot_agent.camera import Frame
-from robot_agent.errors import ServerUnavailable
+from robot_agent.errors import NotAPolicyServer, ServerUnavailable
 from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient, encode_frame
+from tests.plain_http import plain_http_server
 from vla.codec import decode_image, from_tensor, to_tensor
 from vla.v1 import policy_pb2 as pb
 
@@ -103,15 +106,65 @@ def test_requests_carry_timeout_and_monotonic_ids() -> None:
     assert ids == [1, 2, 3]
 
 
-async def test_connecting_to_nothing_says_where() -> None:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    client = PolicyClient(f"127.0.0.1:{port}", connect_timeout_s=0.2)
+        return int(s.getsockname()[1])
+
+
+async def test_a_refused_port_says_nothing_is_listening_and_is_retried() -> None:
+    port = _free_port()
+    client = PolicyClient(f"127.0.0.1:{port}", connect_timeout_s=5.0)
+    start = time.monotonic()
     with pytest.raises(
-        ServerUnavailable, match=f"no inference server answering at 127.0.0.1:{port} within 0.2 s"
+        ServerUnavailable, match=rf"^nothing listening at 127\.0\.0\.1:{port} \(connection refused\)$"
     ):
         await client.connect()
+    assert time.monotonic() - start < 4.0  # the refusal is the answer: no wait for connect_timeout_s
+
+
+async def test_a_port_that_accepts_but_never_answers_times_out_naming_the_wait() -> None:
+    with socket.socket() as listener:  # listening, never accepting: the handshake gets no answer
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = PolicyClient(f"127.0.0.1:{port}", connect_timeout_s=0.3)
+        with pytest.raises(
+            ServerUnavailable, match=f"no inference server answering at 127.0.0.1:{port} within 0.3 s"
+        ):
+            await client.connect()
+
+
+@pytest.fixture
+def http_port() -> Iterator[int]:
+    with plain_http_server() as port:
+        yield port
+
+
+async def test_an_http_server_is_not_a_policy_server(http_port: int) -> None:
+    client = PolicyClient(f"127.0.0.1:{http_port}", connect_timeout_s=5.0)
+    with pytest.raises(NotAPolicyServer) as info:
+        await client.connect()
+    message = str(info.value)
+    assert message.startswith(f"127.0.0.1:{http_port} answered, but not as a gRPC server")
+    assert "Failed parsing HTTP/2" in message and "not retrying" in message
+    assert info.value.address == f"127.0.0.1:{http_port}"
+    assert not isinstance(info.value, ServerUnavailable)  # the agent's retry loop does not catch it
+
+
+async def test_a_grpc_server_without_the_policy_service_is_not_a_policy_server() -> None:
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        client = PolicyClient(f"127.0.0.1:{port}", connect_timeout_s=5.0)
+        with pytest.raises(
+            NotAPolicyServer,
+            match=rf"^127\.0\.0\.1:{port} is a gRPC server without vla\.v1\.PolicyService \(GetPolicySpec: UNIMPLEMENTED",
+        ):
+            await client.connect()
+    finally:
+        await server.stop(None)
 
 
 class _FakeInner:
