@@ -19,125 +19,246 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+from robot_agent.config import BLEND_MODES
+
+__all__ = ["ConfigFileError", "build_parser", "main"]
 
 COMMANDS = ("demo", "generate", "train", "evaluate")
 DEFAULT_DATA = Path("build/vla_demo/data-{episodes}-s{seed}.npz")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DESCRIPTION = "The demo policy end to end on the simulated pick task: data, training, serving, evaluation."
+EXAMPLES = """examples:
+  python -m vla_demo                             # = make demo: serve policies/demo, 10 episodes
+  python -m vla_demo train --out policies/demo   # reproduce the bundle (data, training, export)
+  python -m vla_demo evaluate --episodes 50      # offline, faster than real time, no server
+
+'python -m vla_demo COMMAND --help' shows each command's options; no command means demo.
+Errors print one line, TypeName: message, and exit 1 (the traceback with --debug)."""
+
+
+class ConfigFileError(Exception):
+    """Raised when a ``--config`` file is missing, not TOML, or holds a key or value the command
+    does not take; the message names the file and the key."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m vla_demo`` parser, one subparser per command; every help shows its default."""
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     from vla_demo.demo import DEFAULT_POLICY, DemoConfig
+    from vla_demo.train import TrainConfig
 
-    d = DemoConfig()
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    d, t = DemoConfig(), TrainConfig()
+    policy_default = f"{DEFAULT_POLICY.parent.name}/{DEFAULT_POLICY.name} of this checkout"
     parser = argparse.ArgumentParser(
-        prog="python -m vla_demo", description=__doc__.split("\n\n")[0], formatter_class=fmt
+        prog="python -m vla_demo",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,generate,train,evaluate}")
+    commands: dict[str, argparse.ArgumentParser] = {}
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        # No abbreviations: a flag is known as given by its full name (a --config value never wins).
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         p.add_argument(
             "--config",
             metavar="FILE.toml",
-            default=None,
-            help="TOML file of option = value; flags override it",
+            help="TOML file of option = value (the long option names); flags override it (default: none)",
         )
         p.add_argument(
-            "--log-level", default="warning", choices=["debug", "info", "warning", "error"], help="log level"
+            "--log-level",
+            default="warning",
+            choices=LOG_LEVELS,
+            help="log level on stderr (default: warning)",
         )
-        p.add_argument("--debug", action="store_true", help="show tracebacks")
+        p.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
+        commands[name] = p
+        return p
 
-    demo = sub.add_parser(
-        "demo", help="serve the bundle and run the agent on the simulated arm", formatter_class=fmt
+    demo = command("demo", "serve the bundle and run the agent on the simulated arm, episodes scored")
+    demo.add_argument(
+        "--policy",
+        type=Path,
+        default=DEFAULT_POLICY,
+        help=f"policy bundle folder (default: {policy_default})",
     )
-    common(demo)
-    demo.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy bundle folder")
-    demo.add_argument("--episodes", type=int, default=d.episodes, help="number of episodes (random scenes)")
-    demo.add_argument("--seed", type=int, default=d.seed, help="scene seed of the first episode")
-    demo.add_argument("--video", type=Path, default=d.video, help="mp4 of the first episode ('' for none)")
+    demo.add_argument(
+        "--episodes",
+        type=int,
+        default=d.episodes,
+        help=f"number of episodes, random scenes (default: {d.episodes})",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=d.seed, help=f"scene seed of the first episode (default: {d.seed})"
+    )
+    demo.add_argument(
+        "--video",
+        type=Path,
+        default=d.video,
+        help=f"mp4 of the first episode, '' for none (default: {d.video})",
+    )
     demo.add_argument(
         "--inject-latency-ms",
         type=float,
         default=d.inject_latency_ms,
-        help="added network delay (agent side)",
-    )
-    demo.add_argument("--inject-jitter-ms", type=float, default=d.inject_jitter_ms, help="added delay jitter")
-    demo.add_argument(
-        "--blend", default=d.blend, choices=["replace", "crossfade", "ensemble"], help="chunk blending"
+        help=f"network delay added on the agent's side (default: {d.inject_latency_ms:g})",
     )
     demo.add_argument(
-        "--server", default=None, metavar="HOST:PORT", help="use this running server instead of starting one"
+        "--inject-jitter-ms",
+        type=float,
+        default=d.inject_jitter_ms,
+        help=f"+- jitter on that delay (default: {d.inject_jitter_ms:g})",
     )
     demo.add_argument(
-        "--min-success", type=float, default=0.0, help="exit 1 when the success rate is below this"
+        "--blend",
+        default=d.blend,
+        choices=BLEND_MODES,
+        help=f"how a new chunk takes over (default: {d.blend})",
     )
-    demo.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    demo.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help="use this running inference server, no scheme (default: start one on a free port)",
+    )
+    demo.add_argument(
+        "--min-success",
+        type=float,
+        default=0.0,
+        help="exit 1 when the success rate (0-1) is below this (default: 0)",
+    )
+    demo.add_argument("--json", type=Path, help="also write the results as JSON here (default: none)")
 
-    gen = sub.add_parser("generate", help="record noisy expert demonstrations", formatter_class=fmt)
-    common(gen)
-    gen.add_argument("--episodes", type=int, default=1200, help="expert episodes")
-    gen.add_argument("--seed", type=int, default=0, help="first scene seed (offset from 1_000_000)")
-    gen.add_argument("--out", type=Path, default=None, help=f"npz file (default: {DEFAULT_DATA})")
-
-    train = sub.add_parser(
-        "train", help="generate data if needed, train, export the bundle", formatter_class=fmt
+    gen = command("generate", "record noisy expert demonstrations")
+    gen.add_argument("--episodes", type=int, default=1200, help="expert episodes (default: 1200)")
+    gen.add_argument(
+        "--seed", type=int, default=0, help="first scene seed, offset from 1_000_000 (default: 0)"
     )
-    common(train)
-    train.add_argument("--out", type=Path, default=DEFAULT_POLICY, help="bundle folder to write")
+    gen.add_argument("--out", type=Path, help=f"npz file to write (default: {DEFAULT_DATA})")
+
+    train = command("train", "generate data if needed, train, export the bundle")
     train.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help=f"npz from generate (default: {DEFAULT_DATA}, made if missing)",
+        "--out", type=Path, default=DEFAULT_POLICY, help=f"bundle folder to write (default: {policy_default})"
     )
-    train.add_argument("--episodes", type=int, default=1200, help="expert episodes when generating")
-    train.add_argument("--seed", type=int, default=0, help="data and training seed")
-    train.add_argument("--epochs", type=int, default=3, help="passes over the data")
-    train.add_argument("--batch-size", type=int, default=128, help="batch size")
-    train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
-    train.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    train.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (quick runs)")
+    train.add_argument(
+        "--data", type=Path, help=f"npz from generate, made if missing (default: {DEFAULT_DATA})"
+    )
+    train.add_argument(
+        "--episodes", type=int, default=1200, help="expert episodes when generating (default: 1200)"
+    )
+    train.add_argument("--seed", type=int, default=t.seed, help=f"data and training seed (default: {t.seed})")
+    train.add_argument(
+        "--epochs", type=int, default=t.epochs, help=f"passes over the data (default: {t.epochs})"
+    )
+    train.add_argument(
+        "--batch-size", type=int, default=t.batch_size, help=f"samples per step (default: {t.batch_size})"
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=t.lr,
+        help=f"peak learning rate of the one-cycle schedule (default: {t.lr:g})",
+    )
+    train.add_argument(
+        "--threads", type=int, default=t.threads, help=f"torch CPU threads (default: {t.threads})"
+    )
+    train.add_argument(
+        "--max-steps",
+        type=int,
+        default=t.max_steps,
+        help="stop after this many steps, for quick runs (default: no limit)",
+    )
 
-    ev = sub.add_parser(
-        "evaluate", help="offline evaluation in the fast simulation (no server)", formatter_class=fmt
-    )
-    common(ev)
-    ev.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy bundle folder")
-    ev.add_argument("--episodes", type=int, default=30, help="episodes (scene seeds 0..N-1)")
-    ev.add_argument("--latency-ms", type=float, default=0.0, help="simulated delay before a chunk is used")
-    ev.add_argument("--replan-ms", type=float, default=100.0, help="time between observations")
+    ev = command("evaluate", "offline evaluation in the fast simulation (no server)")
     ev.add_argument(
-        "--runtime", default=None, choices=["torch", "onnx"], help="override the bundle's runtime"
+        "--policy",
+        type=Path,
+        default=DEFAULT_POLICY,
+        help=f"policy bundle folder (default: {policy_default})",
     )
-    return parser
+    ev.add_argument("--episodes", type=int, default=30, help="episodes, scene seeds 0..N-1 (default: 30)")
+    ev.add_argument(
+        "--latency-ms", type=float, default=0.0, help="simulated delay before a chunk is used (default: 0)"
+    )
+    ev.add_argument("--replan-ms", type=float, default=100.0, help="time between observations (default: 100)")
+    ev.add_argument(
+        "--runtime", choices=["torch", "onnx"], help="run the model with this instead (default: the bundle's)"
+    )
+    return parser, commands
 
 
 def _apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Values from ``--config`` replace defaults; flags given on the command line win."""
+    """Values from ``--config`` replace defaults; flags given on the command line win. Raises
+    :class:`ConfigFileError` naming the file (and the key) when it cannot be used."""
     if not args.config:
         return
-    with open(args.config, "rb") as f:
-        values = tomllib.load(f)
-    given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
+    path = args.config
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigFileError(f"config file {path!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigFileError(f"config file {path!r} cannot be read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"config file {path!r} is not valid TOML: {exc}") from None
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    given = {a.split("=")[0] for a in argv if a.startswith("--")}
     for key, value in values.items():
-        name = key.replace("-", "_")
-        if not hasattr(args, name):
-            raise ValueError(f"{args.config}: {key!r} is not an option of {args.command!r}")
-        if name not in given:
-            setattr(args, name, Path(value) if isinstance(getattr(args, name), Path) else value)
+        action = actions.get(key.replace("-", "_"))
+        if action is None:
+            known = ", ".join(sorted(a.option_strings[0][2:] for a in actions.values()))
+            raise ConfigFileError(
+                f"config file {path!r}: {key!r} is not an option of {args.command!r} (known: {known})"
+            )
+        if not given.isdisjoint(action.option_strings):
+            continue
+        setattr(args, action.dest, _config_value(path, key, value, action))
+
+
+def _config_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
+    """``value`` from the file checked against what the option takes (as its flag would be)."""
+    where = f"config file {path!r}: {key}"
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise ConfigFileError(f"{where} is {value!r}, expected true or false")
+        return value
+    kind = action.type
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigFileError(f"{where} is {value!r}, expected an integer")
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigFileError(f"{where} is {value!r}, expected a number")
+        value = float(value)
+    if kind in (Path, None) and not isinstance(value, str):
+        raise ConfigFileError(f"{where} is {value!r}, expected a string")
+    if action.choices is not None and value not in action.choices:
+        raise ConfigFileError(f"{where} is {value!r}, expected one of {', '.join(map(str, action.choices))}")
+    return Path(value) if kind is Path else value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv.insert(0, "demo")
-    parser = build_parser()
+    parser, commands = _build()
     args = parser.parse_args(argv)
+    try:
+        _apply_config(args, commands[args.command], argv)
+        if getattr(args, "server", None):
+            _check_server(args.server)
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
     try:
-        _apply_config(args, parser, argv)
         return _run(args)
     except KeyboardInterrupt:
         return 130
@@ -146,6 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
+
+
+def _check_server(address: str) -> None:
+    """``--server`` as the agent's config takes it: HOST:PORT, no scheme (``ConfigError`` if not)."""
+    from robot_agent.config import AgentConfig
+
+    AgentConfig.from_mapping({"server": {"address": address}})
 
 
 def _data_path(args: argparse.Namespace) -> Path:
