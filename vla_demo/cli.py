@@ -321,9 +321,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             data = generate(args.episodes, seed=args.seed)
             data.save(path)
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                             threads=args.threads, max_steps=args.max_steps)  # fmt: skip
-        model, stats, report = train(data, config)
+        train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                   threads=args.threads, max_steps=args.max_steps)  # fmt: skip
+        model, stats, report = train(data, train_config)
         export_bundle(model, stats, args.out, report=report)
         summary: dict[str, Any] = {k: v for k, v in report.items() if k != "config"}
         print(f"bundle written to {args.out}: {json.dumps(summary)}")
