@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from inference_server.backends._model_file import check_model_file
 from inference_server.config import PRECISIONS
 from inference_server.errors import BundleError
 from inference_server.normalization import Normalizer, Stats
@@ -117,6 +118,11 @@ class Bundle:
     def manifest_path(self) -> Path:
         return self.path / MANIFEST
 
+    @property
+    def model_field(self) -> str:
+        """The manifest key that names the model file: ``model``, or ``model.<backend>`` in a table."""
+        return f"model.{self.backend}" if isinstance(self.manifest.get("model"), dict) else "model"
+
     def error(self, message: str, *, field: str | None = None) -> BundleError:
         """A :class:`BundleError` naming this bundle's manifest, for backends checking the model."""
         return BundleError(self.manifest_path, message, field=field)
@@ -125,7 +131,11 @@ class Bundle:
 def load_bundle(
     path: Path | str, *, backend: str | None = None, device: str | None = None, precision: str | None = None
 ) -> Bundle:
-    """Read and check ``path/policy.toml`` (``path`` may also be the manifest itself)."""
+    """Read and check ``path/policy.toml`` (``path`` may also be the manifest itself).
+
+    Raises :class:`BundleError` naming the manifest and the field for anything wrong, including a
+    model file that is missing, empty, truncated or not its backend's format.
+    """
     path = Path(path)
     if path.name == MANIFEST:
         path = path.parent
@@ -137,7 +147,9 @@ def load_bundle(
         raise BundleError(manifest_path, "no such file (a bundle is a folder with policy.toml)") from None
     except tomllib.TOMLDecodeError as exc:
         raise BundleError(manifest_path, f"not valid TOML ({exc})") from None
-    return _Reader(manifest_path, raw).read(backend=backend, device=device, precision=precision)
+    bundle = _Reader(manifest_path, raw).read(backend=backend, device=device, precision=precision)
+    check_model_file(bundle)  # a corrupt model fails here, before the server binds a port
+    return bundle
 
 
 class _Reader:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from inference_server.backends._model_file import check_model_file
 from inference_server.backends.base import Backend, Batch, dummy_batch
 from inference_server.errors import BackendUnavailable
 from inference_server.importer import import_from_string
@@ -46,5 +47,10 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def create_backend(bundle: Bundle) -> Backend:
-    """Load ``bundle``'s model with its backend. Call it on the thread that will run the model."""
+    """Load ``bundle``'s model with its backend. Call it on the thread that will run the model.
+
+    Raises :class:`BundleError` when the model file is not what the backend reads (checked before
+    the backend's library is imported), :class:`BackendUnavailable` when that library is missing.
+    """
+    check_model_file(bundle)
     return backend_class(bundle.backend)(bundle)  # type: ignore[call-arg]

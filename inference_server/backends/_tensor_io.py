@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from inference_server.bundle import Bundle
 
-__all__ = ["check_input_shapes", "expected_input_names"]
+__all__ = ["check_input_dtypes", "check_input_shapes", "expected_input_names"]
 
 
 def expected_input_names(bundle: Bundle) -> list[str]:
@@ -55,3 +55,20 @@ def check_input_shapes(bundle: Bundle, shapes: Sequence[Sequence[int | str | Non
         raise bundle.error(
             f"state_dim is {bundle.state_dim}, the model expects {state[1]}", field="state_dim"
         )
+
+
+def check_input_dtypes(bundle: Bundle, dtypes: Sequence[str | None], accepted: Sequence[str]) -> None:
+    """``dtypes``: the model's input element types in order (``None`` = unknown, skipped).
+
+    The server feeds every input as a floating-point tensor (images scaled to [0, 1]); an input
+    declared as anything else (int64, uint8, bool...) would fail on the first request, so it is a
+    :class:`BundleError` naming the input and the types the backend can feed (``accepted``).
+    """
+    for name, dtype in zip(expected_input_names(bundle), dtypes, strict=False):
+        if dtype is not None and dtype not in accepted:
+            what = "state [B, S]" if name == "state" else "images [B, 3, H, W] in [0, 1]"
+            raise bundle.error(
+                f"{bundle.model_field}: the model's input {name!r} is {dtype}; "
+                f"this backend feeds {what} as {', '.join(accepted)}",
+                field=bundle.model_field,
+            )

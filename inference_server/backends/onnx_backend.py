@@ -1,6 +1,7 @@
 """Run an ONNX model with onnxruntime: TensorRT or CUDA execution provider when present, else CPU.
 
-The model's input dtype decides what it is fed (an fp16 ONNX file gets fp16 inputs). Precision
+Each input's declared dtype decides what it is fed (an fp16 ONNX file gets fp16 inputs); an
+input that is not float, float16 or double is refused at load. Precision
 rules match the torch backend: fp16/bf16 need CUDA; on CUDA an fp32 file runs in fp16 only
 through the TensorRT provider (``trt_fp16_enable``), the CUDA provider runs the file as it is.
 """
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
-from inference_server.backends._tensor_io import check_input_shapes, expected_input_names
+from inference_server.backends._model_file import reading_model
+from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes, expected_input_names
 
 if TYPE_CHECKING:
     from inference_server.backends.base import Batch
@@ -76,7 +78,8 @@ class OnnxBackend:
         self._bundle = bundle
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        probe = ort.InferenceSession(str(bundle.model_path), options, providers=["CPUExecutionProvider"])
+        with reading_model(bundle, "onnxruntime"):
+            probe = ort.InferenceSession(str(bundle.model_path), options, providers=["CPUExecutionProvider"])
         inputs = probe.get_inputs()
         names = [i.name for i in inputs]
         if names != expected_input_names(bundle):
@@ -86,8 +89,9 @@ class OnnxBackend:
                 field="cameras",
             )
         check_input_shapes(bundle, [[d if isinstance(d, int) else None for d in i.shape] for i in inputs])
-        self._dtype = _NUMPY_BY_ONNX.get(inputs[0].type, np.float32)
-        providers = providers_for(bundle, self._dtype)
+        check_input_dtypes(bundle, [i.type for i in inputs], tuple(_NUMPY_BY_ONNX))
+        self._dtypes = {i.name: _NUMPY_BY_ONNX[i.type] for i in inputs}  # each input fed as declared
+        providers = providers_for(bundle, self._dtypes[inputs[0].name])
         self._session = (
             probe
             if providers == ["CPUExecutionProvider"]
@@ -97,11 +101,11 @@ class OnnxBackend:
         logger.info("Loaded %s with %s", bundle.model_path.name, self._session.get_providers())
 
     def predict(self, batch: Batch) -> np.ndarray:
-        feeds = {
-            c.name: (batch.images[c.name].transpose(0, 3, 1, 2).astype(self._dtype) * self._dtype(1 / 255.0))
-            for c in self._bundle.cameras
-        }
-        feeds["state"] = batch.state.astype(self._dtype, copy=False)
+        feeds = {}
+        for c in self._bundle.cameras:
+            dtype = self._dtypes[c.name]
+            feeds[c.name] = batch.images[c.name].transpose(0, 3, 1, 2).astype(dtype) * dtype(1 / 255.0)
+        feeds["state"] = batch.state.astype(self._dtypes["state"], copy=False)
         return np.asarray(self._session.run([self._output], feeds)[0])
 
     def close(self) -> None:

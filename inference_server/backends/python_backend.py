@@ -6,6 +6,7 @@ This is how a LeRobot or openpi model is served without exporting it. The bundle
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -95,11 +96,35 @@ def _load_policy(bundle: Bundle) -> Any:
         raise BackendError(
             f"entrypoint {entrypoint!r} needs the module {exc.name!r}, which is not installed"
         ) from exc
+    except (SyntaxError, UnicodeDecodeError) as exc:  # random bytes, truncated, NUL bytes, not UTF-8
+        module = entrypoint.partition(":")[0]
+        file = _module_file(module) or getattr(exc, "filename", None) or module
+        where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        raise bundle.error(
+            f"entrypoint is {entrypoint!r}: {file} is not valid Python{where}: {type(exc).__name__}: "
+            f"{getattr(exc, 'msg', None) or exc}; expected the module defining the policy class",
+            field="entrypoint",
+        ) from exc
+    except Exception as exc:  # the module's own code raised while importing
+        module = entrypoint.partition(":")[0]
+        raise BackendError(
+            f"entrypoint {entrypoint!r}: importing {_module_file(module) or module} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     logger.info("Loading Python policy %s from %s", entrypoint, bundle_dir)
     try:
         return cls(bundle_dir, dict(bundle.manifest))
     except Exception as exc:
         raise BackendError(f"{entrypoint}({bundle_dir}) failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _module_file(module: str) -> str | None:
+    """The source file of ``module``, without executing it (``None`` if it cannot be found)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except Exception:  # a parent package that fails to import: no file to name
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
 
 
 def _forget_shadowed_module(top: str, bundle_dir: Path) -> None:

@@ -20,7 +20,8 @@ import numpy as np
 import tensorrt as trt
 import torch
 
-from inference_server.backends._tensor_io import check_input_shapes, expected_input_names
+from inference_server.backends._model_file import model_error, reading_model
+from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes, expected_input_names
 from inference_server.errors import BackendError
 
 if TYPE_CHECKING:
@@ -40,6 +41,13 @@ _TORCH_BY_TRT = {
     trt.DataType.UINT8: torch.uint8,
     trt.DataType.BOOL: torch.bool,
 }
+
+
+_FLOAT_TRT = (trt.DataType.FLOAT, trt.DataType.HALF, trt.DataType.BF16)
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("DataType.")
 
 
 class _TrtLogger(trt.ILogger):
@@ -74,11 +82,12 @@ class TensorRTBackend:
         torch.cuda.set_device(self.device)
         self._trt_logger = _TrtLogger()
         self._runtime = trt.Runtime(self._trt_logger)
-        self._engine = self._runtime.deserialize_cuda_engine(bundle.model_path.read_bytes())
-        if self._engine is None:
-            raise bundle.error(
-                f"model {bundle.model_path.name!r} is not a TensorRT {trt.__version__} engine for this GPU",
-                field="model",
+        with reading_model(bundle, f"TensorRT {trt.__version__}"):
+            self._engine = self._runtime.deserialize_cuda_engine(bundle.model_path.read_bytes())
+        if self._engine is None:  # TensorRT logs why (see the ERROR lines above)
+            raise model_error(
+                bundle,
+                f"not a TensorRT {trt.__version__} engine for this GPU (corrupt, truncated or built elsewhere)",
             )
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
@@ -93,7 +102,13 @@ class TensorRTBackend:
         check_input_shapes(
             bundle, [[d if d >= 0 else None for d in self._engine.get_tensor_shape(n)] for n in self._inputs]
         )
-        self._dtypes = {n: _TORCH_BY_TRT[self._engine.get_tensor_dtype(n)] for n in names}
+        dtypes = {n: self._engine.get_tensor_dtype(n) for n in names}
+        check_input_dtypes(
+            bundle, [_dtype_name(dtypes[n]) for n in self._inputs], tuple(_dtype_name(d) for d in _FLOAT_TRT)
+        )
+        if dtypes[self._outputs[0]] not in _TORCH_BY_TRT:
+            raise model_error(bundle, f"an engine whose output is {_dtype_name(dtypes[self._outputs[0]])}")
+        self._dtypes = {n: _TORCH_BY_TRT[d] for n, d in dtypes.items()}
         self._max_batch = int(self._engine.get_tensor_profile_shape(self._inputs[0], 0)[2][0])
         self._stream = torch.cuda.Stream(self.device)
         logger.info(

@@ -14,18 +14,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from inference_server.backends._tensor_io import check_input_shapes
+from inference_server.backends._model_file import EXPORTED_SUFFIXES, reading_model
+from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes
 
 if TYPE_CHECKING:
     from inference_server.backends.base import Batch
     from inference_server.bundle import Bundle
 
-__all__ = ["TORCH_DTYPES", "TorchBackend", "resolve_device"]
+__all__ = ["FLOAT_DTYPE_NAMES", "TORCH_DTYPES", "TorchBackend", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-EXPORTED_SUFFIXES = (".pt2", ".ep")
+# What a program's inputs may be declared as: the backend casts its inputs to the run precision.
+FLOAT_DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
 
 
 def resolve_device(bundle: Bundle) -> torch.device:
@@ -55,11 +57,15 @@ class TorchBackend:
         self.dtype = TORCH_DTYPES[bundle.precision]
         path = bundle.model_path
         if path.suffix in EXPORTED_SUFFIXES:
-            program = torch.export.load(str(path))
+            with reading_model(bundle, "torch.export.load"):
+                program = torch.export.load(str(path))
             check_input_shapes(bundle, _program_input_shapes(program))
-            module: Any = program.module()
+            check_input_dtypes(bundle, _program_input_dtypes(program), FLOAT_DTYPE_NAMES)
+            with reading_model(bundle, "torch.export"):
+                module: Any = program.module()
         else:
-            module = torch.jit.load(str(path), map_location=self.device)
+            with reading_model(bundle, "torch.jit.load"):
+                module = torch.jit.load(str(path), map_location=self.device)
         self._module = module.to(device=self.device, dtype=self.dtype)
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         logger.info("Loaded %s on %s in %s", path.name, self.device, bundle.precision)
@@ -93,6 +99,17 @@ def _program_input_shapes(program: Any) -> list[list[int | str]]:
             shape = getattr(val, "shape", ())
             shapes.append([int(d) if isinstance(d, int) else str(d) for d in shape])
     return shapes
+
+
+def _program_input_dtypes(program: Any) -> list[str | None]:
+    """The element type of each user input of an ExportedProgram (``float32``), ``None`` if unknown."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    dtypes: list[str | None] = []
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            dtype = getattr(node.meta.get("val"), "dtype", None)
+            dtypes.append(None if dtype is None else str(dtype).removeprefix("torch."))
+    return dtypes
 
 
 class _NoStream:

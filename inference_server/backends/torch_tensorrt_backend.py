@@ -16,8 +16,14 @@ import numpy as np
 import torch
 import torch_tensorrt
 
-from inference_server.backends._tensor_io import check_input_shapes
-from inference_server.backends.torch_backend import TORCH_DTYPES, _program_input_shapes
+from inference_server.backends._model_file import reading_model
+from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes
+from inference_server.backends.torch_backend import (
+    FLOAT_DTYPE_NAMES,
+    TORCH_DTYPES,
+    _program_input_dtypes,
+    _program_input_shapes,
+)
 
 if TYPE_CHECKING:
     from inference_server.backends.base import Batch
@@ -47,8 +53,10 @@ class TorchTensorRTBackend:
         self._bundle = bundle
         self.device = torch.device(bundle.device if ":" in bundle.device else "cuda:0")
         path = bundle.model_path
-        program = torch.export.load(str(path))
+        with reading_model(bundle, "torch.export.load"):
+            program = torch.export.load(str(path))
         check_input_shapes(bundle, _program_input_shapes(program))
+        check_input_dtypes(bundle, _program_input_dtypes(program), FLOAT_DTYPE_NAMES)
         self.dtype = TORCH_DTYPES[bundle.precision]
         if path.suffix == ".ep":
             self._module: Any = program.module()
