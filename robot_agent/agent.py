@@ -52,7 +52,7 @@ from robot_agent.robot import Robot, RobotState
 from robot_agent.runfile import RunFile, RunFileError, RunState
 from robot_agent.scheduler import Scheduler
 from robot_agent.sensors import Sensors
-from robot_agent.summary import RunStats
+from robot_agent.summary import RunStats, describe_policy, policy_identity
 from robot_agent.trajectory import Trajectory
 from safety import SafetyConfig, Shield
 from safety.errors import SafetyConfigError
@@ -86,7 +86,11 @@ class Agent:
         self._owns_robot = robot is None
         self._robot_connected = robot is not None  # a robot handed in is connected by its owner
         self.metrics = metrics if metrics is not None else AgentMetrics(CollectorRegistry())
-        self.stats = RunStats(rate_hz=config.control.rate_hz)
+        self.stats = RunStats(
+            rate_hz=config.control.rate_hz,
+            instruction=config.instruction,
+            server_address=config.server.address,
+        )
         self.link = LinkState()
         self.spec: pb.PolicySpec | None = None
         self.summary: dict[str, Any] | None = None
@@ -160,7 +164,14 @@ class Agent:
                 await self._startup()
                 await self._main()
             except BaseExceptionGroup as group:
-                raise _unwrap(group) from None
+                error = _unwrap(group)
+                self.stats.end("error", f"{type(error).__name__}: {error}")
+                raise error from None
+            except BaseException as exc:  # a startup failure; cancelled from outside: a stop
+                self.stats.end(
+                    "error" if isinstance(exc, Exception) else "stop", f"{type(exc).__name__}: {exc}"
+                )
+                raise
             finally:
                 await self._shutdown()
         assert self.summary is not None
@@ -321,8 +332,13 @@ class Agent:
             stop.cancel()
             latched.cancel()
         if self.control.estopped:
+            self.stats.end("estop", self.stats.estop_reason)
             logger.warning("Ending the run on the e-stop (%s)", self.stats.estop_reason)
             await self._write_run_file("estopped", self.stats.estop_reason)
+        elif self._stop.is_set():
+            self.stats.end("stop")  # a signal said so first (see _handle_signal)
+        elif not control.done():
+            self.stats.end("duration", f"{self.config.duration_s:g} s")
 
     async def _write_run_file(self, state: RunState, estop_reason: str | None = None) -> None:
         """Tell ``robot-agent estop`` what this run does; a failed write is logged (SIGUSR1 still works)."""
@@ -438,6 +454,8 @@ class Agent:
         space = fit_spec(
             spec, num_joints=len(self.robot.home_joints), reference=state.ee.quaternion, address=address
         )
+        if previous is not None:
+            self._check_policy_change(previous, spec)
         for cam in spec.cameras:
             if cam.name not in self._sensors.names:
                 if cam.name not in self.config.cameras and previous is not None:
@@ -476,6 +494,27 @@ class Agent:
         if previous is None or tuple(previous.state_names) != tuple(spec.state_names):
             self._state_builder = StateVectorBuilder(spec.state_names)
         self.spec = spec
+        self.stats.policy = policy_identity(spec)
+
+    def _check_policy_change(self, previous: pb.PolicySpec, spec: pb.PolicySpec) -> None:
+        """After a reconnect: another name, version or action space is another policy. It is an
+        event in the recording either way; unless ``server.allow_policy_change``, the run stops
+        with :class:`SpecMismatch` naming both."""
+        old, new = policy_identity(previous), policy_identity(spec)
+        keys = ("name", "version", "action_space", "action_dim")
+        if all(old[k] == new[k] for k in keys):
+            return
+        allowed = self.config.server.allow_policy_change
+        self._recorder.event("policy_change", "allowed" if allowed else "refused", previous=old, policy=new)
+        text = (
+            f"policy at {self.config.server.address} changed on reconnect: "
+            f"was {describe_policy(old)}, now {describe_policy(new)}"
+        )
+        if not allowed:
+            raise SpecMismatch(
+                f"{text}; the run stops (set [server] allow_policy_change = true to accept it)"
+            )
+        logger.warning("%s; accepted (server.allow_policy_change)", text)
 
     def _make_trajectory(self, space: ActionSpace) -> Trajectory:
         c = self.config.control
@@ -549,6 +588,13 @@ class Agent:
         self.stats.stale_actions_dropped += result.dropped
         self.metrics.stale_actions_dropped.inc(result.dropped)
         if result.kept == 0:
+            # A deadline miss. Holding, the hold is relabelled 'late' (counted as it is); a miss
+            # while the old plan still runs, or after the hold says 'late', is counted here.
+            if self.link.problem == "late" or not control.holding:
+                self.stats.deadline_misses += 1
+                self.metrics.deadline_miss.inc()
+            if control.holding:
+                self.link.problem = "late"
             logger.warning(
                 "Chunk %d arrived after all its actions were due (%.0f ms round trip)",
                 chunk.request_id,
@@ -735,6 +781,7 @@ class Agent:
             logger.warning("SIGUSR1: operator e-stop")
             self.trigger_estop("operator signal SIGUSR1")
             return
+        self.stats.end("signal", signal.Signals(sig).name)
         force = sig == signal.SIGINT and self._stop.is_set()
         if force:
             logger.warning("Second SIGINT: skipping graceful shutdown (the arm is still stopped)")

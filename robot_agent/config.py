@@ -125,6 +125,9 @@ class ServerConfig:
     # Fault injection for evaluation: delay added on the agent's side of the stream.
     inject_latency_ms: float = 0.0
     inject_jitter_ms: float = 0.0
+    # After a reconnect, a policy of another name, version or action space stops the run
+    # (SpecMismatch) unless this is true; either way it is a 'policy_change' event in the recording.
+    allow_policy_change: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,18 @@
 
 - ``steps.jsonl``: every control tick: time, measured state, raw target, safe target, the safety
   rules that fired, holding or not (and why);
-- ``events.jsonl``: connect, hold, resume, reconnect, e-stop, each with its reason;
+- ``events.jsonl``: connect, hold, resume, reconnect, policy change, e-stop, each with its time
+  and reason;
 - ``safety_limits.json``: the effective shield limits, so a recording can be checked against them;
-- ``summary.json``: the end-of-run summary;
+- ``summary.json``: the end-of-run summary: the run's identity (instruction, policy, server),
+  outcome (``exit_reason``) and counts, and ``clock``, which maps every ``time`` to wall-clock time
+  (see :mod:`robot_agent.summary`);
 - ``<camera>.mp4``: each camera's video, through OpenCV.
+
+Every ``time`` is the agent's ``time.monotonic()`` in seconds: one clock for steps and events.
+
+A recording is never overwritten: a folder that exists and is not empty is refused
+(:class:`~robot_agent.errors.ConfigError` on ``record.dir`` naming it) before anything is written.
 
 Lines are buffered and flushed on close; video frames are written from the capture threads.
 
@@ -24,7 +32,8 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,9 +41,10 @@ import cv2
 import numpy as np
 
 from robot_agent.camera import Frame
+from robot_agent.errors import ConfigError
 from safety.types import Measured, Target
 
-__all__ = ["NullRecorder", "Recorder", "jsonable"]
+__all__ = ["NullRecorder", "Recorder", "check_new_folder", "jsonable"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +90,24 @@ def _target(target: Target | None) -> dict[str, Any] | None:
     return out
 
 
+def check_new_folder(directory: str | Path, field: str = "record.dir") -> None:
+    """Raise :class:`ConfigError` (on ``field``) if ``directory`` exists and is not an empty
+    folder: a recording is never written over another one."""
+    path = Path(directory)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{field} {str(path)!r} exists and is not a folder", field=field)
+    entries = sorted(p.name for p in path.iterdir())
+    if entries:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise ConfigError(
+            f"{field} {str(path)!r} is not empty ({shown}): a recording is never overwritten; "
+            "record into a new folder",
+            field=field,
+        )
+
+
 class NullRecorder:
     """Recording off: every call does nothing."""
 
@@ -114,11 +142,24 @@ class NullRecorder:
 
 
 class Recorder(NullRecorder):
-    """Writes one episode folder (created if needed; existing files are replaced)."""
+    """Writes one episode folder: a new one, or an empty one (else :class:`ConfigError`).
 
-    def __init__(self, directory: str | Path, *, video: bool = True, video_fps: float = 30.0) -> None:
+    ``clock`` stamps the events (``time.monotonic`` by default: the agent's clock, the one its
+    steps carry).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        video: bool = True,
+        video_fps: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.directory = Path(directory)
+        check_new_folder(self.directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
         self._steps: IO[str] = (self.directory / "steps.jsonl").open("w", buffering=1 << 16)
         self._events: IO[str] = (self.directory / "events.jsonl").open("w", buffering=1)
         self._video = video
@@ -193,7 +234,7 @@ class Recorder(NullRecorder):
     def event(self, kind: str, reason: str = "", **extra: Any) -> None:
         if self._stopped:
             return
-        record = {"event": kind, "reason": reason, **jsonable(extra)}
+        record = {"time": _number(self._clock()), "event": kind, "reason": reason, **jsonable(extra)}
         self._write(self._events, "events.jsonl", json.dumps(record) + "\n")
 
     def frame(self, name: str, frame: Frame) -> None:

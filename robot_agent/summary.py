@@ -1,15 +1,64 @@
 """What a run did, in numbers: collected in process while it runs, printed by the CLI at the end
-and stored as ``summary.json`` by the recorder."""
+and stored as ``summary.json`` by the recorder.
+
+One clock: every time in a run (``steps.jsonl``'s ``time``, ``events.jsonl``'s ``time``,
+``started_s`` / ``ended_s``) is the agent's ``time.monotonic()`` in seconds. The summary's
+``clock`` holds one reading of that clock and of the wall clock (``time.time()``, Unix seconds)
+taken together when the run began, so any of those times maps to wall-clock time:
+``unix = clock.unix_s + (time - clock.monotonic_s)``.
+
+Identity and outcome: ``instruction``, ``server_address``, ``policy`` (``name``, ``version``,
+``backend``, ``device``, ``action_space``, ``action_dim`` of the spec in use; ``None`` if none
+was ever read), ``started_at`` / ``ended_at`` (ISO 8601, UTC) and ``exit_reason``: ``duration``
+(``duration_s`` ran out), ``signal`` (SIGINT / SIGTERM), ``stop`` (asked by the caller, as
+``eval`` does at the end of an episode), ``estop`` (the latched e-stop ended it), ``error`` (an
+exception ended it; ``exit_detail`` names it).
+"""
 
 from __future__ import annotations
 
+import datetime
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["RunStats", "Samples", "format_summary"]
+__all__ = [
+    "EXIT_REASONS",
+    "ClockAnchor",
+    "RunStats",
+    "Samples",
+    "describe_policy",
+    "format_summary",
+    "policy_identity",
+]
+
+ExitReason = Literal["duration", "signal", "stop", "estop", "error"]
+#: Why a run ended (``summary.json``'s ``exit_reason``).
+EXIT_REASONS: tuple[str, ...] = ("duration", "signal", "stop", "estop", "error")
+
+
+@dataclass(frozen=True)
+class ClockAnchor:
+    """One reading of the monotonic clock and of the wall clock, taken together (seconds)."""
+
+    monotonic_s: float
+    unix_s: float
+
+    @classmethod
+    def now(cls) -> ClockAnchor:
+        return cls(monotonic_s=time.monotonic(), unix_s=time.time())
+
+    def unix(self, monotonic_s: float) -> float:
+        """Wall-clock (Unix) seconds of a ``time.monotonic()`` reading of this process."""
+        return self.unix_s + (monotonic_s - self.monotonic_s)
+
+    def iso(self, monotonic_s: float) -> str:
+        """ISO 8601 in UTC, to the millisecond, of a ``time.monotonic()`` reading."""
+        when = datetime.datetime.fromtimestamp(self.unix(monotonic_s), tz=datetime.UTC)
+        return when.isoformat(timespec="milliseconds")
 
 
 class Samples:
@@ -72,6 +121,20 @@ class RunStats:
     ticks_after_first_chunk: int = 0
     hold_ticks_after_first_chunk: Counter[str] = field(default_factory=Counter)  # by reason
     tick_faults: Counter[str] = field(default_factory=Counter)  # exceptions caught in a tick, by stage
+    # Identity and outcome (see the module docstring).
+    clock: ClockAnchor = field(default_factory=ClockAnchor.now)
+    instruction: str = ""
+    server_address: str = ""
+    policy: dict[str, Any] | None = None
+    exit_reason: ExitReason | None = None
+    exit_detail: str | None = None
+
+    def end(self, reason: ExitReason, detail: str | None = None) -> None:
+        """Record why the run ended; the first reason given is kept (an e-stop that ends the run
+        stays ``estop`` when the shutdown it causes raises later)."""
+        if self.exit_reason is None:
+            self.exit_reason = reason
+            self.exit_detail = detail
 
     @property
     def hold_fraction(self) -> float | None:
@@ -81,7 +144,18 @@ class RunStats:
 
     def to_dict(self) -> dict[str, Any]:
         duration = (self.ended_s or 0.0) - (self.started_s or 0.0) if self.started_s is not None else 0.0
+        started = self.started_s if self.started_s is not None else self.clock.monotonic_s
         return {
+            "instruction": self.instruction,
+            "server_address": self.server_address,
+            "policy": self.policy,
+            "clock": {"monotonic_s": self.clock.monotonic_s, "unix_s": self.clock.unix_s},
+            "started_s": started,
+            "ended_s": self.ended_s,
+            "started_at": self.clock.iso(started),
+            "ended_at": None if self.ended_s is None else self.clock.iso(self.ended_s),
+            "exit_reason": self.exit_reason,
+            "exit_detail": self.exit_detail,
             "ticks": self.ticks,
             "duration_s": duration,
             "rate_hz": self.rate_hz,
@@ -124,8 +198,19 @@ def _counts(counts: dict[str, int]) -> str:
 def format_summary(summary: dict[str, Any]) -> str:
     """The end-of-run block the CLI prints."""
     period, rtt = summary["control_period_s"], summary["roundtrip_s"]
+    policy = summary.get("policy")
+    who = (
+        f"{policy['name']} {policy['version']} ({policy['backend']}) at {summary.get('server_address', '')}"
+        if policy
+        else "-"
+    )
+    exit_text = summary.get("exit_reason") or "-"
+    if summary.get("exit_detail"):
+        exit_text += f" ({summary['exit_detail']})"
     lines = [
         "Run summary",
+        f"  policy                 {who}",
+        f"  started                {summary.get('started_at', '-')}, ended by {exit_text}",
         f"  ticks                  {summary['ticks']} in {summary['duration_s']:.1f} s",
         f"  achieved rate          {summary['achieved_rate_hz']:.1f} Hz (target {summary['rate_hz']:g} Hz)",
         f"  control period         p50 {_ms(period['p50'])}, p99 {_ms(period['p99'])}, overruns {summary['control_overruns']}",
@@ -143,3 +228,24 @@ def format_summary(summary: dict[str, Any]) -> str:
         + (f" ({summary['estop_reason']})" if summary["estop_reason"] else ""),
     ]
     return "\n".join(lines)
+
+
+def policy_identity(spec: Any) -> dict[str, Any]:
+    """What names a policy in a summary or an event: a ``PolicySpec``'s ``name``, ``version``,
+    ``backend``, ``device``, ``action_space`` and ``action_dim``."""
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "backend": spec.backend,
+        "device": spec.device,
+        "action_space": spec.action_space,
+        "action_dim": int(spec.action_dim),
+    }
+
+
+def describe_policy(identity: dict[str, Any]) -> str:
+    """``name version (action_space, action_dim actions, backend)``, for a message."""
+    return (
+        f"{identity['name']} {identity['version']} ({identity['action_space']}, "
+        f"{identity['action_dim']} actions, {identity['backend']})"
+    )

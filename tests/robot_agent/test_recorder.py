@@ -79,8 +79,8 @@ def test_summary_json_is_whole_or_absent_never_empty(
 def test_a_failed_summary_write_leaves_the_previous_one_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "summary.json").write_text('{"ticks": 1}\n')
     recorder = Recorder(tmp_path, video=False)
+    (tmp_path / "summary.json").write_text('{"ticks": 1}\n')  # an earlier write of it
 
     def replace_fails(src: Any, dst: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
