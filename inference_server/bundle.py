@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from inference_server.backends._model_file import check_model_file
-from inference_server.config import PRECISIONS
+from inference_server.config import BACKEND_NAMES, PRECISIONS
 from inference_server.errors import BundleError
 from inference_server.normalization import Normalizer, Stats
 
@@ -61,7 +61,6 @@ __all__ = [
 ]
 
 MANIFEST = "policy.toml"
-BACKEND_NAMES = ("torch", "onnx", "tensorrt", "torch_tensorrt", "python")
 ACTION_SPACES = ("ee_delta", "ee_absolute", "joint_absolute", "joint_delta")
 STATE_NAMES = (
     *(f"joint_{i}" for i in range(7)),
@@ -303,7 +302,10 @@ class _Reader:
         return names, dim
 
     def _actions(self) -> tuple[tuple[str, ...], int]:
-        names = tuple(str(n) for n in self.get("action_names", list, []))
+        names = tuple(self.get("action_names", list, []))
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise self.fail(f"action_names[{i}]", f"is {name!r}, expected a string")
         dim = self.get("action_dim", int, len(names) if names else ...)
         if names and dim != len(names):
             raise self.fail("action_dim", f"is {dim}, but action_names has {len(names)} entries")
@@ -323,6 +325,8 @@ class _Reader:
             for part in ("mean", "std"):
                 values = self.get(part, list, table=section, prefix=prefix)
                 try:
+                    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+                        raise TypeError  # true is not 1.0, "1" is not a number
                     arr = np.asarray(values, dtype=np.float32)
                 except (TypeError, ValueError):
                     raise self.fail(f"{prefix}{part}", f"is {values!r}, expected a list of numbers") from None

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from inference_server.config import PRECISIONS, ServerConfig, load_config
+from inference_server.config import BACKEND_NAMES, PRECISIONS, ServerConfig, load_config
 from inference_server.errors import ServerError
 
 __all__ = ["main"]
@@ -68,7 +68,7 @@ def _model_overrides(parser: argparse.ArgumentParser) -> None:
         help="override the bundle's precision (default: the manifest's)",
     )
     parser.add_argument(
-        "--backend", default=s, choices=("torch", "onnx", "tensorrt", "torch_tensorrt", "python"),
+        "--backend", default=s, choices=BACKEND_NAMES,
         help="override the bundle's backend (default: the manifest's)",
     )  # fmt: skip
 

@@ -20,9 +20,10 @@ from typing import Any
 
 from inference_server.errors import ConfigError
 
-__all__ = ["DEVICES", "PRECISIONS", "ServerConfig", "load_config"]
+__all__ = ["BACKEND_NAMES", "DEVICES", "PRECISIONS", "ServerConfig", "load_config"]
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+BACKEND_NAMES = ("torch", "onnx", "tensorrt", "torch_tensorrt", "python")
 DEVICES = ("cpu", "cuda")  # plus "cuda:N"
 
 
@@ -70,6 +71,12 @@ class ServerConfig:
                 self.precision in PRECISIONS,
                 "precision",
                 f"is {self.precision!r}, expected one of {PRECISIONS}",
+            )
+        if self.backend is not None:
+            _check(
+                self.backend in BACKEND_NAMES,
+                "backend",
+                f"is {self.backend!r}, expected one of {', '.join(BACKEND_NAMES)}",
             )
         _check(self.max_batch >= 1, "max_batch", f"is {self.max_batch}, expected >= 1")
         _check(

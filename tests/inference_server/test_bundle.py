@@ -103,6 +103,18 @@ def test_normalization_is_applied_both_ways(tmp_path: Path) -> None:
             {"normalization": {"actions": {"mean": [0.0] * 7, "std": [1.0, 0.0, *[1.0] * 5]}}},
             r"normalization\.actions\.std\[1\] is 0\.0",
         ),
+        (
+            {"normalization": {"state": {"mean": [True, *[0.0] * 7], "std": [1.0] * 8}}},
+            r"normalization\.state\.mean is \[True, 0\.0, .*\], expected a list of numbers",
+        ),  # true is not 1.0
+        (
+            {"normalization": {"state": {"mean": ["0", *[0.0] * 7], "std": [1.0] * 8}}},
+            r"normalization\.state\.mean is \['0', 0\.0, .*\], expected a list of numbers",
+        ),  # "0" is not a number
+        (
+            {"action_names": ["dx", "dy", "dz", "drx", "dry", "drz", 7]},
+            r"action_names\[6\] is 7, expected a string",
+        ),
         ({"colour": "blue"}, r"colour is not a manifest key"),  # typo guard
         (
             {"backend": "onnx"},

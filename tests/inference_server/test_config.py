@@ -36,6 +36,10 @@ def test_toml_then_overrides(tmp_path: Path) -> None:
         ('policy = "b"\nmax_batch = 0\n', r"max_batch is 0, expected >= 1"),
         ('policy = "b"\nprecision = "fp8"\n', r"precision is 'fp8'"),
         ('policy = "b"\ndevice = "gpu"\n', r"device is 'gpu', expected cpu, cuda or cuda:N"),
+        (
+            'policy = "b"\nbackend = "tf"\n',
+            r"backend is 'tf', expected one of torch, onnx, tensorrt, torch_tensorrt",
+        ),
         ("policy = \n", r"not valid TOML"),
         ("port = 1\n", r"no policy given"),
     ],
