@@ -41,3 +41,23 @@ async def test_an_agent_keeps_waiting_while_nothing_listens(caplog: pytest.LogCa
         agent.request_stop()
         async with asyncio.timeout(10):
             await task
+
+
+@pytest.mark.parametrize("listening", [True, False])
+async def test_check_reports_what_answered_at_the_server_address(listening: bool) -> None:
+    from robot_agent.check import preflight
+
+    with plain_http_server() as http_port:
+        if listening:
+            port = http_port
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        results = await preflight(agent_config(port), requests=1)
+    server = next(r for r in results if r.name == "server")
+    assert server.status == "FAIL"
+    if listening:
+        assert server.detail.startswith(f"127.0.0.1:{port} answered, but not as a gRPC server")
+    else:
+        assert server.detail == f"nothing listening at 127.0.0.1:{port} (connection refused)"
