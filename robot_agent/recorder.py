@@ -108,6 +108,29 @@ def check_new_folder(directory: str | Path, field: str = "record.dir") -> None:
         )
 
 
+def _drop_torn_line(path: Path) -> None:
+    """Truncate ``path`` after its last newline, if anything follows it (a line cut short by a
+    failed write). Never raises: a failure is logged."""
+    try:
+        with path.open("r+b") as f:
+            end = pos = f.seek(0, os.SEEK_END)
+            while pos > 0:
+                step = min(pos, 1 << 16)
+                f.seek(pos - step)
+                newline = f.read(step).rfind(b"\n")
+                if newline >= 0:
+                    pos += newline + 1 - step
+                    break
+                pos -= step
+            if pos < end:
+                f.truncate(pos)
+                logger.warning(
+                    "Recorder: %s cut back to its last whole line (%d bytes dropped)", path, end - pos
+                )
+    except OSError as exc:
+        logger.warning("Recorder: cannot cut the torn last line of %s (%s)", path, exc)
+
+
 class NullRecorder:
     """Recording off: every call does nothing."""
 
@@ -291,6 +314,11 @@ class Recorder(NullRecorder):
                 self._fail(name, exc)
                 with contextlib.suppress(OSError):
                     file.close()  # the buffer is lost; release the descriptor
+        if self._stopped:
+            # A write that failed half-way (a full disk) leaves a torn last line, which no JSON
+            # reader of the recording gets past: cut each file back to its last whole line.
+            for name in ("steps.jsonl", "events.jsonl"):
+                _drop_torn_line(self.directory / name)
         if summary is not None:
             path = self.directory / "summary.json"
             try:
