@@ -173,11 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help=f"language instruction sent with every observation (default: {d_agent.instruction!r})",
     )
-    parser.add_argument(
+    metrics = parser.add_mutually_exclusive_group()
+    metrics.add_argument(
         "--metrics-port",
         type=_metrics_port,
         metavar="PORT",
         help=f"Prometheus endpoint port; 0: any free port (logged), off: none (default: {d_agent.metrics_port})",
+    )
+    metrics.add_argument(
+        "--no-metrics",
+        action="store_const",
+        const="off",
+        dest="metrics_port",
+        help="serve no metrics endpoint, as the inference server's flag (default: off)",
     )
     parser.add_argument(
         "--metrics-host",

@@ -149,7 +149,7 @@ def test_the_defaults_shown_are_the_configs(build: Any) -> None:
             "inject_latency_ms": f"{config.server.inject_latency_ms:g}",
             "inject_jitter_ms": f"{config.server.inject_jitter_ms:g}",
         }.get(action.dest)
-        if key is not None:
+        if key is not None and action.nargs != 0:  # not a switch such as --no-metrics
             assert _shown_default(action.help) == key, action.dest
             checked += 1
     assert checked >= 3  # check: server, robot, camera
@@ -190,6 +190,19 @@ def test_metrics_port_flag(monkeypatch: pytest.MonkeyPatch, value: str, expected
     monkeypatch.setattr(cli, "run", lambda config, **_: seen.setdefault("config", config) and SUMMARY)
     assert cli.main(["--metrics-port", value]) == 0
     assert seen["config"].metrics_port == expected
+
+
+def test_no_metrics_as_on_the_server(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "agent.toml"
+    path.write_text("metrics_port = 9200\n")
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(cli, "run", lambda config, **_: seen.setdefault("config", config) and SUMMARY)
+    assert cli.main(["--config", str(path), "--no-metrics"]) == 0
+    assert seen["config"].metrics_port is None
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--no-metrics", "--metrics-port", "9101"])
+    assert info.value.code == 2
+    assert "argument --metrics-port: not allowed with argument --no-metrics" in capsys.readouterr().err
 
 
 def test_a_bad_metrics_port_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
