@@ -27,6 +27,22 @@ COMMANDS = ("serve", "bench", "new-bundle", "build-engine")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``; argparse names the flag when it refuses."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"  # argparse shows it in "invalid <name> value"
+    return parse
+
+
 def configure_logging(level: str) -> None:
     logging.config.dictConfig(
         {
@@ -139,10 +155,15 @@ def bench_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--policy", type=Path, required=True, help="policy bundle folder (required)")
     _model_overrides(parser)
-    parser.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
-    parser.add_argument("--iters", type=int, default=100, help="timed iterations (default: %(default)s)")
+    parser.add_argument("--batch", type=_int_at_least(1), default=1, help="batch size (default: %(default)s)")
     parser.add_argument(
-        "--warmup-iters", type=int, default=10, help="untimed iterations first (default: %(default)s)"
+        "--iters", type=_int_at_least(1), default=100, help="timed iterations (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup-iters",
+        type=_int_at_least(0),
+        default=10,
+        help="untimed iterations first (default: %(default)s)",
     )
     parser.add_argument(
         "--json", type=Path, default=None, help="also write the figures to this JSON file (default: none)"
@@ -189,12 +210,15 @@ def build_engine_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-batch",
-        type=int,
+        type=_int_at_least(1),
         default=8,
         help="largest batch of the optimisation profile (default: %(default)s)",
     )
     parser.add_argument(
-        "--workspace-mib", type=int, default=2048, help="builder workspace limit (default: %(default)s)"
+        "--workspace-mib",
+        type=_int_at_least(1),
+        default=2048,
+        help="builder workspace limit (default: %(default)s)",
     )
     _common(parser)
     return parser

@@ -181,6 +181,8 @@ def write_example_bundle(
 ) -> Path:
     """Write the bundle; ``onnx`` bundles carry the ``.pt2`` too (``--backend torch`` then works)."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ServerError(f"new-bundle: {directory} exists and is not a folder")
     if directory.exists() and any(directory.iterdir()):
         raise ServerError(f"new-bundle: {directory} exists and is not empty")
     if backend not in ("torch", "onnx", "python"):

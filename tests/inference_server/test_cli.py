@@ -99,3 +99,32 @@ def test_bench_and_new_bundle_dispatch(tmp_path: Path) -> None:
     with mock.patch("inference_server.new_bundle.write_example_bundle", return_value=tmp_path) as write:
         cli.main(["new-bundle", str(tmp_path / "x"), "--backend", "onnx", "--seed", "3"])
     assert write.call_args.kwargs == {"backend": "onnx", "seed": 3, "name": "example"}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["bench", "--policy", "b", "--iters", "0"], "argument --iters: 0 is below 1"),  # was an IndexError
+    (["bench", "--policy", "b", "--batch", "0"], "argument --batch: 0 is below 1"),
+    (["bench", "--policy", "b", "--warmup-iters", "-1"], "argument --warmup-iters: -1 is below 0"),
+    (["bench", "--policy", "b", "--batch", "x"], "argument --batch: 'x' is not an integer"),
+    (["build-engine", "a.onnx", "b.engine", "--max-batch", "0"], "argument --max-batch: 0 is below 1"),
+    (["build-engine", "a.onnx", "b.engine", "--workspace-mib", "0"], "argument --workspace-mib: 0 is below 1"),
+])  # fmt: skip
+def test_subcommand_counts_out_of_range_name_the_flag(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock.patch("inference_server.bench.bench_model") as bench, pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    bench.assert_not_called()
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")
+
+
+def test_new_bundle_onto_a_file_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["new-bundle", str(tmp_path / "taken")])
+    assert exit_info.value.code == 1
+    assert (
+        capsys.readouterr().err
+        == f"ServerError: new-bundle: {tmp_path / 'taken'} exists and is not a folder\n"
+    )
