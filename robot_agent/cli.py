@@ -193,7 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"address the endpoint binds; 127.0.0.1: this machine only (default: {d_agent.metrics_host}, "
         "every interface)",
     )
-    parser.add_argument("--record", metavar="DIR", help="write an episode folder there (default: none)")
+    parser.add_argument(
+        "--record",
+        metavar="DIR",
+        help="write an episode folder there; a folder that exists and is not empty is refused, "
+        "never overwritten (default: none)",
+    )
     parser.add_argument(
         "--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)"
     )
@@ -212,7 +217,10 @@ def build_eval_parser() -> argparse.ArgumentParser:
     _connection(parser)
     _control(parser)
     parser.add_argument(
-        "--record", metavar="DIR", help="write one episode folder per episode under DIR (default: none)"
+        "--record",
+        metavar="DIR",
+        help="write DIR/episode_NNN per episode (with episode.json: seed, instruction, result) and "
+        "DIR/eval.json; DIR must be new or empty (default: none)",
     )
     parser.add_argument("--episodes", type=int, default=10, help="number of episodes (default: 10)")
     parser.add_argument(
@@ -235,6 +243,13 @@ def build_eval_parser() -> argparse.ArgumentParser:
         "--inject-jitter-ms", type=float, metavar="MS", help="+- jitter on that delay (default: 0)"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (default: none)")
+    parser.add_argument(
+        "--min-success",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="exit 1 when the success rate (0-1) is below RATE (default: 0)",
+    )
     return parser
 
 
@@ -492,6 +507,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import json
 
                 Path(args.json).write_text(json.dumps(results.to_dict(), indent=2) + "\n")
+            if results.success_rate < args.min_success:
+                print(
+                    f"eval: success rate {results.success_rate:.0%} is below --min-success {args.min_success:g}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return EXIT_ERROR
         else:
             from robot_agent.check import run_check
 

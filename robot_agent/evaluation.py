@@ -5,12 +5,23 @@ agent with that instruction until the world says success or failure (or the epis
 then collect the result and the agent's holds. One simulated arm serves every episode; each
 episode is a fresh agent session (new stream, new trajectory). ``evaluate`` returns the results so
 a benchmark script can call it; ``format_results`` prints the table.
+
+Holds and deadline misses are counted per episode and in total: ``holds`` counts every hold once
+the policy was expected to answer (the first wait for the server is not one), ``misses`` every
+answer that came after its actions were due. An episode in which every chunk came too late
+shows its holds, its misses and ``0`` chunks, never a clean row.
+
+With ``record.dir`` (``--record DIR``), DIR must be new or empty (a recording is never
+overwritten); episode ``i`` is recorded in ``DIR/episode_{i:03d}`` (the agent's episode folder)
+with ``episode.json``: its seed, instruction and result (status, success, reason, steps, chunks,
+holds, deadline misses); ``DIR/eval.json`` holds :meth:`EvalResults.to_dict`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import statistics
 import time
@@ -27,6 +38,7 @@ from robot_agent.config import AgentConfig
 from robot_agent.drivers import create_robot
 from robot_agent.errors import ConfigError
 from robot_agent.metrics import AgentMetrics
+from robot_agent.recorder import check_new_folder, jsonable, write_atomically
 from robot_agent.robot import Robot
 
 __all__ = ["EpisodeOutcome", "EvalResults", "evaluate", "evaluate_sync", "format_results"]
@@ -50,6 +62,8 @@ class EpisodeOutcome:
     deadline_misses: int
     roundtrip_p50_s: float | None
     safety_interventions: int
+    steps: int = 0  # control ticks run
+    chunks: int = 0  # chunks the arm could use (arrived before their actions were all due)
 
     @property
     def success(self) -> bool:
@@ -59,6 +73,14 @@ class EpisodeOutcome:
     def holds_after_start(self) -> int:
         """Holds once the policy was answering (the initial wait for the server not counted)."""
         return sum(n for reason, n in self.holds.items() if reason != "waiting_for_server")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The episode as JSON values, with ``success`` and ``holds_after_start``."""
+        return {
+            **dataclasses.asdict(self),
+            "success": self.success,
+            "holds_after_start": self.holds_after_start,
+        }
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,10 @@ class EvalResults:
             total.update({k: v for k, v in e.holds.items() if k != "waiting_for_server"})
         return total
 
+    @property
+    def deadline_misses(self) -> int:
+        return sum(e.deadline_misses for e in self.episodes)
+
     def to_dict(self) -> dict[str, Any]:
         times = self.times_to_success
         return {
@@ -91,11 +117,12 @@ class EvalResults:
             "jitter_ms": self.jitter_ms,
             "blend": self.blend,
             "interpolation": self.interpolation,
-            "episodes": [dataclasses.asdict(e) for e in self.episodes],
+            "episodes": [e.to_dict() for e in self.episodes],
             "success_rate": self.success_rate,
             "time_to_success_median_s": statistics.median(times) if times else None,
             "time_to_success_mean_s": statistics.fmean(times) if times else None,
             "holds": dict(self.holds),
+            "deadline_misses": self.deadline_misses,
         }
 
 
@@ -112,6 +139,8 @@ async def evaluate(
     """Run ``episodes`` episodes on the simulated arm; the caller's ``robot`` is left connected."""
     if episodes < 1:
         raise ConfigError(f"episodes is {episodes}, must be >= 1", field="episodes")
+    if config.record.dir:  # before any arm is touched: a recording is never overwritten
+        check_new_folder(config.record.dir)
     owns_robot = robot is None
     if robot is None:
         if config.robot.kind != "sim":  # refused before connecting: never start a real arm's controller
@@ -139,13 +168,24 @@ async def evaluate(
         if owns_robot:
             await asyncio.to_thread(robot.stop)
             await asyncio.to_thread(robot.close)
-    return EvalResults(
+    results = EvalResults(
         episodes=tuple(outcomes),
         latency_ms=config.server.inject_latency_ms,
         jitter_ms=config.server.inject_jitter_ms,
         blend=config.control.blend,
         interpolation=config.control.interpolation,
     )
+    if config.record.dir:
+        _write_json(Path(config.record.dir) / "eval.json", results.to_dict())
+    return results
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """A result file next to the recordings; a write that fails is a warning (as the recorder's)."""
+    try:
+        write_atomically(path, json.dumps(jsonable(value), indent=2) + "\n")
+    except OSError as exc:
+        logger.warning("eval: cannot write %s (%s)", path, exc)
 
 
 async def _episode(
@@ -193,7 +233,11 @@ async def _episode(
         deadline_misses=int(summary.get("deadline_misses", 0)),
         roundtrip_p50_s=summary.get("roundtrip_s", {}).get("p50"),
         safety_interventions=sum(summary.get("safety_interventions", {}).values()),
+        steps=int(summary.get("ticks", 0)),
+        chunks=int(summary.get("chunks", 0)),
     )
+    if record.dir:
+        _write_json(Path(record.dir) / "episode.json", outcome.to_dict())
     logger.info("Episode %d (%r): %s %s", index, instruction, status, reason)
     return outcome
 
@@ -212,14 +256,15 @@ def format_results(results: EvalResults) -> str:
     lines = [
         f"Evaluation: {len(results.episodes)} episodes, added latency {results.latency_ms:g} ms "
         f"(jitter {results.jitter_ms:g} ms), blend {results.blend}, interpolation {results.interpolation}",
-        f"{'ep':>3} {'seed':>5}  {'instruction':<28} {'result':<8} {'time':>7} {'holds':>5} {'rtt p50':>8}  reason",
+        f"{'ep':>3} {'seed':>5}  {'instruction':<28} {'result':<8} {'time':>7} {'holds':>5} {'misses':>6} "
+        f"{'chunks':>6} {'rtt p50':>8}  reason",
     ]
     for e in results.episodes:
         t = f"{e.time_to_success_s:.2f}s" if e.time_to_success_s is not None else "-"
         rtt = f"{e.roundtrip_p50_s * 1000:.0f}ms" if e.roundtrip_p50_s is not None else "-"
         lines.append(
             f"{e.episode:>3} {e.seed:>5}  {e.instruction[:28]:<28} {e.status:<8} {t:>7} {e.holds_after_start:>5} "
-            f"{rtt:>8}  {e.reason}"
+            f"{e.deadline_misses:>6} {e.chunks:>6} {rtt:>8}  {e.reason}"
         )
     times = results.times_to_success
     successes = sum(e.success for e in results.episodes)
@@ -231,5 +276,6 @@ def format_results(results: EvalResults) -> str:
         f"success rate      {successes}/{len(results.episodes)} ({results.success_rate:.0%})",
         f"time to success   {time_text}",
         f"holds             {sum(results.holds.values())} ({holds})",
+        f"deadline misses   {results.deadline_misses}",
     ]
     return "\n".join(lines)

@@ -44,7 +44,7 @@ from robot_agent.camera import Frame
 from robot_agent.errors import ConfigError
 from safety.types import Measured, Target
 
-__all__ = ["NullRecorder", "Recorder", "check_new_folder", "jsonable"]
+__all__ = ["NullRecorder", "Recorder", "check_new_folder", "jsonable", "write_atomically"]
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ class Recorder(NullRecorder):
         if self._stopped:
             return
         try:
-            _write_atomically(
+            write_atomically(
                 self.directory / "safety_limits.json", json.dumps(jsonable(limits), indent=2) + "\n"
             )
         except OSError as exc:
@@ -322,12 +322,12 @@ class Recorder(NullRecorder):
         if summary is not None:
             path = self.directory / "summary.json"
             try:
-                _write_atomically(path, json.dumps(jsonable(summary), indent=2) + "\n")
+                write_atomically(path, json.dumps(jsonable(summary), indent=2) + "\n")
             except OSError as exc:
                 logger.warning("Recorder: cannot write %s (%s); the summary is only printed", path, exc)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file renamed over it (``os.replace``), so
     that ``path`` is either the whole text or what it was before: never empty or cut short."""
     tmp = path.with_name(f".{path.name}.tmp")
