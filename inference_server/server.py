@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from inference_server.backends import Backend, create_backend, dummy_batch
 from inference_server.batcher import ModelWorker
 from inference_server.bundle import Bundle, load_bundle
+from inference_server.errors import BackendError, ServerError
 from inference_server.metrics import ServerMetrics
 from inference_server.service import PolicyService, transport_limit
 from vla.v1 import policy_pb2
@@ -276,11 +277,44 @@ def warm_up(backend: Backend, bundle: Bundle, iters: int, max_batch: int) -> Non
     """Run the model ``iters`` times at batch 1 (and once at ``max_batch``), checking its output.
 
     A model whose output does not match the manifest fails here, before SERVING, naming the field.
+    So does a model that raises on input shaped as the manifest says (a TorchScript file, whose
+    inputs cannot be checked at load, or a model with a fixed batch size below ``max_batch``):
+    :class:`BundleError` naming the model's field (``BackendError`` naming the entrypoint for a
+    python plugin), with the batch and the library's message on one line.
     """
     for i in range(iters):
-        _check_output(backend.predict(dummy_batch(bundle, 1)), bundle, 1, first=i == 0)
+        _check_output(_predict(backend, bundle, 1), bundle, 1, first=i == 0)
     if max_batch > 1 and iters:
-        _check_output(backend.predict(dummy_batch(bundle, max_batch)), bundle, max_batch, first=False)
+        _check_output(_predict(backend, bundle, max_batch), bundle, max_batch, first=False)
+
+
+def _predict(backend: Backend, bundle: Bundle, size: int) -> Any:
+    batch = dummy_batch(bundle, size)
+    try:
+        return backend.predict(batch)
+    except ServerError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+            raise
+        shapes = ", ".join(
+            [
+                *(f"{c.name} [{size}, 3, {c.height}, {c.width}]" for c in bundle.cameras),
+                f"state [{size}, {bundle.state_dim}]",
+            ]
+        )
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        hint = f" (a fixed batch size? max_batch is {size})" if size > 1 else ""
+        if bundle.backend == "python":
+            raise BackendError(
+                f"entrypoint {bundle.entrypoint!r}: predict fails on a warm-up batch of {size}{hint}: {detail}"
+            ) from exc
+        raise bundle.error(
+            f"{bundle.model_field}: the model fails on a warm-up batch of {size}{hint} shaped as the manifest "
+            f"says ({shapes}): {detail}",
+            field=bundle.model_field,
+        ) from exc
 
 
 def _check_output(out: Any, bundle: Bundle, size: int, *, first: bool) -> None:

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference_server import BackendError, BundleError, cli, load_bundle
+from inference_server import BackendError, BundleError, ServerConfig, cli, load_bundle
 from inference_server.backends import create_backend, dummy_batch
 from inference_server.new_bundle import write_example_bundle
-from tests.utils import dump_toml, write_python_bundle
+from inference_server.server import warm_up
+from tests.utils import dump_toml, run_server, write_python_bundle
 
 torch = pytest.importorskip("torch", reason="the torch backend needs torch (the [server] extra)")
 pytest.importorskip("onnxruntime", reason="the onnx backend needs onnxruntime (the [server] extra)")
@@ -211,7 +212,7 @@ def test_a_plugin_module_that_raises_on_import_names_the_file(tmp_path: Path) ->
 # -- inputs the server will not feed -------------------------------------------------------------
 
 
-def tiny_onnx(path: Path, state_type: int) -> None:
+def tiny_onnx(path: Path, state_type: int, batch: int | str = "N") -> None:
     """front [N, 3, 8, 8] float and state [N, 8] of ``state_type`` -> actions [N, 16, 7] float:
     ``actions = reshape((float(state) + mean(front)) @ W)`` with ``W[i, j] = (i + 1) / (j + 1)``."""
     import onnx
@@ -229,10 +230,10 @@ def tiny_onnx(path: Path, state_type: int) -> None:
         ],
         "tiny",
         [
-            helper.make_tensor_value_info("front", TensorProto.FLOAT, ["N", 3, 8, 8]),
-            helper.make_tensor_value_info("state", state_type, ["N", 8]),
+            helper.make_tensor_value_info("front", TensorProto.FLOAT, [batch, 3, 8, 8]),
+            helper.make_tensor_value_info("state", state_type, [batch, 8]),
         ],
-        [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["N", 16, 7])],
+        [helper.make_tensor_value_info("actions", TensorProto.FLOAT, [batch, 16, 7])],
         [
             numpy_helper.from_array(w, "w"),
             numpy_helper.from_array(np.array([-1, 1], np.int64), "col"),
@@ -297,4 +298,66 @@ def test_a_torch_program_with_an_integer_state_is_refused_at_load(tmp_path: Path
     assert str(exc_info.value).endswith(
         "policy.toml: model: the model's input 'state' is int64; this backend feeds state [B, S] "
         "as float32, float16, bfloat16, float64"
+    )
+
+
+# -- a model that fails on input shaped as the manifest says: found in warm-up, before SERVING ------
+
+
+def test_a_fixed_batch_model_fails_warm_up_naming_max_batch(tmp_path: Path) -> None:
+    from onnx import TensorProto
+
+    path = tiny_bundle(tmp_path, "onnx", "tiny.onnx")
+    tiny_onnx(path / "tiny.onnx", TensorProto.FLOAT, batch=1)
+    bundle = load_bundle(path)
+    backend = create_backend(bundle)
+    try:
+        warm_up(backend, bundle, iters=1, max_batch=1)  # batch 1 is what it takes
+        with pytest.raises(BundleError) as exc_info:
+            warm_up(backend, bundle, iters=1, max_batch=4)
+    finally:
+        backend.close()
+    message = str(exc_info.value)
+    assert message.startswith(
+        f"bundle {path / 'policy.toml'}: model: the model fails on a warm-up batch of 4 (a fixed batch size? "
+        "max_batch is 4) shaped as the manifest says (front [4, 3, 8, 8], state [4, 8]): InvalidArgument: "
+    ), message
+    assert "\n" not in message and exc_info.value.field == "model"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+def test_a_torchscript_model_that_wants_another_state_fails_warm_up(tmp_path: Path) -> None:
+    class WantsNine(torch.nn.Module):
+        def forward(self, front: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+            return (state @ torch.ones(9, 16 * 7)).reshape(-1, 16, 7) + front.mean()
+
+    path = tiny_bundle(tmp_path, "torch", "tiny.ts")
+    torch.jit.trace(WantsNine(), (torch.zeros(2, 3, 8, 8), torch.zeros(2, 9))).save(str(path / "tiny.ts"))
+    bundle = load_bundle(path)
+    backend = create_backend(bundle)  # TorchScript declares no input shapes: nothing to check at load
+    try:
+        with pytest.raises(BundleError) as exc_info:
+            warm_up(backend, bundle, iters=1, max_batch=1)
+    finally:
+        backend.close()
+    message = str(exc_info.value)
+    assert message.startswith(
+        f"bundle {path / 'policy.toml'}: model: the model fails on a warm-up batch of 1 shaped as the "
+        "manifest says (front [1, 3, 8, 8], state [1, 8]): RuntimeError: "
+    ), message
+    assert "\n" not in message
+
+
+async def test_a_plugin_that_fails_warm_up_names_the_entrypoint(tmp_path: Path) -> None:
+    path = write_python_bundle(tmp_path / "plugin", "failing_plugin:Failing")
+    (path / "failing_plugin.py").write_text(
+        "class Failing:\n"
+        "    def __init__(self, bundle_dir, manifest): pass\n"
+        "    def predict(self, batch): raise KeyError('wrist')\n"
+    )
+    with pytest.raises(BackendError) as exc_info:
+        async with run_server(ServerConfig(policy=path, metrics_port=None, warmup_iters=1)):
+            pass
+    assert str(exc_info.value) == (
+        "entrypoint 'failing_plugin:Failing': predict fails on a warm-up batch of 1: KeyError: 'wrist'"
     )
