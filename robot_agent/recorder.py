@@ -8,9 +8,12 @@
 - ``summary.json``: the end-of-run summary: the run's identity (instruction, policy, server),
   outcome (``exit_reason``) and counts, and ``clock``, which maps every ``time`` to wall-clock time
   (see :mod:`robot_agent.summary`);
-- ``<camera>.mp4``: each camera's video, through OpenCV.
+- ``<camera>.mp4``: each camera's video, through OpenCV;
+- ``frames.jsonl``: one line per video frame written: ``camera``, ``index`` (the frame's number in
+  that camera's video) and ``time`` (its capture time), so a frame is matched to its tick.
 
-Every ``time`` is the agent's ``time.monotonic()`` in seconds: one clock for steps and events.
+Every ``time`` is the agent's ``time.monotonic()`` in seconds: one clock for steps, events and
+frames.
 
 A recording is never overwritten: a folder that exists and is not empty is refused
 (:class:`~robot_agent.errors.ConfigError` on ``record.dir`` naming it) before anything is written.
@@ -188,6 +191,8 @@ class Recorder(NullRecorder):
         self._video = video
         self._fps = video_fps
         self._writers: dict[str, cv2.VideoWriter] = {}
+        self._frames_written: dict[str, int] = {}
+        self._frames: IO[str] | None = None  # frames.jsonl, opened with the first video frame
         self._lock = threading.Lock()
         self._closed = False
         self._stopped = False  # a write failed: nothing more is written but the summary
@@ -269,6 +274,7 @@ class Recorder(NullRecorder):
                 return
             writer = self._writers.get(name)
             height, width = frame.rgb.shape[:2]
+            what = f"{name}.mp4"
             try:
                 if writer is None:
                     path = str(self.directory / f"{name}.mp4")
@@ -281,10 +287,17 @@ class Recorder(NullRecorder):
                         return
                     self._writers[name] = writer
                 writer.write(np.ascontiguousarray(frame.rgb[:, :, ::-1]))
+                index = self._frames_written.get(name, 0)
+                self._frames_written[name] = index + 1
+                what = "frames.jsonl"
+                if self._frames is None:
+                    self._frames = (self.directory / "frames.jsonl").open("w", buffering=1 << 14)
+                line = {"time": _number(frame.time_s), "camera": name, "index": index}
+                self._frames.write(json.dumps(line) + "\n")
             except Exception as exc:  # cv2.error, OSError: from a capture thread, never raised
                 failed = exc
         if failed is not None:
-            self._fail(f"{name}.mp4", failed)
+            self._fail(what, failed)
 
     def safety_limits(self, limits: Any) -> None:
         if self._stopped:
@@ -302,12 +315,16 @@ class Recorder(NullRecorder):
         with self._lock:
             self._closed = True
             writers, self._writers = list(self._writers.items()), {}
+            frames, self._frames = self._frames, None
         for name, writer in writers:
             try:
                 writer.release()
             except Exception as exc:
                 self._fail(f"{name}.mp4", exc)
-        for file, name in ((self._steps, "steps.jsonl"), (self._events, "events.jsonl")):
+        files = [(self._steps, "steps.jsonl"), (self._events, "events.jsonl")]
+        if frames is not None:
+            files.append((frames, "frames.jsonl"))
+        for file, name in files:
             try:
                 file.close()  # flushes the buffer: a full disk shows here
             except OSError as exc:

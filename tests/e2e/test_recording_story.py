@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -56,6 +57,12 @@ async def test_summary_and_records_tell_the_whole_story(tmp_path: Path) -> None:
     assert steps and events and all(start <= s["time"] <= end for s in steps)
     assert all(start - 0.5 <= e["time"] <= end for e in events), events  # 'waiting' may precede start
     assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+    frames = read_jsonl(record / "frames.jsonl")
+    assert [f["index"] for f in frames] == list(range(len(frames))) and len(frames) > 10
+    assert all(start - 1.0 <= f["time"] <= end for f in frames)  # cameras open before control starts
+    video = cv2.VideoCapture(str(record / "front.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
+    video.release()
     connect = next(e for e in events if e["event"] == "connect")
     assert connect["policy"] == "test-policy"
     clock = summary["clock"]
@@ -170,7 +177,9 @@ async def test_a_policy_change_is_accepted_when_the_config_allows_it(tmp_path: P
             await poll_until(lambda: agent.stats.reconnects >= 1 and agent.link.chunks >= 4, timeout=10)
     assert agent.summary["policy"]["version"] == "2" and agent.summary["exit_reason"] == "stop"
     events = read_jsonl(record / "events.jsonl")
-    (change,) = [e for e in events if e["event"] == "policy_change"]
+    changes = [e for e in events if e["event"] == "policy_change"]
+    assert len(changes) == 1, [(e["event"], e["reason"]) for e in events]
+    change = changes[0]
     assert change["reason"] == "allowed"
     assert (change["previous"]["version"], change["policy"]["version"]) == ("0", "2")
     # The same policy again after a reconnect is no change: no event.

@@ -101,3 +101,22 @@ def test_the_anchor_is_taken_at_once_from_both_clocks() -> None:
     after_m, after_u = time.monotonic(), time.time()
     assert before_m <= anchor.monotonic_s <= after_m and before_u <= anchor.unix_s <= after_u
     assert abs(anchor.unix(after_m) - after_u) < 0.05
+
+
+def test_every_video_frame_has_its_capture_time(tmp_path: Path) -> None:
+    import numpy as np
+
+    from robot_agent.camera import Frame
+
+    recorder = Recorder(tmp_path / "ep", video=True)
+    rgb = np.zeros((16, 16, 3), dtype=np.uint8)
+    for name, t in [("front", 5.0), ("wrist", 5.01), ("front", 5.033)]:
+        recorder.frame(name, Frame(rgb=rgb, time_s=t))
+    recorder.close()
+    lines = [json.loads(line) for line in (tmp_path / "ep" / "frames.jsonl").read_text().splitlines()]
+    assert lines == [
+        {"time": 5.0, "camera": "front", "index": 0},
+        {"time": 5.01, "camera": "wrist", "index": 0},
+        {"time": 5.033, "camera": "front", "index": 1},
+    ]
+    assert (tmp_path / "ep" / "front.mp4").stat().st_size > 0
