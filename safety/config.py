@@ -53,6 +53,7 @@ __all__ = [
     "PANDA_JOINT_JERK",
     "PANDA_JOINT_MAX",
     "PANDA_JOINT_MIN",
+    "PANDA_JOINT_RATES",
     "PANDA_JOINT_VELOCITY",
     "Box",
     "CartesianLimits",
@@ -76,6 +77,8 @@ PANDA_JOINT_ACCELERATION = (15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0)
 PANDA_JOINT_JERK = (7500.0, 3750.0, 5000.0, 6250.0, 7500.0, 10000.0, 10000.0)
 # (translation m/s, m/s^2, m/s^3), (rotation rad/s, rad/s^2, rad/s^3)
 PANDA_CARTESIAN_LIMITS = ((1.7, 13.0, 6500.0), (2.5, 25.0, 12500.0))
+# Per joint: (velocity rad/s, acceleration rad/s^2, jerk rad/s^3), the three tables above.
+PANDA_JOINT_RATES = (PANDA_JOINT_VELOCITY, PANDA_JOINT_ACCELERATION, PANDA_JOINT_JERK)
 # The usual ready pose; panda_py.fk puts the flange-plus-hand frame at about (0.307, 0, 0.487),
 # pointing down, quaternion (1, 0, 0, 0).
 PANDA_HOME_JOINTS = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
@@ -268,6 +271,7 @@ class SafetyConfig:
         robot_joint_min: Sequence[float] | None = None,
         robot_joint_max: Sequence[float] | None = None,
         robot_cartesian_limits: Sequence[Sequence[float]] | None = PANDA_CARTESIAN_LIMITS,
+        robot_joint_rates: Sequence[Sequence[float]] | None = PANDA_JOINT_RATES,
     ) -> None:
         """Check the limits against a robot: the home pose must be reachable and allowed, the
         joint range inside the robot's, the Cartesian limits at most the robot's.
@@ -275,7 +279,10 @@ class SafetyConfig:
         Called by the agent once it knows the robot (its home pose and hard joint limits).
         ``robot_cartesian_limits`` is ``((m/s, m/s^2, m/s^3), (rad/s, rad/s^2, rad/s^3))`` for the
         tool's translation and rotation, by default the Panda's documented ones
-        (:data:`PANDA_CARTESIAN_LIMITS`); ``None`` skips that check.
+        (:data:`PANDA_CARTESIAN_LIMITS`); ``None`` skips that check. ``robot_joint_rates`` is
+        ``(velocity, acceleration, jerk)``, one value per joint (rad/s, rad/s^2, rad/s^3), by
+        default the Panda's (:data:`PANDA_JOINT_RATES`), checked when the robot has as many
+        joints as ``safety.joints``; ``None`` skips it.
         Raises SafetyConfigError naming the limit and the pose that do not fit.
         """
         if robot_cartesian_limits is not None:
@@ -287,6 +294,20 @@ class SafetyConfig:
                         raise SafetyConfigError(
                             f"safety.{group}.{name} is {value:g}, above the robot's own limit {float(limit):g}",
                             field=f"safety.{group}.{name}",
+                        )
+        if robot_joint_rates is not None:
+            for name, arm in zip(
+                ("max_velocity", "max_acceleration", "max_jerk"), robot_joint_rates, strict=True
+            ):
+                ours = getattr(self.joints, name)
+                if len(arm) != len(ours):
+                    continue  # another arm than the table's
+                for k, (value, limit) in enumerate(zip(ours, arm, strict=True)):
+                    if float(value) > float(limit):
+                        raise SafetyConfigError(
+                            f"safety.joints.{name}[{k}] is {float(value):g}, above the robot's own limit "
+                            f"{float(limit):g}",
+                            field=f"safety.joints.{name}[{k}]",
                         )
         if home is not None:
             p = np.asarray(home.position if isinstance(home, Pose) else home, dtype=float)

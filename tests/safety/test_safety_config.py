@@ -243,3 +243,20 @@ def test_cartesian_limits_at_the_robot_limit_are_accepted() -> None:
         SafetyConfigError, match=r"safety.translation.max_velocity is 0.5, above the robot's own limit 0.4"
     ):
         SafetyConfig().validate_against(robot_cartesian_limits=slow_arm)
+
+
+@pytest.mark.parametrize(
+    ("name", "k", "value", "limit"),
+    [("max_velocity", 0, 3.0, "2.175"), ("max_acceleration", 1, 8.0, "7.5"), ("max_jerk", 6, 1e5, "10000")],
+)
+def test_joint_rates_beyond_the_robot_are_an_error(name: str, k: int, value: float, limit: str) -> None:
+    rates = list(getattr(SafetyConfig().joints, name))
+    rates[k] = value
+    c = SafetyConfig.from_mapping({"joints": {name: rates}})
+    with pytest.raises(SafetyConfigError) as info:
+        c.validate_against()  # the Panda's tables by default
+    assert str(info.value) == f"safety.joints.{name}[{k}] is {value:g}, above the robot's own limit {limit}"
+    assert info.value.field == f"safety.joints.{name}[{k}]"
+    c.validate_against(robot_joint_rates=None)
+    six = ([1.0] * 6, [1.0] * 6, [1.0] * 6)
+    c.validate_against(robot_joint_rates=six)  # another arm than the config's: not this check's business
