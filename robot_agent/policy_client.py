@@ -106,7 +106,10 @@ class Backoff:
 
     def next(self) -> float:
         base = min(self._max, self._initial * self._factor**self._attempt)
-        self._attempt += 1
+        if base < self._max:
+            # Not past the cap: the exponent would grow without end (a server down for 85 min
+            # at the defaults made factor**attempt overflow: OverflowError ended the agent).
+            self._attempt += 1
         return base * (1.0 + self._rng.uniform(-self._jitter, self._jitter))
 
     def reset(self) -> None:
