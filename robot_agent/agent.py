@@ -554,11 +554,13 @@ class Agent:
             self._next_request_s = time.monotonic() + delay
             self._reject(chunk, kind, f"{chunk.status}: {chunk.message} (next request in {delay:.2f} s)")
             return
-        self._answer_backoff.reset()
-        self._next_request_s = 0.0
         if chunk.problem is not None or chunk.actions is None:
+            # An answer this agent refuses (NaN, wrong shape, unparseable) is an error too: a
+            # server sending one on every request got ~96 requests/s, as ERROR used to.
             kind, _, detail = (chunk.problem or "invalid_chunk: no actions").partition(": ")
-            self._reject(chunk, kind, detail)
+            delay = self._answer_backoff.next()
+            self._next_request_s = time.monotonic() + delay
+            self._reject(chunk, kind, f"{detail} (next request in {delay:.2f} s)")
             return
         # Our own record of the capture time, not the server's echo: the server is never trusted
         # with the timing of what the arm does.
@@ -583,8 +585,14 @@ class Agent:
             )
         except Exception as exc:
             logger.debug("Chunk %d could not be planned", chunk.request_id, exc_info=True)
-            self._reject(chunk, "invalid_chunk", f"could not be planned: {exc!r}")
+            delay = self._answer_backoff.next()
+            self._next_request_s = time.monotonic() + delay
+            self._reject(
+                chunk, "invalid_chunk", f"could not be planned: {exc!r} (next request in {delay:.2f} s)"
+            )
             return
+        self._answer_backoff.reset()  # a usable chunk: the next error starts the backoff afresh
+        self._next_request_s = 0.0
         self.stats.stale_actions_dropped += result.dropped
         self.metrics.stale_actions_dropped.inc(result.dropped)
         if result.kept == 0:
