@@ -334,7 +334,7 @@ class Recorder(NullRecorder):
         if self._stopped:
             # A write that failed half-way (a full disk) leaves a torn last line, which no JSON
             # reader of the recording gets past: cut each file back to its last whole line.
-            for name in ("steps.jsonl", "events.jsonl"):
+            for _, name in files:
                 _drop_torn_line(self.directory / name)
         if summary is not None:
             path = self.directory / "summary.json"
