@@ -124,6 +124,8 @@ class Agent:
             config.server.backoff_jitter,
         )
         self._next_request_s = 0.0
+        self._plan_faults_seen = 0  # link.plan_faults already answered with a backoff step
+        self._backoff_resets_on_motion = False  # a usable chunk resets it once the arm moves on it
 
     # --- control from outside ------------------------------------------------------------------
     def request_stop(self, *, force: bool = False) -> None:
@@ -591,7 +593,9 @@ class Agent:
                 chunk, "invalid_chunk", f"could not be planned: {exc!r} (next request in {delay:.2f} s)"
             )
             return
-        self._answer_backoff.reset()  # a usable chunk: the next error starts the backoff afresh
+        # A usable chunk: the backoff starts afresh once the arm has moved on it (a chunk that
+        # passes intake can still fault when the control loop samples it, e.g. under Ruckig).
+        self._backoff_resets_on_motion = True
         self._next_request_s = 0.0
         self.stats.stale_actions_dropped += result.dropped
         self.metrics.stale_actions_dropped.inc(result.dropped)
@@ -644,6 +648,7 @@ class Agent:
             ):
                 continue
             now = time.monotonic()
+            self._follow_plan_faults(now, control)
             if now < self._next_request_s:  # backing off after an INVALID / ERROR answer
                 continue
             plan_end = control.trajectory.end_time if control.trajectory is not None else None
@@ -705,6 +710,19 @@ class Agent:
                     self._recorder.event("request_failed", repr(exc))
                 self.link.problem = "invalid_request"
                 continue
+
+    def _follow_plan_faults(self, now: float, control: ControlLoop) -> None:
+        """Back off when the control loop dropped a plan that raised (a chunk Ruckig cannot
+        follow); reset the backoff once the arm has moved on a chunk."""
+        if self.link.plan_faults != self._plan_faults_seen:
+            self._plan_faults_seen = self.link.plan_faults
+            self._backoff_resets_on_motion = False
+            delay = self._answer_backoff.next()
+            self._next_request_s = now + delay
+            logger.debug("Plan dropped by the control loop; next request in %.2f s", delay)
+        elif self._backoff_resets_on_motion and not control.holding:
+            self._backoff_resets_on_motion = False
+            self._answer_backoff.reset()
 
     def _observation_fresh(self, now: float, state: RobotState, frames: Mapping[str, Frame | None]) -> bool:
         """Whether every part of the observation is young enough to act on.

@@ -110,6 +110,7 @@ class LinkState:
     in_flight_since: float | None = None
     problem: str | None = None  # why the last chunk was refused, until a good one arrives
     chunks: int = 0  # good chunks received
+    plan_faults: int = 0  # plans dropped because sampling or converting them raised (the agent backs off)
 
 
 def _checked(measured: Measured) -> Measured:
@@ -423,6 +424,10 @@ class ControlLoop:
             return
         if stage == "recorder":
             self._drop_recorder(exc)
+        if stage in ("trajectory", "action_space"):
+            # The plan itself is bad (a chunk Ruckig cannot follow): asking again at once would
+            # fetch its twin every tick and the streak would latch the e-stop; the agent backs off.
+            self._link.plan_faults += 1
         if self._faults == 1 or stage != self._fault_stage:
             # The traceback once per streak: this is a bug (or a rogue input) worth a report.
             logger.error("Control tick failed in the %s: %r", stage, exc, exc_info=exc)
@@ -431,10 +436,10 @@ class ControlLoop:
             return
         if self._faults >= self._max_faults:
             await self._estop(
-                f"{self._faults} consecutive faulty control ticks (last in the {stage}: {exc!r})"
+                f"{self._faults} consecutive faulty control ticks (last in the {stage}: {_short(repr(exc))})"
             )
             return
-        await self._enter_hold(FAULT_REASONS[stage], repr(exc))
+        await self._enter_hold(FAULT_REASONS[stage], _short(repr(exc)))
 
     def _drop_recorder(self, exc: Exception) -> None:
         """The recorder raised: stop recording (one warning naming the files), carry on."""
@@ -550,3 +555,9 @@ class ControlLoop:
         except Exception:
             logger.exception("emergency_stop itself failed")
         self.estop_latched.set()  # the agent ends the run on it
+
+
+def _short(text: str, limit: int = 240) -> str:
+    """``text`` on one line, cut to ``limit`` characters (Ruckig's errors dump its whole input)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
