@@ -64,6 +64,10 @@ __all__ = [
     "ServerConfig",
 ]
 
+#: The highest control rate accepted, Hz: libfranka's real-time loop (1 kHz, Franka "Robot and
+#: interface specifications"); the xArm's servo mode takes up to 250 Hz.
+MAX_RATE_HZ = 1000.0
+
 BLEND_MODES = ("replace", "crossfade", "ensemble")
 INTERPOLATIONS = ("linear", "cubic", "minimum_jerk", "ruckig")
 
@@ -264,6 +268,12 @@ class AgentConfig:
         """Check values against each other; raise :class:`ConfigError` naming the first bad one."""
         c, s, sch = self.control, self.server, self.scheduler
         _positive("control.rate_hz", c.rate_hz)
+        if c.rate_hz > MAX_RATE_HZ:
+            raise ConfigError(
+                f"control.rate_hz is {c.rate_hz:g}, must be <= {MAX_RATE_HZ:g} (no arm this agent drives takes "
+                "commands faster: the Franka's own control loop runs at 1 kHz)",
+                field="control.rate_hz",
+            )
         _choice("control.blend", c.blend, BLEND_MODES)
         _choice("control.interpolation", c.interpolation, INTERPOLATIONS)
         if c.crossfade_steps < 1:

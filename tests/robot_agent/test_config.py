@@ -169,3 +169,11 @@ def test_metrics_port_and_host_from_toml(tmp_path: Path, text: str, port: int | 
     path.write_text(text + "\n")
     config = AgentConfig.load(path)
     assert (config.metrics_port, config.metrics_host) == (port, host)
+
+
+@pytest.mark.parametrize("rate", [1001.0, 5000.0, 1e9])
+def test_a_control_rate_no_arm_takes_is_refused_naming_the_field(rate: float) -> None:
+    """``--rate 1e9`` was accepted and the loop spun at whatever the CPU allowed."""
+    with pytest.raises(ConfigError, match=r"control.rate_hz is .*, must be <= 1000") as info:
+        AgentConfig.load(None, {"control.rate_hz": rate})
+    assert info.value.field == "control.rate_hz"
