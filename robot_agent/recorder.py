@@ -184,10 +184,16 @@ class Recorder(NullRecorder):
     ) -> None:
         self.directory = Path(directory)
         check_new_folder(self.directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._steps: IO[str] = (self.directory / "steps.jsonl").open("w", buffering=1 << 16)
+            self._events: IO[str] = (self.directory / "events.jsonl").open("w", buffering=1)
+        except OSError as exc:
+            raise ConfigError(
+                f"record.dir {str(self.directory)!r} cannot be written: {exc.strerror or exc}",
+                field="record.dir",
+            ) from exc
         self._clock = clock
-        self._steps: IO[str] = (self.directory / "steps.jsonl").open("w", buffering=1 << 16)
-        self._events: IO[str] = (self.directory / "events.jsonl").open("w", buffering=1)
         self._video = video
         self._fps = video_fps
         self._writers: dict[str, cv2.VideoWriter] = {}

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from robot_agent.errors import ConfigError
 from robot_agent.recorder import Recorder
 from safety.types import Measured, Pose, Target
 
@@ -103,3 +104,12 @@ def test_non_finite_numbers_are_recorded_as_null(tmp_path: Path) -> None:
     assert record["raw"]["ee"][:3] == [None, 0.0, None] and record["raw"]["gripper"] is None
     assert record["measured"]["ee"][:3] == [0.4, 0.0, 0.3]
     assert record["hold_reason"] == "non_finite"
+
+
+def test_a_record_dir_that_cannot_be_made_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    """``--record /proc/x`` printed a bare FileNotFoundError."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"record.dir '.*a-file/episode' cannot be written") as info:
+        Recorder(blocker / "episode")
+    assert info.value.field == "record.dir"
