@@ -38,12 +38,13 @@ from .config import (
 )
 from .errors import SafetyConfigError, SafetyError
 from .estop import EStop
-from .shield import ESTOP_COUNTED_KINDS, IK, SAFETY_RULE_KINDS, Shield
+from .shield import ESTOP_COUNTED_KINDS, FK, IK, SAFETY_RULE_KINDS, Shield
 from .types import Decision, Measured, Pose, Target
 from .verify import Violation, step_record, verify_trace
 
 __all__ = [
     "ESTOP_COUNTED_KINDS",
+    "FK",
     "IK",
     "PANDA_CARTESIAN_LIMITS",
     "PANDA_HOME_JOINTS",

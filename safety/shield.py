@@ -9,7 +9,8 @@ Order of the rules, cheapest refusals first: e-stop, missing, stale, malformed, 
 the target is made allowed (workspace and keep-out, tilt, joint limits and soft zone, tracking
 bound); then the motion filter (:mod:`safety.motion`) moves the last command toward it within
 the velocity, acceleration and jerk limits while staying able to brake inside the allowed
-set; then the joint check of end-effector commands (through an injected IK) and the gripper.
+set; then the joint check of end-effector commands (through an injected IK), the zone check of
+joint commands (through an injected FK) and the gripper.
 A hold reseeds the filter at the measured state, so leaving a hold never jumps.
 
 Commands keep ``keep_out_margin_m`` away from every keep-out zone, so the arm's tracking error
@@ -18,6 +19,10 @@ warning). A seed outside the allowed set (the arm strayed into a zone, out of th
 past a joint's margin band, and a hold restarted there) is left monotonically: each axis may
 only move out (a ratchet in the motion filter), toward the nearest way out at the rate limits,
 whatever the target; once out, the filter's box excludes the zone again (issue 10, kind 8).
+A joint command is checked the same way through the arm's forward kinematics, when given: its
+end-effector position must be in the workspace and out of every grown zone, or, from a seed
+outside them, no deeper than the command before (else a hold); without FK the joint path is
+checked against the joint band only (the agent refuses joint policies with keep-out zones then).
 Orientations are compared and differenced as rotations, whatever their sign or representative
 (issue 10, kind 5).
 """
@@ -47,7 +52,7 @@ from .rotations import (
 from .types import Decision, Measured, Pose, Target
 from .zones import Zones
 
-__all__ = ["ESTOP_COUNTED_KINDS", "IK", "SAFETY_RULE_KINDS", "Shield"]
+__all__ = ["ESTOP_COUNTED_KINDS", "FK", "IK", "SAFETY_RULE_KINDS", "Shield"]
 
 #: Every value ``Decision.fired`` may hold (a closed set: the agent uses them as metric labels).
 SAFETY_RULE_KINDS: tuple[str, ...] = (
@@ -79,6 +84,10 @@ ESTOP_COUNTED_KINDS: frozenset[str] = frozenset(
 IK = Callable[[Pose, np.ndarray], "np.ndarray | None"]
 """``ik(pose, q_seed) -> joints | None``: joint positions reaching ``pose``, near ``q_seed``."""
 
+FK = Callable[[np.ndarray], Pose]
+"""``fk(joints) -> Pose``: the end-effector pose (the frame the workspace and the keep-out zones
+bound) at joint positions ``joints`` (radians, shape ``(dof,)``)."""
+
 logger = logging.getLogger(__name__)
 
 _SQRT3 = math.sqrt(3.0)
@@ -96,10 +105,22 @@ class Shield:
         decision = shield.filter(target, measured, now_s, dt_s)   # every control tick
     """
 
-    def __init__(self, config: SafetyConfig, *, ik: IK | None = None, estop: EStop | None = None) -> None:
+    def __init__(
+        self,
+        config: SafetyConfig,
+        *,
+        ik: IK | None = None,
+        fk: FK | None = None,
+        estop: EStop | None = None,
+    ) -> None:
         self.config = config
         self.estop = estop if estop is not None else EStop()
         self._ik = ik
+        self._fk = fk
+        # The FK penetration (Zones.penetration) of the last joint command: the next may be no
+        # deeper. None after a seed: then computed from the seed's joints (_fk_seed) when needed.
+        self._fk_pen: np.ndarray | None = None
+        self._fk_seed: np.ndarray | None = None
         self._zones = Zones(config.workspace, config.keep_out, config.keep_out_margin_m)
         t, r, j = config.translation, config.rotation, config.joints
         # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
@@ -510,8 +531,46 @@ class Shield:
             q, dt, lo, hi, None if prev_q is None else lambda: (q_free - prev_q) / dt, ratchet
         )
         _record(res, fired, "joint_limit")
+        if self._fk is not None:
+            if self._zones.raw_keep_out:
+                self._check_arm_in_zone(np.asarray(measured.ee.position, dtype=float), fired)
+            kind = self._fk_check(q_new)
+            if kind is not None:
+                fired.append(kind)
+                return None
         jt.commit(q_new, dt)
         return None, q_new
+
+    def _fk_position(self, q: np.ndarray) -> np.ndarray | None:
+        """The end-effector position of joints ``q`` through the FK; None if it fails."""
+        assert self._fk is not None
+        try:
+            p = np.asarray(self._fk(q).position, dtype=float)
+        except Exception:  # an FK that raises gives no position: the command cannot be checked
+            logger.debug("FK raised for %s", q, exc_info=True)
+            return None
+        return p if p.shape == (3,) and _finite(p) else None
+
+    def _fk_check(self, q: np.ndarray) -> str | None:
+        """``"workspace"`` or ``"keep_out"`` if joint command ``q`` puts the end effector outside
+        the workspace or inside a grown zone deeper than the command before it (after a seed:
+        than the seed); None if allowed, and then its depths become the next command's bound."""
+        if self._fk_pen is None:
+            seed = self._fk_position(self._fk_seed) if self._fk_seed is not None else None
+            # A seed whose FK fails allows no depth at all (strict).
+            self._fk_pen = (
+                self._zones.penetration(seed) if seed is not None else np.zeros(3 + len(self._zones.keep_out))
+            )
+        p = self._fk_position(q)
+        if p is None:
+            return "workspace"  # a position not known is not known to be inside the workspace
+        pen = self._zones.penetration(p)
+        over = pen - self._fk_pen
+        k = int(np.argmax(over))
+        if over[k] > 1e-9:
+            return "workspace" if k < 3 else "keep_out"
+        self._fk_pen = pen
+        return None
 
     # --- gripper, holds, bookkeeping --------------------------------------------------------
 
@@ -571,6 +630,9 @@ class Shield:
         # The last allowed targets, for their velocity; forgotten on a hold (nothing to follow).
         self._prev_aim = self._prev_quat = self._prev_q = None
         self._ik_q = None
+        # The FK of the seed's joints, for the joint commands' depth bound: only when needed.
+        self._fk_pen = None
+        self._fk_seed = self._joints.p.copy() if self._fk is not None else None
 
 
 def _record(res: StepResult, fired: list[str], position_kind: str | None) -> None:

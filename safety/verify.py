@@ -15,7 +15,9 @@ Positions are checked against the workspace and the keep-out zones grown by
 ``keep_out_margin_m`` (what the shield keeps commands out of): a command may be inside only
 after a seed there (a hold, or the agent's reset at the measured state), and then never deeper
 than the command before it (per workspace axis, per zone, per joint past its band), so the
-shield only ever moved the arm out, and once out it stays out.
+shield only ever moved the arm out, and once out it stays out. Given the arm's forward
+kinematics (``fk``), joint commands are checked the same way at their end-effector position
+``fk(joints)``, from the FK of the seed's joints (as :class:`~safety.shield.Shield` does).
 
 Finite differences of float64 cannot resolve less than a few ulps of the coordinates divided by
 ``dt^k``; the check allows that much beyond ``rel_tol * limit``, no more.
@@ -32,6 +34,7 @@ import numpy as np
 
 from .config import SafetyConfig
 from .rotations import quat_conjugate, quat_multiply, quat_normalize, quat_to_rotvec
+from .shield import FK
 from .types import Decision
 from .zones import Zones
 
@@ -80,12 +83,17 @@ def verify_trace(
     limits: SafetyConfig | Mapping[str, Any],
     *,
     rel_tol: float = 1e-9,
+    fk: FK | None = None,
 ) -> list[Violation]:
     """Every violation of ``limits`` in ``steps``; [] if none.
 
     ``steps``: records from :func:`step_record`, or the agent recorder's ``steps.jsonl`` lines
     (``time``, ``measured``, ``safe``, ``holding``), converted by :func:`_canonical`.
     ``limits``: a SafetyConfig, its ``to_dict()``, or a ``Shield.limits_report()``.
+    ``fk``: the arm's forward kinematics, ``fk(joints) -> Pose``; with it a joint command's
+    end-effector position is checked against the workspace and the grown keep-out zones
+    (``workspace`` / ``keep_out`` violations); without it joint commands are checked against
+    the joint band only.
     """
     cfg = _config(limits)
     zones = Zones(cfg.workspace, cfg.keep_out, cfg.keep_out_margin_m)
@@ -106,12 +114,16 @@ def verify_trace(
     # the command before it (the shield only moves out).
     allow_ee = np.zeros(3 + len(zones.keep_out))
     allow_q = np.zeros(q_lo.shape)
+    # The same for the FK position of joint commands, from the FK of the seed's joints.
+    allow_fk = np.zeros(3 + len(zones.keep_out))
     for i, s in enumerate(_canonical(steps)):
         seed = s.get("seed")
         if seed is not None:  # the shield was reseeded at rest at this measured state
             allow_ee, allow_q = _allowance(
                 zones, q_lo, q_hi, seed.get("ee_position"), seed.get("joints"), allow_ee, allow_q
             )
+            if fk is not None:
+                allow_fk = _fk_allowance(zones, fk, seed.get("joints"), q_lo.shape, allow_fk)
             groups["translation"].restart(_vec(seed.get("ee_position")))
             groups["rotation"].restart(_vec(seed.get("ee_quaternion")), rotation=True)
             groups["joints"].restart(_vec(seed.get("joints")))
@@ -133,6 +145,8 @@ def verify_trace(
             continue
         if hold:  # a hold commands the measured state and reseeds the shield there
             allow_ee, allow_q = _allowance(zones, q_lo, q_hi, pos, joints, allow_ee, allow_q)
+            if fk is not None:
+                allow_fk = _fk_allowance(zones, fk, joints, q_lo.shape, allow_fk)
         elif pos is not None and pos.shape == (3,):
             pen = zones.penetration(pos)
             k = int(np.argmax(pen - allow_ee))
@@ -164,6 +178,9 @@ def verify_trace(
                     )
                 )
             allow_q = over
+            if fk is not None and pos is None:
+                found, allow_fk = _check_fk(i, zones, fk, joints, allow_fk)
+                out.extend(found)
         if grip is None and hold:
             prev_grip = None  # the shield reseeds the gripper at the measured value on a hold
         if grip is not None:
@@ -216,6 +233,52 @@ def _allowance(
     if q is not None and q.shape == q_lo.shape and bool(np.all(np.isfinite(q))):
         allow_q = np.maximum(np.maximum(q - q_hi, q_lo - q), 0.0)
     return allow_ee, allow_q
+
+
+def _fk_allowance(
+    zones: Zones, fk: FK, joints: Any, shape: tuple[int, ...], allow_fk: np.ndarray
+) -> np.ndarray:
+    """Penetrations of a seed's joints through ``fk``; unchanged if it gives no joints, zero
+    (strict, as the shield) if the FK fails on them."""
+    q = _vec(joints)
+    if q is None or q.shape != shape or not bool(np.all(np.isfinite(q))):
+        return allow_fk
+    p = _fk_position(fk, q)
+    return zones.penetration(p) if p is not None else np.zeros_like(allow_fk)
+
+
+def _check_fk(
+    i: int, zones: Zones, fk: FK, joints: np.ndarray, allow_fk: np.ndarray
+) -> tuple[list[Violation], np.ndarray]:
+    """A joint command's FK position against the allowed depths; the new allowance."""
+    p = _fk_position(fk, joints)
+    if p is None:
+        return [
+            Violation(i, "workspace", math.nan, 0.0, "the forward kinematics failed on a command")
+        ], allow_fk
+    pen = zones.penetration(p)
+    k = int(np.argmax(pen - allow_fk))
+    if pen[k] <= allow_fk[k] + 1e-9:
+        return [], pen
+    where = "the workspace" if k < 3 else f"keep_out[{k - 3}] (grown by the margin)"
+    return [
+        Violation(
+            i,
+            "workspace" if k < 3 else "keep_out",
+            float(pen[k]),
+            float(allow_fk[k]),
+            f"joint command {joints.tolist()} puts the end effector at {p.tolist()}, "
+            f"{pen[k] * 1000:.4f} mm outside {where}, the previous command {allow_fk[k] * 1000:.4f} mm",
+        )
+    ], pen
+
+
+def _fk_position(fk: FK, q: np.ndarray) -> np.ndarray | None:
+    try:
+        p = np.asarray(fk(q).position, dtype=float)
+    except Exception:  # a failing FK is reported, not raised
+        return None
+    return p if p.shape == (3,) and bool(np.all(np.isfinite(p))) else None
 
 
 class _Chain:
