@@ -288,7 +288,9 @@ class Agent:
                 "Robot %s offers no IK: joint limits of ee commands are checked on measured joints",
                 self.config.robot.kind,
             )
-        shield = Shield(safety_config, ik=ik)
+        # With its FK the shield checks each joint command's end-effector position against the
+        # workspace and keep-out zones; without, _accept_spec refuses joint policies with zones.
+        shield = Shield(safety_config, ik=ik, fk=getattr(self.robot, "forward_kinematics", None))
         shield.reset(measured_from_state(state))
         self._recorder.safety_limits(safety_config.to_dict())
         return shield
@@ -456,6 +458,10 @@ class Agent:
         space = fit_spec(
             spec, num_joints=len(self.robot.home_joints), reference=state.ee.quaternion, address=address
         )
+        if previous is None or previous.action_space != spec.action_space:
+            require_forward_kinematics(
+                space, self.robot, self.config.robot.kind, self._shield.config, address
+            )
         if previous is not None:
             self._check_policy_change(previous, spec)
         for cam in spec.cameras:
@@ -834,6 +840,35 @@ def fit_spec(spec: pb.PolicySpec, *, num_joints: int, reference: np.ndarray, add
         return ActionSpace(spec.action_space, spec.action_dim, num_joints, reference=reference)
     except SpecMismatch as exc:
         raise SpecMismatch(f"policy at {address}: {exc}") from None
+
+
+def require_forward_kinematics(
+    space: ActionSpace, robot: Robot, robot_kind: str, safety: SafetyConfig, address: str
+) -> None:
+    """Refuse a joint-space policy the shield cannot keep out of the keep-out zones.
+
+    The shield checks a joint command's end-effector position through the arm's forward
+    kinematics (:attr:`Robot.forward_kinematics`, issue 10 kind 8). On an arm without one and
+    with ``safety.keep_out`` zones, raise :class:`SpecMismatch` naming the robot; with only the
+    workspace box, log a warning (the box is always configured, so refusing would bar every
+    joint-space policy from such an arm): joint commands are then bounded by the joint band only.
+    """
+    if space.is_ee or getattr(robot, "forward_kinematics", None) is not None:
+        return
+    if safety.keep_out:
+        names = ", ".join(repr(z.name or z.kind) for z in safety.keep_out)
+        raise SpecMismatch(
+            f"policy at {address}: its action space {space.name} commands joints, and robot "
+            f"{robot_kind!r} offers no forward kinematics, so the safety shield cannot keep those "
+            f"commands out of safety.keep_out ({names}); serve an end-effector policy, or run "
+            "without keep-out zones"
+        )
+    logger.warning(
+        "Robot %r offers no forward kinematics: the joint commands of a %s policy are checked "
+        "against the joint limits only, not against safety.workspace",
+        robot_kind,
+        space.name,
+    )
 
 
 def _unwrap(group: BaseExceptionGroup) -> BaseException:

@@ -51,6 +51,13 @@ class Robot(abc.ABC):
     #: (without it only the measured joints are known, and the arm can drift into a joint margin
     #: before the shield sees it). Pure and thread-safe: it is called from the control tick.
     inverse_kinematics: Callable[[Pose, np.ndarray], np.ndarray | None] | None = None
+    #: Optional kinematics hook, ``forward_kinematics(joints) -> Pose``: the end-effector pose
+    #: (the frame ``read_state`` reports and the safety workspace bounds) at ``joints``. Defined
+    #: as a method by a driver that has one; ``None`` means the arm offers none. The agent hands
+    #: it to the safety shield, which then checks every *joint* command's end-effector position
+    #: against the workspace and the keep-out zones before sending it; without it a joint-space
+    #: policy is refused when keep-out zones are configured. Pure and thread-safe, as above.
+    forward_kinematics: Callable[[np.ndarray], Pose] | None = None
 
     @abc.abstractmethod
     def connect(self) -> None:

@@ -363,6 +363,15 @@ class FrankaRobot(Robot):
         q = np.asarray(panda_py.ik(position, quaternion, q_ref, float(q_ref[6])), dtype=float).reshape(-1)
         return q if q.shape == (7,) and bool(np.all(np.isfinite(q))) else None
 
+    def forward_kinematics(self, joints: np.ndarray) -> Pose:
+        """panda-python's forward kinematics at ``joints`` (7 radians): the pose of the frame
+        ``panda_py.fk`` gives, the one ``ik`` above solves for. Pure (no robot I/O): the safety
+        shield calls it for every joint command."""
+        position, quaternion = _pose_arrays(
+            np.asarray(panda_py.fk(np.asarray(joints, dtype=float)), dtype=float)
+        )
+        return Pose(position=position, quaternion=quaternion)
+
     def command_joints(self, joints: np.ndarray) -> None:
         controller = self._require_controller()
         q = np.asarray(joints, dtype=float)

@@ -544,6 +544,11 @@ class SimRobot(Robot):
         q, _ = solve_ik(transform, np.asarray(seed, dtype=float), self.joint_limits)
         return q
 
+    def forward_kinematics(self, joints: np.ndarray) -> Pose:
+        """The end-effector pose (the Franka Hand's TCP, as ``read_state`` reports it) at
+        ``joints`` (7 radians), through ``panda_py.fk``. Pure, so the shield may call it."""
+        return self._pose(np.asarray(joints, dtype=float))
+
     def _tip_position(self) -> np.ndarray:
         return np.asarray(panda_py.fk(self._q), dtype=float)[:3, 3]
 
