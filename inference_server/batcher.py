@@ -134,6 +134,12 @@ class ModelWorker:
         if old is not None:
             _resolve(old, Result(pb.PredictResponse.LATE, _superseded(old, pending)))
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued, not yet computing: at most one per session (latest wins)."""
+        with self._cond:
+            return len(self._pending)
+
     def discard(self, pending: Pending) -> None:
         """Forget ``pending`` if it still waits (its stream has gone away)."""
         with self._cond:

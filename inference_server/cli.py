@@ -144,6 +144,43 @@ def serve_parser() -> argparse.ArgumentParser:
         "--graceful-shutdown-s", type=float, default=s,
         help=f"time in-flight requests get on SIGTERM (default: {d.graceful_shutdown_s})",
     )  # fmt: skip
+    limits = parser.add_argument_group("limits per client (README: Limits)")
+    limits.add_argument(
+        "--max-streams", type=int, default=s,
+        help=f"open Predict streams; the next is refused RESOURCE_EXHAUSTED (default: {d.max_streams})",
+    )  # fmt: skip
+    limits.add_argument(
+        "--max-sessions", type=int, default=s,
+        help=f"distinct session ids on open streams; a stream naming one more is refused RESOURCE_EXHAUSTED "
+        f"(default: {d.max_sessions})",
+    )  # fmt: skip
+    limits.add_argument(
+        "--max-request-rate-hz", type=float, default=s,
+        help=f"requests per second per session; over it: INVALID, not computed (default: {d.max_request_rate_hz})",
+    )  # fmt: skip
+    limits.add_argument(
+        "--max-request-burst", type=int, default=s,
+        help=f"requests a session may send at once above its rate (default: {d.max_request_burst})",
+    )  # fmt: skip
+    limits.add_argument(
+        "--idle-stream-timeout-s", type=float, default=s,
+        help=f"end a stream with no request for this long, DEADLINE_EXCEEDED; 0 = never "
+        f"(default: {d.idle_stream_timeout_s})",
+    )  # fmt: skip
+    limits.add_argument(
+        "--keepalive-time-ms", type=int, default=s,
+        help=f"ping every connection this often (grpc.keepalive_time_ms) (default: {d.keepalive_time_ms})",
+    )  # fmt: skip
+    limits.add_argument(
+        "--keepalive-timeout-ms", type=int, default=s,
+        help=f"drop a connection whose ping is unanswered this long (grpc.keepalive_timeout_ms) "
+        f"(default: {d.keepalive_timeout_ms})",
+    )  # fmt: skip
+    limits.add_argument(
+        "--keepalive-min-ping-interval-ms", type=int, default=s,
+        help=f"shortest ping interval allowed from clients (grpc.http2.min_ping_interval_without_data_ms) "
+        f"(default: {d.keepalive_min_ping_interval_ms})",
+    )  # fmt: skip
     _common(parser)
     return parser
 

@@ -50,6 +50,20 @@ class ServerConfig:
     warmup_iters: int = 3
     max_request_bytes: int = 8 * 1024 * 1024
     graceful_shutdown_s: float = 5.0
+    # Limits per client (README "Limits"). Streams and sessions past the maximum are refused with
+    # RESOURCE_EXHAUSTED; a session over its rate gets INVALID answers and its stream is read no
+    # faster than the rate; a stream with no request for idle_stream_timeout_s (0: never) is ended.
+    max_streams: int = 64
+    max_sessions: int = 64
+    max_request_rate_hz: float = 100.0
+    max_request_burst: int = 50
+    idle_stream_timeout_s: float = 60.0
+    # gRPC keepalive (grpc.keepalive_time_ms, grpc.keepalive_timeout_ms): a ping every
+    # keepalive_time_ms, the connection dropped when its answer takes keepalive_timeout_ms, so a
+    # dead robot PC is noticed within their sum; clients may ping every keepalive_min_ping_interval_ms.
+    keepalive_time_ms: int = 2000
+    keepalive_timeout_ms: int = 2000
+    keepalive_min_ping_interval_ms: int = 1000
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -92,6 +106,28 @@ class ServerConfig:
             self.graceful_shutdown_s >= 0,
             "graceful_shutdown_s",
             f"is {self.graceful_shutdown_s}, expected >= 0",
+        )
+        for name in ("max_streams", "max_sessions", "max_request_burst", "keepalive_time_ms"):
+            _check(getattr(self, name) >= 1, name, f"is {getattr(self, name)}, expected >= 1")
+        _check(
+            self.max_request_rate_hz > 0,
+            "max_request_rate_hz",
+            f"is {self.max_request_rate_hz}, expected > 0",
+        )
+        _check(
+            self.idle_stream_timeout_s >= 0,
+            "idle_stream_timeout_s",
+            f"is {self.idle_stream_timeout_s}, expected >= 0 (0: never)",
+        )
+        _check(
+            self.keepalive_timeout_ms >= 1,
+            "keepalive_timeout_ms",
+            f"is {self.keepalive_timeout_ms}, expected >= 1",
+        )
+        _check(
+            self.keepalive_min_ping_interval_ms >= 0,
+            "keepalive_min_ping_interval_ms",
+            f"is {self.keepalive_min_ping_interval_ms}, expected >= 0",
         )
 
 

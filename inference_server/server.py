@@ -31,13 +31,13 @@ from inference_server.batcher import ModelWorker
 from inference_server.bundle import Bundle, load_bundle
 from inference_server.errors import BackendError, ServerError
 from inference_server.metrics import ServerMetrics
-from inference_server.service import PolicyService, transport_limit
+from inference_server.service import Limits, PolicyService, transport_limit
 from vla.v1 import policy_pb2
 
 if TYPE_CHECKING:
     from inference_server.config import ServerConfig
 
-__all__ = ["SERVICE_NAME", "Server", "warm_up"]
+__all__ = ["SERVICE_NAME", "Server", "keepalive_options", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,13 @@ class Server:
             max_batch=config.max_batch,
             max_request_bytes=config.max_request_bytes,
             decode_executor=self._decode_pool,
+            limits=Limits(
+                max_streams=config.max_streams,
+                max_sessions=config.max_sessions,
+                max_request_rate_hz=config.max_request_rate_hz,
+                max_request_burst=config.max_request_burst,
+                idle_stream_timeout_s=config.idle_stream_timeout_s,
+            ),
         )
         self._health = health.aio.HealthServicer()
         for name in ("", SERVICE_NAME):
@@ -146,6 +153,7 @@ class Server:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
+                *keepalive_options(config),
             ]
         )
         self._service.add_to_server(self._grpc)  # parses requests itself: bad bytes get INVALID
@@ -225,6 +233,25 @@ class Server:
         finally:
             for sig in HANDLED_SIGNALS:
                 loop.remove_signal_handler(sig)
+
+
+def keepalive_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """The server's gRPC keepalive channel arguments (names from gRPC's ``doc/keepalive.md``).
+
+    A ping every ``keepalive_time_ms`` on every connection, calls or not, none needing data in
+    between; no answer within ``keepalive_timeout_ms`` closes the connection and ends its streams,
+    so a dead or unplugged robot PC is noticed within ``keepalive_time_ms + keepalive_timeout_ms``.
+    Clients may ping as often as every ``keepalive_min_ping_interval_ms`` (the agent pings every
+    2 s) without being sent GOAWAY ``too_many_pings``.
+    """
+    return [
+        ("grpc.keepalive_time_ms", config.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", config.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", config.keepalive_min_ping_interval_ms),
+        ("grpc.http2.min_sent_ping_interval_without_data_ms", config.keepalive_time_ms),
+    ]
 
 
 def _bind_error(what: str, host: str, port: int, detail: str, exc: OSError | None = None) -> OSError:

@@ -16,7 +16,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_OUTSTANDING_PER_STREAM",
+    "MAX_UNSENT_PER_STREAM",
+    "Limits",
     "PolicyService",
     "Undecodable",
     "parse_request",
@@ -50,6 +52,49 @@ logger = logging.getLogger(__name__)
 #: Most requests of one stream waiting or computing at once. An agent has one session per stream
 #: and so at most two (one computing, the next waiting); the rest get INVALID.
 MAX_OUTSTANDING_PER_STREAM = 16
+
+#: Most answers of one stream waiting or computing plus computed but not yet sent. Past it the
+#: stream's next request is not read until the client reads answers, so a client that sends but
+#: never reads is held back by HTTP/2 flow control instead of growing the server's queue.
+MAX_UNSENT_PER_STREAM = 2 * MAX_OUTSTANDING_PER_STREAM
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits per client (:class:`~inference_server.config.ServerConfig` fields of the same names).
+
+    ``max_streams`` open Predict streams and ``max_sessions`` distinct session ids on them: past
+    either, the stream is ended with RESOURCE_EXHAUSTED naming the limit. ``max_request_rate_hz``
+    per session, a token bucket holding ``max_request_burst`` requests: a request over it is
+    answered INVALID without being decoded, and its stream is not read again until the bucket
+    holds a request. ``idle_stream_timeout_s`` (0: never): a stream with no request and nothing
+    to answer for that long is ended with DEADLINE_EXCEEDED.
+    """
+
+    max_streams: int = 64
+    max_sessions: int = 64
+    max_request_rate_hz: float = 100.0
+    max_request_burst: int = 50
+    idle_stream_timeout_s: float = 60.0
+
+
+@dataclass
+class _Session:
+    """A session id on open streams: how many hold it and its request token bucket."""
+
+    tokens: float
+    refilled: float
+    streams: int = 0
+
+
+class _Refused(Exception):
+    """Ends a stream with ``code`` and ``details`` (a limit, not a fault)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
 
 _STATUS_LABEL = {
     pb.PredictResponse.OK: "ok",
@@ -139,6 +184,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         max_batch: int,
         max_request_bytes: int,
         decode_executor: Executor | None = None,
+        limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bundle = bundle
@@ -154,6 +200,26 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         self._open_streams = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._limits = limits if limits is not None else Limits()
+        self._sessions: dict[str, _Session] = {}
+        self._backlogs: dict[int, Callable[[], int]] = {}
+
+    @property
+    def open_streams(self) -> int:
+        """Predict streams now open."""
+        return self._open_streams
+
+    @property
+    def live_sessions(self) -> int:
+        """Distinct session ids on the open streams (at most ``max_sessions``)."""
+        return len(self._sessions)
+
+    def backlogs(self) -> list[int]:
+        """Per open stream: requests waiting or computing plus answers not yet sent.
+
+        Each is at most :data:`MAX_UNSENT_PER_STREAM` plus one (the request being handled).
+        """
+        return [backlog() for backlog in self._backlogs.values()]
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Register ``vla.v1.PolicyService`` on ``server``, as the generated
@@ -184,23 +250,45 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     async def Predict(
         self, request_iterator: AsyncIterator[pb.PredictRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.PredictResponse]:
+        limit = self._limits.max_streams
+        if self._open_streams >= limit:
+            logger.info("A Predict stream from %s is refused: %d streams are open", context.peer(), limit)
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"max_streams: {self._open_streams} Predict streams are open on this server, the most "
+                f"it takes (max_streams {limit}); close one or raise --max-streams",
+            )
         stream_id = next(self._streams)
         out: asyncio.Queue[tuple[pb.PredictResponse, float] | None] = asyncio.Queue()
         outstanding: set[Pending] = set()
+        sent = asyncio.Event()  # an answer left ``out``: the reader may have room again
+        sessions: set[str] = set()
         self._stream_opened()
-        reader = asyncio.create_task(self._read(stream_id, request_iterator, out, outstanding))
+        self._backlogs[stream_id] = lambda: out.qsize() + len(outstanding)
+        reader = asyncio.create_task(
+            self._read(stream_id, request_iterator, out, outstanding, sent, sessions)
+        )
+        refused: _Refused | None = None
         try:
             while (item := await out.get()) is not None:
+                sent.set()
                 response, arrival = item
                 yield response
                 self._metrics.requests.labels(status=_STATUS_LABEL.get(response.status, "error")).inc()
                 self._metrics.request_seconds.observe(self._clock() - arrival)
-            await reader  # surfaces a reader failure as the RPC's error
+            try:
+                await reader  # surfaces a reader failure as the RPC's error
+            except _Refused as exc:
+                refused = exc
         finally:
             reader.cancel()
             for p in outstanding:
                 self._worker.discard(p)
+            self._release(sessions)
+            del self._backlogs[stream_id]
             self._stream_closed()
+        if refused is not None:
+            await context.abort(refused.code, refused.details)
 
     async def close(self, timeout: float) -> None:
         """Stop reading requests on every stream, let in-flight ones finish, end the streams."""
@@ -225,21 +313,75 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         if self._open_streams == 0:
             self._idle.set()
 
+    def _release(self, sessions: set[str]) -> None:
+        for name in sessions:
+            session = self._sessions[name]
+            session.streams -= 1
+            if session.streams == 0:
+                del self._sessions[name]
+        sessions.clear()
+
+    def _admit(self, session_id: str, sessions: set[str]) -> float:
+        """Take one request of ``session_id`` from its bucket: 0.0, or the seconds until one is there.
+
+        Raises :class:`_Refused` (RESOURCE_EXHAUSTED) for a new session past ``max_sessions``.
+        """
+        limits = self._limits
+        now = self._clock()
+        session = self._sessions.get(session_id)
+        if session is None:
+            if len(self._sessions) >= limits.max_sessions:
+                raise _Refused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"max_sessions: {len(self._sessions)} sessions are open on this server, the most it "
+                    f"takes (max_sessions {limits.max_sessions}); session_id {shown(session_id)} is refused: "
+                    "close one or raise --max-sessions",
+                )
+            session = self._sessions[session_id] = _Session(float(limits.max_request_burst), now)
+        if session_id not in sessions:
+            sessions.add(session_id)
+            session.streams += 1
+        rate = limits.max_request_rate_hz
+        session.tokens = min(
+            float(limits.max_request_burst), session.tokens + (now - session.refilled) * rate
+        )
+        session.refilled = now
+        if session.tokens >= 1.0:
+            session.tokens -= 1.0
+            return 0.0
+        return (1.0 - session.tokens) / rate
+
     async def _read(
         self,
         stream_id: int,
         requests: AsyncIterator[pb.PredictRequest | Undecodable],
         out: asyncio.Queue[tuple[pb.PredictResponse, float] | None],
         outstanding: set[Pending],
+        sent: asyncio.Event,
+        sessions: set[str],
     ) -> None:
         loop = asyncio.get_running_loop()
         closing = asyncio.ensure_future(self._closing.wait())
         it = aiter(requests)
         next_request: asyncio.Future[pb.PredictRequest | Undecodable] | None = None
+        idle_s = self._limits.idle_stream_timeout_s or None
         try:
             while not self._closing.is_set():
+                while out.qsize() + len(outstanding) >= MAX_UNSENT_PER_STREAM and not closing.done():
+                    sent.clear()  # the client is not reading answers: stop reading its requests
+                    await _first(sent.wait(), closing)
                 next_request = asyncio.ensure_future(anext(it))
-                await asyncio.wait((next_request, closing), return_when=asyncio.FIRST_COMPLETED)
+                while not (next_request.done() or closing.done()):
+                    await asyncio.wait(
+                        (next_request, closing), timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    busy = bool(outstanding) or not out.empty()
+                    if not (next_request.done() or closing.done() or busy):
+                        raise _Refused(
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"idle_stream_timeout_s: no request on this stream for {idle_s:g} s "
+                            f"(idle_stream_timeout_s {idle_s:g}); open a new stream to go on",
+                        )
                 if not next_request.done():
                     break  # shutting down: take no new work
                 try:
@@ -247,7 +389,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                 except StopAsyncIteration:
                     break
                 arrival = self._clock()
-                await self._handle(stream_id, request, arrival, loop, out, outstanding)
+                wait_s = await self._handle(stream_id, request, arrival, loop, out, outstanding, sessions)
+                if wait_s > 0:  # over the rate: read nothing more until the bucket holds a request
+                    await asyncio.wait((closing,), timeout=wait_s)
             if outstanding:
                 await asyncio.wait([p.future for p in outstanding])
         finally:
@@ -267,7 +411,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         loop: asyncio.AbstractEventLoop,
         out: asyncio.Queue[tuple[pb.PredictResponse, float] | None],
         outstanding: set[Pending],
-    ) -> None:
+        sessions: set[str],
+    ) -> float:
+        """Answer or submit ``request``; the seconds the stream must wait before its next request."""
         if isinstance(request, Undecodable):
             logger.debug(
                 "Request %d on stream %d is refused: %s", request.request_id, stream_id, request.message
@@ -275,7 +421,19 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             result = Result(pb.PredictResponse.INVALID, request.message)
             answer = pb.PredictRequest(request_id=request.request_id)
             out.put_nowait((self._response(answer, arrival, self._clock(), result), arrival))
-            return
+            return 0.0
+        session_id = request.session_id or f"stream-{stream_id}"
+        wait_s = self._admit(session_id, sessions)
+        if wait_s > 0:
+            limits = self._limits
+            result = Result(
+                pb.PredictResponse.INVALID,
+                f"request: session_id {shown(session_id)} is over max_request_rate_hz "
+                f"{limits.max_request_rate_hz:g} (bursts of {limits.max_request_burst}); not computed: "
+                f"send at most {limits.max_request_rate_hz:g} requests/s per session",
+            )
+            out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
+            return wait_s
         try:
             if self._decode_executor is not None and needs_decoding(request):
                 obs = await loop.run_in_executor(
@@ -289,14 +447,14 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             )
             result = Result(pb.PredictResponse.INVALID, str(exc))
             out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
-            return
+            return 0.0
         except Exception as exc:  # a decoder bug must cost one answer, not the stream
             self._errors.exception(exc, "Decoding a request failed")
             result = Result(
                 pb.PredictResponse.ERROR, f"server failed to decode the request: {type(exc).__name__}: {exc}"
             )
             out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
-            return
+            return 0.0
         if len(outstanding) >= MAX_OUTSTANDING_PER_STREAM:
             # Latest-wins is per session, so a stream naming a new session in every request could
             # queue decoded observations without bound; one robot session has at most two.
@@ -306,10 +464,10 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                 f"(at most {MAX_OUTSTANDING_PER_STREAM}); one stream serves one session",
             )
             out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
-            return
+            return 0.0
         enqueued = self._clock()
         pending = Pending(
-            session=request.session_id or f"stream-{stream_id}",
+            session=session_id,
             request_id=request.request_id,
             observation=obs,
             enqueued=enqueued,
@@ -327,6 +485,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
 
         pending.future.add_done_callback(done)
         self._worker.submit(pending)
+        return 0.0
 
     def _response(
         self, request: pb.PredictRequest, arrival: float, enqueued: float, result: Result
@@ -349,6 +508,15 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         timing.total_ms = (self._clock() - arrival) * 1e3
         timing.batch_size = result.batch_size
         return response
+
+
+async def _first(wait: Coroutine[Any, Any, Any], other: asyncio.Future[Any]) -> None:
+    """Await whichever ends first, ``wait`` or ``other``; ``wait`` is cancelled if still running."""
+    task = asyncio.ensure_future(wait)
+    try:
+        await asyncio.wait((task, other), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

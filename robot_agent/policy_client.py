@@ -265,6 +265,18 @@ def check_spec(spec: pb.PolicySpec, *, address: str = "") -> None:
         raise SpecMismatch(f"{where}dt_s is {spec.dt_s}, expected a number of seconds in (0, {_MAX_DT_S:g}]")
 
 
+#: gRPC keepalive of the agent's channel (gRPC's ``doc/keepalive.md``): a ping every 2 s, calls
+#: or not, the connection dropped when one goes unanswered for 2 s, so a dead server or cable is
+#: noticed within ~4 s. Matches the server's defaults (``keepalive_min_ping_interval_ms`` 1000 <=
+#: 2000, so the server never answers these pings with GOAWAY ``too_many_pings``).
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 2000),
+    ("grpc.keepalive_timeout_ms", 2000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+
 class PolicyClient:
     """One session with the inference server: ``connect`` reads the spec and opens the stream."""
 
@@ -306,6 +318,7 @@ class PolicyClient:
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                *KEEPALIVE_OPTIONS,
             ],
         )
         stub = pb_grpc.PolicyServiceStub(self._channel)

@@ -159,7 +159,9 @@ def decode_image(image: pb.Image, *, name: str = "image", max_pixels: int = MAX_
     Raises :class:`CodecError` (message starting with ``name``) when the declared size is empty
     or over ``max_pixels``, the channels are not 3, the encoding is unknown, a RAW_RGB8 byte count
     is not ``height * width * 3``, or JPEG/PNG data does not start with its format's signature,
-    is truncated, declares another size in its own header (checked before decoding), or does not
+    is truncated, declares another size in its own header (checked before decoding), has a PNG
+    chunk whose length runs past the data or a JPEG byte pair that is not a marker before its
+    frame header (both read differently by the decoder, checked before decoding), or does not
     decode.
     """
     height, width, channels = int(image.height), int(image.width), int(image.channels)
@@ -193,6 +195,8 @@ def decode_image(image: pb.Image, *, name: str = "image", max_pixels: int = MAX_
         )
     if not complete:
         raise CodecError(f"{name}: data is not a valid {label} image (truncated: no end marker)")
+    if image.encoding == pb.Image.PNG and not _png_chunks_fit(data):
+        raise CodecError(f"{name}: data is not a valid PNG image (a chunk's length runs past the data)")
     import cv2
 
     # IGNORE_ORIENTATION: an EXIF rotation would swap the checked height and width.
@@ -216,6 +220,26 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+def _png_chunks_fit(data: bytes) -> bool:
+    """True when every chunk of a PNG, walked by its length field from the signature, fits in
+    ``data`` (a length is at most 2**31 - 1, PNG spec section 5.3) and the walk ends on an IEND
+    chunk at the very end.
+
+    OpenCV's reader allocates a chunk's declared length before reading it: a 268-byte 8x8 PNG
+    whose IDAT declared 4 GB took 4 GB of memory and 33 s to refuse (issue 15, fuzzing).
+    """
+    i, n = len(_PNG_SIGNATURE), len(data)
+    while i + 12 <= n:
+        length = int.from_bytes(data[i : i + 4], "big")
+        end = i + 12 + length  # length, type, data, CRC
+        if length > 2**31 - 1 or end > n:
+            return False
+        if data[i + 4 : i + 8] == b"IEND":
+            return end == n
+        i = end
+    return False
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """``(width, height)`` from a JPEG's first start-of-frame segment (ITU T.81 B.2.2); None when
     the data is not a JPEG or a scan comes before any frame header."""
@@ -232,6 +256,11 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: no length field
             i += 2
             continue
+        if marker < 0xC0:
+            # FF00 is not a marker, 02-BF are reserved (T.81 table B.1). libjpeg skips FF00 as
+            # garbage where a length walk would jump over the bytes behind it: an 8x8 SOF placed
+            # after a FF00 "segment" hiding a 20000x20000 one decoded 1.2 GB (issue 15, fuzzing).
+            return None
         if marker in (0xD8, 0xD9, 0xDA):  # another SOI, end of image or a scan before any frame
             return None
         length = int.from_bytes(data[i + 2 : i + 4], "big")

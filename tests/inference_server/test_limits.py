@@ -1,0 +1,128 @@
+"""Limits per client (issue 15): streams, sessions, request rate and idle streams."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from inference_server import Server, ServerConfig
+from inference_server.service import PolicyService
+from tests.utils import PredictStream, connect, make_request, poll_until, run_server, write_python_bundle
+from vla.v1 import policy_pb2 as pb
+
+
+@pytest.fixture
+def small_bundle(tmp_path: Path) -> Path:
+    """The echo policy with one 16x16 camera: requests of ~1 KB, a model call of microseconds."""
+    return write_python_bundle(
+        tmp_path / "small", "tests.inference_server.policies:EchoPolicy", cameras={"front": (16, 16)}
+    )
+
+
+def _config(bundle: Path, **limits: object) -> ServerConfig:
+    return ServerConfig(policy=bundle, metrics_port=None, warmup_iters=0, **limits)  # type: ignore[arg-type]
+
+
+def _service(server: Server) -> PolicyService:
+    assert server._service is not None
+    return server._service
+
+
+async def _refusal(stream: PredictStream) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stream.recv()
+    return info.value
+
+
+async def test_the_stream_past_max_streams_is_refused_with_resource_exhausted(small_bundle: Path) -> None:
+    async with run_server(_config(small_bundle, max_streams=2)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        streams = [PredictStream(stub) for _ in range(2)]
+        for i, s in enumerate(streams):
+            s.send(make_request(spec, 1, session_id=f"arm-{i}"))
+            assert (await s.recv()).status == pb.PredictResponse.OK
+        third = PredictStream(stub)
+        third.send(make_request(spec, 1, session_id="arm-2"))
+        error = await _refusal(third)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_streams 2" in error.details() and "2 Predict streams are open" in error.details()
+        # The open ones live on, and a closed one makes room.
+        streams[0].send(make_request(spec, 2, session_id="arm-0"))
+        assert (await streams[0].recv()).status == pb.PredictResponse.OK
+        await streams[1].close()
+        assert await streams[1].recv() is grpc.aio.EOF
+        await poll_until(lambda: _service(server).open_streams == 1)
+        fourth = PredictStream(stub)
+        fourth.send(make_request(spec, 1, session_id="arm-3"))
+        assert (await fourth.recv()).status == pb.PredictResponse.OK
+
+
+async def test_a_session_past_max_sessions_is_refused_and_its_slot_freed_on_close(small_bundle: Path) -> None:
+    async with run_server(_config(small_bundle, max_sessions=2)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        a, b = PredictStream(stub), PredictStream(stub)
+        a.send(make_request(spec, 1, session_id="arm-a"))
+        b.send(make_request(spec, 1, session_id="arm-b"))
+        assert (await a.recv()).status == (await b.recv()).status == pb.PredictResponse.OK
+        # A stream naming a third session id: one stream may also not mint sessions past the limit.
+        a.send(make_request(spec, 2, session_id="arm-c"))
+        error = await _refusal(a)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_sessions 2" in error.details() and "'arm-c'" in error.details()
+        await poll_until(lambda: _service(server).live_sessions == 1)  # arm-a went with its stream
+        c = PredictStream(stub)
+        c.send(make_request(spec, 1, session_id="arm-c"))
+        assert (await c.recv()).status == pb.PredictResponse.OK
+        b.send(make_request(spec, 2, session_id="arm-b"))
+        assert (await b.recv()).status == pb.PredictResponse.OK
+
+
+async def test_a_session_over_its_rate_gets_invalid_naming_the_limit_and_lives_on(small_bundle: Path) -> None:
+    config = _config(small_bundle, max_request_rate_hz=2.0, max_request_burst=3)
+    async with run_server(config) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        stream = PredictStream(stub)
+        answers = []
+        for i in range(1, 6):
+            stream.send(make_request(spec, i, session_id="arm"))
+            answers.append(await stream.recv())
+        assert [a.request_id for a in answers] == [1, 2, 3, 4, 5]
+        statuses = [a.status for a in answers]
+        ok, invalid = pb.PredictResponse.OK, pb.PredictResponse.INVALID
+        assert statuses == [ok, ok, ok, invalid, ok]  # the burst, one over it, then one token later
+        assert answers[3].message == (
+            "request: session_id 'arm' is over max_request_rate_hz 2 (bursts of 3); not computed: "
+            "send at most 2 requests/s per session"
+        )
+        assert not answers[3].HasField("actions")
+        np.testing.assert_allclose(np.frombuffer(answers[4].actions.data, np.float32)[0], 5.0)
+        assert _service(server).open_streams == 1
+
+
+async def test_an_idle_stream_is_ended_after_idle_stream_timeout_s(small_bundle: Path) -> None:
+    async with (
+        run_server(_config(small_bundle, idle_stream_timeout_s=0.3)) as server,
+        connect(server) as stub,
+    ):
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        busy, idle = PredictStream(stub), PredictStream(stub)
+        idle.send(make_request(spec, 1, session_id="idle"))
+        assert (await idle.recv()).status == pb.PredictResponse.OK
+        t0 = time.monotonic()
+        ended = asyncio.create_task(_refusal(idle))
+        ended.add_done_callback(lambda _: times.append(time.monotonic() - t0))
+        times: list[float] = []
+        for i in range(1, 8):  # a request every 0.1 s for 0.7 s: never idle for 0.3 s
+            busy.send(make_request(spec, i, session_id="busy"))
+            assert (await busy.recv()).status == pb.PredictResponse.OK
+            await asyncio.sleep(0.1)
+        error = await ended
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "no request on this stream for 0.3 s" in error.details()
+        assert 0.25 <= times[0] < 0.7
+        assert _service(server).open_streams == 1
