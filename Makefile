@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 EXTRAS ?= server,agent,franka,xarm,realsense,dev
 
-.PHONY: demo test install sysdeps proto lint bench clean
+.PHONY: demo test install sysdeps proto lint bench clean fuzz
 
 demo: $(STAMP)
 	$(PY) -m vla_demo
@@ -46,6 +46,19 @@ proto: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check . || true
+
+# Coverage-guided fuzzing (atheris) of the request and response decoders, FUZZ_SECONDS each: new
+# inputs go to fuzz/work/, a crash, timeout or out-of-memory input to fuzz/crashes/ (see fuzz/).
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(PY) -c 'import atheris' 2>/dev/null || $(PIP) install -q atheris
+	@mkdir -p fuzz/work/request fuzz/work/response fuzz/crashes
+	@for target in request response; do \
+	  echo "fuzzing the $$target path for $(FUZZ_SECONDS) s"; \
+	  $(PY) -m fuzz.fuzz_$$target fuzz/work/$$target fuzz/corpus/$$target -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=4096 -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=fuzz/crashes/$$target- || exit 1; \
+	done
 
 bench: $(STAMP)
 	@ls bench/*.py
