@@ -251,6 +251,7 @@ def keepalive_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.http2.min_ping_interval_without_data_ms", config.keepalive_min_ping_interval_ms),
         ("grpc.http2.min_sent_ping_interval_without_data_ms", config.keepalive_time_ms),
+        ("grpc.http2.ping_timeout_ms", config.keepalive_timeout_ms),
     ]
 
 

@@ -1,9 +1,17 @@
-"""Limits per client (issue 15): streams, sessions, request rate and idle streams."""
+"""Limits per client (issue 15): streams, sessions, request rate, idle streams and keepalive.
+
+A frozen client runs in its own process (``tests/inference_server/abuser.py``), as it would on
+another machine.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -14,6 +22,8 @@ from inference_server import Server, ServerConfig
 from inference_server.service import PolicyService
 from tests.utils import PredictStream, connect, make_request, poll_until, run_server, write_python_bundle
 from vla.v1 import policy_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -126,3 +136,35 @@ async def test_an_idle_stream_is_ended_after_idle_stream_timeout_s(small_bundle:
         assert "no request on this stream for 0.3 s" in error.details()
         assert 0.25 <= times[0] < 0.7
         assert _service(server).open_streams == 1
+
+
+@contextlib.asynccontextmanager
+async def _abusers(
+    port: int, streams: int, seconds: float, *extra: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.inference_server.abuser", str(port), str(streams), str(seconds), *extra,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            assert await proc.stdout.readline() == b"open\n"
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+        await proc.wait()
+
+
+async def test_a_frozen_client_is_dropped_by_keepalive_within_a_second(small_bundle: Path) -> None:
+    config = _config(small_bundle, keepalive_time_ms=200, keepalive_timeout_ms=300)
+    async with run_server(config) as server, _abusers(server.port or 0, 1, 20, "--idle") as proc:
+        service = _service(server)
+        assert service.open_streams == service.live_sessions == 1
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGSTOP)  # the robot PC dies: no FIN, no RST, nothing answers
+        await poll_until(lambda: service.open_streams == 0, timeout=5.0)
+        assert time.monotonic() - t0 < 2.0  # 200 ms to the next ping + 300 ms without an answer
+        assert service.live_sessions == 0
