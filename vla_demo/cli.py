@@ -219,6 +219,25 @@ def _apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser, arg
         setattr(args, action.dest, _config_value(path, key, value, action))
 
 
+def _check_ranges(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Counts and rates out of range (``--episodes 0`` ran one episode, ``--min-success 1.5``
+    failed a perfect run): a bad flag exits 2 naming it; a bad ``--config`` value raises
+    :class:`ConfigFileError` naming the file and the key."""
+    checks = {
+        "episodes": (lambda v: v >= 1, "expected an integer >= 1"),
+        "min_success": (lambda v: 0.0 <= v <= 1.0, "expected a success rate in 0..1"),
+    }
+    given = {a.split("=")[0] for a in argv if a.startswith("--")}
+    for dest, (ok, expected) in checks.items():
+        value = getattr(args, dest, None)
+        if value is None or ok(value):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if flag in given or not args.config:
+            parser.error(f"argument {flag}: {value!r}, {expected}")
+        raise ConfigFileError(f"config file {args.config!r}: {flag[2:]} is {value!r}, {expected}")
+
+
 def _config_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
     """``value`` from the file checked against what the option takes (as its flag would be)."""
     where = f"config file {path!r}: {key}"
@@ -248,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _apply_config(args, commands[args.command], argv)
+        _check_ranges(args, commands[args.command], argv)
         if getattr(args, "server", None):
             _check_server(args.server)
     except Exception as exc:
@@ -302,7 +322,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results.to_dict(), indent=2) + "\n")
-        return 0 if results.success_rate >= args.min_success else 1
+        if results.success_rate < args.min_success:
+            print(
+                f"success rate {results.success_rate:.0%} is below --min-success {args.min_success:g}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        return 0
     if args.command == "generate":
         from vla_demo.data import generate
 

@@ -202,7 +202,8 @@ def latency_summary(results: EvalResults, metrics: AgentMetrics | None = None) -
             "all requests "
             + ", ".join(f"p{int(q * 100)} <= {b * 1000:.0f} ms" for q, b in bounds if b is not None)
         )
-    parts.append(f"deadline misses {misses}, holds {sum(holds.values())} ({dict(holds) or 'none'})")
+    by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(holds.items())) or "none"
+    parts.append(f"deadline misses {misses}, holds {sum(holds.values())} ({by_reason})")
     return "; ".join(parts)
 
 

@@ -129,3 +129,49 @@ def test_flags_are_not_abbreviated(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["demo", "--epi", "3"])
     assert info.value.code == 2
     assert "unrecognized arguments: --epi 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--episodes", "0"], "argument --episodes: 0, expected an integer >= 1"),
+        (["evaluate", "--episodes=-3"], "argument --episodes: -3, expected an integer >= 1"),
+        (["generate", "--episodes", "0"], "argument --episodes: 0, expected an integer >= 1"),
+        (["demo", "--min-success", "1.5"], "argument --min-success: 1.5, expected a success rate in 0..1"),
+        (["demo", "--min-success", "nan"], "argument --min-success: nan, expected a success rate in 0..1"),
+    ],
+)
+def test_counts_and_rates_out_of_range_are_bad_flags(
+    capsys: pytest.CaptureFixture[str], ran: list[argparse.Namespace], argv: list[str], message: str
+) -> None:
+    """``demo --episodes 0`` said 'Running 0 episodes' and ran one; ``--min-success 1.5`` failed
+    a 100 % run (issue 11)."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err and ran == []
+
+
+def test_a_config_value_out_of_range_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ran: list[argparse.Namespace]
+) -> None:
+    path = tmp_path / "demo.toml"
+    path.write_text("episodes = 0\n")
+    assert cli.main(["demo", "--config", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"ConfigFileError: config file {str(path)!r}: episodes is 0, expected an integer >= 1\n"
+    )
+    assert ran == []
+
+
+@pytest.mark.parametrize(("rate", "code"), [(0.5, 1), (0.8, 0)])
+def test_demo_below_min_success_says_so_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rate: float, code: int
+) -> None:
+    from vla_demo import demo
+
+    results = argparse.Namespace(success_rate=rate, to_dict=dict)
+    monkeypatch.setattr(demo, "run_demo", lambda config, out: results)
+    assert cli.main(["demo", "--min-success", "0.8", "--video", ""]) == code
+    err = capsys.readouterr().err
+    assert err == ("success rate 50% is below --min-success 0.8\n" if code else "")
