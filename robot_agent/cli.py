@@ -31,7 +31,7 @@ from robot_agent.config import (
     RobotConfig,
     ServerConfig,
 )
-from robot_agent.errors import AgentError, EstopRefused, RobotInUse, RunFileError
+from robot_agent.errors import AgentError, ConfigError, EstopRefused, RobotInUse, RunFileError
 from robot_agent.runfile import (
     RunFile,
     RunRecord,
@@ -206,6 +206,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _success_rate(text: str) -> float:
+    """``--min-success``: a rate in 0..1 (1.5 failed every run, nan passed every one)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}, expected a success rate in 0..1")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """``--episode-timeout``: finite and > 0 (0 scored every episode a timeout unseen)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}, expected seconds > 0")
+    return value
+
+
 def build_eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robot-agent eval",
@@ -228,7 +250,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--episode-timeout",
-        type=float,
+        type=_positive_seconds,
         default=15.0,
         metavar="S",
         help="an episode the world has not judged after S seconds counts as a timeout (default: 15)",
@@ -245,7 +267,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (default: none)")
     parser.add_argument(
         "--min-success",
-        type=float,
+        type=_success_rate,
         default=0.0,
         metavar="RATE",
         help="exit 1 when the success rate (0-1) is below RATE (default: 0)",
@@ -501,6 +523,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     config.instruction,
                 )
 
+            if args.json:  # before the episodes, not after them: a path that cannot be written is named
+                json_path = Path(args.json)
+                try:
+                    json_path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"--json {args.json}: cannot make its folder: {exc.strerror or exc}"
+                    ) from None
+                if json_path.is_dir():
+                    raise ConfigError(f"--json {args.json} is a folder, expected a file path")
             results = run_eval(config, args.episodes, args.seed, args.episode_timeout)
             print(format_results(results), flush=True)
             if args.json:
