@@ -142,7 +142,7 @@ async def _inject(soak: Soak, proxy: FaultProxy, server_pid: int, stop: asyncio.
 
 async def _sample(soak: Soak, pids: dict[str, int], stop: asyncio.Event) -> None:
     while not stop.is_set():
-        row: dict[str, Any] = {"t": time.monotonic() - soak.t0}
+        row: dict[str, Any] = {"t": time.monotonic() - soak.t0, "load1": os.getloadavg()[0]}
         for name, pid in pids.items():
             row[name] = proc_sample(pid)
         soak.samples.append(row)
@@ -226,6 +226,7 @@ def report(soak: Soak) -> dict[str, Any]:
             "rtt_p50_ms": float(np.percentile(rtt, 50) * 1000) if rtt else None,
             "rtt_p99_ms": float(np.percentile(rtt, 99) * 1000) if rtt else None,
             "faults": [f["kind"] for f in soak.faults if lo <= f["start"] < hi],
+            "load1_max": max((s["load1"] for s in rows), default=None),  # the machine's 1-min load
         }
         for proc in ("server", "agent"):
             if rows:
@@ -281,7 +282,7 @@ def report(soak: Soak) -> dict[str, Any]:
 
 def print_report(result: dict[str, Any]) -> None:
     print(f"{'min':>3} {'srv RSS':>9} {'fd':>3} {'thr':>3} {'agt RSS':>9} {'fd':>3} {'thr':>3} "
-          f"{'chunks':>6} {'p50 ms':>7} {'p99 ms':>7} {'in-fault':>8}  faults")  # fmt: skip
+          f"{'chunks':>6} {'p50 ms':>7} {'p99 ms':>7} {'in-fault':>8} {'load':>5}  faults")  # fmt: skip
     for r in result["per_minute"]:
         s, a = r.get("server", {}), r.get("agent", {})
         p50 = f"{r['rtt_p50_ms']:7.1f}" if r["rtt_p50_ms"] is not None else "      -"
@@ -289,7 +290,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(
             f"{r['minute']:>3} {s.get('rss_bytes', 0) / MIB:7.1f}Mi {s.get('fds', 0):>3.0f} {s.get('threads', 0):>3.0f} "
             f"{a.get('rss_bytes', 0) / MIB:7.1f}Mi {a.get('fds', 0):>3.0f} {a.get('threads', 0):>3.0f} "
-            f"{r['chunks']:>6} {p50} {p99} {r['chunks_during_faults']:>8}  {','.join(r['faults'])}"
+            f"{r['chunks']:>6} {p50} {p99} {r['chunks_during_faults']:>8} {r['load1_max'] or 0:5.1f}  {','.join(r['faults'])}"
             + ("" if r["full"] else "  (partial)")
         )
     for name, c in result["checks"].items():
