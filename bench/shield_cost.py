@@ -4,7 +4,9 @@ The shield runs on every tick (100-250 Hz: a 4-10 ms period) inside the agent's 
 this measures one ``Shield.filter`` call for end-effector and joint targets, with and without
 keep-out zones, on smooth input (the common case: the target passes unchanged) and on
 adversarial input (jumps, NaN, out-of-workspace: every limit engaged). The budget it must stay
-small against is 1 ms.
+small against is 1 ms. The "+ fk" joint cases give the shield the arm's forward kinematics
+(``panda_py.fk``, as the sim and Franka drivers do): each joint command then pays one FK and a
+zone check; "joints smooth" without it is their baseline (ratio printed).
 
     python bench/shield_cost.py [--calls 5000] [--json out.json]
 """
@@ -25,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _stats import format_summary, summarize, write_json
 
-from safety import PANDA_HOME_JOINTS, Measured, Pose, SafetyConfig, Shield, Target
-from safety.rotations import quat_multiply, rotvec_to_quat
+from safety import FK, PANDA_HOME_JOINTS, Measured, Pose, SafetyConfig, Shield, Target
+from safety.rotations import matrix_to_quat, quat_multiply, rotvec_to_quat
 
 HOME_POSITION = np.array([0.307, 0.0, 0.487])
 HOME_QUATERNION = np.array([1.0, 0.0, 0.0, 0.0])
@@ -85,6 +87,17 @@ def adversarial_joints(rng: np.random.Generator) -> Callable[[float], Target]:
     return make
 
 
+def panda_fk() -> FK:
+    """The sim and Franka drivers' forward kinematics (imported only when measured)."""
+    import panda_py
+
+    def fk(q: np.ndarray) -> Pose:
+        t = np.asarray(panda_py.fk(q), dtype=float)
+        return Pose(t[:3, 3].copy(), matrix_to_quat(t[:3, :3]))
+
+    return fk
+
+
 SCENARIOS: dict[str, tuple[Callable[[np.random.Generator], Callable[[float], Target]], dict]] = {
     "ee smooth": (smooth_ee, {}),
     "ee adversarial": (adversarial_ee, {"estop_after_interventions": 0}),
@@ -92,6 +105,13 @@ SCENARIOS: dict[str, tuple[Callable[[np.random.Generator], Callable[[float], Tar
     "ee adversarial, keep-out": (adversarial_ee, {**KEEP_OUT, "estop_after_interventions": 0}),
     "joints smooth": (smooth_joints, {}),
     "joints adversarial": (adversarial_joints, {"estop_after_interventions": 0}),
+    "joints smooth + fk, keep-out": (smooth_joints, KEEP_OUT),
+    "joints adversarial + fk, keep-out": (adversarial_joints, {**KEEP_OUT, "estop_after_interventions": 0}),
+}
+#: Scenarios whose shield gets the arm's FK, and the one each is compared with.
+WITH_FK = {
+    "joints smooth + fk, keep-out": "joints smooth",
+    "joints adversarial + fk, keep-out": "joints adversarial",
 }
 
 
@@ -100,7 +120,7 @@ def measure(name: str, calls: int, seed: int) -> dict[str, float]:
     factory, overrides = SCENARIOS[name]
     rng = np.random.default_rng(seed)
     make = factory(rng)
-    shield = Shield(SafetyConfig.from_mapping(overrides))
+    shield = Shield(SafetyConfig.from_mapping(overrides), fk=panda_fk() if name in WITH_FK else None)
     measured = Measured(0.0, Pose(HOME_POSITION.copy(), HOME_QUATERNION.copy()), HOME_JOINTS.copy(), 1.0)
     shield.reset(measured)
     samples = np.empty(calls)
@@ -139,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         stats = measure(name, args.calls, args.seed)
         results[name] = stats
         print(format_summary(name, stats, unit="us"))
+        if name in WITH_FK:
+            base = results[WITH_FK[name]]
+            print(f"  p50 ratio vs {WITH_FK[name]!r}: {stats['p50'] / base['p50']:.2f}x")
     if args.json is not None:
         write_json(
             args.json, {"benchmark": "shield_cost", "unit": "us", "calls": args.calls, "results": results}

@@ -121,6 +121,7 @@ class Shield:
         # deeper. None after a seed: then computed from the seed's joints (_fk_seed) when needed.
         self._fk_pen: np.ndarray | None = None
         self._fk_seed: np.ndarray | None = None
+        self._fk_pen_zero = False  # whether _fk_pen is all zeros (then a cheaper check will do)
         self._zones = Zones(config.workspace, config.keep_out, config.keep_out_margin_m)
         t, r, j = config.translation, config.rotation, config.joints
         # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
@@ -561,15 +562,19 @@ class Shield:
             self._fk_pen = (
                 self._zones.penetration(seed) if seed is not None else np.zeros(3 + len(self._zones.keep_out))
             )
+            self._fk_pen_zero = not bool(self._fk_pen.any())
         p = self._fk_position(q)
         if p is None:
             return "workspace"  # a position not known is not known to be inside the workspace
+        if self._fk_pen_zero and self._zones.violation(p) is None:
+            return None  # the common case, on plain floats: allowed, and the depths stay zero
         pen = self._zones.penetration(p)
         over = pen - self._fk_pen
         k = int(np.argmax(over))
         if over[k] > 1e-9:
             return "workspace" if k < 3 else "keep_out"
         self._fk_pen = pen
+        self._fk_pen_zero = not bool(pen.any())
         return None
 
     # --- gripper, holds, bookkeeping --------------------------------------------------------
