@@ -15,6 +15,7 @@ import numpy as np
 
 from inference_server.backends import create_backend, dummy_batch
 from inference_server.bundle import load_bundle
+from inference_server.errors import ConfigError
 
 __all__ = ["bench_model", "summarize"]
 
@@ -43,6 +44,17 @@ def bench_model(
     warmup_iters: int = 10,
     json_path: Path | None = None,
 ) -> dict[str, Any]:
+    """Load ``policy`` as the server would, run ``warmup_iters`` then time ``iters`` calls of
+    ``predict`` on a batch of ``batch``; print and return mean/percentiles in ms (:func:`summarize`).
+    Raises :class:`~inference_server.errors.ConfigError` naming ``--json`` before any model is
+    loaded when ``json_path`` is a folder or its folder does not exist (it used to fail after the
+    run with a bare ``FileNotFoundError``), and ``BundleError`` for a bundle that cannot be served."""
+    if json_path is not None:
+        target = Path(json_path)
+        if target.is_dir():
+            raise ConfigError(f"--json {target} is a folder, expected a file path", field="json")
+        if not target.parent.is_dir():
+            raise ConfigError(f"--json {target}: no folder {target.parent} to write it in", field="json")
     bundle = load_bundle(policy, backend=backend, device=device, precision=precision)
     model = create_backend(bundle)
     inputs = dummy_batch(bundle, batch)
