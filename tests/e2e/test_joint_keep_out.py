@@ -27,6 +27,7 @@ import panda_py
 import pytest
 
 from robot_agent.agent import Agent
+from robot_agent.config import RobotConfig
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import SpecMismatch
 from safety import Pose, SafetyConfig, verify_trace
@@ -171,3 +172,19 @@ async def test_a_joint_policy_on_an_arm_without_fk_and_no_zones_is_warned_about(
             await poll_until(lambda: servicer.answered >= 1, timeout=10)
     warned = [r.getMessage() for r in caplog.records if "no forward kinematics" in r.getMessage()]
     assert len(warned) == 1 and "not against safety.workspace" in warned[0], warned
+
+
+def test_the_sim_arm_offers_fk_and_the_xarm_does_not() -> None:
+    """The xArm is the arm the refusal above is for: its driver defines no forward kinematics."""
+    pytest.importorskip("xarm")
+    from robot_agent.drivers.xarm import XArmRobot
+    from robot_agent.robot import Robot
+
+    assert Robot.forward_kinematics is None and XArmRobot.forward_kinematics is None
+    q = np.array([0.1, -0.5, 0.2, -2.0, 0.1, 1.8, 0.7])
+    robot = SimRobot.from_config(RobotConfig(options={"realtime": False, "seed": 0}))
+    sim = robot.forward_kinematics(q)
+    assert np.allclose(sim.position, np.asarray(panda_py.fk(q))[:3, 3])
+    # The pose read_state reports is the FK of the measured joints: the frame the zones bound.
+    state = robot.read_state()
+    assert np.allclose(robot.forward_kinematics(state.joint_positions).position, state.ee.position)
