@@ -148,6 +148,21 @@ async def evaluate(
                 f"robot.kind is {config.robot.kind!r}: eval needs the simulated arm and its world (robot.kind = 'sim')",
                 field="robot.kind",
             )
+        # The world is scored on what its own cameras render: a real camera would show the
+        # policy a scene the score knows nothing of (--camera usb opened /dev/video0 for an eval).
+        for name, camera in sorted(config.cameras.items()):
+            if camera.kind != "sim":
+                raise ConfigError(
+                    f"cameras.{name}.kind is {camera.kind!r}: eval renders the simulated world's cameras "
+                    "(kind = 'sim')",
+                    field=f"cameras.{name}.kind",
+                )
+        if config.default_camera != "sim":
+            raise ConfigError(
+                f"default_camera is {config.default_camera!r}: eval renders the simulated world's cameras "
+                "(--camera sim)",
+                field="default_camera",
+            )
         robot = create_robot(config.robot)
         await asyncio.to_thread(robot.connect)
     world = getattr(robot, "world", None)

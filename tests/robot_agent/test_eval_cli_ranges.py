@@ -57,3 +57,41 @@ def test_json_under_a_file_is_refused_before_any_episode(
     err = capsys.readouterr().err
     assert err.startswith(f"ConfigError: --json {target}: cannot make its folder: ") and err.count("\n") == 1
     assert evals == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "toml", "message"),
+    [
+        (
+            ["--camera", "usb"],
+            "",
+            "ConfigError: default_camera is 'usb': eval renders the simulated world's cameras (--camera sim)\n",
+        ),
+        (
+            [],
+            '[cameras.front]\nkind = "realsense"\nserial = "1"\n',
+            "ConfigError: cameras.front.kind is 'realsense': eval renders the simulated world's cameras "
+            "(kind = 'sim')\n",
+        ),
+    ],
+)
+def test_eval_with_a_real_camera_is_refused_before_connecting(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    toml: str,
+    message: str,
+) -> None:
+    """``eval --camera usb`` connected the sim arm, then opened /dev/video0 to score the sim world."""
+    import robot_agent.evaluation
+
+    def connect_nothing(config: Any) -> None:
+        raise AssertionError(f"eval tried to create robot {config.kind}")
+
+    monkeypatch.setattr(robot_agent.evaluation, "create_robot", connect_nothing)
+    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    path = tmp_path / "agent.toml"
+    path.write_text(toml)
+    assert cli.main(["eval", "--config", str(path), "--episodes", "1", *argv]) == 1
+    assert capsys.readouterr().err == message
