@@ -779,10 +779,18 @@ class Agent:
         try:  # port 0: any free port, the one bound is logged and kept in self.metrics_port
             server, thread = start_http_server(port, addr=host, registry=self.metrics.registry)
         except OSError as exc:
+            import errno
+            import socket
+
+            # A name that does not resolve, or an address of another machine, is the host's fault:
+            # '--metrics-host nonsense' used to be blamed on metrics_port.
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                field, hint = "metrics_host", "an address of this machine, 0.0.0.0 for every interface"
+            else:
+                field, hint = "metrics_port", "another port, 0 for any free one, or off"
             raise ConfigError(
-                f"metrics endpoint {host}:{port}: cannot bind: {exc.strerror or exc} "
-                "(metrics_port: another port, 0 for any free one, or off)",
-                field="metrics_port",
+                f"metrics endpoint {host}:{port}: cannot bind: {exc.strerror or exc} ({field}: {hint})",
+                field=field,
             ) from exc
         self.metrics_port = server.server_port
         logger.info("Metrics on http://%s:%d/metrics", host, self.metrics_port)
