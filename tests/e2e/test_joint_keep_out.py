@@ -122,9 +122,9 @@ async def test_a_joint_dive_never_commands_the_tool_into_the_table(
     servicer = JointDive()
     async with dive_server(servicer) as port:
         agent = Agent(agent_config(port, safety=safety, **{"record.dir": str(record)}))
-        async with running(agent, timeout=30):
+        async with running(agent, timeout=60):
             # Until the shield has stopped the dive (and the e-stop may follow the holds).
-            await poll_until(lambda: agent.stats.safety_interventions[stopped_by] > 0, timeout=20)
+            await poll_until(lambda: agent.stats.safety_interventions[stopped_by] > 0, timeout=40)
     cfg = SafetyConfig.from_mapping(safety)
     steps = read_jsonl(record / "steps.jsonl")
     sent = [np.asarray(s["safe"]["joints"]) for s in steps if s["safe"] is not None and not s["holding"]]
@@ -134,10 +134,12 @@ async def test_a_joint_dive_never_commands_the_tool_into_the_table(
     # The dive really went toward the stop, and no command crossed it.
     assert tcp[:, 2].min() >= TABLE_Z + MARGIN - 1e-9, tcp[:, 2].min()
     assert (tcp >= lo - 1e-9).all() and (tcp <= hi + 1e-9).all()
+    # Near the stop when it held: within what one tick's joint step moves the TCP (several cm
+    # at the joint velocity limits when a loaded machine stretches the tick's dt).
     if stopped_by == "keep_out":
-        assert tcp[:, 2].min() < TABLE_Z + MARGIN + 0.01, tcp[:, 2].min()
+        assert tcp[:, 2].min() < TABLE_Z + MARGIN + 0.05, tcp[:, 2].min()
     else:
-        assert tcp[:, 0].max() > hi[0] - 0.01, tcp[:, 0].max()
+        assert tcp[:, 0].max() > hi[0] - 0.05, tcp[:, 0].max()
     measured_z = np.array([s["measured"]["ee"][2] for s in steps if s["measured"] is not None])
     assert measured_z.min() >= TABLE_Z, measured_z.min()  # the arm itself never touched it
     limits = json.loads((record / "safety_limits.json").read_text())
