@@ -32,7 +32,8 @@ class ServerConfig:
     """Everything ``Server`` needs; ``None`` overrides mean "as the bundle's manifest says".
 
     ``port=0`` and ``metrics_port=0`` bind a free port (``server.port``, ``server.metrics_port``
-    hold the bound ones); ``metrics_port=None`` serves no metrics endpoint.
+    hold the bound ones); ``metrics_port=None`` (``metrics_port = false`` in a file) serves no
+    metrics endpoint.
 
     Raises :class:`ConfigError` naming the field (``.field``) for a value of the wrong type, checked
     strictly as TOML types it (``true`` is not an integer, ``"8"`` is not a number), or out of range.
@@ -73,6 +74,11 @@ class ServerConfig:
         if self.metrics_port is not None:
             _check(
                 0 <= self.metrics_port <= 65535, "metrics_port", f"is {self.metrics_port}, expected 0..65535"
+            )
+            _check(  # it failed at bind as 'metrics port ... in use (another inference-server?)'
+                self.metrics_port == 0 or self.metrics_port != self.port,
+                "metrics_port",
+                f"is {self.metrics_port}, the gRPC port too: give /metrics its own port",
             )
         if self.device is not None:
             _check(
@@ -199,7 +205,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> ServerConfig:
                     path=path,
                     field=key,
                 )
-            values[key] = value
+            # TOML has no null: metrics_port = false serves no endpoint, as in the agent's file
+            values[key] = None if key == "metrics_port" and value is False else value
         if "policy" in values and not isinstance(values["policy"], str):
             raise ConfigError(
                 f"config {path}: policy is {values['policy']!r} ({type(values['policy']).__name__}), "

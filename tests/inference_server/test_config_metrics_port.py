@@ -1,0 +1,36 @@
+"""The server's ``metrics_port`` in a file: ``false`` serves none (as in the agent's file), and
+a port equal to the gRPC port is refused naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inference_server.config import ServerConfig, load_config
+from inference_server.errors import ConfigError
+
+
+def test_metrics_port_false_in_a_file_serves_no_endpoint(tmp_path: Path) -> None:
+    """TOML has no null: the file could not turn /metrics off ('metrics_port is False (bool),
+    expected an integer (or None)'), while the agent's file takes false."""
+    path = tmp_path / "server.toml"
+    path.write_text('policy = "b"\nmetrics_port = false\n')
+    assert load_config(path).metrics_port is None
+
+
+def test_metrics_port_true_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text('policy = "b"\nmetrics_port = true\n')
+    with pytest.raises(ConfigError, match=r"metrics_port is True \(bool\), expected an integer") as info:
+        load_config(path)
+    assert info.value.field == "metrics_port"
+
+
+def test_metrics_on_the_grpc_port_is_refused_naming_the_field() -> None:
+    """'--port 50790 --metrics-port 50790' failed at bind with 'metrics port 50790 ... is already
+    in use (another inference-server?)': it was this one's own gRPC port."""
+    with pytest.raises(ConfigError, match=r"metrics_port is 50790, the gRPC port too") as info:
+        ServerConfig(policy=Path("b"), port=50790, metrics_port=50790)
+    assert info.value.field == "metrics_port"
+    assert ServerConfig(policy=Path("b"), port=0, metrics_port=0).metrics_port == 0  # both: any free port
