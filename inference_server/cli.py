@@ -23,7 +23,7 @@ from inference_server.errors import ServerError
 __all__ = ["main"]
 
 _DEFAULTS = ServerConfig(policy=Path("."))
-COMMANDS = ("serve", "bench", "new-bundle", "build-engine")
+COMMANDS = ("serve", "bench", "new-bundle", "build-engine", "make-certs")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -94,7 +94,7 @@ def serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inference-server",
         description="Serve a policy bundle over gRPC (vla.v1.PolicyService), with health, reflection and /metrics.",
-        epilog="other commands: inference-server {bench,new-bundle,build-engine} --help",
+        epilog="other commands: inference-server {bench,new-bundle,build-engine,make-certs} --help",
     )
     parser.add_argument(
         "--config",
@@ -123,6 +123,33 @@ def serve_parser() -> argparse.ArgumentParser:
         f"--no-metrics serves none (default: {d.metrics_port})",
     )
     parser.add_argument("--no-metrics", action="store_true", help="serve no /metrics endpoint (default: off)")
+    security = parser.add_argument_group("transport security (README: Security)")
+    security.add_argument(
+        "--tls-cert", type=Path, default=s, metavar="FILE.pem",
+        help="server certificate (PEM): the gRPC port speaks TLS; needs --tls-key (default: plaintext)",
+    )  # fmt: skip
+    security.add_argument(
+        "--tls-key", type=Path, default=s, metavar="FILE.key",
+        help="the certificate's private key (default: none)",
+    )  # fmt: skip
+    security.add_argument(
+        "--tls-client-ca", type=Path, default=s, metavar="FILE.pem",
+        help="require client certificates signed by this CA (mTLS); others fail the handshake (default: none)",
+    )  # fmt: skip
+    security.add_argument(
+        "--token-file", type=Path, default=s, metavar="FILE",
+        help="bearer tokens, one a line: every RPC but health must carry one (default: none); "
+        "there is no flag for a token itself, ps shows flags",
+    )  # fmt: skip
+    security.add_argument(
+        "--no-reflection", dest="reflection", action="store_false", default=s,
+        help="turn gRPC server reflection off (default: on)",
+    )  # fmt: skip
+    security.add_argument(  # else argparse would take --token for --token-file
+        "--token",
+        action=_NoTokenFlag,
+        help="refused: a token on the command line shows in ps; use --token-file (default: none)",
+    )
     _model_overrides(parser)
     parser.add_argument(
         "--max-batch", type=int, default=s, help=f"largest batch across sessions (default: {d.max_batch})"
@@ -261,6 +288,49 @@ def build_engine_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoTokenFlag(argparse.Action):
+    """``--token``: refused without echoing its value, which ``ps`` would show to every user."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.error("there is no --token flag (ps shows flags to every user): use --token-file FILE")
+
+
+def make_certs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inference-server make-certs",
+        description="Write a throwaway lab CA, a server certificate and a client certificate (mTLS) into "
+        "DIR: ca.pem, server.pem/.key, client.pem/.key (needs the cryptography package).",
+    )
+    parser.add_argument("directory", type=Path, help="folder to write into (created if absent)")
+    parser.add_argument(
+        "--host", action="append", required=True, metavar="NAME",
+        help="a host name or IP the agent connects to; repeat for more, the first names the certificate (required)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--days", type=_int_at_least(1), default=30, help="validity in days (default: %(default)s)"
+    )
+    _common(parser)
+    return parser
+
+
+def _make_certs(args: argparse.Namespace) -> None:
+    from inference_server.security import make_certs
+
+    paths = make_certs(args.directory, args.host, days=args.days)
+    for name, path in paths.items():
+        print(f"{name:12} {path}")
+    print(
+        f"server: --tls-cert {paths['server_cert']} --tls-key {paths['server_key']} "
+        f"[--tls-client-ca {paths['ca']}]"
+    )
+    print(
+        f"agent:  --tls-ca {paths['ca']} [--tls-cert {paths['client_cert']} --tls-key {paths['client_key']}]"
+    )
+
+
 def run(config: ServerConfig) -> None:
     """Serve until SIGINT/SIGTERM (patched out by the CLI tests)."""
     from inference_server.server import Server
@@ -323,6 +393,7 @@ _COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argp
     "bench": (bench_parser, _bench),
     "new-bundle": (new_bundle_parser, _new_bundle),
     "build-engine": (build_engine_parser, _build_engine),
+    "make-certs": (make_certs_parser, _make_certs),
 }
 
 

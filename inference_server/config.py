@@ -43,6 +43,14 @@ class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 50051
     metrics_port: int | None = 9100
+    # Transport security (README "Security"): tls_cert + tls_key make the gRPC port TLS;
+    # tls_client_ca also requires client certificates signed by that CA (mTLS). token_file holds
+    # bearer tokens, one a line: every RPC but the health service's must carry one.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    token_file: Path | None = None
+    reflection: bool = True  # gRPC server reflection (grpcurl without the .proto); False: off
     device: str | None = None
     precision: str | None = None
     backend: str | None = None
@@ -98,6 +106,16 @@ class ServerConfig:
                 "backend",
                 f"is {self.backend!r}, expected one of {', '.join(BACKEND_NAMES)}",
             )
+        _check(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "tls_key" if self.tls_key is None else "tls_cert",
+            "is not set: TLS needs both tls_cert and tls_key",
+        )
+        _check(
+            self.tls_client_ca is None or self.tls_cert is not None,
+            "tls_client_ca",
+            "needs TLS: set tls_cert and tls_key too",
+        )
         _check(self.max_batch >= 1, "max_batch", f"is {self.max_batch}, expected >= 1")
         _check(
             self.max_queue_delay_ms >= 0, "max_queue_delay_ms", f"is {self.max_queue_delay_ms}, expected >= 0"
@@ -157,6 +175,8 @@ def _typed(field: str, value: Any, hint: Any) -> Any:
     elif hint is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
+    elif hint is bool:
+        ok = isinstance(value, bool)
     elif hint is str:
         ok = isinstance(value, str)
     elif hint is Path:
@@ -169,7 +189,16 @@ def _typed(field: str, value: Any, hint: Any) -> Any:
     return value
 
 
-_KIND = {int: "an integer", float: "a finite number", str: "a string", Path: "a path (string)"}
+_KIND = {
+    int: "an integer",
+    float: "a finite number",
+    bool: "true or false",
+    str: "a string",
+    Path: "a path (string)",
+}
+
+
+_FILE_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "token_file")
 
 
 def _check(ok: bool, field: str, message: str) -> None:
@@ -220,6 +249,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> ServerConfig:
                 if not Path(values["policy"]).is_absolute()
                 else Path(values["policy"])
             )
+        for key in _FILE_KEYS:  # relative to the config file too
+            if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
+                values[key] = (path.parent / values[key]).resolve()
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "policy" not in values:
         raise ConfigError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import signal
 import socket
@@ -31,13 +32,14 @@ from inference_server.batcher import ModelWorker
 from inference_server.bundle import Bundle, load_bundle
 from inference_server.errors import BackendError, ServerError
 from inference_server.metrics import ServerMetrics
+from inference_server.security import TokenInterceptor, read_tokens, server_credentials
 from inference_server.service import Limits, PolicyService, transport_limit
 from vla.v1 import policy_pb2
 
 if TYPE_CHECKING:
     from inference_server.config import ServerConfig
 
-__all__ = ["SERVICE_NAME", "Server", "keepalive_options", "warm_up"]
+__all__ = ["SERVICE_NAME", "Server", "is_loopback", "keepalive_options", "transport_security", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,7 @@ class Server:
                 idle_stream_timeout_s=config.idle_stream_timeout_s,
             ),
         )
+        credentials, interceptors = await asyncio.to_thread(transport_security, config)
         self._health = health.aio.HealthServicer()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -149,29 +152,45 @@ class Server:
         # the service and gets INVALID on a live stream; only a wildly oversize one breaks the stream.
         limit = transport_limit(config.max_request_bytes)
         self._grpc = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
                 *keepalive_options(config),
-            ]
+            ],
         )
         self._service.add_to_server(self._grpc)  # parses requests itself: bad bytes get INVALID
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            self._grpc,
-        )
+        if config.reflection:
+            reflection.enable_server_reflection(
+                (
+                    SERVICE_NAME,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                self._grpc,
+            )
         try:
-            self.port = self._grpc.add_insecure_port(f"{config.host}:{config.port}")
+            if credentials is None:
+                self.port = self._grpc.add_insecure_port(f"{config.host}:{config.port}")
+            else:
+                self.port = self._grpc.add_secure_port(f"{config.host}:{config.port}", credentials)
         except RuntimeError as exc:  # gRPC says only "Failed to bind"; find out why with a socket
             raise _bind_error("gRPC", config.host, config.port, str(exc)) from None
         await self._grpc.start()
-        logger.info("gRPC listening on %s:%d (NOT_SERVING until the model is warm)", config.host, self.port)
+        logger.info(
+            "gRPC listening on %s:%d (%s; NOT_SERVING until the model is warm)",
+            config.host,
+            self.port,
+            _security_words(config),
+        )
+        if credentials is None and not is_loopback(config.host):
+            logger.warning(
+                "gRPC on %s without TLS: anyone on the network can read the camera images and "
+                'instructions and open sessions; set --tls-cert/--tls-key (README "Security")',
+                config.host,
+            )
 
         if config.metrics_port is not None:
             try:
@@ -253,6 +272,42 @@ def keepalive_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.min_sent_ping_interval_without_data_ms", config.keepalive_time_ms),
         ("grpc.http2.ping_timeout_ms", config.keepalive_timeout_ms),
     ]
+
+
+def transport_security(
+    config: ServerConfig,
+) -> tuple[grpc.ServerCredentials | None, list[grpc.aio.ServerInterceptor]]:
+    """The gRPC port's credentials (``None``: plaintext) and interceptors (the token check when
+    ``config.token_file`` is set), read from the files ``config`` names.
+
+    Raises :class:`ConfigError` naming the field of a file that cannot be used. Blocking (file reads).
+    """
+    credentials = None
+    if config.tls_cert is not None and config.tls_key is not None:
+        credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if config.token_file is not None:
+        tokens = read_tokens(config.token_file)
+        interceptors.append(TokenInterceptor(tokens))
+        logger.info("Bearer tokens required (%d from %s; health exempt)", len(tokens), config.token_file)
+    return credentials, interceptors
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens on this machine only (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _security_words(config: ServerConfig) -> str:
+    words = ["plaintext"] if config.tls_cert is None else ["TLS" if config.tls_client_ca is None else "mTLS"]
+    words.append("tokens" if config.token_file is not None else "no tokens")
+    words.append("reflection" if config.reflection else "no reflection")
+    return ", ".join(words)
 
 
 def _bind_error(what: str, host: str, port: int, detail: str, exc: OSError | None = None) -> OSError:

@@ -30,6 +30,7 @@ from robot_agent.errors import (
     RunFileError,
     ServerUnavailable,
     SpecMismatch,
+    TransportSecurityError,
 )
 from robot_agent.evaluation import EpisodeOutcome, EvalResults, evaluate
 from robot_agent.metrics import AgentMetrics
@@ -62,5 +63,6 @@ __all__ = [
     "ServerConfig",
     "ServerUnavailable",
     "SpecMismatch",
+    "TransportSecurityError",
     "evaluate",
 ]

@@ -51,6 +51,7 @@ from robot_agent.recorder import NullRecorder, Recorder
 from robot_agent.robot import Robot, RobotState
 from robot_agent.runfile import RunFile, RunFileError, RunState
 from robot_agent.scheduler import Scheduler
+from robot_agent.security import ChannelSecurity
 from robot_agent.sensors import Sensors
 from robot_agent.summary import RunStats, describe_policy, policy_identity
 from robot_agent.trajectory import Trajectory
@@ -242,6 +243,7 @@ class Agent:
             request_timeout_ms=config.server.request_timeout_ms,
             connect_timeout_s=config.server.connect_timeout_s,
             jpeg_quality=config.server.jpeg_quality,
+            security=ChannelSecurity.from_config(config.server),
         )
         if config.server.inject_latency_ms > 0 or config.server.inject_jitter_ms > 0:
             logger.info(

@@ -31,6 +31,7 @@ from robot_agent.config import AgentConfig
 from robot_agent.drivers import create_robot
 from robot_agent.errors import AgentError
 from robot_agent.policy_client import PolicyClient
+from robot_agent.security import ChannelSecurity
 from safety import SafetyConfig
 from safety.errors import SafetyConfigError
 
@@ -115,6 +116,7 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
             request_timeout_ms=config.server.request_timeout_ms,
             connect_timeout_s=config.server.connect_timeout_s,
             jpeg_quality=config.server.jpeg_quality,
+            security=ChannelSecurity.from_config(config.server),
         )
         try:
             spec = await client.connect()

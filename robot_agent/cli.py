@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,37 @@ def _connection(parser: argparse.ArgumentParser) -> None:
         "--server",
         metavar="HOST:PORT",
         help=f"inference server's gRPC address, no scheme (default: {d_server.address})",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="FILE.pem",
+        help="connect with TLS, trusting this CA file only; config server.tls_ca (default: plaintext)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE.pem",
+        help="client certificate, for mTLS; config server.tls_cert (default: none)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        metavar="FILE.key",
+        help="the client certificate's key, for mTLS; config server.tls_key (default: none)",
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="name the server's certificate must list, if not --server's host (default: that host)",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="bearer token file, its first line; config server.token_file; no flag takes the token "
+        f"itself, ps shows flags (default: ${TOKEN_ENV}, else none)",
+    )
+    parser.add_argument(  # else argparse would take --token for --token-file
+        "--token",
+        action=_NoTokenFlag,
+        help=f"refused: a token on the command line shows in ps; use --token-file or ${TOKEN_ENV} (default: none)",
     )
     parser.add_argument(
         "--robot", metavar="KIND", help=f"robot driver: sim | franka | xarm (default: {d_robot.kind})"
@@ -289,6 +320,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Only the flags that were given, as dotted config keys."""
     mapping = {
         "server": "server.address",
+        "tls_ca": "server.tls_ca",
+        "tls_cert": "server.tls_cert",
+        "tls_key": "server.tls_key",
+        "tls_server_name": "server.tls_server_name",
+        "token_file": "server.token_file",
         "robot": "robot.kind",
         "robot_ip": "robot.ip",
         "camera": "default_camera",
@@ -310,6 +346,27 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             continue
         out[key] = None if value == "off" and attr == "metrics_port" else value
     return out
+
+
+TOKEN_ENV = "VLA_TOKEN"  # the agent's bearer token; a flag would show in ps
+
+
+class _NoTokenFlag(argparse.Action):
+    """``--token``: refused without echoing its value, which ``ps`` would show to every user."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.error(
+            "there is no --token flag (ps shows flags to every user): use --token-file FILE or $VLA_TOKEN"
+        )
+
+
+def token_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``{"server.token": ...}`` when ``$VLA_TOKEN`` is set and not empty, else ``{}``."""
+    token = environ.get(TOKEN_ENV, "").strip()
+    return {"server.token": token} if token else {}
 
 
 def configure_logging(level: str) -> None:
@@ -498,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
-        config = AgentConfig.load(args.config, overrides_from_args(args))
+        config = AgentConfig.load(args.config, {**overrides_from_args(args), **token_from_env(os.environ)})
         run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else default_run_dir(os.environ)
         if command in ("run", "check"):
             _refuse_if_driven(run_dir, config)

@@ -132,6 +132,17 @@ class ServerConfig:
     # After a reconnect, a policy of another name, version or action space stops the run
     # (SpecMismatch) unless this is true; either way it is a 'policy_change' event in the recording.
     allow_policy_change: bool = False
+    # Transport security (README "Security"). tls: TLS with the system's CAs; tls_ca: TLS trusting
+    # that CA file only. tls_cert + tls_key: a client certificate (mTLS). tls_server_name: the name
+    # the server's certificate must list, when it is not the address's host. The bearer token comes
+    # from VLA_TOKEN (cli.py puts it in ``token``) or the first line of token_file; never a flag.
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_server_name: str | None = None
+    token_file: str | None = None
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -293,6 +304,18 @@ class AgentConfig:
                     field=f"control.{name}",
                 )
         _address("server.address", s.address)
+        if (s.tls_cert is None) != (s.tls_key is None):
+            missing = "server.tls_key" if s.tls_key is None else "server.tls_cert"
+            raise ConfigError(
+                f"{missing} is not set: a client certificate needs both tls_cert and tls_key", field=missing
+            )
+        tls_on = s.tls or s.tls_ca is not None
+        for name in ("tls_cert", "tls_server_name"):
+            if getattr(s, name) is not None and not tls_on:
+                raise ConfigError(
+                    f"server.{name} is set but TLS is off: set server.tls_ca (or server.tls = true)",
+                    field=f"server.{name}",
+                )
         _positive("server.request_timeout_ms", s.request_timeout_ms)
         _positive("server.connect_timeout_s", s.connect_timeout_s)
         _positive("server.backoff_initial_s", s.backoff_initial_s)

@@ -5,6 +5,8 @@
     ├── SpecMismatch         the served policy does not fit this robot and its cameras
     ├── ServerUnavailable    the inference server cannot be reached or the stream broke
     ├── NotAPolicyServer     the address answers, but not as a gRPC PolicyService (not retried)
+    │   └── TransportSecurityError  a certificate or token problem: expired, wrong host name,
+    │                        unknown CA, client certificate wanted or refused, token refused
     ├── DriverError          the robot driver failed (connect, read or command)
     ├── CameraError          a camera failed to open or to deliver frames
     ├── MissingExtra         an optional dependency is not installed (gives the pip line)
@@ -33,6 +35,7 @@ __all__ = [
     "RunFileError",
     "ServerUnavailable",
     "SpecMismatch",
+    "TransportSecurityError",
 ]
 
 
@@ -67,6 +70,18 @@ class NotAPolicyServer(AgentError):
     def __init__(self, message: str, *, address: str | None = None) -> None:
         super().__init__(message)
         self.address = address
+
+
+class TransportSecurityError(NotAPolicyServer):
+    """Raised when the server cannot be used for a certificate or token problem; ``reason`` names
+    it (``expired``, ``not_yet_valid``, ``host_name``, ``unknown_ca``, ``client_certificate``,
+    ``tls``, ``token``). A :class:`NotAPolicyServer`, so it is fatal too: retrying would present
+    the same certificate and token again, and the server being down is a different error
+    (:class:`ServerUnavailable`)."""
+
+    def __init__(self, message: str, *, address: str | None = None, reason: str) -> None:
+        super().__init__(message, address=address)
+        self.reason = reason
 
 
 class DriverError(AgentError):

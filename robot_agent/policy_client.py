@@ -30,7 +30,15 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from robot_agent.camera import Frame
-from robot_agent.errors import AgentError, NotAPolicyServer, ServerUnavailable, SpecMismatch
+from robot_agent.errors import (
+    AgentError,
+    ConfigError,
+    NotAPolicyServer,
+    ServerUnavailable,
+    SpecMismatch,
+    TransportSecurityError,
+)
+from robot_agent.security import ChannelSecurity, LoadedSecurity, security_error
 from vla.codec import (
     MAX_IMAGE_PIXELS,
     CodecError,
@@ -290,8 +298,11 @@ class PolicyClient:
         request_timeout_ms: int = 1000,
         connect_timeout_s: float = 2.0,
         jpeg_quality: int = 90,
+        security: ChannelSecurity | None = None,
     ) -> None:
         self.address = address
+        self._security = security if security is not None else ChannelSecurity()
+        self._metadata: tuple[tuple[str, str], ...] = ()  # the bearer token, when one is set
         self.session_id = session_id or uuid.uuid4().hex
         self._timeout_ms = int(request_timeout_ms)
         self._connect_timeout = connect_timeout_s
@@ -315,8 +326,16 @@ class PolicyClient:
         fit its ``max_request_bytes`` (:func:`plan_encodings`).
         """
         await self.close()
-        self._channel = grpc.aio.insecure_channel(
+        try:  # read on each connect: a renewed certificate or token is used at the next reconnect
+            loaded = await asyncio.to_thread(self._security.load)
+        except ConfigError as exc:  # fatal, as a certificate the server refuses is
+            raise TransportSecurityError(
+                f"{self.address}: {exc}", address=self.address, reason="files"
+            ) from None
+        self._metadata = loaded.metadata
+        self._channel = _open_channel(
             self.address,
+            loaded,
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -328,11 +347,15 @@ class PolicyClient:
             # Not wait_for_ready (nor channel_ready()): a failed connection fails the call at once
             # with its reason (refused, not HTTP/2...), where waiting would hide it behind a timeout.
             self.spec = await stub.GetPolicySpec(
-                pb.GetPolicySpecRequest(), timeout=self._connect_timeout, wait_for_ready=False
+                pb.GetPolicySpecRequest(),
+                timeout=self._connect_timeout,
+                wait_for_ready=False,
+                metadata=self._metadata,
             )
         except grpc.aio.AioRpcError as exc:
             await self.close()
-            raise _connect_error(exc, self.address, self._connect_timeout) from exc
+            refused = security_error(exc, self.address, self._security)
+            raise (refused or _connect_error(exc, self.address, self._connect_timeout)) from exc
         try:
             check_spec(self.spec, address=self.address)
             self._plan(self.spec)
@@ -343,7 +366,7 @@ class PolicyClient:
         # rejected chunk rather than a broken stream.
         self._call = self._channel.stream_stream(
             _PREDICT, request_serializer=pb.PredictRequest.SerializeToString, response_deserializer=None
-        )()
+        )(metadata=self._metadata)
         return self.spec
 
     def _plan(self, spec: pb.PolicySpec) -> dict[str, int]:
@@ -614,6 +637,15 @@ class DelayedClient:
     async def close(self) -> None:
         await self._stop_reader()
         await self._inner.close()
+
+
+def _open_channel(
+    address: str, loaded: LoadedSecurity, *, options: list[tuple[str, object]]
+) -> grpc.aio.Channel:
+    """A TLS channel when ``loaded`` has credentials (with its server name override), else plaintext."""
+    if loaded.credentials is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, loaded.credentials, options=[*options, *loaded.options])
 
 
 def _rejected(request_id: int, status: int | None, detail: str, received: float) -> Chunk:

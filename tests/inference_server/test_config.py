@@ -60,6 +60,7 @@ def test_missing_file() -> None:
 _WRONG_TOML: dict[type, list[str]] = {
     int: ['"8"', "true", "2.5", "[1]"],
     float: ['"1.5"', "false", "nan", "inf", "{ a = 1 }"],
+    bool: ['"true"', "1", "[true]"],
     str: ["1", "true", '["cpu"]'],
     Path: ["3", "true", '["b"]'],
 }
