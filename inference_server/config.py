@@ -25,6 +25,9 @@ __all__ = ["BACKEND_NAMES", "DEVICES", "PRECISIONS", "ServerConfig", "load_confi
 PRECISIONS = ("fp32", "fp16", "bf16")
 BACKEND_NAMES = ("torch", "onnx", "tensorrt", "torch_tensorrt", "python")
 DEVICES = ("cpu", "cuda")  # plus "cuda:N"
+# The gRPC limit is 2 * max_request_bytes + 64 MiB (service.transport_limit), a C int32 channel
+# option: a larger max_request_bytes ended the server with OverflowError at start.
+MAX_REQUEST_BYTES_LIMIT = ((1 << 31) - 1 - (64 << 20)) // 2
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,9 @@ class ServerConfig:
         )
         _check(self.warmup_iters >= 0, "warmup_iters", f"is {self.warmup_iters}, expected >= 0")
         _check(
-            self.max_request_bytes >= 1024,
+            1024 <= self.max_request_bytes <= MAX_REQUEST_BYTES_LIMIT,
             "max_request_bytes",
-            f"is {self.max_request_bytes}, expected >= 1024",
+            f"is {self.max_request_bytes}, expected 1024..{MAX_REQUEST_BYTES_LIMIT}",
         )
         _check(
             self.graceful_shutdown_s >= 0,

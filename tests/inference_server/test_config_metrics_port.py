@@ -34,3 +34,24 @@ def test_metrics_on_the_grpc_port_is_refused_naming_the_field() -> None:
         ServerConfig(policy=Path("b"), port=50790, metrics_port=50790)
     assert info.value.field == "metrics_port"
     assert ServerConfig(policy=Path("b"), port=0, metrics_port=0).metrics_port == 0  # both: any free port
+
+
+def test_max_request_bytes_past_the_grpc_int32_limit_is_refused_naming_the_field() -> None:
+    """'--max-request-bytes 100000000000' ended the server with 'OverflowError: value too large
+    to convert to int (unexpected ...)': the transport limit, 2x it + 64 MiB, is a C int32."""
+    from inference_server.config import MAX_REQUEST_BYTES_LIMIT
+    from inference_server.service import transport_limit
+
+    assert (
+        transport_limit(MAX_REQUEST_BYTES_LIMIT)
+        <= (1 << 31) - 1
+        < transport_limit(MAX_REQUEST_BYTES_LIMIT + 1)
+    )
+    with pytest.raises(
+        ConfigError, match=rf"max_request_bytes is 100000000000, expected 1024\.\.{MAX_REQUEST_BYTES_LIMIT}"
+    ):
+        ServerConfig(policy=Path("b"), max_request_bytes=100_000_000_000)
+    assert (
+        ServerConfig(policy=Path("b"), max_request_bytes=MAX_REQUEST_BYTES_LIMIT).max_request_bytes
+        == MAX_REQUEST_BYTES_LIMIT
+    )
