@@ -354,8 +354,16 @@ class PolicyClient:
             )
         except grpc.aio.AioRpcError as exc:
             await self.close()
-            refused = security_error(exc, self.address, self._security)
-            raise (refused or _connect_error(exc, self.address, self._connect_timeout)) from exc
+            error = security_error(exc, self.address, self._security) or _connect_error(
+                exc, self.address, self._connect_timeout
+            )
+            if not self._security.tls and "Socket closed" in (exc.details() or ""):
+                # A TLS port closes a plaintext connection at once; so can a server going down, so
+                # this stays ServerUnavailable (retried), with the likelier cause named.
+                error = ServerUnavailable(
+                    f"{error} (closed at once: a TLS port? then set server.tls_ca)", address=self.address
+                )
+            raise error from exc
         try:
             check_spec(self.spec, address=self.address)
             self._plan(self.spec)
