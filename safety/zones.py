@@ -228,7 +228,12 @@ def _directions(z: KeepOut, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         toward_lo = (p - np.asarray(z.min)) <= (np.asarray(z.max) - p)
         return ~toward_lo, toward_lo
     if isinstance(z, KeepOutSphere):
-        away_up = p >= np.asarray(z.center)
+        d = p - np.asarray(z.center)
+        if float(np.linalg.norm(d)) <= 1e-12:
+            # At the centre (to rounding) :func:`_push_out` leaves along +z: agree with it, or the
+            # exit point and the directions contradict each other and the command never moves.
+            d = np.array([0.0, 0.0, 1.0])
+        away_up = d >= 0.0
         return away_up, ~away_up
     n = np.asarray(z.normal)
     return n > 0, n < 0
