@@ -12,8 +12,9 @@ import contextlib
 import dataclasses
 import logging
 import logging.config
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +139,8 @@ def serve_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     security.add_argument(
         "--token-file", type=Path, default=s, metavar="FILE",
-        help="bearer tokens, one a line: every RPC but health must carry one (default: none); "
-        "there is no flag for a token itself, ps shows flags",
+        help="bearer tokens, one a line: every RPC but health must carry one; $VLA_TOKENS adds "
+        "more (whitespace-separated); no flag takes a token itself, ps shows flags (default: none)",
     )  # fmt: skip
     security.add_argument(
         "--no-reflection", dest="reflection", action="store_false", default=s,
@@ -331,11 +332,25 @@ def _make_certs(args: argparse.Namespace) -> None:
     )
 
 
-def run(config: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM (patched out by the CLI tests)."""
+def run(config: ServerConfig, tokens: tuple[bytes, ...] = ()) -> None:
+    """Serve until SIGINT/SIGTERM (patched out by the CLI tests); ``tokens`` besides the token file's."""
     from inference_server.server import Server
 
-    Server(config).run()
+    Server(config, tokens=tokens).run()
+
+
+TOKENS_ENV = "VLA_TOKENS"  # bearer tokens, whitespace-separated; a flag would show in ps
+
+
+def tokens_from_env(environ: Mapping[str, str]) -> tuple[bytes, ...]:
+    """The tokens of ``$VLA_TOKENS`` (whitespace-separated; unset or blank: none).
+
+    Raises :class:`ConfigError` for one that is not usable (:func:`parse_tokens`), without echoing it.
+    """
+    from inference_server.security import parse_tokens
+
+    text = environ.get(TOKENS_ENV, "")
+    return parse_tokens(text.split(), f"${TOKENS_ENV}", TOKENS_ENV) if text.strip() else ()
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -345,7 +360,11 @@ def _serve(args: argparse.Namespace) -> None:
     config = load_config(args.config, **overrides)
     if args.no_metrics:  # None overrides mean "not given", so switch metrics off after loading
         config = dataclasses.replace(config, metrics_port=None)
-    run(config)
+    tokens = tokens_from_env(os.environ)
+    if tokens:
+        run(config, tokens)
+    else:
+        run(config)
 
 
 def _bench(args: argparse.Namespace) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "UNAUTHENTICATED_DETAIL",
     "TokenInterceptor",
     "make_certs",
+    "parse_tokens",
     "read_tokens",
     "server_credentials",
 ]
@@ -62,24 +63,31 @@ def read_tokens(path: Path) -> tuple[bytes, ...]:
         raise ConfigError(
             f"token_file {path}: cannot read it ({type(exc).__name__})", field="token_file"
         ) from None
+    return parse_tokens(text.splitlines(), f"token_file {path}", "token_file")
+
+
+def parse_tokens(lines: Sequence[str], where: str, field: str) -> tuple[bytes, ...]:
+    """The tokens of ``lines`` (a token file's lines, or ``$VLA_TOKENS`` split on whitespace):
+    blank ones and ``#`` comments skipped. ``where`` starts each error message.
+
+    Raises :class:`ConfigError` (``field``) when there is no token, more than 1024, or one shorter
+    than 16 characters (guessable), with spaces or unprintable; the token itself is never echoed.
+    """
     tokens = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         token = line.strip()
         if not token or token.startswith("#"):
             continue
         if len(token) < 16 or any(c.isspace() for c in token) or not token.isprintable():
-            # The token itself is never echoed: only where it is.
             raise ConfigError(
-                f"token_file {path}: line {number} is not a usable token (16+ printable characters, no spaces)",
-                field="token_file",
+                f"{where}: line {number} is not a usable token (16+ printable characters, no spaces)",
+                field=field,
             )
         tokens.append(token.encode())
     if not tokens:
-        raise ConfigError(f"token_file {path}: holds no token", field="token_file")
+        raise ConfigError(f"{where}: holds no token", field=field)
     if len(tokens) > _MAX_TOKENS:
-        raise ConfigError(
-            f"token_file {path}: {len(tokens)} tokens, at most {_MAX_TOKENS}", field="token_file"
-        )
+        raise ConfigError(f"{where}: {len(tokens)} tokens, at most {_MAX_TOKENS}", field=field)
     return tuple(tokens)
 
 

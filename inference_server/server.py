@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +60,10 @@ class Server:
         *,
         registry: CollectorRegistry | None = None,
         backend_factory: Callable[[Bundle], Backend] = create_backend,
+        tokens: Sequence[bytes] = (),
     ) -> None:
         self.config = config
+        self._tokens = tuple(tokens)  # accepted besides config.token_file's (cli.py: $VLA_TOKENS)
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = ServerMetrics.create(self.registry)
         self.started = asyncio.Event()
@@ -144,7 +146,7 @@ class Server:
                 idle_stream_timeout_s=config.idle_stream_timeout_s,
             ),
         )
-        credentials, interceptors = await asyncio.to_thread(transport_security, config)
+        credentials, interceptors = await asyncio.to_thread(transport_security, config, self._tokens)
         self._health = health.aio.HealthServicer()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -183,7 +185,7 @@ class Server:
             "gRPC listening on %s:%d (%s; NOT_SERVING until the model is warm)",
             config.host,
             self.port,
-            _security_words(config),
+            _security_words(config, self._tokens),
         )
         if credentials is None and not is_loopback(config.host):
             logger.warning(
@@ -275,10 +277,10 @@ def keepalive_options(config: ServerConfig) -> list[tuple[str, int]]:
 
 
 def transport_security(
-    config: ServerConfig,
+    config: ServerConfig, tokens: Sequence[bytes] = ()
 ) -> tuple[grpc.ServerCredentials | None, list[grpc.aio.ServerInterceptor]]:
     """The gRPC port's credentials (``None``: plaintext) and interceptors (the token check when
-    ``config.token_file`` is set), read from the files ``config`` names.
+    ``config.token_file`` is set or ``tokens`` given), read from the files ``config`` names.
 
     Raises :class:`ConfigError` naming the field of a file that cannot be used. Blocking (file reads).
     """
@@ -286,10 +288,15 @@ def transport_security(
     if config.tls_cert is not None and config.tls_key is not None:
         credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
     interceptors: list[grpc.aio.ServerInterceptor] = []
-    if config.token_file is not None:
-        tokens = read_tokens(config.token_file)
-        interceptors.append(TokenInterceptor(tokens))
-        logger.info("Bearer tokens required (%d from %s; health exempt)", len(tokens), config.token_file)
+    from_file = read_tokens(config.token_file) if config.token_file is not None else ()
+    if from_file or tokens:
+        interceptors.append(TokenInterceptor((*from_file, *tokens)))
+        logger.info(
+            "Bearer tokens required (%d from %s, %d from the environment; health exempt)",
+            len(from_file),
+            config.token_file,
+            len(tokens),
+        )
     return credentials, interceptors
 
 
@@ -303,9 +310,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _security_words(config: ServerConfig) -> str:
+def _security_words(config: ServerConfig, tokens: Sequence[bytes]) -> str:
     words = ["plaintext"] if config.tls_cert is None else ["TLS" if config.tls_client_ca is None else "mTLS"]
-    words.append("tokens" if config.token_file is not None else "no tokens")
+    words.append("tokens" if config.token_file is not None or tokens else "no tokens")
     words.append("reflection" if config.reflection else "no reflection")
     return ", ".join(words)
 

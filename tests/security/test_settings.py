@@ -178,3 +178,38 @@ def test_make_certs_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 7  # 7 days and 5 minutes
     assert (tmp_path / "lab" / "server.key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "lab" / "ca.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_server_tokens_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLA_TOKENS", f"  {TOKEN}\n second-token-0123456789 ")
+    with mock.patch.object(server_cli, "run") as run:
+        server_cli.main(["--policy", str(tmp_path)])
+    assert run.call_args.args[1] == (TOKEN.encode(), b"second-token-0123456789")
+
+
+def test_server_refuses_an_unusable_environment_token_without_echoing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VLA_TOKENS", f"{TOKEN} tooshort-secret")
+    with mock.patch.object(server_cli, "run") as run, pytest.raises(SystemExit) as info:
+        server_cli.main(["--policy", str(tmp_path)])
+    run.assert_not_called()
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 1
+    assert (
+        err == "ConfigError: $VLA_TOKENS: line 2 is not a usable token (16+ printable characters, no spaces)"
+    )
+    assert "tooshort" not in err
+
+
+async def test_server_tokens_given_directly_are_required(echo_bundle: Path) -> None:
+    from robot_agent.errors import TransportSecurityError
+    from robot_agent.policy_client import PolicyClient
+    from tests.utils import run_server
+
+    config = ServerConfig(policy=echo_bundle, metrics_port=None, warmup_iters=0)
+    async with run_server(config, tokens=[TOKEN.encode()]) as server:
+        client = PolicyClient(f"127.0.0.1:{server.port}", connect_timeout_s=5.0)
+        with pytest.raises(TransportSecurityError, match="requires a token"):
+            await client.connect()
+        await client.close()
