@@ -28,6 +28,8 @@ DEVICES = ("cpu", "cuda")  # plus "cuda:N"
 # The gRPC limit is 2 * max_request_bytes + 64 MiB (service.transport_limit), a C int32 channel
 # option: a larger max_request_bytes ended the server with OverflowError at start.
 MAX_REQUEST_BYTES_LIMIT = ((1 << 31) - 1 - (64 << 20)) // 2
+_INT32_MAX = (1 << 31) - 1
+_UINT32_MAX = (1 << 32) - 1
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,15 @@ class ServerConfig:
             "keepalive_min_ping_interval_ms",
             f"is {self.keepalive_min_ping_interval_ms}, expected >= 0",
         )
+        # gRPC channel options are C ints and PolicySpec.max_batch a uint32: larger values ended
+        # the server with an unexpected OverflowError / ValueError at start.
+        for name, limit in (
+            ("keepalive_time_ms", _INT32_MAX),
+            ("keepalive_timeout_ms", _INT32_MAX),
+            ("keepalive_min_ping_interval_ms", _INT32_MAX),
+            ("max_batch", _UINT32_MAX),
+        ):
+            _check(getattr(self, name) <= limit, name, f"is {getattr(self, name)}, expected at most {limit}")
 
 
 def _typed(field: str, value: Any, hint: Any) -> Any:

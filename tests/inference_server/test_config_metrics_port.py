@@ -55,3 +55,21 @@ def test_max_request_bytes_past_the_grpc_int32_limit_is_refused_naming_the_field
         ServerConfig(policy=Path("b"), max_request_bytes=MAX_REQUEST_BYTES_LIMIT).max_request_bytes
         == MAX_REQUEST_BYTES_LIMIT
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [
+        ("keepalive_time_ms", 2**31 - 1),
+        ("keepalive_timeout_ms", 2**31 - 1),
+        ("keepalive_min_ping_interval_ms", 2**31 - 1),
+        ("max_batch", 2**32 - 1),
+    ],
+)
+def test_values_past_what_grpc_or_the_wire_can_hold_are_refused(field: str, limit: int) -> None:
+    """keepalive_* = 1e11 ended the server with an unexpected OverflowError (a C int channel
+    option), max_batch = 1e11 with 'ValueError: Value out of range' (PolicySpec's uint32)."""
+    with pytest.raises(ConfigError, match=rf"^{field} is {limit + 1}, expected at most {limit}$") as info:
+        ServerConfig(policy=Path("b"), **{field: limit + 1})  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert getattr(ServerConfig(policy=Path("b"), **{field: limit}), field) == limit  # type: ignore[arg-type]
