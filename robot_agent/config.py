@@ -317,6 +317,12 @@ class AgentConfig:
                     field=f"server.{name}",
                 )
         _positive("server.request_timeout_ms", s.request_timeout_ms)
+        if s.request_timeout_ms > _UINT32_MAX:  # PredictRequest.timeout_ms is a uint32
+            raise ConfigError(
+                f"server.request_timeout_ms is {s.request_timeout_ms}, expected at most {_UINT32_MAX} "
+                "(the wire's uint32)",
+                field="server.request_timeout_ms",
+            )
         _positive("server.connect_timeout_s", s.connect_timeout_s)
         _positive("server.backoff_initial_s", s.backoff_initial_s)
         if s.backoff_factor < 1:
@@ -509,6 +515,11 @@ def _address(where: str, value: str) -> None:
         raise ConfigError(
             f"{where} is {value!r}: write an IPv6 host in brackets, [{host}]:{port}", field=where
         )
+
+
+# PredictRequest.timeout_ms is a uint32: a larger request_timeout_ms was accepted, then every
+# request failed to build ('Value out of range') and the arm held for the whole run, exit 0.
+_UINT32_MAX = (1 << 32) - 1
 
 
 def _positive(where: str, value: float) -> None:
