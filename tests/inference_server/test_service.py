@@ -80,7 +80,10 @@ async def test_spec_round_trip(tmp_path: Path) -> None:
 
 
 async def test_two_sessions_stream_100_requests_each(echo_bundle: Path) -> None:
-    async with run_server(config(echo_bundle)) as server, connect(server) as stub:
+    # As fast as lockstep allows, which is above the default per-session rate limit (100 Hz,
+    # bursts of 50: tested in test_limits.py); raised here, where the streaming is under test.
+    fast = config(echo_bundle, max_request_rate_hz=100_000.0)
+    async with run_server(fast) as server, connect(server) as stub:
         spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
 
         async def session(name: str, offset: int) -> list[pb.PredictResponse]:
