@@ -324,6 +324,12 @@ class AgentConfig:
                 field="server.request_timeout_ms",
             )
         _positive("server.connect_timeout_s", s.connect_timeout_s)
+        if s.connect_timeout_s > _GRPC_TIMEOUT_MAX_S:
+            raise ConfigError(
+                f"server.connect_timeout_s is {s.connect_timeout_s:g}, expected at most {_GRPC_TIMEOUT_MAX_S:g} "
+                "(a gRPC deadline)",
+                field="server.connect_timeout_s",
+            )
         _positive("server.backoff_initial_s", s.backoff_initial_s)
         if s.backoff_factor < 1:
             raise ConfigError(
@@ -520,6 +526,9 @@ def _address(where: str, value: str) -> None:
 # PredictRequest.timeout_ms is a uint32: a larger request_timeout_ms was accepted, then every
 # request failed to build ('Value out of range') and the arm held for the whole run, exit 0.
 _UINT32_MAX = (1 << 32) - 1
+# gRPC deadlines are int64 nanoseconds: connect_timeout_s = 9e9 (or 1e300) overflowed into an
+# instant DEADLINE_EXCEEDED, reported as 'no inference server answering' by a healthy server.
+_GRPC_TIMEOUT_MAX_S = 1e9
 
 
 def _positive(where: str, value: float) -> None:

@@ -21,3 +21,13 @@ def test_a_request_timeout_past_the_wires_uint32_is_refused() -> None:
     assert (
         AgentConfig.from_mapping({"server": {"request_timeout_ms": limit}}).server.request_timeout_ms == limit
     )
+
+
+def test_a_connect_timeout_past_a_grpc_deadline_is_refused() -> None:
+    """connect_timeout_s = 1e300 made every connect fail at once: 'no inference server answering
+    at 127.0.0.1:50777 within 1e+300 s' from a server that was serving."""
+    with pytest.raises(ConfigError) as info:
+        AgentConfig.from_mapping({"server": {"connect_timeout_s": 1e300}})
+    assert str(info.value) == "server.connect_timeout_s is 1e+300, expected at most 1e+09 (a gRPC deadline)"
+    assert info.value.field == "server.connect_timeout_s"
+    assert AgentConfig.from_mapping({"server": {"connect_timeout_s": 1e9}}).server.connect_timeout_s == 1e9
