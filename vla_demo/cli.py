@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -226,6 +227,9 @@ def _check_ranges(args: argparse.Namespace, parser: argparse.ArgumentParser, arg
     checks = {
         "episodes": (lambda v: v >= 1, "expected an integer >= 1"),
         "min_success": (lambda v: 0.0 <= v <= 1.0, "expected a success rate in 0..1"),
+        # evaluate: 'nan' never replanned and scored 0 %, a negative latency used chunks early
+        "latency_ms": (lambda v: 0.0 <= v < math.inf, "expected milliseconds >= 0"),
+        "replan_ms": (lambda v: 0.0 < v < math.inf, "expected milliseconds > 0"),
     }
     given = {a.split("=")[0] for a in argv if a.startswith("--")}
     for dest, (ok, expected) in checks.items():
