@@ -218,6 +218,13 @@ def report(soak: Soak) -> dict[str, Any]:
         rtt = [r for t, r in soak.rtts if lo <= t < hi and not any(a <= t <= b for a, b in windows)]
         during = sum(1 for t, _ in soak.rtts if lo <= t < hi and any(a <= t <= b for a, b in windows))
         rows = [s for s in soak.samples if 60 * m <= s["t"] < 60 * (m + 1)]
+        # The minute's 3 slowest counted round trips and how long after the last fault each came
+        # (None: before any): tells a fault's tail from a busy machine.
+        worst = sorted(
+            ((r, t) for t, r in soak.rtts if lo <= t < hi and not any(a <= t <= b for a, b in windows)),
+            reverse=True,
+        )[:3]
+        ends = [f["end"] for f in soak.faults]
         row: dict[str, Any] = {
             "minute": m + 1,
             "full": rows[-1]["t"] >= 60 * (m + 1) - 2 * args.sample_s if rows else False,
@@ -227,6 +234,13 @@ def report(soak: Soak) -> dict[str, Any]:
             "rtt_p99_ms": float(np.percentile(rtt, 99) * 1000) if rtt else None,
             "faults": [f["kind"] for f in soak.faults if lo <= f["start"] < hi],
             "load1_max": max((s["load1"] for s in rows), default=None),  # the machine's 1-min load
+            "slowest": [
+                {
+                    "rtt_ms": r * 1000,
+                    "s_after_fault": min((t - e for e in ends if e <= t), default=None),
+                }
+                for r, t in worst
+            ],
         }
         for proc in ("server", "agent"):
             if rows:
@@ -293,6 +307,14 @@ def print_report(result: dict[str, Any]) -> None:
             f"{r['chunks']:>6} {p50} {p99} {r['chunks_during_faults']:>8} {r['load1_max'] or 0:5.1f}  {','.join(r['faults'])}"
             + ("" if r["full"] else "  (partial)")
         )
+    for r in result["per_minute"]:
+        if r["rtt_p99_ms"] is not None and r["slowest"]:
+            after = [
+                f"{w['rtt_ms']:.0f} ms"
+                + (f" ({w['s_after_fault']:.1f} s after a fault)" if w["s_after_fault"] is not None else "")
+                for w in r["slowest"]
+            ]
+            print(f"  minute {r['minute']:>2} slowest: {', '.join(after)}")
     for name, c in result["checks"].items():
         detail = ", ".join(
             f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in c.items() if k != "ok"
