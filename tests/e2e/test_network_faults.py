@@ -27,7 +27,6 @@ from tests.utils import poll_until
 #: Holds that mean "the plan ran out" (control.py's watchdog): each must come at the first tick
 #: past the plan's end, neither earlier (wasting good actions) nor later (acting past their time).
 RUN_OUT = frozenset({"late", "stream_down", "chunk_exhausted"})
-CHUNK_S = 10 * 0.05  # the bundle's chunk: 10 actions 50 ms apart
 
 
 def check_recording(record: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
