@@ -259,6 +259,17 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _scene_seed(text: str) -> int:
+    """``--seed``: an integer >= 0 ('-1' ended the eval with a bare ValueError from numpy)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}, expected an integer >= 0 (scene seeds)")
+    return value
+
+
 def build_eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robot-agent eval",
@@ -277,7 +288,10 @@ def build_eval_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--episodes", type=int, default=10, help="number of episodes (default: 10)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the first scene; episode i uses seed+i (default: 0)"
+        "--seed",
+        type=_scene_seed,
+        default=0,
+        help="seed of the first scene; episode i uses seed+i (default: 0)",
     )
     parser.add_argument(
         "--episode-timeout",

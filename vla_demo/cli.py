@@ -231,6 +231,10 @@ def _check_ranges(args: argparse.Namespace, parser: argparse.ArgumentParser, arg
         "latency_ms": (lambda v: 0.0 <= v < math.inf, "expected milliseconds >= 0"),
         "replan_ms": (lambda v: 0.0 < v < math.inf, "expected milliseconds > 0"),
     }
+    if (
+        args.command == "demo"
+    ):  # scene seeds: '--seed -5' ended with a bare 'ValueError: expected non-negative integer'
+        checks["seed"] = (lambda v: v >= 0, "expected an integer >= 0 (scene seeds)")
     given = {a.split("=")[0] for a in argv if a.startswith("--")}
     for dest, (ok, expected) in checks.items():
         value = getattr(args, dest, None)

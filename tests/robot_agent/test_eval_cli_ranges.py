@@ -95,3 +95,14 @@ def test_eval_with_a_real_camera_is_refused_before_connecting(
     path.write_text(toml)
     assert cli.main(["eval", "--config", str(path), "--episodes", "1", *argv]) == 1
     assert capsys.readouterr().err == message
+
+
+def test_a_negative_seed_exits_2_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], evals: list[Any]
+) -> None:
+    """'eval --seed -1' connected the arm, then ended with 'ValueError: expected non-negative integer'."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["eval", "--seed", "-1"])
+    assert info.value.code == 2
+    assert "argument --seed: '-1', expected an integer >= 0 (scene seeds)" in capsys.readouterr().err
+    assert evals == []

@@ -139,6 +139,7 @@ def test_flags_are_not_abbreviated(capsys: pytest.CaptureFixture[str]) -> None:
         (["generate", "--episodes", "0"], "argument --episodes: 0, expected an integer >= 1"),
         (["demo", "--min-success", "1.5"], "argument --min-success: 1.5, expected a success rate in 0..1"),
         (["demo", "--min-success", "nan"], "argument --min-success: nan, expected a success rate in 0..1"),
+        (["demo", "--seed", "-5"], "argument --seed: -5, expected an integer >= 0 (scene seeds)"),
         (["evaluate", "--replan-ms", "nan"], "argument --replan-ms: nan, expected milliseconds > 0"),
         (["evaluate", "--replan-ms", "0"], "argument --replan-ms: 0.0, expected milliseconds > 0"),
         (["evaluate", "--latency-ms", "-100"], "argument --latency-ms: -100.0, expected milliseconds >= 0"),
