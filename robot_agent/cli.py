@@ -108,7 +108,7 @@ def _metrics_port(text: str) -> int | str:
     return port
 
 
-def _connection(parser: argparse.ArgumentParser) -> None:
+def _connection(parser: argparse.ArgumentParser, *, robot: bool = True) -> None:
     """Flags every subcommand but ``estop`` takes: what to connect to, and how to report."""
     d_server, d_robot, d_agent = ServerConfig(), RobotConfig(), AgentConfig()
     parser.add_argument(
@@ -150,10 +150,13 @@ def _connection(parser: argparse.ArgumentParser) -> None:
         action=_NoTokenFlag,
         help=f"refused: a token on the command line shows in ps; use --token-file or ${TOKEN_ENV} (default: none)",
     )
-    parser.add_argument(
-        "--robot", metavar="KIND", help=f"robot driver: sim | franka | xarm (default: {d_robot.kind})"
-    )
-    parser.add_argument("--robot-ip", metavar="IP", help="robot address, for franka and xarm (default: none)")
+    if robot:  # eval drives the simulated arm only: no flag to pick another
+        parser.add_argument(
+            "--robot", metavar="KIND", help=f"robot driver: sim | franka | xarm (default: {d_robot.kind})"
+        )
+        parser.add_argument(
+            "--robot-ip", metavar="IP", help="robot address, for franka and xarm (default: none)"
+        )
     parser.add_argument(
         "--camera",
         metavar="KIND",
@@ -278,7 +281,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
         "no metrics endpoint is served.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _connection(parser)
+    _connection(parser, robot=False)
     _control(parser)
     parser.add_argument(
         "--record",

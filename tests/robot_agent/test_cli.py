@@ -394,7 +394,9 @@ def test_other_arms_are_not_refused(
     assert cli.main([*flags, "--run-dir", str(run_dir)]) == 0
 
 
-def test_eval_on_a_real_arm_is_refused_before_connecting(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_eval_on_a_real_arm_is_refused_before_connecting(  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path
+) -> None:
     """``eval`` scores the simulated task; it used to connect (start the controller of) a real arm
     first and only then find it had no simulated world."""
     import robot_agent.evaluation
@@ -403,7 +405,20 @@ def test_eval_on_a_real_arm_is_refused_before_connecting(monkeypatch: pytest.Mon
         raise AssertionError(f"eval tried to create robot {config.kind}")
 
     monkeypatch.setattr(robot_agent.evaluation, "create_robot", connect_nothing)
-    assert cli.main(["eval", "--robot", "franka", "--robot-ip", "10.0.0.2", "--episodes", "1"]) == 1
+    config = tmp_path / "arm.toml"
+    config.write_text('[robot]\nkind = "franka"\nip = "10.0.0.2"\n')
+    assert cli.main(["eval", "--config", str(config), "--episodes", "1"]) == 1
     assert capsys.readouterr().err == (
         "ConfigError: robot.kind is 'franka': eval needs the simulated arm and its world (robot.kind = 'sim')\n"
     )
+
+
+def test_eval_has_no_flag_to_pick_another_arm(capsys) -> None:  # type: ignore[no-untyped-def]
+    """eval drives the simulated arm only: its --help used to offer --robot franka|xarm, always refused."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["eval", "--help"])
+    assert info.value.code == 0
+    assert "--robot" not in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        cli.main(["eval", "--robot", "franka"])
+    assert info.value.code == 2
