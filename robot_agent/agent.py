@@ -560,16 +560,14 @@ class Agent:
             # INVALID: this agent's request was refused; ERROR (or a status this agent does not
             # know): the server failed. Either way asking again at once would only repeat it.
             kind = "invalid_request" if chunk.status == "INVALID" else "server_error"
-            delay = self._answer_backoff.next()
-            self._next_request_s = time.monotonic() + delay
+            delay = self._back_off()
             self._reject(chunk, kind, f"{chunk.status}: {chunk.message} (next request in {delay:.2f} s)")
             return
         if chunk.problem is not None or chunk.actions is None:
             # An answer this agent refuses (NaN, wrong shape, unparseable) is an error too: a
             # server sending one on every request got ~96 requests/s, as ERROR used to.
             kind, _, detail = (chunk.problem or "invalid_chunk: no actions").partition(": ")
-            delay = self._answer_backoff.next()
-            self._next_request_s = time.monotonic() + delay
+            delay = self._back_off()
             self._reject(chunk, kind, f"{detail} (next request in {delay:.2f} s)")
             return
         # Our own record of the capture time, not the server's echo: the server is never trusted
@@ -595,8 +593,7 @@ class Agent:
             )
         except Exception as exc:
             logger.debug("Chunk %d could not be planned", chunk.request_id, exc_info=True)
-            delay = self._answer_backoff.next()
-            self._next_request_s = time.monotonic() + delay
+            delay = self._back_off()
             self._reject(
                 chunk, "invalid_chunk", f"could not be planned: {exc!r} (next request in {delay:.2f} s)"
             )
@@ -706,8 +703,7 @@ class Agent:
                 # Building the request failed on this agent's own data (a state or frame the codec
                 # refuses, a plan that cannot be expressed as prev_actions): hold, back off, go on.
                 self.link.in_flight_since = None
-                delay = self._answer_backoff.next()
-                self._next_request_s = time.monotonic() + delay
+                delay = self._back_off()
                 if self.link.problem != "invalid_request":
                     logger.error(
                         "Building the request failed (next try in %.2f s): %r",
@@ -719,14 +715,19 @@ class Agent:
                 self.link.problem = "invalid_request"
                 continue
 
+    def _back_off(self, now: float | None = None) -> float:
+        """Hold the next request back by the answer backoff's next delay (seconds, returned)."""
+        delay = self._answer_backoff.next()
+        self._next_request_s = (time.monotonic() if now is None else now) + delay
+        return delay
+
     def _follow_plan_faults(self, now: float, control: ControlLoop) -> None:
         """Back off when the control loop dropped a plan that raised (a chunk Ruckig cannot
         follow); reset the backoff once the arm has moved on a chunk."""
         if self.link.plan_faults != self._plan_faults_seen:
             self._plan_faults_seen = self.link.plan_faults
             self._backoff_resets_on_motion = False
-            delay = self._answer_backoff.next()
-            self._next_request_s = now + delay
+            delay = self._back_off(now)
             logger.debug("Plan dropped by the control loop; next request in %.2f s", delay)
         elif self._backoff_resets_on_motion and not control.holding:
             self._backoff_resets_on_motion = False
