@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inference_server import Server, ServerConfig
 from robot_agent.agent import Agent
 from robot_agent.config import AgentConfig
@@ -86,6 +88,20 @@ async def server_on(policy: Path, port: int = 0) -> AsyncIterator[Server]:
         server.should_exit.set()
         async with asyncio.timeout(20):
             await asyncio.wait({task})
+
+
+#: A fast, capped answer backoff: 0.05, 0.1, 0.2, 0.4, 0.4 s, each +-20 %.
+BACKOFF = {"server.backoff_initial_s": 0.05, "server.backoff_max_s": 0.4, "server.backoff_jitter": 0.2}
+
+
+def assert_backed_off(arrivals: Sequence[float], n: int = 6) -> None:
+    """The first ``n`` request ``arrivals`` (s) are spaced at least by :data:`BACKOFF`'s delays,
+    less its jitter (5 ms of scheduling slack), up to its cap: never the control rate's 10 ms."""
+    initial, cap, jitter = (BACKOFF[f"server.backoff_{k}"] for k in ("initial_s", "max_s", "jitter"))
+    gaps = np.diff(list(arrivals)[:n])
+    expected = [min(initial * 2**i, cap) * (1 - jitter) for i in range(len(gaps))]
+    assert all(g >= e - 0.005 for g, e in zip(gaps, expected, strict=True)), (gaps, expected)
+    assert gaps[-1] >= cap * (1 - jitter) - 0.005, gaps
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from robot_agent.agent import Agent
-from tests.e2e._agent_helpers import agent_config, running
+from tests.e2e._agent_helpers import BACKOFF, agent_config, assert_backed_off, running
 from tests.e2e.test_agent_rogue_server import H, RogueServicer, rogue_server
 from tests.utils import poll_until
 from vla.codec import to_tensor
@@ -54,21 +54,12 @@ class BadChunkServicer(RogueServicer):
 )
 async def test_refused_chunks_back_off_exponentially_and_recover(bad: np.ndarray, reason: str) -> None:
     servicer = BadChunkServicer(bad)
-    initial, cap, jitter = 0.05, 0.4, 0.2
-    backoff = {
-        "server.backoff_initial_s": initial,
-        "server.backoff_max_s": cap,
-        "server.backoff_jitter": jitter,
-    }
     async with rogue_server(servicer) as port:
-        agent = Agent(agent_config(port, **backoff))
+        agent = Agent(agent_config(port, **BACKOFF))
         async with running(agent):
             await poll_until(lambda: len(servicer.arrivals) >= servicer.good + 6, timeout=10)
             assert agent.control.holding and agent.control.hold_reason == reason
-            gaps = np.diff(servicer.arrivals[servicer.good :][:6])
-            # 0.05, 0.1, 0.2, 0.4, 0.4 (each +-20 %), never the control rate's 10 ms.
-            expected = [min(initial * 2**i, cap) * (1 - jitter) for i in range(len(gaps))]
-            assert all(g >= e - 0.005 for g, e in zip(gaps, expected, strict=True)), (gaps, expected)
+            assert_backed_off(servicer.arrivals[servicer.good :])
             servicer.recover.set()
             await poll_until(lambda: not agent.control.holding, timeout=5)
             n = len(servicer.arrivals)
