@@ -99,6 +99,21 @@ async def test_commands_never_enter_the_table_even_after_a_hold(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, margin: float, rotation: dict[str, float]
 ) -> None:
     caplog.set_level(logging.WARNING, logger="safety.shield")
+    # Whether a hold falls while a fast flip has the arm sagged below the floor depends on tick
+    # timing (about 1 run in 6 here has none): such a run is checked in full below, and the
+    # scenario is run again, up to 3 times, until one exercises the seed inside.
+    for attempt in range(3 if rotation else 1):
+        caplog.clear()
+        if await _check_scenario(tmp_path / f"try{attempt}", caplog, margin, rotation):
+            return
+    raise AssertionError("no hold left the arm below the commands' floor (3 runs)")
+
+
+async def _check_scenario(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, margin: float, rotation: dict[str, float]
+) -> bool:
+    """Run the scenario and check every tick; return whether a fast flip's hold seeded the
+    shield below the floor and the commands climbed out (always True without a fast flip)."""
     limits = {"rotation": rotation} if rotation else {}
     summary, steps = await run_scenario(tmp_path, f"keep-out-{margin}-{bool(rotation)}", margin, **limits)
     measured_z = np.array([s["measured"]["ee"][2] for s in steps if s["measured"] is not None])
@@ -128,8 +143,10 @@ async def test_commands_never_enter_the_table_even_after_a_hold(
     if not rotation:
         # At the default rotation speed the margin absorbs the sag: the arm never touches.
         assert measured_z.min() >= TABLE_Z, f"the arm went {(TABLE_Z - measured_z.min()) * 1000:.2f} mm in"
-    else:
-        # A fast flip sags the arm below the floor; holds there seed the shield inside, and
-        # the commands climb out.
-        assert seeded_inside, "no hold left the arm below the commands' floor"
-        assert any(run[-1] == 0.0 for run in seeded_inside)
+        return True
+    # A fast flip sags the arm below the floor; holds there seed the shield inside, and the
+    # commands climb out.
+    if not seeded_inside:
+        return False
+    assert any(run[-1] == 0.0 for run in seeded_inside)
+    return True
