@@ -8,7 +8,7 @@ for *now*. ``robot-agent --help`` to run it; ``Agent(AgentConfig.load(...)).run(
 from __future__ import annotations
 
 from robot_agent.agent import Agent
-from robot_agent.camera import Camera, Frame
+from robot_agent.cameras.base import Camera, Frame
 from robot_agent.config import (
     AgentConfig,
     CameraConfig,
@@ -18,6 +18,7 @@ from robot_agent.config import (
     SchedulerConfig,
     ServerConfig,
 )
+from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import (
     AgentError,
     CameraError,
@@ -34,7 +35,6 @@ from robot_agent.errors import (
 )
 from robot_agent.evaluation import EpisodeOutcome, EvalResults, evaluate
 from robot_agent.metrics import AgentMetrics
-from robot_agent.robot import Robot, RobotState
 
 __all__ = [
     "Agent",

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from robot_agent.drivers.base import RobotState
 from robot_agent.errors import SpecMismatch
-from robot_agent.robot import RobotState
 from safety.rotations import (
     quat_conjugate,
     quat_multiply,

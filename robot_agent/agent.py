@@ -32,11 +32,13 @@ import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
 
 from robot_agent.action_space import STATE_NAMES, ActionSpace, StateVectorBuilder, measured_from_state
-from robot_agent.camera import Frame
 from robot_agent.cameras import camera_class, create_camera
+from robot_agent.cameras.base import Frame
+from robot_agent.cameras.capture import Sensors
 from robot_agent.config import AgentConfig, CameraConfig
 from robot_agent.control import ControlLoop, LinkState
 from robot_agent.drivers import create_robot
+from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import (
     AgentError,
     CameraError,
@@ -48,11 +50,9 @@ from robot_agent.errors import (
 from robot_agent.metrics import AgentMetrics
 from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient
 from robot_agent.recorder import NullRecorder, Recorder
-from robot_agent.robot import Robot, RobotState
 from robot_agent.runfile import RunFile, RunFileError, RunState
 from robot_agent.scheduler import Scheduler
 from robot_agent.security import ChannelSecurity
-from robot_agent.sensors import Sensors
 from robot_agent.summary import RunStats, describe_policy, policy_identity
 from robot_agent.trajectory import Trajectory
 from safety import SafetyConfig, Shield

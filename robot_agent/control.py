@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from robot_agent.action_space import ActionSpace, measured_from_state
+from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.metrics import AgentMetrics
 from robot_agent.recorder import NullRecorder
-from robot_agent.robot import Robot, RobotState
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
 from safety.types import Measured, Target

@@ -36,10 +36,10 @@ from prometheus_client import CollectorRegistry
 from robot_agent.agent import Agent
 from robot_agent.config import AgentConfig
 from robot_agent.drivers import create_robot
+from robot_agent.drivers.base import Robot
 from robot_agent.errors import ConfigError
 from robot_agent.metrics import AgentMetrics
 from robot_agent.recorder import check_new_folder, jsonable, write_atomically
-from robot_agent.robot import Robot
 
 __all__ = ["EpisodeOutcome", "EvalResults", "evaluate", "evaluate_sync", "format_results"]
 

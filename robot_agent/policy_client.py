@@ -29,7 +29,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from robot_agent.camera import Frame
+from robot_agent.cameras.base import Frame
 from robot_agent.errors import (
     AgentError,
     ConfigError,

@@ -43,7 +43,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from robot_agent.camera import Frame
+from robot_agent.cameras.base import Frame
 from robot_agent.errors import ConfigError
 from safety.types import Measured, Target
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from robot_agent._importer import resolve
 
 if TYPE_CHECKING:
-    from robot_agent.camera import Camera
+    from robot_agent.cameras.base import Camera
     from robot_agent.config import CameraConfig
-    from robot_agent.robot import Robot
+    from robot_agent.drivers.base import Robot
 
 __all__ = ["CAMERAS", "EXTRAS", "camera_class", "create_camera"]
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robot_agent.camera import Camera, Frame
+from robot_agent.cameras.base import Camera, Frame
 from robot_agent.config import CameraConfig
 from robot_agent.errors import CameraError, ConfigError, MissingExtra
 
@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingExtra("RealSense cameras need pyrealsense2: pip install 'vla-deploy[realsense]'") from exc
 
 if TYPE_CHECKING:
-    from robot_agent.robot import Robot
+    from robot_agent.drivers.base import Robot
 
 __all__ = ["Intrinsics", "RealSenseCamera", "capture_time", "connected_devices"]
 

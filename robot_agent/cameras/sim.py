@@ -16,11 +16,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from robot_agent.camera import Camera, Frame
+from robot_agent.cameras.base import Camera, Frame
 from robot_agent.config import CameraConfig
+from robot_agent.drivers.base import Robot
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import ConfigError
-from robot_agent.robot import Robot
 from robot_agent.sim.clock import WallClock
 from robot_agent.sim.render import VIEWS, render
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from robot_agent.camera import Camera, Frame
+from robot_agent.cameras.base import Camera, Frame
 from robot_agent.config import CameraConfig
 from robot_agent.errors import CameraError, ConfigError
 
 if TYPE_CHECKING:
-    from robot_agent.robot import Robot
+    from robot_agent.drivers.base import Robot
 
 __all__ = ["USBCamera", "UsbCamera", "buffer_time"]
 

@@ -9,7 +9,7 @@ from robot_agent._importer import resolve
 
 if TYPE_CHECKING:
     from robot_agent.config import RobotConfig
-    from robot_agent.robot import Robot
+    from robot_agent.drivers.base import Robot
 
 __all__ = ["DRIVERS", "EXTRAS", "create_robot", "driver_class"]
 

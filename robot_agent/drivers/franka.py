@@ -32,8 +32,8 @@ import numpy as np
 from robot_agent.config import RobotConfig
 from robot_agent.drivers._blocking import call_with_timeout
 from robot_agent.drivers._options import check_known, choice, flag, number, vector
+from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import ConfigError, DriverError, MissingExtra
-from robot_agent.robot import Robot, RobotState
 from safety.rotations import matrix_to_quat, quat_normalize
 from safety.types import Pose
 

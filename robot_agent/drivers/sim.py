@@ -39,8 +39,8 @@ import numpy as np
 import panda_py
 
 from robot_agent.config import RobotConfig
+from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import ConfigError
-from robot_agent.robot import Robot, RobotState
 from robot_agent.sim.clock import Clock, ManualClock, WallClock
 from robot_agent.sim.world import SimWorld
 from safety.rotations import matrix_to_quat, quat_to_matrix, quat_to_rotvec

@@ -13,7 +13,7 @@ import pytest
 
 from robot_agent import agent as agent_module
 from robot_agent.agent import Agent
-from robot_agent.camera import Camera, Frame
+from robot_agent.cameras.base import Camera, Frame
 from robot_agent.config import CameraConfig
 from robot_agent.errors import CameraError
 from robot_agent.policy_client import PolicyClient

@@ -179,8 +179,8 @@ async def test_a_joint_policy_on_an_arm_without_fk_and_no_zones_is_warned_about(
 def test_the_sim_arm_offers_fk_and_the_xarm_does_not() -> None:
     """The xArm is the arm the refusal above is for: its driver defines no forward kinematics."""
     pytest.importorskip("xarm")
+    from robot_agent.drivers.base import Robot
     from robot_agent.drivers.xarm import XArmRobot
-    from robot_agent.robot import Robot
 
     assert Robot.forward_kinematics is None and XArmRobot.forward_kinematics is None
     q = np.array([0.1, -0.5, 0.2, -2.0, 0.1, 1.8, 0.7])

@@ -13,8 +13,8 @@ from robot_agent.action_space import (
     state_vector,
     unwrap_rotvecs,
 )
+from robot_agent.drivers.base import RobotState
 from robot_agent.errors import SpecMismatch
-from robot_agent.robot import RobotState
 from safety.rotations import quat_angle, quat_multiply, quat_to_rotvec, rotvec_to_quat
 from safety.types import Pose
 

@@ -13,10 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from robot_agent.control import ControlLoop, LinkState
+from robot_agent.drivers.base import RobotState
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.metrics import AgentMetrics
 from robot_agent.recorder import NullRecorder
-from robot_agent.robot import RobotState
 from robot_agent.summary import RunStats
 from safety import SafetyConfig, Shield
 from tests.utils import poll_until

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from robot_agent.camera import Frame
+from robot_agent.cameras.base import Frame
 from robot_agent.errors import NotAPolicyServer, ServerUnavailable
 from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient, encode_frame
 from tests.plain_http import plain_http_server

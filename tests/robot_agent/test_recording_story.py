@@ -106,7 +106,7 @@ def test_the_anchor_is_taken_at_once_from_both_clocks() -> None:
 def test_every_video_frame_has_its_capture_time(tmp_path: Path) -> None:
     import numpy as np
 
-    from robot_agent.camera import Frame
+    from robot_agent.cameras.base import Frame
 
     recorder = Recorder(tmp_path / "ep", video=True)
     rgb = np.zeros((16, 16, 3), dtype=np.uint8)

@@ -46,7 +46,7 @@ def test_every_entry_is_module_colon_class(table: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("kind", sorted(DRIVERS))
 def test_every_driver_resolves_to_a_robot(kind: str) -> None:
-    from robot_agent.robot import Robot
+    from robot_agent.drivers.base import Robot
 
     pytest.importorskip({"franka": "panda_py", "xarm": "xarm"}.get(kind, "numpy"))
     assert issubclass(driver_class(kind), Robot)
@@ -54,7 +54,7 @@ def test_every_driver_resolves_to_a_robot(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", sorted(CAMERAS))
 def test_every_camera_resolves_to_a_camera(kind: str) -> None:
-    from robot_agent.camera import Camera
+    from robot_agent.cameras.base import Camera
 
     pytest.importorskip({"realsense": "pyrealsense2"}.get(kind, "cv2"))
     assert issubclass(camera_class(kind), Camera)

@@ -11,7 +11,7 @@ import pytest
 
 from inference_server import ServerConfig
 from robot_agent import policy_client
-from robot_agent.camera import Frame
+from robot_agent.cameras.base import Frame
 from robot_agent.errors import SpecMismatch
 from robot_agent.policy_client import PolicyClient, estimate_image_bytes, plan_encodings
 from tests.utils import run_server, write_python_bundle

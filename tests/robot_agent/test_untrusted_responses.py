@@ -224,7 +224,7 @@ async def test_a_rogue_server_gets_held_chunks_not_a_crash() -> None:
         b"\xff\xfe\xfd",
         _ok(GOOD_ACTIONS),
     ]
-    frame = __import__("robot_agent.camera", fromlist=["Frame"]).Frame(
+    frame = __import__("robot_agent.cameras.base", fromlist=["Frame"]).Frame(
         rgb=np.zeros((8, 8, 3), np.uint8), time_s=0.0
     )
     async with rogue_server(GOOD_SPEC, answers) as address:

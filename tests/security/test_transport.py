@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inference_server import ServerConfig
 from inference_server.security import UNAUTHENTICATED_DETAIL
 from inference_server.server import Server
-from robot_agent.camera import Frame
+from robot_agent.cameras.base import Frame
 from robot_agent.errors import NotAPolicyServer, ServerUnavailable, TransportSecurityError
 from robot_agent.policy_client import PolicyClient
 from robot_agent.security import ChannelSecurity

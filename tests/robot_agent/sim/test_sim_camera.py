@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from robot_agent.camera import Camera
+from robot_agent.cameras.base import Camera
 from robot_agent.cameras.sim import SimCamera
 from robot_agent.config import CameraConfig, RobotConfig
 from robot_agent.drivers.sim import PANDA_HOME_JOINTS, SimRobot

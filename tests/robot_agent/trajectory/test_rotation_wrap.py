@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from robot_agent.action_space import ActionSpace
-from robot_agent.robot import RobotState
+from robot_agent.drivers.base import RobotState
 from robot_agent.trajectory import Trajectory
 from safety.rotations import quat_angle, quat_multiply, quat_to_rotvec, rotvec_to_quat
 from safety.types import Pose

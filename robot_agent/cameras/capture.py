@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-from robot_agent.camera import Camera, Frame
+from robot_agent.cameras.base import Camera, Frame
 from robot_agent.errors import CameraError
 
 __all__ = ["CameraThread", "Sensors"]
