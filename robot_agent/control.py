@@ -43,12 +43,13 @@ import numpy as np
 from robot_agent.action_space import ActionSpace, measured_from_state
 from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.metrics import AgentMetrics
+from robot_agent.reasons import BAD_PLAN_REASONS, FAULT_REASONS, PLAN_KEEPING_REASONS
 from robot_agent.recorder import NullRecorder
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
 from safety.types import Measured, Target
 
-__all__ = ["FAULT_REASONS", "HOLD_REASONS", "PLAN_KEEPING_REASONS", "ControlLoop", "LinkState"]
+__all__ = ["ControlLoop", "LinkState"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,47 +59,6 @@ logger = logging.getLogger(__name__)
 RATE_WINDOW_S = 2.0
 RATE_WINDOW_MIN_TICKS = 50
 RATE_OVERRUN_SHARE = 0.25
-
-#: Why the arm holds (the ``reason`` label of ``vla_agent_hold_total``): a closed set, each value
-#: exported at 0 from the start.
-HOLD_REASONS = (
-    "waiting_for_server",  # no spec or no chunk yet
-    "chunk_exhausted",  # the plan ran out and nothing was asked for in time
-    "late",  # the plan ran out while a request was outstanding: a deadline miss
-    "stream_down",  # the stream broke; reconnecting
-    "invalid_chunk",  # the last chunk had the wrong shape or could not be decoded
-    "non_finite",  # the last chunk (or the target sampled from the plan) had NaN or inf
-    "server_error",  # the server answered ERROR
-    "invalid_request",  # the server answered INVALID: it refused this agent's request
-    "stale_observation",  # a sensor reading (robot state, camera frame) older than its bound
-    "stall",  # the tick came more than safety.max_dt_s after the previous one
-    "safety",  # the shield refused the target
-    "trajectory_error",  # sampling the plan raised (e.g. Ruckig refusing a target)
-    "action_space_error",  # converting the plan's waypoint into a robot target raised
-    "shield_error",  # the shield itself raised
-    "recorder_error",  # the recorder raised (recording stops, the run carries on)
-    "metrics_error",  # updating a metric raised
-    "estop",
-)
-
-#: Holds caused by the tick itself: the plan is still valid and the next normal tick resumes on
-#: it. Every other reason drops the plan (nothing of it is left, or it cannot be trusted).
-PLAN_KEEPING_REASONS = frozenset({"stall", "safety", "stale_observation", "recorder_error", "metrics_error"})
-
-#: Holds for a plan found bad in the tick: the label stays until the next chunk arrives (the
-#: watchdog would otherwise call it ``chunk_exhausted`` once the plan is gone).
-_BAD_PLAN_REASONS = frozenset(
-    {"non_finite", "invalid_chunk", "safety", "trajectory_error", "action_space_error", "shield_error"}
-)
-
-#: The stages of a tick whose exceptions become a hold, and the hold reason each maps to.
-FAULT_REASONS = {
-    "trajectory": "trajectory_error",
-    "action_space": "action_space_error",
-    "shield": "shield_error",
-    "recorder": "recorder_error",
-    "metrics": "metrics_error",
-}
 
 
 @dataclass
@@ -491,7 +451,7 @@ class ControlLoop:
             drop_plan = reason not in PLAN_KEEPING_REASONS
         if drop_plan and self.trajectory is not None:
             self.trajectory.clear()
-            if reason in _BAD_PLAN_REASONS:
+            if reason in BAD_PLAN_REASONS:
                 self._dropped_for = (reason, self._link.chunks)
         if self.estopped or (self.holding and reason == self.hold_reason):
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from robot_agent.reasons import HOLD_REASONS
 from safety import SAFETY_RULE_KINDS
 
 __all__ = ["AgentMetrics"]
@@ -72,9 +73,6 @@ class AgentMetrics:
             ["kind"],
             registry=registry,
         )
-        # Imported here: robot_agent.control imports this module.
-        from robot_agent.control import HOLD_REASONS
-
         for reason in HOLD_REASONS:
             self.hold.labels(reason)
         for kind in SAFETY_RULE_KINDS:

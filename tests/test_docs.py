@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from robot_agent.control import HOLD_REASONS, PLAN_KEEPING_REASONS
+from robot_agent.reasons import HOLD_REASONS, PLAN_KEEPING_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGN = ROOT / "docs" / "design.md"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from robot_agent.agent import Agent
-from robot_agent.control import PLAN_KEEPING_REASONS
+from robot_agent.reasons import PLAN_KEEPING_REASONS
 from tests.e2e._agent_helpers import REPO, agent_config, bundle, read_jsonl, running, server_on
 from tests.faultproxy import FaultProxy, frozen
 from tests.utils import poll_until

@@ -17,9 +17,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from robot_agent.action_space import ActionSpace, measured_from_state
-from robot_agent.control import FAULT_REASONS, HOLD_REASONS, PLAN_KEEPING_REASONS, ControlLoop, LinkState
+from robot_agent.control import ControlLoop, LinkState
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.metrics import AgentMetrics
+from robot_agent.reasons import FAULT_REASONS, HOLD_REASONS, PLAN_KEEPING_REASONS
 from robot_agent.recorder import NullRecorder
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory

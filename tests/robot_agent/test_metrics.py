@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from robot_agent.control import HOLD_REASONS
 from robot_agent.metrics import AgentMetrics
+from robot_agent.reasons import HOLD_REASONS
 from safety import SAFETY_RULE_KINDS
 
 
