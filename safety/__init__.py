@@ -38,9 +38,10 @@ from .config import (
 )
 from .errors import SafetyConfigError, SafetyError
 from .estop import EStop
+from .record import StepRecord
 from .shield import ESTOP_COUNTED_KINDS, FK, IK, SAFETY_RULE_KINDS, Shield
 from .types import Decision, Measured, Pose, Target
-from .verify import Violation, step_record, verify_trace
+from .verify import Violation, verify_trace
 
 __all__ = [
     "ESTOP_COUNTED_KINDS",
@@ -71,9 +72,9 @@ __all__ = [
     "SafetyConfigError",
     "SafetyError",
     "Shield",
+    "StepRecord",
     "Target",
     "TrackingLimits",
     "Violation",
-    "step_record",
     "verify_trace",
 ]

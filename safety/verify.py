@@ -1,15 +1,20 @@
 """Check a recording of safe targets against the limits, after the fact.
 
-A recording stores ``Shield.limits_report()`` beside one :func:`step_record` per tick; with
-:func:`verify_trace` anyone can later confirm that what was sent to the arm never broke a limit,
-independently of the shield's own code path. Tests and the end-to-end adversarial test use it.
+A recording stores ``Shield.limits_report()`` beside one :class:`~safety.record.StepRecord` per
+tick (a ``steps.jsonl`` line); with :func:`verify_trace` anyone can later confirm that what was
+sent to the arm never broke a limit, independently of the shield's own code path. Tests and the
+end-to-end adversarial test use it.
 
-Rates are finite differences of consecutive commands at the tick's ``dt`` — velocity
-``(x_k - x_{k-1}) / dt_k``, acceleration and jerk the same one order up — exactly what the
-motion filter bounds (translation: norm of the position difference; rotation: angle of the
+Rates are finite differences of consecutive commands at the tick's ``dt`` (the record's
+``dt_s``, else the time since the previous record, as the agent's control loop passes it) —
+velocity ``(x_k - x_{k-1}) / dt_k``, acceleration and jerk the same one order up — exactly what
+the motion filter bounds (translation: norm of the position difference; rotation: angle of the
 relative rotation in the world frame; joints: each joint; gripper: rate only). A hold commands
-the measured state at rest, so it starts a fresh run with zero velocity and acceleration; the
-first steps of a recording, whose predecessors are unknown, are checked for what can be.
+the measured state at rest, so it starts a fresh run with zero velocity and acceleration: from
+the hold's own command when the record has one (a shield decision's), else from the measured
+state of the first moving tick after it (the agent resets the shield there, as it does when it
+starts); the first steps of a recording, whose predecessors are unknown, are checked for what
+can be.
 
 Positions are checked against the workspace and the keep-out zones grown by
 ``keep_out_margin_m`` (what the shield keeps commands out of): a command may be inside only
@@ -26,19 +31,20 @@ Finite differences of float64 cannot resolve less than a few ulps of the coordin
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .config import SafetyConfig
+from .record import StepRecord
 from .rotations import quat_conjugate, quat_multiply, quat_normalize, quat_to_rotvec
 from .shield import FK
-from .types import Decision
+from .types import Target
 from .zones import Zones
 
-__all__ = ["Violation", "step_record", "verify_trace"]
+__all__ = ["Violation", "verify_trace"]
 
 _EPS = np.finfo(float).eps
 
@@ -57,29 +63,8 @@ class Violation:
         return f"step {self.index}: {self.message}"
 
 
-def step_record(decision: Decision, now_s: float, dt_s: float) -> dict[str, Any]:
-    """A JSON-serialisable record of one tick's safe command, as :func:`verify_trace` reads it."""
-    t = decision.target
-    rec: dict[str, Any] = {
-        "t": float(now_s),
-        "dt": float(dt_s),
-        "hold": bool(decision.hold),
-        "estop": bool(decision.estop),
-        "fired": list(decision.fired),
-    }
-    if t is not None:
-        if t.ee is not None:
-            rec["ee_position"] = [float(x) for x in t.ee.position]
-            rec["ee_quaternion"] = [float(x) for x in t.ee.quaternion]
-        if t.joints is not None:
-            rec["joints"] = [float(x) for x in t.joints]
-        if t.gripper is not None:
-            rec["gripper"] = float(t.gripper)
-    return rec
-
-
 def verify_trace(
-    steps: Iterable[Mapping[str, Any]],
+    steps: Iterable[StepRecord | Mapping[str, Any]],
     limits: SafetyConfig | Mapping[str, Any],
     *,
     rel_tol: float = 1e-9,
@@ -87,8 +72,8 @@ def verify_trace(
 ) -> list[Violation]:
     """Every violation of ``limits`` in ``steps``; [] if none.
 
-    ``steps``: records from :func:`step_record`, or the agent recorder's ``steps.jsonl`` lines
-    (``time``, ``measured``, ``safe``, ``holding``), converted by :func:`_canonical`.
+    ``steps``: :class:`StepRecord` s, or the agent recorder's ``steps.jsonl`` lines (parsed
+    objects, read with :meth:`StepRecord.from_json`; ValueError on a malformed one).
     ``limits``: a SafetyConfig, its ``to_dict()``, or a ``Shield.limits_report()``.
     ``fk``: the arm's forward kinematics, ``fk(joints) -> Pose``; with it a joint command's
     end-effector position is checked against the workspace and the grown keep-out zones
@@ -116,25 +101,27 @@ def verify_trace(
     allow_q = np.zeros(q_lo.shape)
     # The same for the FK position of joint commands, from the FK of the seed's joints.
     allow_fk = np.zeros(3 + len(zones.keep_out))
-    for i, s in enumerate(_canonical(steps)):
-        seed = s.get("seed")
+    prev_time: float | None = None
+    fresh = True  # the next moving tick starts from its measured state (after a start or a hold)
+    for i, rec in enumerate(_records(steps)):
+        t = rec.time_s
+        dt = rec.dt_s if rec.dt_s is not None else (math.nan if prev_time is None else t - prev_time)
+        prev_time = t
+        hold = rec.holding or rec.safe is None
+        seed = rec.measured if fresh and not hold else None
+        fresh = hold
         if seed is not None:  # the shield was reseeded at rest at this measured state
             allow_ee, allow_q = _allowance(
-                zones, q_lo, q_hi, seed.get("ee_position"), seed.get("joints"), allow_ee, allow_q
+                zones, q_lo, q_hi, seed.ee.position, seed.joints, allow_ee, allow_q
             )
             if fk is not None:
-                allow_fk = _fk_allowance(zones, fk, seed.get("joints"), q_lo.shape, allow_fk)
-            groups["translation"].restart(_vec(seed.get("ee_position")))
-            groups["rotation"].restart(_vec(seed.get("ee_quaternion")), rotation=True)
-            groups["joints"].restart(_vec(seed.get("joints")))
-            g0 = seed.get("gripper")
-            prev_grip = None if g0 is None or not math.isfinite(float(g0)) else float(g0)
-        dt = float(s.get("dt", math.nan))
-        hold = bool(s.get("hold", False))
-        pos = _vec(s.get("ee_position"))
-        quat = _vec(s.get("ee_quaternion"))
-        joints = _vec(s.get("joints"))
-        grip = s.get("gripper")
+                allow_fk = _fk_allowance(zones, fk, seed.joints, q_lo.shape, allow_fk)
+            groups["translation"].restart(_vec(seed.ee.position))
+            groups["rotation"].restart(_vec(seed.ee.quaternion), rotation=True)
+            groups["joints"].restart(_vec(seed.joints))
+            g0 = float(seed.gripper)
+            prev_grip = g0 if math.isfinite(g0) else None
+        pos, quat, joints, grip = _command(rec.safe)
         present = [x for x in (pos, quat, joints) if x is not None]
         if grip is not None:
             present.append(np.array([float(grip)]))
@@ -351,44 +338,21 @@ class _Chain:
         return found
 
 
-def _canonical(steps: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
-    """Agent recorder lines to :func:`step_record` form; records already in it pass through.
+def _records(steps: Iterable[StepRecord | Mapping[str, Any]]) -> Iterator[StepRecord]:
+    for step in steps:
+        yield step if isinstance(step, StepRecord) else StepRecord.from_json(step)
 
-    The agent resets the shield at the measured state when it starts and when it leaves a
-    hold, so the first command after either is checked from that state at rest; its ``dt`` is
-    the time since the previous tick, as the control loop passes it.
-    """
-    prev_time: float | None = None
-    fresh = True
-    for rec in steps:
-        if "safe" not in rec and "holding" not in rec:
-            yield rec
-            continue
-        t = float(rec["time"])
-        safe = rec.get("safe")
-        hold = bool(rec.get("holding")) or safe is None
-        out: dict[str, Any] = {"t": t, "dt": math.nan if prev_time is None else t - prev_time, "hold": hold}
-        prev_time = t
-        if hold:
-            fresh = True
-            yield out
-            continue
-        assert safe is not None
-        if fresh:
-            m = rec.get("measured")
-            if m is not None:
-                seed: dict[str, Any] = {"joints": m.get("joints"), "gripper": m.get("gripper")}
-                if m.get("ee") is not None:
-                    seed["ee_position"], seed["ee_quaternion"] = m["ee"][:3], m["ee"][3:]
-                out["seed"] = seed
-            fresh = False
-        if safe.get("ee") is not None:
-            out["ee_position"], out["ee_quaternion"] = safe["ee"][:3], safe["ee"][3:]
-        if safe.get("joints") is not None:
-            out["joints"] = safe["joints"]
-        if safe.get("gripper") is not None:
-            out["gripper"] = safe["gripper"]
-        yield out
+
+def _command(
+    target: Target | None,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, float | None]:
+    """A command's end-effector position, quaternion, joints and gripper (None: not given)."""
+    if target is None:
+        return None, None, None, None
+    pos = quat = None
+    if target.ee is not None:
+        pos, quat = _vec(target.ee.position), _vec(target.ee.quaternion)
+    return pos, quat, _vec(target.joints), None if target.gripper is None else float(target.gripper)
 
 
 def _vec(x: Any) -> np.ndarray | None:

@@ -11,14 +11,13 @@ the time the rate limits need.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from safety import Measured, Pose, SafetyConfig, Shield, Target, step_record, verify_trace
+from safety import Measured, Pose, SafetyConfig, Shield, StepRecord, Target, verify_trace
 
 from ._helpers import HOME_JOINTS, HOME_POSITION, HOME_QUATERNION, follow, home_measured
 
@@ -58,11 +57,11 @@ def measured_at(position: np.ndarray, joints: np.ndarray = HOME_JOINTS) -> Measu
     return Measured(time_s=0.0, ee=Pose(position, HOME_QUATERNION.copy()), joints=joints.copy(), gripper=1.0)
 
 
-def run(shield: Shield, seed: Measured, targets: list[Target | None]) -> tuple[list, list[dict]]:
+def run(shield: Shield, seed: Measured, targets: list[Target | None]) -> tuple[list, list[StepRecord]]:
     """Seed at ``seed`` (as leaving a hold does), then feed ``targets`` with the arm obeying."""
     shield.reset(seed)
     measured, decisions = seed, []
-    records: list[dict] = [{"t": 0.0, "dt": math.nan, "hold": True, **_pose_record(seed)}]
+    records: list[StepRecord] = [_seed_record(seed)]
     now = 0.0
     for target in targets:
         now += DT
@@ -70,18 +69,15 @@ def run(shield: Shield, seed: Measured, targets: list[Target | None]) -> tuple[l
             target = Target(time_s=now, ee=target.ee, joints=target.joints, gripper=target.gripper)
         d = shield.filter(target, measured, now, DT)
         decisions.append(d)
-        records.append(step_record(d, now, DT))
+        records.append(StepRecord.from_decision(d, now, DT))
         measured = follow(measured, d.target, now)
     return decisions, records
 
 
-def _pose_record(m: Measured) -> dict:
+def _seed_record(m: Measured) -> StepRecord:
     """The seed as a hold record: verify_trace then allows the commands its penetration."""
-    return {
-        "ee_position": m.ee.position.tolist(),
-        "ee_quaternion": m.ee.quaternion.tolist(),
-        "joints": m.joints.tolist(),
-    }
+    seed = Target(time_s=0.0, ee=m.ee, joints=m.joints)
+    return StepRecord(time_s=0.0, measured=None, raw=None, safe=seed, fired=(), holding=True)
 
 
 point = st.tuples(st.floats(-0.5, 1.5), st.floats(-1.0, 1.0), st.floats(-0.5, 1.5))

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safety import Decision, Measured, Pose, SafetyConfig, Shield, Target, step_record, verify_trace
+from safety import Decision, Measured, Pose, SafetyConfig, Shield, StepRecord, Target, verify_trace
 from safety.rotations import matrix_to_quat
 
 from ._helpers import HOME_JOINTS
@@ -54,20 +54,20 @@ def config(**overrides: object) -> SafetyConfig:
     return SafetyConfig.from_mapping({**base, **overrides})
 
 
-def run(shield: Shield, start: np.ndarray, targets: list[np.ndarray]) -> tuple[list, list[dict]]:
+def run(shield: Shield, start: np.ndarray, targets: list[np.ndarray]) -> tuple[list, list[StepRecord]]:
     """Feed joint targets to the shield; the arm reaches each command exactly, and stays put on
     a hold. Returns the decisions and the step records (with the seed first, as a hold)."""
     measured = measured_at(start)
     shield.reset(measured)
     seed = Target(time_s=0.0, joints=measured.joints, gripper=1.0)
 
-    records = [step_record(Decision(target=seed, hold=True), 0.0, DT)]
+    records = [StepRecord.from_decision(Decision(target=seed, hold=True), 0.0, DT)]
     decisions = []
     for k, q in enumerate(targets, start=1):
         now = k * DT
         d = shield.filter(Target(time_s=now, joints=q, gripper=1.0), measured, now, DT)
         decisions.append(d)
-        records.append(step_record(d, now, DT))
+        records.append(StepRecord.from_decision(d, now, DT))
         if d.target is not None and not d.hold:
             measured = measured_at(d.target.joints)
     return decisions, records
@@ -112,7 +112,7 @@ def test_without_fk_the_dive_goes_in_and_verify_with_fk_reports_it() -> None:
     # Into the grown table first, then (below z = 0.02) out of the workspace too.
     assert found and found[0].kind == "keep_out" and {v.kind for v in found} == {"keep_out", "workspace"}
     first = found[0]
-    assert tcp_z(np.asarray(records[first.index]["joints"])) < FLOOR  # the first one really is in
+    assert tcp_z(np.asarray(records[first.index].safe.joints)) < FLOOR  # the first one really is in
 
 
 def test_a_joint_command_leaving_the_workspace_is_held() -> None:

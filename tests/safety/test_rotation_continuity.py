@@ -9,6 +9,7 @@ sequence with another representative gives the same shield output.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safety import Decision, Measured, Pose, SafetyConfig, Shield, Target, step_record, verify_trace
+from safety import Decision, Measured, Pose, SafetyConfig, Shield, StepRecord, Target, verify_trace
 from safety.config import tool_tilt
 from safety.rotations import (
     quat_angle,
@@ -154,7 +155,7 @@ def test_turning_the_tool_past_180_degrees_keeps_turning_the_same_way() -> None:
         now = (k + 1) * DT
         d = shield.filter(Target(time_s=now, ee=Pose(HOME_POSITION, oriented(v))), measured, now, DT)
         assert d.target is not None and d.target.ee is not None and not d.hold
-        records.append(step_record(d, now, DT))
+        records.append(StepRecord.from_decision(d, now, DT))
         q = d.target.ee.quaternion
         turns.append(quat_to_rotvec(quat_multiply(q, quat_conjugate(prev))))
         prev = q
@@ -172,9 +173,13 @@ def test_turning_the_tool_past_180_degrees_keeps_turning_the_same_way() -> None:
 def test_verify_trace_reads_negated_quaternions_the_same(w: tuple, flips: list[bool]) -> None:
     cfg = SafetyConfig.from_mapping({**LOOSE, "rotation": {"max_velocity": 3.0}})
     decisions = run(Shield(SafetyConfig.from_mapping(LOOSE)), [oriented(v) for v in rotvecs(w)])
-    records = [step_record(d, (k + 1) * DT, DT) for k, d in enumerate(decisions)]
+    records = [StepRecord.from_decision(d, (k + 1) * DT, DT) for k, d in enumerate(decisions)]
     negated = [
-        {**r, "ee_quaternion": [-x for x in r["ee_quaternion"]]} if f else r
+        dataclasses.replace(
+            r, safe=dataclasses.replace(r.safe, ee=Pose(r.safe.ee.position, -r.safe.ee.quaternion))
+        )
+        if f
+        else r
         for r, f in zip(records, flips, strict=False)
     ]
     # Checked against looser limits than it ran with, and against tighter ones (which it breaks).

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from safety import Pose, SafetyConfig, Shield, Target, step_record, verify_trace
+from safety import Pose, SafetyConfig, Shield, StepRecord, Target, verify_trace
 from safety.rotations import quat_multiply, rotvec_to_quat
 
 from ._helpers import HOME_JOINTS, HOME_POSITION, HOME_QUATERNION, follow, home_measured
@@ -117,7 +117,7 @@ def expand(
     return out
 
 
-def run(config: SafetyConfig, commands: list[tuple[float, Target | None]]) -> list[dict]:
+def run(config: SafetyConfig, commands: list[tuple[float, Target | None]]) -> list[StepRecord]:
     """Drive the shield with the arm obeying; targets are stamped relative to now."""
     shield = Shield(config)
     measured = home_measured()
@@ -131,7 +131,7 @@ def run(config: SafetyConfig, commands: list[tuple[float, Target | None]]) -> li
                 time_s=now + target.time_s, ee=target.ee, joints=target.joints, gripper=target.gripper
             )
         decision = shield.filter(target, measured, now, dt)
-        records.append(step_record(decision, now, dt))
+        records.append(StepRecord.from_decision(decision, now, dt))
         if decision.target is not None:
             for value in (decision.target.joints, decision.target.gripper):
                 assert value is None or bool(np.all(np.isfinite(value)))
@@ -142,7 +142,7 @@ def run(config: SafetyConfig, commands: list[tuple[float, Target | None]]) -> li
     return records
 
 
-def assert_clean(records: list[dict], config: SafetyConfig) -> None:
+def assert_clean(records: list[StepRecord], config: SafetyConfig) -> None:
     violations = verify_trace(records, config)
     assert violations == [], "\n".join(str(v) for v in violations[:10])
 

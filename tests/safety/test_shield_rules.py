@@ -16,8 +16,8 @@ from safety import (
     SafetyConfig,
     SafetyConfigError,
     Shield,
+    StepRecord,
     Target,
-    step_record,
     verify_trace,
 )
 from safety.config import tool_tilt
@@ -40,7 +40,7 @@ def drive(
     ticks: int,
     measured: Measured | None = None,
     dt: float = DT,
-) -> tuple[list[Decision], list[dict], Measured]:
+) -> tuple[list[Decision], list[StepRecord], Measured]:
     """Run ``ticks`` ticks of ``make(now) -> Target`` with the arm obeying."""
     measured = measured or home_measured()
     decisions, records = [], []
@@ -49,7 +49,7 @@ def drive(
         now += dt
         d = shield.filter(make(now), measured, now, dt)  # type: ignore[operator]
         decisions.append(d)
-        records.append(step_record(d, now, dt))
+        records.append(StepRecord.from_decision(d, now, dt))
         measured = follow(measured, d.target, now)
     return decisions, records, measured
 
@@ -237,7 +237,7 @@ def test_hold_then_resume_does_not_jump() -> None:
         lambda now: None if plan[round(now / DT) - 1] is None else ee(plan[round(now / DT) - 1], t=now),
         len(plan),
     )
-    assert any(r["hold"] for r in records)
+    assert any(r.holding for r in records)
     assert verify_trace(records, shield.config) == []
 
 
