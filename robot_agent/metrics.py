@@ -4,12 +4,27 @@ agents can run in one process (tests, ``eval``) without clashing.
 Names follow ``vla_agent_<what>_<unit>``; labels come from closed sets (``reason``, ``kind``),
 and every value of them is exported at 0 from the start, as the server does for ``status``: a
 series born at 1 has no earlier sample, so ``increase()``/``rate()`` would miss its first event.
+
+:class:`AgentMetrics` is a subscriber of the run's events (:mod:`robot_agent.events`): a new
+metric is a family here and a line in :meth:`AgentMetrics.on_event`.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from robot_agent.events import (
+    ChunkAccepted,
+    DeadlineMiss,
+    EStopLatched,
+    Event,
+    Hold,
+    Interventions,
+    Reconnected,
+    RequestSent,
+    Resume,
+    Tick,
+)
 from robot_agent.reasons import HOLD_REASONS
 from safety import SAFETY_RULE_KINDS
 
@@ -41,9 +56,11 @@ _PERIOD_BUCKETS = (
 
 
 class AgentMetrics:
-    """Every metric the agent exports. ``AgentMetrics(CollectorRegistry())`` in tests."""
+    """Every metric the agent exports, kept by the run's events (``name`` ``metrics``, the tick
+    stage a failure here is charged to). ``AgentMetrics(CollectorRegistry())`` in tests."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.name = "metrics"
         self.registry = registry
         self.roundtrip_seconds = Histogram(
             "vla_agent_roundtrip_seconds",
@@ -89,3 +106,35 @@ class AgentMetrics:
             "Inference delay in policy steps sent with the latest request.",
             registry=registry,
         )
+
+    def on_event(self, event: Event) -> None:
+        """Count ``event``: a tick's period (s) and overrun; a hold by reason, the holding gauge
+        (1 on a hold or the e-stop, 0 on resume); safety interventions by kind; deadline misses,
+        e-stops, reconnects; a good chunk's round trip (s) and the actions already past on its
+        arrival; the inference delay (policy steps) sent with a request."""
+        match event:
+            case Tick(period_s=period_s, overran=overran):
+                if period_s is not None:
+                    self.control_period_seconds.observe(period_s)
+                if overran:
+                    self.control_overrun.inc()
+            case Hold(reason=reason):
+                self.hold.labels(reason).inc()
+                self.holding.set(1)
+            case Resume():
+                self.holding.set(0)
+            case EStopLatched():
+                self.estop.inc()
+                self.holding.set(1)
+            case Interventions(kinds=kinds):
+                for kind in kinds:
+                    self.safety_interventions.labels(kind).inc()
+            case DeadlineMiss():
+                self.deadline_miss.inc()
+            case Reconnected():
+                self.reconnects.inc()
+            case ChunkAccepted(roundtrip_s=roundtrip_s, dropped=dropped):
+                self.roundtrip_seconds.observe(roundtrip_s)
+                self.stale_actions_dropped.inc(dropped)
+            case RequestSent(inference_delay_steps=steps):
+                self.inference_delay_steps.set(steps)

@@ -29,10 +29,8 @@ empty. Non-finite numbers (a NaN chunk, a broken state) are written as ``null``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -45,52 +43,29 @@ import numpy as np
 
 from robot_agent.cameras.base import Frame
 from robot_agent.errors import ConfigError
+from robot_agent.events import (
+    ChunkRejected,
+    Connected,
+    EStopLatched,
+    Event,
+    Hold,
+    ObservationFresh,
+    ObservationStale,
+    PolicyChanged,
+    Reconnected,
+    RequestFailed,
+    Resume,
+    StreamDown,
+    Tick,
+    Waiting,
+)
+from safety.jsonable import json_number, jsonable
+from safety.record import StepRecord
 from safety.types import Measured, Target
 
-__all__ = ["NullRecorder", "Recorder", "check_new_folder", "jsonable", "write_atomically"]
+__all__ = ["NullRecorder", "Recorder", "check_new_folder", "event_line", "jsonable", "write_atomically"]
 
 logger = logging.getLogger(__name__)
-
-
-def jsonable(value: Any) -> Any:
-    """Numpy arrays, dataclasses and tuples to plain JSON values."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None (JSON has no NaN or inf)."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _numbers(*arrays: Any) -> list[float | None]:
-    return [_number(x) for a in arrays for x in np.asarray(a, dtype=float).ravel().tolist()]
-
-
-def _target(target: Target | None) -> dict[str, Any] | None:
-    if target is None:
-        return None
-    out: dict[str, Any] = {"time": _number(target.time_s), "gripper": _number(target.gripper)}
-    if target.ee is not None:
-        out["ee"] = _numbers(target.ee.position, target.ee.quaternion)
-    if target.joints is not None:
-        out["joints"] = _numbers(target.joints)
-    return out
 
 
 def check_new_folder(directory: str | Path, field: str = "record.dir") -> None:
@@ -134,8 +109,47 @@ def _drop_torn_line(path: Path) -> None:
         logger.warning("Recorder: cannot cut the torn last line of %s (%s)", path, exc)
 
 
+def event_line(event: Event) -> tuple[str, str, dict[str, Any]] | None:
+    """The ``events.jsonl`` line of ``event``: its ``event`` kind, ``reason`` and extra fields;
+    None for an event that is not written there (ticks go to ``steps.jsonl``; counts only to the
+    summary and the metrics)."""
+    match event:
+        case Hold(reason=reason, previous=previous):
+            return "hold", reason, ({"previous": previous} if previous is not None else {})
+        case Resume(reason=reason):
+            return "resume", reason, {}
+        case EStopLatched(reason=reason):
+            return "estop", reason, {}
+        case ChunkRejected(request_id=request_id, kind=kind, detail=detail):
+            return "chunk_rejected", kind, {"request_id": request_id, "detail": detail}
+        case RequestFailed(error=error):
+            return "request_failed", error, {}
+        case ObservationStale(detail=detail):
+            return "stale_observation", detail, {}
+        case ObservationFresh(detail=detail):
+            return "observation_fresh", detail, {}
+        case Waiting(attempt=attempt, detail=detail):
+            return "waiting", detail, {"attempt": attempt}
+        case Connected(address=address, policy=policy):
+            return "connect", address, {"policy": policy.get("name"), "version": policy.get("version")}
+        case Reconnected(attempt=attempt):
+            return "reconnect", f"attempt {attempt}", {}
+        case StreamDown(detail=detail):
+            return "stream_down", detail, {}
+        case PolicyChanged(allowed=allowed, previous=previous, policy=policy):
+            extra = {"previous": dict(previous), "policy": dict(policy)}
+            return "policy_change", "allowed" if allowed else "refused", extra
+    return None
+
+
 class NullRecorder:
-    """Recording off: every call does nothing."""
+    """Recording off: every call does nothing. A subscriber of the run's events
+    (:class:`robot_agent.events.Subscriber`, ``name`` ``recorder``)."""
+
+    name: str = "recorder"
+
+    def on_event(self, event: Event) -> None:
+        pass
 
     def step(
         self,
@@ -244,31 +258,43 @@ class Recorder(NullRecorder):
         reason: str | None = None,
         plan_end: float | None = None,
     ) -> None:
+        self.write_step(
+            StepRecord(
+                time_s=time_s,
+                measured=measured,
+                raw=raw,
+                safe=safe,
+                fired=tuple(fired),
+                holding=holding,
+                hold_reason=reason,
+                plan_end=plan_end,
+            )
+        )
+
+    def on_event(self, event: Event) -> None:
+        """A tick's record to ``steps.jsonl``; a hold, resume, e-stop, rejected chunk, stream or
+        sensor change to ``events.jsonl`` (:func:`event_line`), at the event's time."""
+        if isinstance(event, Tick):
+            self.write_step(event.step)
+            return
+        line = event_line(event)
+        if line is not None:
+            kind, reason, extra = line
+            self._write_event(event.time_s, kind, reason, extra)
+
+    def write_step(self, record: StepRecord) -> None:
+        """One line of ``steps.jsonl`` (:meth:`StepRecord.to_json`)."""
         if self._stopped:
             return
-        record = {
-            "time": _number(time_s),
-            "measured": None
-            if measured is None
-            else {
-                "time": _number(measured.time_s),
-                "joints": _numbers(measured.joints),
-                "ee": _numbers(measured.ee.position, measured.ee.quaternion),
-                "gripper": _number(measured.gripper),
-            },
-            "raw": _target(raw),
-            "safe": _target(safe),
-            "fired": list(fired),
-            "holding": holding,
-            "hold_reason": reason,
-            "plan_end": None if plan_end is None else _number(plan_end),
-        }
-        self._write(self._steps, "steps.jsonl", json.dumps(record, allow_nan=False, default=jsonable) + "\n")
+        self._write(self._steps, "steps.jsonl", json.dumps(record.to_json(), allow_nan=False) + "\n")
 
     def event(self, kind: str, reason: str = "", **extra: Any) -> None:
+        self._write_event(self._clock(), kind, reason, extra)
+
+    def _write_event(self, time_s: float, kind: str, reason: str, extra: Mapping[str, Any]) -> None:
         if self._stopped:
             return
-        record = {"time": _number(self._clock()), "event": kind, "reason": reason, **jsonable(extra)}
+        record = {"time": json_number(time_s), "event": kind, "reason": reason, **jsonable(extra)}
         self._write(self._events, "events.jsonl", json.dumps(record) + "\n")
 
     def frame(self, name: str, frame: Frame) -> None:
@@ -298,7 +324,7 @@ class Recorder(NullRecorder):
                 what = "frames.jsonl"
                 if self._frames is None:
                     self._frames = (self.directory / "frames.jsonl").open("w", buffering=1 << 14)
-                line = {"time": _number(frame.time_s), "camera": name, "index": index}
+                line = {"time": json_number(frame.time_s), "camera": name, "index": index}
                 self._frames.write(json.dumps(line) + "\n")
             except Exception as exc:  # cv2.error, OSError: from a capture thread, never raised
                 failed = exc

@@ -13,6 +13,9 @@ was ever read), ``started_at`` / ``ended_at`` (ISO 8601, UTC) and ``exit_reason`
 (``duration_s`` ran out), ``signal`` (SIGINT / SIGTERM), ``stop`` (asked by the caller, as
 ``eval`` does at the end of an episode), ``estop`` (the latched e-stop ended it), ``error`` (an
 exception ended it; ``exit_detail`` names it).
+
+:class:`RunStats` counts the run's events (:mod:`robot_agent.events`) as a subscriber, from the
+same events as the metrics (``metrics.py``), so the summary and ``/metrics`` cannot drift apart.
 """
 
 from __future__ import annotations
@@ -24,6 +27,23 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from robot_agent.events import (
+    Answer,
+    ChunkAccepted,
+    ChunkRejected,
+    Connected,
+    DeadlineMiss,
+    EStopLatched,
+    Event,
+    Hold,
+    Interventions,
+    ObservationStale,
+    PolicyChanged,
+    Reconnected,
+    Tick,
+    TickFault,
+)
 
 __all__ = [
     "EXIT_REASONS",
@@ -94,7 +114,8 @@ def _quantiles(samples: Samples, qs: tuple[float, ...]) -> dict[str, float | Non
 
 @dataclass
 class RunStats:
-    """Counters of one agent run (event-loop only, so no locking)."""
+    """Counters of one agent run (event-loop only, so no locking), kept by the run's events
+    (:meth:`on_event`; ``name`` ``stats``)."""
 
     rate_hz: float = 0.0
     started_s: float | None = None
@@ -128,6 +149,64 @@ class RunStats:
     policy: dict[str, Any] | None = None
     exit_reason: ExitReason | None = None
     exit_detail: str | None = None
+    name: str = field(default="stats", init=False, repr=False, compare=False)
+
+    def on_event(self, event: Event) -> None:
+        """Count ``event`` (see :mod:`robot_agent.events` for what each one is)."""
+        match event:
+            case Tick():
+                self._tick(event)
+            case Hold(reason=reason, previous=previous, after_first_chunk=after_first_chunk):
+                self.holds[reason] += 1
+                if previous is not None:
+                    self.hold_relabels += 1
+                elif after_first_chunk:
+                    self.holds_after_first_chunk += 1
+            case EStopLatched(reason=reason):
+                self.estops += 1
+                self.estop_reason = reason
+            case Interventions(kinds=kinds):
+                self.safety_interventions.update(kinds)
+            case TickFault(stage=stage):
+                self.tick_faults[stage] += 1
+            case DeadlineMiss():
+                self.deadline_misses += 1
+            case Answer(status=status):
+                self.server_status[status] += 1
+            case ChunkAccepted():
+                self._chunk(event)
+            case ChunkRejected(kind=kind):
+                self.rejected_chunks[kind] += 1
+            case ObservationStale():
+                self.stale_observations += 1
+            case Reconnected():
+                self.reconnects += 1
+            case Connected(policy=policy) if policy:
+                self.policy = dict(policy)
+            case PolicyChanged(allowed=True, policy=policy):
+                self.policy = dict(policy)
+
+    def _tick(self, tick: Tick) -> None:
+        self.ticks += 1
+        if tick.period_s is not None:
+            self.periods.append(tick.period_s)
+        self.tick_work.append(tick.work_s)
+        if tick.overran:
+            self.overruns += 1
+        if tick.after_first_chunk:
+            self.ticks_after_first_chunk += 1
+            if tick.step.holding:
+                self.hold_ticks_after_first_chunk[tick.step.hold_reason or "estop"] += 1
+
+    def _chunk(self, chunk: ChunkAccepted) -> None:
+        """A chunk that entered the plan: its round trip and the actions already past on arrival;
+        one with none left (a deadline miss) is no chunk of the run."""
+        self.roundtrips.append(chunk.roundtrip_s)
+        self.stale_actions_dropped += chunk.dropped
+        if chunk.kept > 0:
+            self.chunks += 1
+            if self.first_chunk_s is None:
+                self.first_chunk_s = chunk.time_s
 
     def end(self, reason: ExitReason, detail: str | None = None) -> None:
         """Record why the run ended; the first reason given is kept (an e-stop that ends the run

@@ -13,8 +13,25 @@ import numpy as np
 import pytest
 
 from robot_agent.errors import ConfigError
-from robot_agent.recorder import Recorder
+from robot_agent.events import (
+    Answer,
+    ChunkRejected,
+    Connected,
+    DeadlineMiss,
+    EStopLatched,
+    Hold,
+    ObservationFresh,
+    ObservationStale,
+    PolicyChanged,
+    Reconnected,
+    RequestFailed,
+    Resume,
+    StreamDown,
+    Waiting,
+)
+from robot_agent.recorder import NullRecorder, Recorder
 from safety.types import Measured, Pose, Target
+from tests.robot_agent._events import POLICY, tick
 
 
 class FullDisk:
@@ -113,3 +130,81 @@ def test_a_record_dir_that_cannot_be_made_is_a_config_error_naming_it(tmp_path: 
     with pytest.raises(ConfigError, match=r"record.dir '.*a-file/episode' cannot be written") as info:
         Recorder(blocker / "episode")
     assert info.value.field == "record.dir"
+
+
+def test_events_are_written_as_the_agent_wrote_them(tmp_path: Path) -> None:
+    """Each event's line in events.jsonl, at the event's time; a tick's line in steps.jsonl."""
+    recorder = Recorder(tmp_path, video=False)
+    published = [
+        Waiting(time_s=1.0, attempt=2, detail="no server"),
+        Connected(time_s=1.5, address="127.0.0.1:1", policy=POLICY),
+        Hold(time_s=2.0, reason="waiting_for_server"),
+        Hold(time_s=2.5, reason="late", previous="waiting_for_server", detail="not written"),
+        Resume(time_s=3.0, reason="late"),
+        ChunkRejected(time_s=3.5, request_id=7, kind="non_finite", detail="NaN at [3, 1]"),
+        RequestFailed(time_s=4.0, error="ValueError('x')"),
+        ObservationStale(time_s=4.5, detail="camera 'front' frame is 400 ms old"),
+        ObservationFresh(time_s=5.0, detail="camera 'front' frame is 400 ms old"),
+        StreamDown(time_s=5.5, detail="connection reset"),
+        Reconnected(time_s=6.0, attempt=3),
+        PolicyChanged(time_s=6.5, allowed=False, previous=POLICY, policy={**POLICY, "version": "2"}),
+        EStopLatched(time_s=7.0, reason="shield e-stop"),
+        Answer(time_s=7.5, request_id=8, status="OK"),  # counted, not written
+        DeadlineMiss(time_s=8.0),  # counted, not written
+    ]
+    for event in published:
+        recorder.on_event(event)
+    recorder.on_event(tick(8.5, holding=True, reason="estop"))
+    recorder.close()
+    lines = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert lines == [
+        {"time": 1.0, "event": "waiting", "reason": "no server", "attempt": 2},
+        {"time": 1.5, "event": "connect", "reason": "127.0.0.1:1", "policy": "still", "version": "1"},
+        {"time": 2.0, "event": "hold", "reason": "waiting_for_server"},
+        {"time": 2.5, "event": "hold", "reason": "late", "previous": "waiting_for_server"},
+        {"time": 3.0, "event": "resume", "reason": "late"},
+        {
+            "time": 3.5,
+            "event": "chunk_rejected",
+            "reason": "non_finite",
+            "request_id": 7,
+            "detail": "NaN at [3, 1]",
+        },
+        {"time": 4.0, "event": "request_failed", "reason": "ValueError('x')"},
+        {"time": 4.5, "event": "stale_observation", "reason": "camera 'front' frame is 400 ms old"},
+        {"time": 5.0, "event": "observation_fresh", "reason": "camera 'front' frame is 400 ms old"},
+        {"time": 5.5, "event": "stream_down", "reason": "connection reset"},
+        {"time": 6.0, "event": "reconnect", "reason": "attempt 3"},
+        {
+            "time": 6.5,
+            "event": "policy_change",
+            "reason": "refused",
+            "previous": POLICY,
+            "policy": {**POLICY, "version": "2"},
+        },
+        {"time": 7.0, "event": "estop", "reason": "shield e-stop"},
+    ]
+    (step_line,) = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert step_line == {
+        "time": 8.5,
+        "measured": {
+            "time": 8.5,
+            "joints": [0.0] * 7,
+            "ee": [0.4, 0.0, 0.3, 1.0, 0.0, 0.0, 0.0],
+            "gripper": 1.0,
+        },
+        "raw": None,
+        "safe": None,
+        "fired": [],
+        "holding": True,
+        "hold_reason": "estop",
+        "plan_end": None,
+    }
+
+
+def test_recording_off_takes_every_event_and_writes_nothing(tmp_path: Path) -> None:
+    recorder = NullRecorder()
+    assert recorder.name == "recorder"
+    recorder.on_event(tick(1.0))
+    recorder.on_event(Hold(time_s=1.0, reason="late"))
+    assert list(tmp_path.iterdir()) == []

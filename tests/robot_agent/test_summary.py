@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from robot_agent.events import (
+    Connected,
+    PolicyChanged,
+)
 from robot_agent.summary import RunStats, Samples, format_summary
+from tests.robot_agent._events import POLICY, run_events
 
 
 def test_samples_keep_the_most_recent_within_capacity() -> None:
@@ -57,3 +62,34 @@ def test_summary_reports_the_hold_fraction_relabels_and_tick_faults() -> None:
     assert "  held after 1st chunk   1.00 % of ticks (late 1, stall 2)" in text, text
     assert "  tick faults            trajectory 1" in text, text
     assert RunStats().to_dict()["hold_fraction_after_first_chunk"] is None
+
+
+def test_the_run_statistics_count_the_events() -> None:
+    stats = RunStats()
+    assert stats.name == "stats"
+    for event in run_events():
+        stats.on_event(event)
+    assert (stats.ticks, stats.ticks_after_first_chunk, stats.overruns) == (5, 4, 1)
+    assert stats.periods.values().tolist() == [0.01] * 4
+    assert stats.tick_work.values().tolist() == [0.001, 0.002, 0.02, 0.001, 0.001]
+    assert stats.hold_ticks_after_first_chunk == {"stall": 1, "estop": 1}
+    assert stats.holds == {"waiting_for_server": 1, "late": 1, "stall": 1}
+    assert (stats.hold_relabels, stats.holds_after_first_chunk) == (1, 1)
+    assert (stats.chunks, stats.first_chunk_s, stats.stale_actions_dropped) == (1, 0.02, 12)
+    assert stats.roundtrips.values().tolist() == [0.03, 0.05]
+    assert stats.deadline_misses == 1 and stats.rejected_chunks == {"non_finite": 1}
+    assert stats.server_status == {"OK": 2} and stats.tick_faults == {"trajectory": 1}
+    assert stats.safety_interventions == {"velocity": 1, "jerk": 1}
+    assert (stats.stale_observations, stats.reconnects) == (1, 1)
+    assert (stats.estops, stats.estop_reason) == (1, "shield e-stop")
+    assert stats.policy == POLICY
+
+
+def test_an_allowed_policy_change_names_the_new_policy_in_the_summary() -> None:
+    stats = RunStats()
+    new = {**POLICY, "version": "2"}
+    stats.on_event(Connected(time_s=0.0, address="a:1", policy=POLICY))
+    stats.on_event(PolicyChanged(time_s=1.0, allowed=False, previous=POLICY, policy=new))
+    assert stats.policy == POLICY  # refused: the run stops on the old one
+    stats.on_event(PolicyChanged(time_s=1.0, allowed=True, previous=POLICY, policy=new))
+    assert stats.policy == new
