@@ -28,12 +28,13 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from inference_server.backends import Backend, create_backend, dummy_batch
-from inference_server.batcher import ModelWorker
 from inference_server.bundle import Bundle, load_bundle
 from inference_server.errors import BackendError, ServerError
 from inference_server.metrics import ServerMetrics
 from inference_server.security import TokenInterceptor, read_tokens, server_credentials
 from inference_server.service import Limits, PolicyService, transport_limit
+from inference_server.validation import check_output
+from inference_server.worker import ModelWorker
 from vla.v1 import policy_pb2
 
 if TYPE_CHECKING:
@@ -372,10 +373,10 @@ def warm_up(backend: Backend, bundle: Bundle, iters: int, max_batch: int) -> Non
     :class:`BundleError` naming the model's field (``BackendError`` naming the entrypoint for a
     python plugin), with the batch and the library's message on one line.
     """
-    for i in range(iters):
-        _check_output(_predict(backend, bundle, 1), bundle, 1, first=i == 0)
+    for _ in range(iters):
+        _check_output(_predict(backend, bundle, 1), bundle, 1)
     if max_batch > 1 and iters:
-        _check_output(_predict(backend, bundle, max_batch), bundle, max_batch, first=False)
+        _check_output(_predict(backend, bundle, max_batch), bundle, max_batch)
 
 
 def _predict(backend: Backend, bundle: Bundle, size: int) -> Any:
@@ -407,21 +408,14 @@ def _predict(backend: Backend, bundle: Bundle, size: int) -> Any:
         ) from exc
 
 
-def _check_output(out: Any, bundle: Bundle, size: int, *, first: bool) -> None:
+def _check_output(out: Any, bundle: Bundle, size: int) -> None:
+    """Raise :class:`BundleError` naming the manifest field when the warm-up output's shape is wrong.
+
+    The dtype is left to the requests (each answered ERROR), as it always was: warm-up refuses a
+    model only for a shape the manifest contradicts.
+    """
     import numpy as np
 
-    shape = tuple(np.shape(out))
-    expected = (size, bundle.chunk_length, bundle.action_dim)
-    if shape == expected:
-        return
-    if len(shape) == 3 and shape[0] == size and shape[1] != bundle.chunk_length:
-        raise bundle.error(
-            f"chunk_length is {bundle.chunk_length}, the model returns {shape[1]}", field="chunk_length"
-        )
-    if len(shape) == 3 and shape[0] == size and shape[2] != bundle.action_dim:
-        raise bundle.error(
-            f"action_dim is {bundle.action_dim}, the model returns {shape[2]}", field="action_dim"
-        )
-    raise bundle.error(
-        f"the model returns actions of shape {list(shape)} for a batch of {size}, expected {list(expected)}"
-    )
+    problem = check_output(np.asarray(out), bundle, size)
+    if problem is not None and problem.kind == "shape":
+        raise bundle.error(problem.bundle_message, field=problem.field)

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from inference_server.batcher import ModelWorker, Pending, Result
 from inference_server.error_log import ErrorLog
 from inference_server.errors import InvalidRequest
+from inference_server.result import Result, Status
 from inference_server.validation import decode_request, needs_decoding, shown
+from inference_server.worker import ModelWorker, Pending
 from vla.codec import peek_varint, to_tensor
 from vla.v1 import policy_pb2 as pb
 from vla.v1 import policy_pb2_grpc
@@ -96,11 +97,15 @@ class _Refused(Exception):
         self.details = details
 
 
-_STATUS_LABEL = {
-    pb.PredictResponse.OK: "ok",
-    pb.PredictResponse.LATE: "late",
-    pb.PredictResponse.INVALID: "invalid",
-    pb.PredictResponse.ERROR: "error",
+#: An answer on its way to the writer: the response, its status, when its request arrived.
+_Answer = tuple[pb.PredictResponse, Status, float]
+
+#: The one place an internal :class:`Status` becomes the wire's.
+_WIRE_STATUS: dict[Status, pb.PredictResponse.Status] = {
+    Status.OK: pb.PredictResponse.OK,
+    Status.LATE: pb.PredictResponse.LATE,
+    Status.INVALID: pb.PredictResponse.INVALID,
+    Status.ERROR: pb.PredictResponse.ERROR,
 }
 
 
@@ -167,9 +172,10 @@ def parse_request(data: bytes, max_request_bytes: int = 0) -> pb.PredictRequest 
             f"request: {len(data)} bytes, larger than max_request_bytes {max_request_bytes}",
         )
     try:
-        return pb.PredictRequest.FromString(data)
+        request: pb.PredictRequest = pb.PredictRequest.FromString(data)
     except DecodeError as exc:
         return Undecodable(peek_varint(data, 2) or 0, f"request: not a valid vla.v1.PredictRequest ({exc})")
+    return request
 
 
 class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
@@ -259,7 +265,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                 f"it takes (max_streams {limit}); close one or raise --max-streams",
             )
         stream_id = next(self._streams)
-        out: asyncio.Queue[tuple[pb.PredictResponse, float] | None] = asyncio.Queue()
+        out: asyncio.Queue[_Answer | None] = asyncio.Queue()
         outstanding: set[Pending] = set()
         sent = asyncio.Event()  # an answer left ``out``: the reader may have room again
         sessions: set[str] = set()
@@ -272,9 +278,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         try:
             while (item := await out.get()) is not None:
                 sent.set()
-                response, arrival = item
+                response, status, arrival = item
                 yield response
-                self._metrics.requests.labels(status=_STATUS_LABEL.get(response.status, "error")).inc()
+                self._metrics.requests.labels(status=status.value).inc()
                 self._metrics.request_seconds.observe(self._clock() - arrival)
             try:
                 await reader  # surfaces a reader failure as the RPC's error
@@ -355,7 +361,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         self,
         stream_id: int,
         requests: AsyncIterator[pb.PredictRequest | Undecodable],
-        out: asyncio.Queue[tuple[pb.PredictResponse, float] | None],
+        out: asyncio.Queue[_Answer | None],
         outstanding: set[Pending],
         sent: asyncio.Event,
         sessions: set[str],
@@ -409,7 +415,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         request: pb.PredictRequest | Undecodable,
         arrival: float,
         loop: asyncio.AbstractEventLoop,
-        out: asyncio.Queue[tuple[pb.PredictResponse, float] | None],
+        out: asyncio.Queue[_Answer | None],
         outstanding: set[Pending],
         sessions: set[str],
     ) -> float:
@@ -418,21 +424,21 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             logger.debug(
                 "Request %d on stream %d is refused: %s", request.request_id, stream_id, request.message
             )
-            result = Result(pb.PredictResponse.INVALID, request.message)
+            result = Result(Status.INVALID, request.message)
             answer = pb.PredictRequest(request_id=request.request_id)
-            out.put_nowait((self._response(answer, arrival, self._clock(), result), arrival))
+            out.put_nowait(self._answer(answer, arrival, self._clock(), result))
             return 0.0
         session_id = request.session_id or f"stream-{stream_id}"
         wait_s = self._admit(session_id, sessions)
         if wait_s > 0:
             limits = self._limits
             result = Result(
-                pb.PredictResponse.INVALID,
+                Status.INVALID,
                 f"request: session_id {shown(session_id)} is over max_request_rate_hz "
                 f"{limits.max_request_rate_hz:g} (bursts of {limits.max_request_burst}); not computed: "
                 f"send at most {limits.max_request_rate_hz:g} requests/s per session",
             )
-            out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
+            out.put_nowait(self._answer(request, arrival, self._clock(), result))
             return wait_s
         try:
             if self._decode_executor is not None and needs_decoding(request):
@@ -445,25 +451,23 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             logger.debug(
                 "Request %d of %s is invalid: %s", request.request_id, shown(request.session_id), exc
             )
-            result = Result(pb.PredictResponse.INVALID, str(exc))
-            out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
+            result = Result(Status.INVALID, str(exc))
+            out.put_nowait(self._answer(request, arrival, self._clock(), result))
             return 0.0
         except Exception as exc:  # a decoder bug must cost one answer, not the stream
             self._errors.exception(exc, "Decoding a request failed")
-            result = Result(
-                pb.PredictResponse.ERROR, f"server failed to decode the request: {type(exc).__name__}: {exc}"
-            )
-            out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
+            result = Result(Status.ERROR, f"server failed to decode the request: {type(exc).__name__}: {exc}")
+            out.put_nowait(self._answer(request, arrival, self._clock(), result))
             return 0.0
         if len(outstanding) >= MAX_OUTSTANDING_PER_STREAM:
             # Latest-wins is per session, so a stream naming a new session in every request could
             # queue decoded observations without bound; one robot session has at most two.
             result = Result(
-                pb.PredictResponse.INVALID,
+                Status.INVALID,
                 f"request: {len(outstanding)} requests of this stream are still waiting or computing "
                 f"(at most {MAX_OUTSTANDING_PER_STREAM}); one stream serves one session",
             )
-            out.put_nowait((self._response(request, arrival, self._clock(), result), arrival))
+            out.put_nowait(self._answer(request, arrival, self._clock(), result))
             return 0.0
         enqueued = self._clock()
         pending = Pending(
@@ -481,18 +485,17 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         def done(future: asyncio.Future[Result]) -> None:
             outstanding.discard(pending)
             if not future.cancelled():
-                out.put_nowait((self._response(request, arrival, enqueued, future.result()), arrival))
+                out.put_nowait(self._answer(request, arrival, enqueued, future.result()))
 
         pending.future.add_done_callback(done)
         self._worker.submit(pending)
         return 0.0
 
-    def _response(
-        self, request: pb.PredictRequest, arrival: float, enqueued: float, result: Result
-    ) -> pb.PredictResponse:
+    def _answer(self, request: pb.PredictRequest, arrival: float, enqueued: float, result: Result) -> _Answer:
+        """The answer to ``request`` for the writer: the response, its status and when it arrived."""
         response = pb.PredictResponse(
             request_id=request.request_id,
-            status=result.status,  # type: ignore[arg-type]
+            status=_WIRE_STATUS[result.status],
             message=result.message,
             dt_s=self._bundle.dt_s,
             capture_time_s=request.capture_time_s,
@@ -507,7 +510,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         timing.postprocess_ms = (result.postprocess_s + self._clock() - t) * 1e3
         timing.total_ms = (self._clock() - arrival) * 1e3
         timing.batch_size = result.batch_size
-        return response
+        return response, result.status, arrival
 
 
 async def _first(wait: Coroutine[Any, Any, Any], other: asyncio.Future[Any]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -26,8 +27,10 @@ __all__ = [
     "MAX_INSTRUCTION_CHARS",
     "MAX_SESSION_ID_CHARS",
     "Observation",
+    "OutputProblem",
     "check_actions",
     "check_header",
+    "check_output",
     "decode_request",
     "needs_decoding",
     "shown",
@@ -205,13 +208,65 @@ def _decode_tensor(tensor: pb.Tensor, name: str) -> np.ndarray:
         raise InvalidRequest(field, message) from None
 
 
-def check_actions(actions: np.ndarray, bundle: Bundle) -> str | None:
-    """``None`` when one request's ``actions`` are ``[H, A]`` finite floats, else what is wrong."""
-    expected = (bundle.chunk_length, bundle.action_dim)
+@dataclass(frozen=True)
+class OutputProblem:
+    """What is wrong with a model's output for a whole batch, said two ways.
+
+    ``message`` for the answers of the batch (ERROR); ``bundle_message`` and ``field`` for a
+    :class:`BundleError` at warm-up, naming the manifest field the model contradicts
+    (``chunk_length``, ``action_dim``; None when no one field is wrong). ``kind`` is ``"shape"``
+    or ``"dtype"``.
+    """
+
+    kind: Literal["shape", "dtype"]
+    message: str
+    bundle_message: str
+    field: str | None = None
+
+
+def check_output(actions: np.ndarray, bundle: Bundle, size: int) -> OutputProblem | None:
+    """``None`` when a batch of ``size`` got float ``[size, chunk_length, action_dim]``, else what is wrong.
+
+    The one check of what a model returns: the worker answers ERROR with ``message`` (then checks
+    each request's row with :func:`check_actions`), warm-up raises a :class:`BundleError` with
+    ``bundle_message``.
+    """
+    shape = tuple(actions.shape)
+    expected = (size, bundle.chunk_length, bundle.action_dim)
+    if shape != expected:
+        message = (
+            f"model returned actions of shape {list(shape)} for a batch of {size}, expected {list(expected)}"
+        )
+        if len(shape) == 3 and shape[0] == size and shape[1] != bundle.chunk_length:
+            return OutputProblem(
+                "shape",
+                message,
+                f"chunk_length is {bundle.chunk_length}, the model returns {shape[1]}",
+                "chunk_length",
+            )
+        if len(shape) == 3 and shape[0] == size and shape[2] != bundle.action_dim:
+            return OutputProblem(
+                "shape",
+                message,
+                f"action_dim is {bundle.action_dim}, the model returns {shape[2]}",
+                "action_dim",
+            )
+        return OutputProblem(
+            "shape",
+            message,
+            f"the model returns actions of shape {list(shape)} for a batch of {size}, expected {list(expected)}",
+        )
     if actions.dtype.kind != "f":
-        return f"model returned actions of dtype {actions.dtype}, expected float"
-    if actions.shape != expected:
-        return f"model returned actions of shape {list(actions.shape)}, expected {list(expected)}"
+        message = f"model returned actions of dtype {actions.dtype}, expected float"
+        return OutputProblem(
+            "dtype", message, f"the model returns actions of dtype {actions.dtype}, expected float"
+        )
+    return None
+
+
+def check_actions(actions: np.ndarray) -> str | None:
+    """``None`` when one request's ``actions`` (a row of a batch :func:`check_output` passed) are
+    all finite, else the first non-finite entry."""
     if not np.isfinite(actions).all():
         row, col = np.argwhere(~np.isfinite(actions))[0]
         return f"model returned a non-finite action: actions[{row}, {col}] is {actions[row, col]}"

@@ -117,9 +117,7 @@ async def test_a_plugin_that_always_raises_logs_one_traceback_then_a_count(
         await stream.close()
     assert {a.status for a in answers} == {pb.PredictResponse.ERROR}
     assert all("rogue policy failed on purpose" in a.message for a in answers)
-    worker = [
-        r for r in caplog.records if r.name == "inference_server.batcher" and r.levelno >= logging.ERROR
-    ]
+    worker = [r for r in caplog.records if r.name == "inference_server.worker" and r.levelno >= logging.ERROR]
     assert [r.exc_info is not None for r in worker] == [
         True,
         False,

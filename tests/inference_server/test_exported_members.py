@@ -19,9 +19,12 @@ MODULES = [
     "inference_server.importer",
     "inference_server.metrics",
     "inference_server.normalization",
+    "inference_server.request_queue",
+    "inference_server.result",
     "inference_server.server",
     "inference_server.service",
     "inference_server.validation",
+    "inference_server.worker",
 ]
 
 

@@ -1,4 +1,7 @@
-"""The model worker's queue rules without gRPC: a fake backend, the real worker thread."""
+"""The model worker without gRPC: a fake backend, the real worker thread.
+
+The queue's own rules (latest wins, deadlines, fair turns) are in ``test_request_queue.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,10 @@ import pytest
 
 from inference_server import load_bundle
 from inference_server.backends import Batch
-from inference_server.batcher import ModelWorker, Pending, Result
-from inference_server.errors import ImportFromStringError
-from inference_server.importer import import_from_string
+from inference_server.result import Result, Status
 from inference_server.validation import Observation
+from inference_server.worker import ModelWorker, Pending
 from tests.utils import poll_until, write_python_bundle
-from vla.v1 import policy_pb2 as pb
 
 
 class RecordingBackend:
@@ -90,7 +91,7 @@ async def test_model_runs_only_on_the_worker_thread_and_closes_there(bundle) -> 
     out = await results(*items)
     worker.stop()
     assert await asyncio.to_thread(worker.join, 5)
-    assert [r.status for r in out] == [pb.PredictResponse.OK] * 3
+    assert [r.status for r in out] == [Status.OK] * 3
     assert [float(r.actions[0, 0]) for r in out] == [0.0, 1.0, 2.0]
     assert backend.threads == {"vla-model-worker"} and backend.closed
 
@@ -124,7 +125,7 @@ async def test_deadline_passed_before_compute_is_late(bundle) -> None:  # type: 
     out = await results(first, late)
     worker.stop()
     await asyncio.to_thread(worker.join, 5)
-    assert [r.status for r in out] == [pb.PredictResponse.OK, pb.PredictResponse.LATE]
+    assert [r.status for r in out] == [Status.OK, Status.LATE]
     assert backend.sizes == [1]  # `late` was never computed
 
 
@@ -141,7 +142,7 @@ async def test_stop_without_drain_answers_waiting_requests_late(bundle) -> None:
     backend.hold.set()
     out = await results(first, waiting)
     await asyncio.to_thread(worker.join, 5)
-    assert [r.status for r in out] == [pb.PredictResponse.OK, pb.PredictResponse.LATE]
+    assert [r.status for r in out] == [Status.OK, Status.LATE]
     assert out[1].message == "server is shutting down"
 
 
@@ -152,16 +153,3 @@ async def test_a_model_that_fails_to_load_reports_it(bundle) -> None:  # type: i
     worker = ModelWorker(bundle, max_batch=1, max_queue_delay_s=0, backend_factory=broken)
     with pytest.raises(RuntimeError, match="no weights"):
         await asyncio.wrap_future(worker.start())
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("nocolon", r'must be in format "<module>:<attribute>"'),
-        ("no_such_module_xyz:Thing", r'Could not import module "no_such_module_xyz"'),
-        ("inference_server.errors:Nope", r'Attribute "Nope" not found in module "inference_server.errors"'),
-    ],
-)
-def test_importer_names_what_is_wrong(text: str, expected: str) -> None:
-    with pytest.raises(ImportFromStringError, match=expected):
-        import_from_string(text)
