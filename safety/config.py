@@ -43,6 +43,7 @@ from typing import Any, Literal, Union
 import numpy as np
 
 from .errors import SafetyConfigError
+from .jsonable import jsonable
 from .rotations import quat_to_matrix
 from .types import Pose
 
@@ -260,7 +261,7 @@ class SafetyConfig:
         """JSON-serialisable effective limits; ``from_mapping(to_dict())`` gives the same config."""
         out = dataclasses.asdict(self)
         out["keep_out"] = [dataclasses.asdict(z) for z in self.keep_out]
-        result: dict[str, Any] = _jsonable(out)
+        result: dict[str, Any] = jsonable(out)
         return result
 
     def validate_against(
@@ -456,16 +457,6 @@ def _coerce(value: Any, where: str) -> Any:
         except (TypeError, ValueError) as exc:
             raise SafetyConfigError(f"{where} must be a list of numbers, got {value!r}", field=where) from exc
     raise SafetyConfigError(f"{where} has an unsupported value {value!r}", field=where)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 # --- validation ---------------------------------------------------------------------------------
