@@ -1,7 +1,8 @@
 """What the server runs: one frozen :class:`ServerConfig`, every default in one place.
 
-``cli.py`` builds it from ``--config FILE.toml`` with flags overriding; tests and the demo build
-it directly::
+``cli.py`` builds it from ``--config FILE.toml`` with flags overriding, through the shared loader
+(``safety.config_loader``: unknown keys, types); tests and the demo build it directly, checked by
+the same constructor::
 
     config = ServerConfig(policy=Path("bundles/demo"), port=0, metrics_port=None)
     await Server(config).serve()
@@ -9,16 +10,13 @@ it directly::
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import tomllib
-import types
-import typing
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inference_server.errors import ConfigError
+from safety.config_loader import build, check_keys, check_types, read_toml
 
 __all__ = ["BACKEND_NAMES", "DEVICES", "PRECISIONS", "ServerConfig", "load_config"]
 
@@ -80,9 +78,7 @@ class ServerConfig:
     keepalive_min_ping_interval_ms: int = 1000
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):  # types first: a TOML file can hold any type for any key
-            object.__setattr__(self, f.name, _typed(f.name, getattr(self, f.name), hints[f.name]))
+        check_types(self, ConfigError)  # types first: a TOML file can hold any type for any key
         _check(0 <= self.port <= 65535, "port", f"is {self.port}, expected 0..65535")
         if self.metrics_port is not None:
             _check(
@@ -169,49 +165,6 @@ class ServerConfig:
             _check(getattr(self, name) <= limit, name, f"is {getattr(self, name)}, expected at most {limit}")
 
 
-def _typed(field: str, value: Any, hint: Any) -> Any:
-    """``value`` as the type ``hint`` of ``field`` says, or :class:`ConfigError` naming the field.
-
-    Strict as TOML is typed: ``bool`` is not an ``int`` (``True == 1`` in Python), ``"8"`` is not
-    an ``int``, an ``int`` is a ``float`` (``5`` for ``5.0``) and ``float`` must be finite. A
-    ``Path`` is given as a string.
-    """
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        hint = args[0]
-        expected = f"{_KIND[hint]} (or None)"
-    else:
-        expected = _KIND[hint]
-    if hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        value = float(value) if ok else value
-    elif hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is str:
-        ok = isinstance(value, str)
-    elif hint is Path:
-        ok = isinstance(value, str | Path)
-        value = Path(value) if ok else value
-    else:  # pragma: no cover  (a new field with a type this function does not know yet)
-        raise TypeError(f"ServerConfig.{field}: no type check for {hint!r}")
-    if not ok:
-        raise ConfigError(f"{field} is {value!r} ({type(value).__name__}), expected {expected}", field=field)
-    return value
-
-
-_KIND = {
-    int: "an integer",
-    float: "a finite number",
-    bool: "true or false",
-    str: "a string",
-    Path: "a path (string)",
-}
-
-
 _FILE_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "token_file")
 
 
@@ -223,36 +176,23 @@ def _check(ok: bool, field: str, message: str) -> None:
 def load_config(path: Path | None = None, **overrides: Any) -> ServerConfig:
     """Read ``path`` (keys of ServerConfig, top level or under ``[server]``), then apply overrides.
 
-    Overrides whose value is ``None`` are ignored, so a CLI can pass every flag through.
+    Overrides whose value is ``None`` are ignored, so a CLI can pass every flag through. Raises
+    :class:`ConfigError` naming the file (``config server.toml: unknown key 'prot'``) and the field.
     """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        try:
-            with path.open("rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config {path}: no such file", path=path) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config {path}: not valid TOML ({exc})", path=path) from None
+        label = f"config {path}"
+        error = functools.partial(ConfigError, path=path)
+        data = read_toml(path, error, label=label)
         data = data.get("server", data)
         if not isinstance(data, dict):
-            raise ConfigError(
-                f"config {path}: server is {data!r}, expected a table", path=path, field="server"
-            )
-        known = {f.name for f in dataclasses.fields(ServerConfig)}
-        for key, value in data.items():
-            if key not in known:
-                raise ConfigError(
-                    f"config {path}: unknown key {key!r} (known: {', '.join(sorted(known))})",
-                    path=path,
-                    field=key,
-                )
-            # TOML has no null: metrics_port = false serves no endpoint, as in the agent's file
-            values[key] = None if key == "metrics_port" and value is False else value
+            raise ConfigError(f"{label}: server is {data!r}, expected a table", path=path, field="server")
+        check_keys(ServerConfig, data, error, source=label)
+        values = dict(data)
         if "policy" in values and not isinstance(values["policy"], str):
             raise ConfigError(
-                f"config {path}: policy is {values['policy']!r} ({type(values['policy']).__name__}), "
+                f"{label}: policy is {values['policy']!r} ({type(values['policy']).__name__}), "
                 "expected a path (string)",
                 path=path,
                 field="policy",
@@ -271,11 +211,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> ServerConfig:
         raise ConfigError(
             "no policy given: pass --policy PATH or set policy in the config file", field="policy"
         )
-    try:
-        return ServerConfig(**values)
+    try:  # TOML has no null: metrics_port = false serves no endpoint, as in the agent's file
+        return build(ServerConfig, values, ConfigError)
     except ConfigError as exc:
         if path is not None:
             raise ConfigError(f"config {path}: {exc}", path=path, field=exc.field) from None
         raise
-    except TypeError as exc:
-        raise ConfigError(f"config {path}: {exc}", path=path) from None

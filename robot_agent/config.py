@@ -1,7 +1,9 @@
 """What the agent runs: one frozen config object, every default in one place.
 
-Built from ``--config agent.toml`` with flags overriding (``cli.py``), validated once before
-anything connects. Every error names the field and the value::
+Built from ``--config agent.toml`` with flags overriding (``cli.py``) by the shared loader
+(``safety.config_loader``). Each section checks itself in its constructor, so a config built in code
+(``AgentConfig(control=ControlConfig(rate_hz=250))``, as ``vla_demo`` does) is checked as one read
+from a file, before anything connects. Every error names the field and the value::
 
     ConfigError: control.rate_hz is -5.0, must be > 0
 
@@ -40,17 +42,14 @@ Example ``agent.toml``::
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robot_agent.errors import ConfigError
+from safety.config_loader import build, check_keys, check_types, read_toml, set_dotted
 
 __all__ = [
     "BLEND_MODES",
@@ -81,6 +80,8 @@ class RobotConfig:
         [robot]
         kind = "franka"
         ip = "172.16.0.2"
+
+    Raises :class:`ConfigError` naming ``robot.<key>`` for a wrong type or value.
     """
 
     kind: str = "sim"  # sim | franka | xarm
@@ -88,10 +89,17 @@ class RobotConfig:
     connect_timeout_s: float = 5.0
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError, section="robot")
+        _positive("robot.connect_timeout_s", self.connect_timeout_s)
+
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """One ``[cameras.NAME]`` section; ``name`` must match a camera of the policy spec."""
+    """One ``[cameras.NAME]`` section; ``name`` must match a camera of the policy spec.
+
+    Raises :class:`ConfigError` naming ``cameras.NAME.<key>`` for a wrong type or value.
+    """
 
     name: str
     kind: str = "sim"  # sim | realsense | usb
@@ -105,6 +113,15 @@ class CameraConfig:
     max_age_ms: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        where = f"cameras.{self.name}"
+        check_types(self, ConfigError, section=where)
+        _positive(f"{where}.width", self.width)
+        _positive(f"{where}.height", self.height)
+        _positive(f"{where}.fps", self.fps)
+        if self.max_age_ms is not None:
+            _positive(f"{where}.max_age_ms", self.max_age_ms)
+
     def max_age_s(self, request_timeout_ms: float) -> float:
         """The frame age bound in seconds: ``max_age_ms`` or 3 frame periods, capped by the request budget."""
         bound_ms = self.max_age_ms if self.max_age_ms is not None else 3000.0 / self.fps
@@ -113,7 +130,10 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """The ``[server]`` section: where the policy runs and how the stream behaves."""
+    """The ``[server]`` section: where the policy runs and how the stream behaves.
+
+    Raises :class:`ConfigError` naming ``server.<key>`` for a wrong type or value.
+    """
 
     address: str = "127.0.0.1:50051"
     session_id: str | None = None  # None: a fresh random id per run
@@ -144,10 +164,62 @@ class ServerConfig:
     token_file: str | None = None
     token: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError, section="server")
+        _address("server.address", self.address)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "server.tls_key" if self.tls_key is None else "server.tls_cert"
+            raise ConfigError(
+                f"{missing} is not set: a client certificate needs both tls_cert and tls_key", field=missing
+            )
+        tls_on = self.tls or self.tls_ca is not None
+        for name in ("tls_cert", "tls_server_name"):
+            if getattr(self, name) is not None and not tls_on:
+                raise ConfigError(
+                    f"server.{name} is set but TLS is off: set server.tls_ca (or server.tls = true)",
+                    field=f"server.{name}",
+                )
+        _positive("server.request_timeout_ms", self.request_timeout_ms)
+        if self.request_timeout_ms > _UINT32_MAX:  # PredictRequest.timeout_ms is a uint32
+            raise ConfigError(
+                f"server.request_timeout_ms is {self.request_timeout_ms}, expected at most {_UINT32_MAX} "
+                "(the wire's uint32)",
+                field="server.request_timeout_ms",
+            )
+        _positive("server.connect_timeout_s", self.connect_timeout_s)
+        if self.connect_timeout_s > _GRPC_TIMEOUT_MAX_S:
+            raise ConfigError(
+                f"server.connect_timeout_s is {self.connect_timeout_s:g}, expected at most "
+                f"{_GRPC_TIMEOUT_MAX_S:g} (a gRPC deadline)",
+                field="server.connect_timeout_s",
+            )
+        _positive("server.backoff_initial_s", self.backoff_initial_s)
+        _at_least("server.backoff_factor", self.backoff_factor, 1)
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError(
+                f"server.backoff_max_s is {self.backoff_max_s}, below server.backoff_initial_s "
+                f"{self.backoff_initial_s}",
+                field="server.backoff_max_s",
+            )
+        if not 0 <= self.backoff_jitter < 1:
+            raise ConfigError(
+                f"server.backoff_jitter is {self.backoff_jitter}, must be in [0, 1)",
+                field="server.backoff_jitter",
+            )
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(
+                f"server.jpeg_quality is {self.jpeg_quality}, must be in 1..100", field="server.jpeg_quality"
+            )
+        _at_least("server.inject_latency_ms", self.inject_latency_ms, 0)
+        _at_least("server.inject_jitter_ms", self.inject_jitter_ms, 0)
+
 
 @dataclass(frozen=True)
 class ControlConfig:
-    """The ``[control]`` section: the fixed-rate loop, chunk blending and interpolation."""
+    """The ``[control]`` section: the fixed-rate loop, chunk blending and interpolation.
+
+    Raises :class:`ConfigError` naming ``control.<key>`` for a wrong type or value.
+    """
 
     rate_hz: float = 100.0
     blend: str = "crossfade"  # replace | crossfade | ensemble
@@ -166,10 +238,37 @@ class ControlConfig:
     # metrics) latch the e-stop; each single one is a hold named after its stage.
     max_consecutive_faults: int = 5
 
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError, section="control")
+        _positive("control.rate_hz", self.rate_hz)
+        if self.rate_hz > MAX_RATE_HZ:
+            raise ConfigError(
+                f"control.rate_hz is {self.rate_hz:g}, must be <= {MAX_RATE_HZ:g} (no arm this agent drives "
+                "takes commands faster: the Franka's own control loop runs at 1 kHz)",
+                field="control.rate_hz",
+            )
+        _choice("control.blend", self.blend, BLEND_MODES)
+        _choice("control.interpolation", self.interpolation, INTERPOLATIONS)
+        _at_least("control.crossfade_steps", self.crossfade_steps, 1)
+        _at_least("control.ensemble_decay", self.ensemble_decay, 0)
+        for name in ("ruckig_translation", "ruckig_rotation", "ruckig_joint", "ruckig_gripper"):
+            value = getattr(self, name)
+            if not all(math.isfinite(v) and v > 0 for v in value):
+                raise ConfigError(
+                    f"control.{name} is {list(value)}, must be three positive numbers (velocity, acceleration, jerk)",
+                    field=f"control.{name}",
+                )
+        if self.max_state_age_s is not None:
+            _positive("control.max_state_age_s", self.max_state_age_s)
+        _at_least("control.max_consecutive_faults", self.max_consecutive_faults, 1)
+
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """The ``[scheduler]`` section: when to ask for the next chunk."""
+    """The ``[scheduler]`` section: when to ask for the next chunk.
+
+    Raises :class:`ConfigError` naming ``scheduler.<key>`` for a wrong type or value.
+    """
 
     rtt_quantile: float = 0.9  # high quantile of recent round trips: robust, not the mean
     rtt_window: int = 50
@@ -187,6 +286,26 @@ class SchedulerConfig:
     rtt_std_factor: float = 2.0
     rtt_prior_std_s: float = 0.05
 
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError, section="scheduler")
+        if not 0 < self.rtt_quantile <= 1:
+            raise ConfigError(
+                f"scheduler.rtt_quantile is {self.rtt_quantile}, must be in (0, 1]",
+                field="scheduler.rtt_quantile",
+            )
+        _at_least("scheduler.rtt_window", self.rtt_window, 1)
+        _at_least("scheduler.rtt_ignore_first", self.rtt_ignore_first, 0)
+        _positive("scheduler.rtt_initial_s", self.rtt_initial_s)
+        _at_least("scheduler.margin_s", self.margin_s, 0)
+        if not 0 < self.execution_horizon <= 1:
+            raise ConfigError(
+                f"scheduler.execution_horizon is {self.execution_horizon}, must be in (0, 1]",
+                field="scheduler.execution_horizon",
+            )
+        _at_least("scheduler.rtt_std_factor", self.rtt_std_factor, 0)
+        _at_least("scheduler.rtt_prior_std_s", self.rtt_prior_std_s, 0)
+        _at_least("scheduler.replan_interval_s", self.replan_interval_s, 0)
+
 
 @dataclass(frozen=True)
 class RecordConfig:
@@ -195,10 +314,18 @@ class RecordConfig:
     dir: str | None = None
     video: bool = True
 
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError, section="record")
+
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """Everything the agent runs with. Build with :meth:`load` or :meth:`from_mapping`.
+    """Everything the agent runs with. Build with :meth:`load`, :meth:`from_mapping`, or in code::
+
+        AgentConfig(server=ServerConfig(address="gpu-box:50051"), control=ControlConfig(rate_hz=250))
+
+    Every section checks itself when built; this class checks the top-level keys. Raises
+    :class:`ConfigError` naming the field (``control.rate_hz``) and the value.
 
     Cameras named in ``cameras`` are opened before the server is contacted; a camera the policy
     asks for that is not configured is created after the spec is read, of kind ``default_camera``.
@@ -209,7 +336,7 @@ class AgentConfig:
     cameras: Mapping[str, CameraConfig] = field(default_factory=dict)
     control: ControlConfig = field(default_factory=ControlConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    safety: Mapping[str, Any] = field(default_factory=dict)
+    safety: Mapping[str, Any] = field(default_factory=dict)  # handed as is to safety.SafetyConfig
     record: RecordConfig = field(default_factory=RecordConfig)
     instruction: str = ""
     duration_s: float | None = None  # None: until SIGINT / SIGTERM
@@ -219,189 +346,14 @@ class AgentConfig:
     metrics_host: str = "0.0.0.0"
     default_camera: str = "sim"
 
-    @classmethod
-    def load(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
-        """Read ``path`` (TOML) if given, apply ``overrides`` (same shape, dotted keys allowed:
-        ``{"control.rate_hz": 250}``), validate, and return the config."""
-        data: dict[str, Any] = {}
-        if path is not None:
-            try:
-                data = tomllib.loads(Path(path).read_text())
-            except FileNotFoundError:
-                raise ConfigError(f"config file {str(path)!r} does not exist", field="config") from None
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(
-                    f"config file {str(path)!r} is not valid TOML: {exc}", field="config"
-                ) from None
-        for key, value in (overrides or {}).items():
-            _set_dotted(data, key, value)
-        return cls.from_mapping(data)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> AgentConfig:
-        """Build and validate from a plain mapping (a parsed TOML document)."""
-        data = dict(data)
-        cameras_raw = data.pop("cameras", {}) or {}
-        if not isinstance(cameras_raw, Mapping):
-            raise ConfigError(
-                f"cameras must be a table of [cameras.NAME] sections, got {cameras_raw!r}", field="cameras"
-            )
-        cameras: dict[str, CameraConfig] = {}
-        for name, section in cameras_raw.items():
-            if not isinstance(section, Mapping):
-                raise ConfigError(f"cameras.{name} must be a table, got {section!r}", field=f"cameras.{name}")
-            section = {"name": name, **section}
-            cameras[name] = _build(CameraConfig, section, f"cameras.{name}")
-        safety = data.pop("safety", {}) or {}
-        if not isinstance(safety, Mapping):
-            raise ConfigError(f"safety must be a table, got {safety!r}", field="safety")
-        sections = {
-            "server": ServerConfig,
-            "robot": RobotConfig,
-            "control": ControlConfig,
-            "scheduler": SchedulerConfig,
-            "record": RecordConfig,
-        }
-        built: dict[str, Any] = {}
-        for name, section_cls in sections.items():
-            raw = data.pop(name, {}) or {}
-            if not isinstance(raw, Mapping):
-                raise ConfigError(f"{name} must be a table, got {raw!r}", field=name)
-            built[name] = _build(section_cls, raw, name)
-        if data.get("metrics_port") is False:  # TOML has no null: false turns the endpoint off
-            data["metrics_port"] = None
-        top = _build(_TopLevel, data, "")
-        config = cls(cameras=cameras, safety=dict(safety), **built, **dataclasses.asdict(top))
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        """Check values against each other; raise :class:`ConfigError` naming the first bad one."""
-        c, s, sch = self.control, self.server, self.scheduler
-        _positive("control.rate_hz", c.rate_hz)
-        if c.rate_hz > MAX_RATE_HZ:
-            raise ConfigError(
-                f"control.rate_hz is {c.rate_hz:g}, must be <= {MAX_RATE_HZ:g} (no arm this agent drives takes "
-                "commands faster: the Franka's own control loop runs at 1 kHz)",
-                field="control.rate_hz",
-            )
-        _choice("control.blend", c.blend, BLEND_MODES)
-        _choice("control.interpolation", c.interpolation, INTERPOLATIONS)
-        if c.crossfade_steps < 1:
-            raise ConfigError(
-                f"control.crossfade_steps is {c.crossfade_steps}, must be >= 1",
-                field="control.crossfade_steps",
-            )
-        if c.ensemble_decay < 0:
-            raise ConfigError(
-                f"control.ensemble_decay is {c.ensemble_decay}, must be >= 0", field="control.ensemble_decay"
-            )
-        for name in ("ruckig_translation", "ruckig_rotation", "ruckig_joint", "ruckig_gripper"):
-            value = getattr(c, name)
-            if len(value) != 3 or not all(math.isfinite(v) and v > 0 for v in value):
-                raise ConfigError(
-                    f"control.{name} is {list(value)}, must be three positive numbers (velocity, acceleration, jerk)",
-                    field=f"control.{name}",
-                )
-        _address("server.address", s.address)
-        if (s.tls_cert is None) != (s.tls_key is None):
-            missing = "server.tls_key" if s.tls_key is None else "server.tls_cert"
-            raise ConfigError(
-                f"{missing} is not set: a client certificate needs both tls_cert and tls_key", field=missing
-            )
-        tls_on = s.tls or s.tls_ca is not None
-        for name in ("tls_cert", "tls_server_name"):
-            if getattr(s, name) is not None and not tls_on:
-                raise ConfigError(
-                    f"server.{name} is set but TLS is off: set server.tls_ca (or server.tls = true)",
-                    field=f"server.{name}",
-                )
-        _positive("server.request_timeout_ms", s.request_timeout_ms)
-        if s.request_timeout_ms > _UINT32_MAX:  # PredictRequest.timeout_ms is a uint32
-            raise ConfigError(
-                f"server.request_timeout_ms is {s.request_timeout_ms}, expected at most {_UINT32_MAX} "
-                "(the wire's uint32)",
-                field="server.request_timeout_ms",
-            )
-        _positive("server.connect_timeout_s", s.connect_timeout_s)
-        if s.connect_timeout_s > _GRPC_TIMEOUT_MAX_S:
-            raise ConfigError(
-                f"server.connect_timeout_s is {s.connect_timeout_s:g}, expected at most {_GRPC_TIMEOUT_MAX_S:g} "
-                "(a gRPC deadline)",
-                field="server.connect_timeout_s",
-            )
-        _positive("server.backoff_initial_s", s.backoff_initial_s)
-        if s.backoff_factor < 1:
-            raise ConfigError(
-                f"server.backoff_factor is {s.backoff_factor}, must be >= 1", field="server.backoff_factor"
-            )
-        if s.backoff_max_s < s.backoff_initial_s:
-            raise ConfigError(
-                f"server.backoff_max_s is {s.backoff_max_s}, below server.backoff_initial_s {s.backoff_initial_s}",
-                field="server.backoff_max_s",
-            )
-        if not 0 <= s.backoff_jitter < 1:
-            raise ConfigError(
-                f"server.backoff_jitter is {s.backoff_jitter}, must be in [0, 1)",
-                field="server.backoff_jitter",
-            )
-        if not 1 <= s.jpeg_quality <= 100:
-            raise ConfigError(
-                f"server.jpeg_quality is {s.jpeg_quality}, must be in 1..100", field="server.jpeg_quality"
-            )
-        for name in ("inject_latency_ms", "inject_jitter_ms"):
-            if getattr(s, name) < 0:
-                raise ConfigError(
-                    f"server.{name} is {getattr(s, name)}, must be >= 0", field=f"server.{name}"
-                )
-        if not 0 < sch.rtt_quantile <= 1:
-            raise ConfigError(
-                f"scheduler.rtt_quantile is {sch.rtt_quantile}, must be in (0, 1]",
-                field="scheduler.rtt_quantile",
-            )
-        if sch.rtt_window < 1:
-            raise ConfigError(
-                f"scheduler.rtt_window is {sch.rtt_window}, must be >= 1", field="scheduler.rtt_window"
-            )
-        if sch.rtt_ignore_first < 0:
-            raise ConfigError(
-                f"scheduler.rtt_ignore_first is {sch.rtt_ignore_first}, must be >= 0",
-                field="scheduler.rtt_ignore_first",
-            )
-        _positive("scheduler.rtt_initial_s", sch.rtt_initial_s)
-        if sch.margin_s < 0:
-            raise ConfigError(
-                f"scheduler.margin_s is {sch.margin_s}, must be >= 0", field="scheduler.margin_s"
-            )
-        if not 0 < sch.execution_horizon <= 1:
-            raise ConfigError(
-                f"scheduler.execution_horizon is {sch.execution_horizon}, must be in (0, 1]",
-                field="scheduler.execution_horizon",
-            )
-        for name in ("rtt_std_factor", "rtt_prior_std_s"):
-            if getattr(sch, name) < 0:
-                raise ConfigError(
-                    f"scheduler.{name} is {getattr(sch, name)}, must be >= 0", field=f"scheduler.{name}"
-                )
-        if c.max_state_age_s is not None:
-            _positive("control.max_state_age_s", c.max_state_age_s)
-        if c.max_consecutive_faults < 1:
-            raise ConfigError(
-                f"control.max_consecutive_faults is {c.max_consecutive_faults}, must be >= 1",
-                field="control.max_consecutive_faults",
-            )
-        if sch.replan_interval_s < 0:
-            raise ConfigError(
-                f"scheduler.replan_interval_s is {sch.replan_interval_s}, must be >= 0",
-                field="scheduler.replan_interval_s",
-            )
-        _positive("robot.connect_timeout_s", self.robot.connect_timeout_s)
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError)
         for name, cam in self.cameras.items():
-            _positive(f"cameras.{name}.width", cam.width)
-            _positive(f"cameras.{name}.height", cam.height)
-            _positive(f"cameras.{name}.fps", cam.fps)
-            if cam.max_age_ms is not None:
-                _positive(f"cameras.{name}.max_age_ms", cam.max_age_ms)
+            if cam.name != name:
+                raise ConfigError(
+                    f"cameras.{name}.name is {cam.name!r}, must be the table's name {name!r}",
+                    field=f"cameras.{name}.name",
+                )
         if self.duration_s is not None:
             _positive("duration_s", self.duration_s)
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
@@ -418,6 +370,29 @@ class AgentConfig:
                 field="metrics_host",
             )
 
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+        """Read ``path`` (TOML) if given, apply ``overrides`` (same shape, dotted keys allowed:
+        ``{"control.rate_hz": 250}``), and return the checked config.
+
+        Raises :class:`ConfigError`: a missing or broken file, or a key the file should not have,
+        names the file (``config agent.toml: control: unknown key 'rat_hz'``); a bad value names
+        the field.
+        """
+        data: dict[str, Any] = {}
+        if path is not None:
+            label = f"config {path}"
+            data = read_toml(path, _file_error, label=label)
+            check_keys(cls, data, ConfigError, source=label)
+        for key, value in (overrides or {}).items():
+            set_dotted(data, key, value, ConfigError)
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> AgentConfig:
+        """Build and check from a plain mapping (a parsed TOML document); see :func:`safety.config_loader.build`."""
+        return build(cls, data, ConfigError)
+
     def camera_for(self, name: str, height: int, width: int) -> CameraConfig:
         """The config of camera ``name``: the configured one, or a ``default_camera`` of that size."""
         if name in self.cameras:
@@ -425,81 +400,9 @@ class AgentConfig:
         return CameraConfig(name=name, kind=self.default_camera, width=width, height=height)
 
 
-@dataclass(frozen=True)
-class _TopLevel:
-    instruction: str = ""
-    duration_s: float | None = None
-    metrics_port: int | None = 9101
-    metrics_host: str = "0.0.0.0"
-    default_camera: str = "sim"
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{key}: {part} is not a table", field=key)
-    node[parts[-1]] = value
-
-
-def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        where = f"{prefix}.{key}" if prefix else key
-        if key not in fields:
-            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(fields))})", field=where)
-        kwargs[key] = _coerce(value, hints[key], where)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where} is {value!r}", field=where)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} is {value!r}, expected a number", field=where)
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} is {value!r}, expected a finite number", field=where)
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} is {value!r}, expected an integer", field=where)
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} is {value!r}, expected true or false", field=where)
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} is {value!r}, expected a string", field=where)
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ConfigError(f"{where} is {value!r}, expected {len(args)} values", field=where)
-        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
-    if origin is Mapping or hint is Mapping:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} is {value!r}, expected a table", field=where)
-        return dict(value)
-    return value
+def _file_error(message: str, *, field: str | None = None) -> ConfigError:
+    """A :class:`ConfigError` about the config file itself (missing, unreadable, not TOML)."""
+    return ConfigError(message, field=field or "config")
 
 
 def _address(where: str, value: str) -> None:
@@ -534,6 +437,11 @@ _GRPC_TIMEOUT_MAX_S = 1e9
 def _positive(where: str, value: float) -> None:
     if not value > 0:
         raise ConfigError(f"{where} is {value!r}, must be > 0", field=where)
+
+
+def _at_least(where: str, value: float, low: float) -> None:
+    if not value >= low:
+        raise ConfigError(f"{where} is {value!r}, must be >= {low}", field=where)
 
 
 def _choice(where: str, value: str, choices: tuple[str, ...]) -> None:

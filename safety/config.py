@@ -1,8 +1,9 @@
 """What the shield enforces: one frozen config, every default in one place.
 
-Built from the agent config's ``[safety]`` table with :meth:`SafetyConfig.from_mapping` and
-validated on load, so a typo or an impossible limit fails before the arm moves, with a message
-that names the field and the value. Defaults are for a Franka Panda on a table, deliberately
+Built from the agent config's ``[safety]`` table with :meth:`SafetyConfig.from_mapping` (the
+shared loader, ``safety.config_loader``, shapes the table) and checked by ``SafetyConfig``'s
+constructor, so a typo or an impossible limit fails before the arm moves, whether the config came
+from a file or from code, with a message that names the field and the value. Defaults are for a Franka Panda on a table, deliberately
 well below the arm's documented limits (kept here as ``PANDA_*`` for reference) for a first run.
 
 Example::
@@ -42,8 +43,8 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from .config_loader import build
 from .errors import SafetyConfigError
-from .jsonable import jsonable
 from .rotations import quat_to_matrix
 from .types import Pose
 
@@ -94,6 +95,9 @@ class Box:
     min: Vec3 = (0.25, -0.35, 0.02)
     max: Vec3 = (0.75, 0.35, 0.70)
 
+    def __post_init__(self) -> None:
+        _as_floats(self, "min", "max")
+
     def contains(self, p: Sequence[float] | np.ndarray, tol: float = 0.0) -> bool:
         return all(lo - tol <= x <= hi + tol for lo, x, hi in zip(self.min, p, self.max, strict=True))
 
@@ -107,6 +111,9 @@ class KeepOutBox:
     name: str = ""
     kind: Literal["box"] = "box"
 
+    def __post_init__(self) -> None:
+        _as_floats(self, "min", "max")
+
 
 @dataclass(frozen=True)
 class KeepOutSphere:
@@ -117,19 +124,35 @@ class KeepOutSphere:
     name: str = ""
     kind: Literal["sphere"] = "sphere"
 
+    def __post_init__(self) -> None:
+        _as_floats(self, "center")
+
 
 @dataclass(frozen=True)
 class KeepOutHalfSpace:
     """Everything below a plane: the end effector stays where ``dot(normal, p) >= offset``.
 
-    ``normal`` points into the allowed side and is normalised on load, e.g. a table top at
-    z = 0.03 m is ``normal = [0, 0, 1], offset = 0.03``.
+    ``normal`` points into the allowed side and is normalised when built (``offset`` with it, so
+    distances are in metres), e.g. a table top at z = 0.03 m is ``normal = [0, 0, 1], offset = 0.03``.
     """
 
     normal: Vec3
     offset: float
     name: str = ""
     kind: Literal["half_space"] = "half_space"
+
+    def __post_init__(self) -> None:
+        _as_floats(self, "normal")
+        try:
+            n = np.asarray(self.normal, dtype=float)
+            norm = float(np.linalg.norm(n))
+            offset = float(self.offset)
+        except (TypeError, ValueError):
+            return  # SafetyConfig's checks name the field
+        if n.shape == (3,) and math.isfinite(norm) and norm > 1e-9 and not isinstance(self.offset, bool):
+            unit = n / norm
+            object.__setattr__(self, "normal", (float(unit[0]), float(unit[1]), float(unit[2])))
+            object.__setattr__(self, "offset", offset / norm)
 
 
 KeepOut = Union[KeepOutBox, KeepOutSphere, KeepOutHalfSpace]  # noqa: UP007 (a runtime alias)
@@ -169,6 +192,9 @@ class JointLimits:
     # workspace). 2 = the Panda's own maximum with the default (half-speed) joint limits.
     ik_velocity_factor: float = 2.0
 
+    def __post_init__(self) -> None:
+        _as_floats(self, "min", "max", "max_velocity", "max_acceleration", "max_jerk")
+
     @property
     def dof(self) -> int:
         return len(self.min)
@@ -183,6 +209,9 @@ class OrientationLimit:
 
     nominal_quaternion: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)  # pointing down
     max_tilt_rad: float | None = None
+
+    def __post_init__(self) -> None:
+        _as_floats(self, "nominal_quaternion")
 
 
 @dataclass(frozen=True)
@@ -253,15 +282,18 @@ class SafetyConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, *, section: str = "safety") -> SafetyConfig:
-        """Build from a parsed TOML table; unknown keys and bad values raise SafetyConfigError."""
-        config: SafetyConfig = _load(cls, data or {}, section)
-        return config
+        """Build from a parsed TOML table; unknown keys and bad values raise SafetyConfigError.
+
+        A section (``[safety.translation]``) overrides only the keys it names; ``keep_out`` is a
+        list of tables picked by ``kind`` (box, sphere, half_space).
+        """
+        return build(cls, data or {}, SafetyConfigError, section=section)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable effective limits; ``from_mapping(to_dict())`` gives the same config."""
         out = dataclasses.asdict(self)
         out["keep_out"] = [dataclasses.asdict(z) for z in self.keep_out]
-        result: dict[str, Any] = jsonable(out)
+        result: dict[str, Any] = _jsonable(out)
         return result
 
     def validate_against(
@@ -379,84 +411,30 @@ def tool_tilt(nominal: np.ndarray, q: np.ndarray) -> float:
     return math.atan2(math.sqrt(float(cross @ cross)), float(a @ b))
 
 
-# --- loading ------------------------------------------------------------------------------------
-
-_ZONE_KINDS: dict[str, type] = {"box": KeepOutBox, "sphere": KeepOutSphere, "half_space": KeepOutHalfSpace}
-_NESTED: dict[str, type] = {
-    "workspace": Box,
-    "orientation": OrientationLimit,
-    "translation": CartesianLimits,
-    "rotation": CartesianLimits,
-    "joints": JointLimits,
-    "gripper": GripperLimits,
-    "tracking": TrackingLimits,
-}
+# --- loading ---------------------------------------------------------------------------------------
 
 
-def _load(cls: type, data: Mapping[str, Any], path: str, base: Any = None) -> Any:
-    if not isinstance(data, Mapping):
-        raise SafetyConfigError(f"{path} must be a table, got {data!r}", field=path)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise SafetyConfigError(
-            f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})",
-            field=f"{path}.{unknown[0]}",
-        )
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        where = f"{path}.{key}"
-        if cls is SafetyConfig and key in _NESTED:
-            # A section overrides only the keys it names; the rest keep their defaults.
-            kwargs[key] = _load(_NESTED[key], value, where, base=_default_section(key))
-        elif cls is SafetyConfig and key == "keep_out":
-            if not isinstance(value, Sequence) or isinstance(value, str):
-                raise SafetyConfigError(f"{where} must be a list of tables, got {value!r}", field=where)
-            kwargs[key] = tuple(_load_zone(z, f"{where}[{i}]") for i, z in enumerate(value))
-        else:
-            kwargs[key] = _coerce(value, where)
-    try:
-        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
-    except TypeError as exc:  # a required key is missing
-        raise SafetyConfigError(f"{path}: {exc}", field=path) from exc
-
-
-def _default_section(name: str) -> Any:
-    return getattr(SafetyConfig(), name)
-
-
-def _load_zone(data: Any, path: str) -> KeepOut:
-    if not isinstance(data, Mapping) or "kind" not in data:
-        raise SafetyConfigError(f"{path} must be a table with a kind (box, sphere, half_space)", field=path)
-    kind = data["kind"]
-    if kind not in _ZONE_KINDS:
-        raise SafetyConfigError(
-            f"{path}.kind is {kind!r}, expected one of {', '.join(_ZONE_KINDS)}", field=f"{path}.kind"
-        )
-    zone: KeepOut = _load(_ZONE_KINDS[kind], data, path)
-    _validate_zone(zone, path)
-    if isinstance(zone, KeepOutHalfSpace):  # store a unit normal so distances are in metres
-        n = np.asarray(zone.normal, dtype=float)
-        norm = float(np.linalg.norm(n))
-        unit = n / norm
-        zone = dataclasses.replace(
-            zone, normal=(float(unit[0]), float(unit[1]), float(unit[2])), offset=float(zone.offset) / norm
-        )
-    return zone
-
-
-def _coerce(value: Any, where: str) -> Any:
-    """TOML arrays become tuples of floats; numbers stay numbers; strings stay strings."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, Sequence | np.ndarray):
+def _as_floats(obj: Any, *names: str) -> None:
+    """Store the sequences of numbers among ``obj``'s fields ``names`` as tuples of floats (TOML gives
+    lists, code may give arrays); anything else is left as is for :func:`_validate` to name."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+            continue
         try:
-            return tuple(float(v) for v in value)
-        except (TypeError, ValueError) as exc:
-            raise SafetyConfigError(f"{where} must be a list of numbers, got {value!r}", field=where) from exc
-    raise SafetyConfigError(f"{where} has an unsupported value {value!r}", field=where)
+            object.__setattr__(obj, name, tuple(float(v) for v in value))
+        except (TypeError, ValueError):
+            continue
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
 
 
 # --- validation ---------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ estop_after_interventions = 10
     ("overrides", "message"),
     [
         ({"control.rate_hz": -5}, "control.rate_hz is -5.0, must be > 0"),
-        ({"control.rat_hz": 5}, "control.rat_hz: unknown key"),
+        ({"control.rat_hz": 5}, "control: unknown key 'rat_hz'"),
         (
             {"control.blend": "average"},
             "control.blend is 'average', expected one of replace, crossfade, ensemble",
@@ -71,16 +71,16 @@ estop_after_interventions = 10
         ({"server.address": "gpu-box:70000"}, "server.address is 'gpu-box:70000', expected HOST:PORT"),
         ({"server.address": ":50051"}, "server.address is ':50051', expected HOST:PORT"),
         ({"server.address": "::1:50051"}, "write an IPv6 host in brackets, \\[::1\\]:50051"),
-        ({"metrics_port": True}, "metrics_port is True, expected an integer"),
+        ({"metrics_port": True}, r"metrics_port is True \(bool\), expected an integer"),
         ({"metrics_port": -1}, "metrics_port is -1, must be in 0..65535 \\(0: any free port\\), or false"),
         ({"metrics_host": ""}, "metrics_host is '', expected a host name or an IP address"),
         ({"metrics_host": "127.0.0.1:9101"}, "metrics_host is '127.0.0.1:9101', expected a host name"),
         ({"metrics_host": "http://robot-pc"}, "metrics_host is 'http://robot-pc', expected a host name"),
         ({"server.backoff_max_s": 0.01}, "server.backoff_max_s is 0.01, below server.backoff_initial_s"),
-        ({"metrics_port": "x"}, "metrics_port is 'x', expected an integer"),
+        ({"metrics_port": "x"}, r"metrics_port is 'x' \(str\), expected an integer"),
         ({"metrics_port": 70000}, "metrics_port is 70000"),
         ({"cameras": {"front": {"width": 0}}}, "cameras.front.width is 0"),
-        ({"cameras": {"front": {"fps": "fast"}}}, "cameras.front.fps is 'fast', expected an integer"),
+        ({"cameras": {"front": {"fps": "fast"}}}, r"cameras.front.fps is 'fast' \(str\), expected an integer"),
         ({"scheduler.rtt_quantile": 1.5}, r"scheduler.rtt_quantile is 1.5, must be in \(0, 1\]"),
         ({"scheduler.execution_horizon": 0}, r"scheduler.execution_horizon is 0.0, must be in \(0, 1\]"),
         ({"scheduler.execution_horizon": 1.5}, r"scheduler.execution_horizon is 1.5, must be in \(0, 1\]"),
@@ -99,11 +99,11 @@ def test_bad_values_name_the_field_and_the_value(overrides: dict, message: str) 
 
 
 def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match=r"config .*nope\.toml: no such file"):
         AgentConfig.load(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[control\n")
-    with pytest.raises(ConfigError, match="is not valid TOML"):
+    with pytest.raises(ConfigError, match=r"config .*bad\.toml: not valid TOML"):
         AgentConfig.load(bad)
 
 
