@@ -45,6 +45,7 @@ import numpy as np
 
 from .config_loader import build
 from .errors import SafetyConfigError
+from .jsonable import jsonable
 from .rotations import quat_to_matrix
 from .types import Pose
 
@@ -293,7 +294,7 @@ class SafetyConfig:
         """JSON-serialisable effective limits; ``from_mapping(to_dict())`` gives the same config."""
         out = dataclasses.asdict(self)
         out["keep_out"] = [dataclasses.asdict(z) for z in self.keep_out]
-        result: dict[str, Any] = _jsonable(out)
+        result: dict[str, Any] = jsonable(out)
         return result
 
     def validate_against(
@@ -425,16 +426,6 @@ def _as_floats(obj: Any, *names: str) -> None:
             object.__setattr__(obj, name, tuple(float(v) for v in value))
         except (TypeError, ValueError):
             continue
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 # --- validation ---------------------------------------------------------------------------------
