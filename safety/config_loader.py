@@ -375,15 +375,20 @@ def _describe(hint: Any) -> str:
 
 
 def default_of(cls: type, key: str) -> Any:
-    """The default of dotted ``key`` (``"control.rate_hz"``) in dataclass ``cls``."""
+    """The default of dotted ``key`` (``"control.rate_hz"``) in dataclass ``cls``: inside a section,
+    the value of the field's default section (which may differ from the section class's own)."""
     node: Any = cls
     value: Any = None
     for part in key.split("."):
+        if node is None or not dataclasses.is_dataclass(node):
+            raise KeyError(f"{key}: {part} is inside a value, not a section")
         fields = {f.name: f for f in dataclasses.fields(node)}
         if part not in fields:
-            raise KeyError(f"{key}: {part} is not a field of {getattr(node, '__name__', node)}")
-        value = _default(fields[part])
-        node = type(value) if dataclasses.is_dataclass(value) else None
+            raise KeyError(
+                f"{key}: {part} is not a field of {type(node).__name__ if not isinstance(node, type) else node.__name__}"
+            )
+        value = getattr(node, part) if not isinstance(node, type) else _default(fields[part])
+        node = value if dataclasses.is_dataclass(value) else None
     return value
 
 
