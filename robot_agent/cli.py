@@ -23,14 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from robot_agent.config import (
-    BLEND_MODES,
-    INTERPOLATIONS,
-    AgentConfig,
-    ControlConfig,
-    RobotConfig,
-    ServerConfig,
-)
+from robot_agent.config import BLEND_MODES, INTERPOLATIONS, AgentConfig
 from robot_agent.errors import AgentError, ConfigError, EstopRefused, RobotInUse, RunFileError
 from robot_agent.runfile import (
     RunFile,
@@ -44,9 +37,11 @@ from robot_agent.runfile import (
     runs_driving,
     stale_reason,
 )
+from safety.config_loader import default_of, show_default
 
 __all__ = [
     "EXIT_CODES",
+    "FLAG_KEYS",
     "build_estop_parser",
     "build_parser",
     "estop",
@@ -91,6 +86,37 @@ LOGGING_CONFIG: dict[str, Any] = {
 }
 
 
+#: The config key each flag sets (argparse dest -> dotted ``AgentConfig`` key): the flags given
+#: override the file, and each one's help shows that key's default (:func:`_default`).
+FLAG_KEYS: dict[str, str] = {
+    "server": "server.address",
+    "tls_ca": "server.tls_ca",
+    "tls_cert": "server.tls_cert",
+    "tls_key": "server.tls_key",
+    "tls_server_name": "server.tls_server_name",
+    "token_file": "server.token_file",
+    "robot": "robot.kind",
+    "robot_ip": "robot.ip",
+    "camera": "default_camera",
+    "instruction": "instruction",
+    "rate": "control.rate_hz",
+    "blend": "control.blend",
+    "interpolation": "control.interpolation",
+    "metrics_port": "metrics_port",
+    "metrics_host": "metrics_host",
+    "record": "record.dir",
+    "duration": "duration_s",
+    "inject_latency_ms": "server.inject_latency_ms",
+    "inject_jitter_ms": "server.inject_jitter_ms",
+}
+
+
+def _default(dest: str, note: str = "") -> str:
+    """``(default: X)`` for flag ``dest``: X is the config's own default, so help and config agree."""
+    shown = show_default(default_of(AgentConfig, FLAG_KEYS[dest]))
+    return f"(default: {shown}{', ' + note if note else ''})"
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 METRICS_OFF = ("off", "none")  # --metrics-port words for "no endpoint" (metrics_port = false)
 
@@ -110,40 +136,39 @@ def _metrics_port(text: str) -> int | str:
 
 def _connection(parser: argparse.ArgumentParser, *, robot: bool = True) -> None:
     """Flags every subcommand but ``estop`` takes: what to connect to, and how to report."""
-    d_server, d_robot, d_agent = ServerConfig(), RobotConfig(), AgentConfig()
     parser.add_argument(
         "--config", metavar="FILE.toml", help="agent config file; flags override it (default: none)"
     )
     parser.add_argument(
         "--server",
         metavar="HOST:PORT",
-        help=f"inference server's gRPC address, no scheme (default: {d_server.address})",
+        help=f"inference server's gRPC address, no scheme {_default('server')}",
     )
     parser.add_argument(
         "--tls-ca",
         metavar="FILE.pem",
-        help="connect with TLS, trusting this CA file only; config server.tls_ca (default: plaintext)",
+        help=f"connect with TLS, trusting this CA file only; config server.tls_ca {_default('tls_ca', 'plaintext')}",
     )
     parser.add_argument(
         "--tls-cert",
         metavar="FILE.pem",
-        help="client certificate, for mTLS; config server.tls_cert (default: none)",
+        help=f"client certificate, for mTLS; config server.tls_cert {_default('tls_cert')}",
     )
     parser.add_argument(
         "--tls-key",
         metavar="FILE.key",
-        help="the client certificate's key, for mTLS; config server.tls_key (default: none)",
+        help=f"the client certificate's key, for mTLS; config server.tls_key {_default('tls_key')}",
     )
     parser.add_argument(
         "--tls-server-name",
         metavar="NAME",
-        help="name the server's certificate must list, if not --server's host (default: that host)",
+        help="name the server's certificate must list " + _default("tls_server_name", "--server's host"),
     )
     parser.add_argument(
         "--token-file",
         metavar="FILE",
         help="bearer token file, its first line; config server.token_file; no flag takes the token "
-        f"itself, ps shows flags (default: ${TOKEN_ENV}, else none)",
+        f"itself, ps shows flags {_default('token_file', f'the token from ${TOKEN_ENV} if set')}",
     )
     parser.add_argument(  # else argparse would take --token for --token-file
         "--token",
@@ -152,16 +177,15 @@ def _connection(parser: argparse.ArgumentParser, *, robot: bool = True) -> None:
     )
     if robot:  # eval drives the simulated arm only: no flag to pick another
         parser.add_argument(
-            "--robot", metavar="KIND", help=f"robot driver: sim | franka | xarm (default: {d_robot.kind})"
+            "--robot", metavar="KIND", help=f"robot driver: sim | franka | xarm {_default('robot')}"
         )
         parser.add_argument(
-            "--robot-ip", metavar="IP", help="robot address, for franka and xarm (default: none)"
+            "--robot-ip", metavar="IP", help=f"robot address, for franka and xarm {_default('robot_ip')}"
         )
     parser.add_argument(
         "--camera",
         metavar="KIND",
-        help="kind of the cameras the policy asks for and the config does not name "
-        f"(default: {d_agent.default_camera})",
+        help=f"kind of the cameras the policy asks for and the config does not name {_default('camera')}",
     )
     parser.add_argument(
         "--log-level", default="info", choices=LOG_LEVELS, help="what the log shows on stderr (default: info)"
@@ -171,22 +195,18 @@ def _connection(parser: argparse.ArgumentParser, *, robot: bool = True) -> None:
 
 def _control(parser: argparse.ArgumentParser) -> None:
     """Flags of the control loop, for the commands that move the arm (``run``, ``eval``)."""
-    d_control = ControlConfig()
+    parser.add_argument("--rate", type=float, metavar="HZ", help=f"control rate {_default('rate')}")
     parser.add_argument(
-        "--rate", type=float, metavar="HZ", help=f"control rate (default: {d_control.rate_hz:g})"
-    )
-    parser.add_argument(
-        "--blend", choices=BLEND_MODES, help=f"how a new chunk takes over (default: {d_control.blend})"
+        "--blend", choices=BLEND_MODES, help=f"how a new chunk takes over {_default('blend')}"
     )
     parser.add_argument(
         "--interpolation",
         choices=INTERPOLATIONS,
-        help=f"waypoints to control rate (default: {d_control.interpolation})",
+        help=f"waypoints to control rate {_default('interpolation')}",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d_agent = AgentConfig()
     parser = argparse.ArgumentParser(
         prog="robot-agent",
         usage="robot-agent [run] [options]  |  robot-agent {eval,check,estop} [options]",
@@ -205,14 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--instruction",
         metavar="TEXT",
-        help=f"language instruction sent with every observation (default: {d_agent.instruction!r})",
+        help=f"language instruction sent with every observation {_default('instruction')}",
     )
     metrics = parser.add_mutually_exclusive_group()
     metrics.add_argument(
         "--metrics-port",
         type=_metrics_port,
         metavar="PORT",
-        help=f"Prometheus endpoint port; 0: any free port (logged), off: none (default: {d_agent.metrics_port})",
+        help=f"Prometheus endpoint port; 0: any free port (logged), off: none {_default('metrics_port')}",
     )
     metrics.add_argument(
         "--no-metrics",
@@ -224,17 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metrics-host",
         metavar="HOST",
-        help=f"address the endpoint binds; 127.0.0.1: this machine only (default: {d_agent.metrics_host}, "
-        "every interface)",
+        help="address the endpoint binds; 127.0.0.1: this machine only "
+        f"{_default('metrics_host', 'every interface')}",
     )
     parser.add_argument(
         "--record",
         metavar="DIR",
         help="write an episode folder there; a folder that exists and is not empty is refused, "
-        "never overwritten (default: none)",
+        f"never overwritten {_default('record')}",
     )
     parser.add_argument(
-        "--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)"
+        "--duration",
+        type=float,
+        metavar="S",
+        help=f"stop after S seconds {_default('duration', 'until Ctrl-C')}",
     )
     parser.add_argument("--run-dir", metavar="DIR", help=RUN_DIR_HELP)
     return parser
@@ -307,10 +330,13 @@ def build_eval_parser() -> argparse.ArgumentParser:
         "--inject-latency-ms",
         type=float,
         metavar="MS",
-        help="delay added to every answer on the agent's side of the stream (default: 0)",
+        help=f"delay added to every answer on the agent's side of the stream {_default('inject_latency_ms')}",
     )
     parser.add_argument(
-        "--inject-jitter-ms", type=float, metavar="MS", help="+- jitter on that delay (default: 0)"
+        "--inject-jitter-ms",
+        type=float,
+        metavar="MS",
+        help=f"+- jitter on that delay {_default('inject_jitter_ms')}",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (default: none)")
     parser.add_argument(
@@ -334,30 +360,9 @@ def build_check_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Only the flags that were given, as dotted config keys."""
-    mapping = {
-        "server": "server.address",
-        "tls_ca": "server.tls_ca",
-        "tls_cert": "server.tls_cert",
-        "tls_key": "server.tls_key",
-        "tls_server_name": "server.tls_server_name",
-        "token_file": "server.token_file",
-        "robot": "robot.kind",
-        "robot_ip": "robot.ip",
-        "camera": "default_camera",
-        "instruction": "instruction",
-        "rate": "control.rate_hz",
-        "blend": "control.blend",
-        "interpolation": "control.interpolation",
-        "metrics_port": "metrics_port",
-        "metrics_host": "metrics_host",
-        "record": "record.dir",
-        "duration": "duration_s",
-        "inject_latency_ms": "server.inject_latency_ms",
-        "inject_jitter_ms": "server.inject_jitter_ms",
-    }
+    """Only the flags that were given, as dotted config keys (:data:`FLAG_KEYS`)."""
     out: dict[str, Any] = {}
-    for attr, key in mapping.items():
+    for attr, key in FLAG_KEYS.items():
         value = getattr(args, attr, None)
         if value is None:
             continue
