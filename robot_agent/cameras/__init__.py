@@ -17,7 +17,7 @@ __all__ = ["CAMERAS", "EXTRAS", "camera_class", "create_camera"]
 CAMERAS: dict[str, str] = {
     "sim": "robot_agent.cameras.sim:SimCamera",
     "realsense": "robot_agent.cameras.realsense:RealSenseCamera",
-    "usb": "robot_agent.cameras.usb:USBCamera",
+    "usb": "robot_agent.cameras.usb:UsbCamera",
 }
 #: The pip extra that brings each camera's SDK (USB cameras go through OpenCV, always installed).
 EXTRAS: dict[str, str] = {"sim": "agent", "realsense": "realsense", "usb": "agent"}
@@ -28,7 +28,8 @@ def camera_class(kind: str, field: str = "cameras.kind") -> type[Camera]:
     return resolve(kind, CAMERAS, EXTRAS, what="camera", field=field)
 
 
-def create_camera(config: CameraConfig, robot: Robot) -> Camera:
-    """Build (not open) the camera ``config`` describes; ``robot`` serves simulated cameras."""
+def create_camera(config: CameraConfig, robot: Robot | None = None) -> Camera:
+    """Build (not open) the camera ``config`` describes; ``robot`` is handed on to cameras that
+    draw it (the simulated camera), see ``Camera.from_config``."""
     cls = camera_class(config.kind, f"cameras.{config.name}.kind")
-    return cls.from_config(config, robot)  # type: ignore[attr-defined,no-any-return]
+    return cls.from_config(config, robot=robot)

@@ -14,6 +14,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from robot_agent.config import CameraConfig
+    from robot_agent.drivers.base import Robot
 
 __all__ = ["Camera", "Frame"]
 
@@ -31,6 +32,19 @@ class Camera(abc.ABC):
     """A camera. Built from a ``CameraConfig`` by its class method ``from_config``."""
 
     name: str
+
+    @classmethod
+    def from_config(cls, config: CameraConfig, *, robot: Robot | None = None) -> Camera:
+        """Build (not open) the camera ``config`` (a ``[cameras.NAME]`` section) describes.
+
+        ``robot`` is the arm the agent drives: only a camera that draws it (the simulated camera
+        draws the simulated arm's world) uses it; a real camera ignores it. Touches no device.
+        Raises ``ConfigError`` naming the field (``cameras.NAME.options.X``) that is wrong.
+
+        Every camera in ``robot_agent.cameras.CAMERAS`` implements it; a wrapper built around
+        another ``Camera`` keeps this default, which raises ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{cls.__name__} is not built from a config")
 
     @classmethod
     def probe(cls, config: CameraConfig) -> None:

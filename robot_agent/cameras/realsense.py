@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from typing_extensions import override
 
 from robot_agent.cameras.base import Camera, Frame
 from robot_agent.config import CameraConfig
@@ -106,10 +107,12 @@ class RealSenseCamera(Camera):
         self._align: Any = None
         self._last_frame_number: int | None = None
 
+    @override
     @classmethod
-    def from_config(cls, config: CameraConfig, robot: Robot | None = None) -> RealSenseCamera:
+    def from_config(cls, config: CameraConfig, *, robot: Robot | None = None) -> RealSenseCamera:
         return cls(config)
 
+    @override
     @classmethod
     def probe(cls, config: CameraConfig, *, context_factory: Callable[[], Any] | None = None) -> None:
         devices = connected_devices((context_factory or rs.context)())
@@ -119,6 +122,7 @@ class RealSenseCamera(Camera):
             listing = ", ".join(f"{serial} ({name})" for serial, name in devices)
             raise CameraError(f"no RealSense device with serial {config.serial!r}; connected: {listing}")
 
+    @override
     def open(self) -> None:
         devices = connected_devices(self._context_factory())
         listing = ", ".join(f"{serial} ({name})" for serial, name in devices)
@@ -175,6 +179,7 @@ class RealSenseCamera(Camera):
             " with aligned depth" if self.depth else "",
         )
 
+    @override
     def read(self) -> Frame:
         if self._pipeline is None:
             raise CameraError(f"camera {self.name!r} is not open")
@@ -208,6 +213,7 @@ class RealSenseCamera(Camera):
                 )
         return Frame(rgb=rgb, time_s=captured, depth=depth)
 
+    @override
     def close(self) -> None:
         self._last_frame_number = None
         if self._pipeline is not None:

@@ -1,7 +1,8 @@
-"""The simulated camera: draws the simulated arm's world at the configured size and rate.
+"""The simulated camera as a ``Camera``: a thin adapter over ``robot_agent.sim.render``.
 
-It needs the ``SimRobot`` it looks at (``robot.world`` and the tip pose), so it is built with it:
-``SimCamera.from_config(camera_config, robot)``. Options (``[cameras.NAME.options]``)::
+It draws the world of the simulated arm it looks at, so it is built with the ``SimRobot`` the
+agent drives: ``SimCamera.from_config(camera_config, robot=robot)``. Options
+(``[cameras.NAME.options]``)::
 
     view = "front"   # "front": fixed third-person view; "wrist": on the gripper, looking down
 
@@ -14,15 +15,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import override
 
 from robot_agent.cameras.base import Camera, Frame
-from robot_agent.config import CameraConfig
-from robot_agent.drivers.base import Robot
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import ConfigError
-from robot_agent.sim.clock import WallClock
+from robot_agent.sim.arm import SimArm
 from robot_agent.sim.render import VIEWS, render
+
+if TYPE_CHECKING:
+    from robot_agent.config import CameraConfig
+    from robot_agent.drivers.base import Robot
 
 __all__ = ["SimCamera"]
 
@@ -38,14 +43,16 @@ def default_view(name: str) -> str:
 
 
 class SimCamera(Camera):
-    """Renders ``robot.world`` with the gripper where the simulated arm has it now.
+    """Renders ``arm.world`` with the gripper where the simulated arm has it now: an RGB uint8
+    ``[height, width, 3]`` frame stamped with the sim time.
 
     ``read`` is paced at ``fps`` on the wall clock (a real camera blocks for its next frame);
-    on a manual-clock robot it renders at once, since sim time only moves when stepped.
+    on a manual-clock arm it renders at once, since sim time only moves when stepped. Raises
+    ``ValueError`` on an unknown view, a size under 8x8 or ``fps <= 0``.
     """
 
     def __init__(
-        self, robot: SimRobot, *, name: str, width: int, height: int, fps: float, view: str = "front"
+        self, arm: SimArm, *, name: str, width: int, height: int, fps: float, view: str = "front"
     ) -> None:
         if view not in VIEWS:
             raise ValueError(f"cameras.{name}.options.view is {view!r}: must be one of {VIEWS!r}")
@@ -53,7 +60,7 @@ class SimCamera(Camera):
             raise ValueError(f"cameras.{name}: size {width}x{height} is too small (at least 8x8)")
         if not fps > 0:
             raise ValueError(f"cameras.{name}.fps must be > 0, got {fps!r}")
-        self.robot = robot
+        self.arm = arm
         self.name = name
         self.width = int(width)
         self.height = int(height)
@@ -62,8 +69,11 @@ class SimCamera(Camera):
         self._next_s: float | None = None
         self._opened = False
 
+    @override
     @classmethod
-    def from_config(cls, config: CameraConfig, robot: Robot) -> SimCamera:
+    def from_config(cls, config: CameraConfig, *, robot: Robot | None = None) -> SimCamera:
+        """Build from ``[cameras.NAME]``, drawing the world of ``robot``, which must be the
+        simulated arm (``ConfigError`` otherwise, or on an unknown option or bad value)."""
         if not isinstance(robot, SimRobot):
             raise ConfigError(
                 f"cameras.{config.name}: the sim camera draws the simulated arm's world; "
@@ -80,11 +90,17 @@ class SimCamera(Camera):
         view = str(options.get("view", default_view(config.name)))
         try:
             return cls(
-                robot, name=config.name, width=config.width, height=config.height, fps=config.fps, view=view
+                robot.arm,
+                name=config.name,
+                width=config.width,
+                height=config.height,
+                fps=config.fps,
+                view=view,
             )
         except ValueError as exc:
             raise ConfigError(str(exc), field=f"cameras.{config.name}") from exc
 
+    @override
     def open(self) -> None:
         self._opened = True
         self._next_s = None
@@ -92,8 +108,9 @@ class SimCamera(Camera):
             "Simulated camera %r open: %s view, %dx%d.", self.name, self.view, self.width, self.height
         )
 
+    @override
     def read(self) -> Frame:
-        if isinstance(self.robot.clock, WallClock):
+        if self.arm.realtime:
             now = time.monotonic()
             if self._next_s is not None and now < self._next_s:
                 time.sleep(self._next_s - now)
@@ -108,9 +125,10 @@ class SimCamera(Camera):
 
     def render(self) -> Frame:
         """A frame of the scene now, without pacing (offline use)."""
-        ee, gripper, t = self.robot.snapshot()
-        rgb = render(self.robot.world, ee, gripper, self.width, self.height, self.view)
+        ee, gripper, t = self.arm.snapshot()
+        rgb = render(self.arm.world, ee, gripper, self.width, self.height, self.view)
         return Frame(rgb=rgb, time_s=t)
 
+    @override
     def close(self) -> None:
         self._opened = False

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+from typing_extensions import override
 
 from robot_agent.cameras.base import Camera, Frame
 from robot_agent.config import CameraConfig
@@ -26,7 +27,7 @@ from robot_agent.errors import CameraError, ConfigError
 if TYPE_CHECKING:
     from robot_agent.drivers.base import Robot
 
-__all__ = ["USBCamera", "UsbCamera", "buffer_time"]
+__all__ = ["UsbCamera", "buffer_time"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +65,12 @@ class UsbCamera(Camera):
         self._capture_factory: Callable[..., Any] = capture_factory or cv2.VideoCapture
         self._capture: Any = None
 
+    @override
     @classmethod
-    def from_config(cls, config: CameraConfig, robot: Robot | None = None) -> UsbCamera:
+    def from_config(cls, config: CameraConfig, *, robot: Robot | None = None) -> UsbCamera:
         return cls(config)
 
+    @override
     @classmethod
     def probe(cls, config: CameraConfig, *, capture_factory: Callable[..., Any] | None = None) -> None:
         device = _device(config)
@@ -79,6 +82,7 @@ class UsbCamera(Camera):
         finally:
             capture.release()
 
+    @override
     def open(self) -> None:
         capture = self._capture_factory(*_capture_target(self.device))
         if not capture.isOpened():
@@ -109,6 +113,7 @@ class UsbCamera(Camera):
             "Camera %r: USB %r streaming %dx%d %s.", self.name, self.device, width, height, self.fourcc
         )
 
+    @override
     def read(self) -> Frame:
         if self._capture is None:
             raise CameraError(f"camera {self.name!r} is not open")
@@ -122,6 +127,7 @@ class UsbCamera(Camera):
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return Frame(rgb=np.ascontiguousarray(rgb), time_s=captured)
 
+    @override
     def close(self) -> None:
         if self._capture is not None:
             try:
@@ -141,10 +147,6 @@ def _capture_target(device: int | str) -> tuple[int | str, int]:
     if match:
         return int(match.group(1)), cv2.CAP_V4L2
     return device, cv2.CAP_ANY  # anything else (a video file, a stream URL): let OpenCV choose
-
-
-#: The name the agent's camera table uses.
-USBCamera = UsbCamera
 
 
 def _device(config: CameraConfig) -> int | str:

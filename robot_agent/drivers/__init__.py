@@ -29,4 +29,4 @@ def driver_class(kind: str) -> type[Robot]:
 
 def create_robot(config: RobotConfig) -> Robot:
     """Build (not connect) the robot ``config.kind`` names."""
-    return driver_class(config.kind).from_config(config)  # type: ignore[attr-defined,no-any-return]
+    return driver_class(config.kind).from_config(config)

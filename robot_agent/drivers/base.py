@@ -13,10 +13,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from safety.types import Pose
+
+if TYPE_CHECKING:
+    from robot_agent.config import RobotConfig
 
 __all__ = ["Robot", "RobotState"]
 
@@ -58,6 +62,18 @@ class Robot(abc.ABC):
     #: against the workspace and the keep-out zones before sending it; without it a joint-space
     #: policy is refused when keep-out zones are configured. Pure and thread-safe, as above.
     forward_kinematics: Callable[[np.ndarray], Pose] | None = None
+
+    @classmethod
+    def from_config(cls, config: RobotConfig) -> Robot:
+        """Build (not connect) the arm ``config`` (the ``[robot]`` section) describes. Touches
+        no hardware. Raises ``ConfigError`` naming the field (``robot.ip``, ``robot.options.X``)
+        that is missing or wrong.
+
+        Every driver in ``robot_agent.drivers.DRIVERS`` implements it; a wrapper built around
+        another ``Robot`` (recording, fault injection) has no config of its own and keeps this
+        default, which raises ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{cls.__name__} is not built from a config")
 
     @abc.abstractmethod
     def connect(self) -> None:

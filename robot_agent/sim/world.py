@@ -111,7 +111,7 @@ class SimWorld:
 
         world = SimWorld(seed=0)
         instruction = world.reset()          # "touch the red cube"
-        world.observe_tip(tip_xyz, time_s)   # done by SimRobot as it moves
+        world.observe_tip(tip_xyz, time_s)   # done by SimArm as it moves
         world.evaluate().status              # "running" | "success" | "failure"
     """
 

@@ -27,7 +27,7 @@ def test_unknown_kinds_name_the_choices() -> None:
     with pytest.raises(ConfigError, match=re.escape("cameras.wrist.kind is 'kinect'")):
         from robot_agent.cameras import create_camera
 
-        create_camera(CameraConfig(name="wrist", kind="kinect"), robot=None)  # type: ignore[arg-type]
+        create_camera(CameraConfig(name="wrist", kind="kinect"))
 
 
 def test_a_missing_sdk_answers_with_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:

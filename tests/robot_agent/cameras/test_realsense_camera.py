@@ -96,7 +96,7 @@ class Rig:
 def test_no_device_with_the_real_sdk() -> None:
     if len(rs.context().query_devices()) > 0:
         pytest.skip("a RealSense device is connected to this machine")
-    camera = RealSenseCamera.from_config(CameraConfig(name="wrist", kind="realsense"), None)
+    camera = RealSenseCamera.from_config(CameraConfig(name="wrist", kind="realsense"))
     with pytest.raises(CameraError, match=f"camera 'wrist': {NO_DEVICE}"):
         camera.open()
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from robot_agent.cameras import usb as usb_module
-from robot_agent.cameras.usb import USBCamera, UsbCamera, buffer_time
+from robot_agent.cameras.usb import UsbCamera, buffer_time
 from robot_agent.config import CameraConfig
 from robot_agent.errors import CameraError, ConfigError
 
@@ -100,9 +100,7 @@ def test_camera_that_cannot_open_is_named() -> None:
 
 
 def test_real_opencv_on_a_missing_device() -> None:
-    camera = UsbCamera.from_config(
-        CameraConfig(name="front", kind="usb", device="/dev/video-vla-missing"), None
-    )
+    camera = UsbCamera.from_config(CameraConfig(name="front", kind="usb", device="/dev/video-vla-missing"))
     with pytest.raises(CameraError, match="cannot open USB camera '/dev/video-vla-missing'"):
         camera.open()
 
@@ -144,8 +142,12 @@ def test_bad_config_names_the_field(config: dict[str, Any], field: str) -> None:
     assert info.value.field == field
 
 
-def test_table_name_is_the_same_class() -> None:
-    assert USBCamera is UsbCamera
+def test_the_table_builds_the_usb_camera_for_kind_usb() -> None:
+    from robot_agent.cameras import camera_class, create_camera
+
+    assert camera_class("usb") is UsbCamera
+    camera = create_camera(CameraConfig(name="front", kind="usb", device="/dev/video-vla-missing"))
+    assert isinstance(camera, UsbCamera) and camera.device == "/dev/video-vla-missing"
 
 
 def test_supported_high_resolution_mode_opens() -> None:

@@ -11,13 +11,9 @@ import panda_py
 import pytest
 
 from robot_agent.config import RobotConfig
-from robot_agent.drivers.sim import (
-    PANDA_HOME_JOINTS,
-    PANDA_MAX_JOINT_ACCELERATION,
-    PANDA_MAX_JOINT_VELOCITY,
-    SimRobot,
-)
+from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import ConfigError
+from robot_agent.sim.arm import PANDA_HOME_JOINTS, PANDA_MAX_JOINT_ACCELERATION, PANDA_MAX_JOINT_VELOCITY
 from safety.rotations import quat_to_matrix
 from safety.types import Pose
 
@@ -65,7 +61,7 @@ def test_command_ee_reaches_the_pose_through_ik() -> None:
 def test_unreachable_target_is_refused_and_the_last_target_kept(caplog: pytest.LogCaptureFixture) -> None:
     robot = manual()
     before = robot.read_state()
-    with caplog.at_level(logging.WARNING, logger="robot_agent.drivers.sim"):
+    with caplog.at_level(logging.WARNING, logger="robot_agent.sim.arm"):
         robot.command_ee(Pose(np.array([2.0, 0.0, 0.5]), before.ee.quaternion))
         robot.command_ee(Pose(np.array([2.0, 0.1, 0.5]), before.ee.quaternion))
     run(robot, 0.5)
