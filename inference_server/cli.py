@@ -20,12 +20,19 @@ from typing import Any
 
 from inference_server.config import BACKEND_NAMES, PRECISIONS, ServerConfig, load_config
 from inference_server.errors import ServerError
+from safety.config_loader import default_of, show_default
 
 __all__ = ["main"]
 
-_DEFAULTS = ServerConfig(policy=Path("."))
 COMMANDS = ("serve", "bench", "new-bundle", "build-engine", "make-certs")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+_AS_MANIFEST = "the manifest's"  # a None device, precision or backend: as the bundle says
+
+
+def _default(field: str, note: str = "") -> str:
+    """``(default: X)`` for the flag of ``ServerConfig.<field>`` (its dest): X is the dataclass's own
+    default, so help and config cannot disagree."""
+    return f"(default: {show_default(default_of(ServerConfig, field))}{', ' + note if note else ''})"
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
@@ -76,22 +83,22 @@ def _model_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default=s,
-        help="override the bundle's device: cpu, cuda, cuda:N (default: the manifest's)",
+        help=f"override the bundle's device: cpu, cuda, cuda:N {_default('device', _AS_MANIFEST)}",
     )
     parser.add_argument(
         "--precision",
         default=s,
         choices=PRECISIONS,
-        help="override the bundle's precision (default: the manifest's)",
+        help=f"override the bundle's precision {_default('precision', _AS_MANIFEST)}",
     )
     parser.add_argument(
         "--backend", default=s, choices=BACKEND_NAMES,
-        help="override the bundle's backend (default: the manifest's)",
+        help=f"override the bundle's backend {_default('backend', _AS_MANIFEST)}",
     )  # fmt: skip
 
 
 def serve_parser() -> argparse.ArgumentParser:
-    d, s = _DEFAULTS, argparse.SUPPRESS
+    s = argparse.SUPPRESS
     parser = argparse.ArgumentParser(
         prog="inference-server",
         description="Serve a policy bundle over gRPC (vla.v1.PolicyService), with health, reflection and /metrics.",
@@ -109,42 +116,42 @@ def serve_parser() -> argparse.ArgumentParser:
         default=s,
         help="policy bundle folder, with policy.toml (required here or in --config)",
     )
-    parser.add_argument("--host", default=s, help=f"address to bind (default: {d.host})")
+    parser.add_argument("--host", default=s, help=f"address to bind {_default('host')}")
     parser.add_argument(
         "--port",
         type=int,
         default=s,
-        help=f"gRPC port; 0 = any free one, logged as 'gRPC listening on HOST:PORT' (default: {d.port})",
+        help=f"gRPC port; 0 = any free one, logged as 'gRPC listening on HOST:PORT' {_default('port')}",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
         default=s,
         help=f"Prometheus /metrics port; 0 = any free one, logged as 'Metrics on http://HOST:PORT/metrics'; "
-        f"--no-metrics serves none (default: {d.metrics_port})",
+        f"--no-metrics serves none {_default('metrics_port')}",
     )
     parser.add_argument("--no-metrics", action="store_true", help="serve no /metrics endpoint (default: off)")
     security = parser.add_argument_group("transport security (README: Security)")
     security.add_argument(
         "--tls-cert", type=Path, default=s, metavar="FILE.pem",
-        help="server certificate (PEM): the gRPC port speaks TLS; needs --tls-key (default: plaintext)",
+        help=f"server certificate (PEM): the gRPC port speaks TLS; needs --tls-key {_default('tls_cert', 'plaintext')}",
     )  # fmt: skip
     security.add_argument(
         "--tls-key", type=Path, default=s, metavar="FILE.key",
-        help="the certificate's private key (default: none)",
+        help=f"the certificate's private key {_default('tls_key')}",
     )  # fmt: skip
     security.add_argument(
         "--tls-client-ca", type=Path, default=s, metavar="FILE.pem",
-        help="require client certificates signed by this CA (mTLS); others fail the handshake (default: none)",
+        help=f"require client certificates signed by this CA (mTLS); others fail the handshake {_default('tls_client_ca')}",
     )  # fmt: skip
     security.add_argument(
         "--token-file", type=Path, default=s, metavar="FILE",
         help="bearer tokens, one a line: every RPC but health must carry one; $VLA_TOKENS adds "
-        "more (whitespace-separated); no flag takes a token itself, ps shows flags (default: none)",
+        f"more (whitespace-separated); no flag takes a token itself, ps shows flags {_default('token_file')}",
     )  # fmt: skip
     security.add_argument(
         "--no-reflection", dest="reflection", action="store_false", default=s,
-        help="turn gRPC server reflection off (default: on)",
+        help=f"turn gRPC server reflection off {_default('reflection')}",
     )  # fmt: skip
     security.add_argument(  # else argparse would take --token for --token-file
         "--token",
@@ -153,61 +160,61 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     _model_overrides(parser)
     parser.add_argument(
-        "--max-batch", type=int, default=s, help=f"largest batch across sessions (default: {d.max_batch})"
+        "--max-batch", type=int, default=s, help=f"largest batch across sessions {_default('max_batch')}"
     )
     parser.add_argument(
         "--max-queue-delay-ms", type=float, default=s,
-        help=f"longest wait to fill a batch; 0 = run whatever is waiting (default: {d.max_queue_delay_ms})",
+        help=f"longest wait to fill a batch; 0 = run whatever is waiting {_default('max_queue_delay_ms')}",
     )  # fmt: skip
     parser.add_argument(
-        "--warmup-iters", type=int, default=s, help=f"model runs before SERVING (default: {d.warmup_iters})"
+        "--warmup-iters", type=int, default=s, help=f"model runs before SERVING {_default('warmup_iters')}"
     )
     parser.add_argument(
         "--max-request-bytes",
         type=int,
         default=s,
-        help=f"largest request accepted (default: {d.max_request_bytes})",
+        help=f"largest request accepted {_default('max_request_bytes')}",
     )
     parser.add_argument(
         "--graceful-shutdown-s", type=float, default=s,
-        help=f"time in-flight requests get on SIGTERM (default: {d.graceful_shutdown_s})",
+        help=f"time in-flight requests get on SIGTERM {_default('graceful_shutdown_s')}",
     )  # fmt: skip
     limits = parser.add_argument_group("limits per client (README: Limits)")
     limits.add_argument(
         "--max-streams", type=int, default=s,
-        help=f"open Predict streams; the next is refused RESOURCE_EXHAUSTED (default: {d.max_streams})",
+        help=f"open Predict streams; the next is refused RESOURCE_EXHAUSTED {_default('max_streams')}",
     )  # fmt: skip
     limits.add_argument(
         "--max-sessions", type=int, default=s,
         help=f"distinct session ids on open streams; a stream naming one more is refused RESOURCE_EXHAUSTED "
-        f"(default: {d.max_sessions})",
+        f"{_default('max_sessions')}",
     )  # fmt: skip
     limits.add_argument(
         "--max-request-rate-hz", type=float, default=s,
-        help=f"requests per second per session; over it: INVALID, not computed (default: {d.max_request_rate_hz})",
+        help=f"requests per second per session; over it: INVALID, not computed {_default('max_request_rate_hz')}",
     )  # fmt: skip
     limits.add_argument(
         "--max-request-burst", type=int, default=s,
-        help=f"requests a session may send at once above its rate (default: {d.max_request_burst})",
+        help=f"requests a session may send at once above its rate {_default('max_request_burst')}",
     )  # fmt: skip
     limits.add_argument(
         "--idle-stream-timeout-s", type=float, default=s,
         help=f"end a stream with no request for this long, DEADLINE_EXCEEDED; 0 = never "
-        f"(default: {d.idle_stream_timeout_s})",
+        f"{_default('idle_stream_timeout_s')}",
     )  # fmt: skip
     limits.add_argument(
         "--keepalive-time-ms", type=int, default=s,
-        help=f"ping every connection this often (grpc.keepalive_time_ms) (default: {d.keepalive_time_ms})",
+        help=f"ping every connection this often (grpc.keepalive_time_ms) {_default('keepalive_time_ms')}",
     )  # fmt: skip
     limits.add_argument(
         "--keepalive-timeout-ms", type=int, default=s,
         help=f"drop a connection whose ping is unanswered this long (grpc.keepalive_timeout_ms) "
-        f"(default: {d.keepalive_timeout_ms})",
+        f"{_default('keepalive_timeout_ms')}",
     )  # fmt: skip
     limits.add_argument(
         "--keepalive-min-ping-interval-ms", type=int, default=s,
         help=f"shortest ping interval allowed from clients (grpc.http2.min_ping_interval_without_data_ms) "
-        f"(default: {d.keepalive_min_ping_interval_ms})",
+        f"{_default('keepalive_min_ping_interval_ms')}",
     )  # fmt: skip
     _common(parser)
     return parser
