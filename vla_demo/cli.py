@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_agent.config import BLEND_MODES
+from safety.config_loader import show_default
 
 __all__ = ["ConfigFileError", "build_parser", "main"]
 
@@ -52,6 +53,11 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     from vla_demo.train import TrainConfig
 
     d, t = DemoConfig(), TrainConfig()
+
+    def shown(config: DemoConfig | TrainConfig, field: str, note: str = "") -> str:
+        """``(default: X)``, X the dataclass's own default: help and the value used cannot disagree."""
+        return f"(default: {show_default(getattr(config, field))}{', ' + note if note else ''})"
+
     policy_default = f"{DEFAULT_POLICY.parent.name}/{DEFAULT_POLICY.name} of this checkout"
     parser = argparse.ArgumentParser(
         prog="python -m vla_demo",
@@ -91,39 +97,39 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         "--episodes",
         type=int,
         default=d.episodes,
-        help=f"number of episodes, random scenes (default: {d.episodes})",
+        help=f"number of episodes, random scenes {shown(d, 'episodes')}",
     )
     demo.add_argument(
-        "--seed", type=int, default=d.seed, help=f"scene seed of the first episode (default: {d.seed})"
+        "--seed", type=int, default=d.seed, help=f"scene seed of the first episode {shown(d, 'seed')}"
     )
     demo.add_argument(
         "--video",
         type=Path,
         default=d.video,
-        help=f"mp4 of the first episode, '' for none (default: {d.video})",
+        help=f"mp4 of the first episode, '' for none {shown(d, 'video')}",
     )
     demo.add_argument(
         "--inject-latency-ms",
         type=float,
         default=d.inject_latency_ms,
-        help=f"network delay added on the agent's side (default: {d.inject_latency_ms:g})",
+        help=f"network delay added on the agent's side {shown(d, 'inject_latency_ms')}",
     )
     demo.add_argument(
         "--inject-jitter-ms",
         type=float,
         default=d.inject_jitter_ms,
-        help=f"+- jitter on that delay (default: {d.inject_jitter_ms:g})",
+        help=f"+- jitter on that delay {shown(d, 'inject_jitter_ms')}",
     )
     demo.add_argument(
         "--blend",
         default=d.blend,
         choices=BLEND_MODES,
-        help=f"how a new chunk takes over (default: {d.blend})",
+        help=f"how a new chunk takes over {shown(d, 'blend')}",
     )
     demo.add_argument(
         "--server",
         metavar="HOST:PORT",
-        help="use this running inference server, no scheme (default: start one on a free port)",
+        help=f"use this running inference server, no scheme {shown(d, 'server_address', 'start one on a free port')}",
     )
     demo.add_argument(
         "--min-success",
@@ -150,27 +156,27 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     train.add_argument(
         "--episodes", type=int, default=1200, help="expert episodes when generating (default: 1200)"
     )
-    train.add_argument("--seed", type=int, default=t.seed, help=f"data and training seed (default: {t.seed})")
+    train.add_argument("--seed", type=int, default=t.seed, help=f"data and training seed {shown(t, 'seed')}")
     train.add_argument(
-        "--epochs", type=int, default=t.epochs, help=f"passes over the data (default: {t.epochs})"
+        "--epochs", type=int, default=t.epochs, help=f"passes over the data {shown(t, 'epochs')}"
     )
     train.add_argument(
-        "--batch-size", type=int, default=t.batch_size, help=f"samples per step (default: {t.batch_size})"
+        "--batch-size", type=int, default=t.batch_size, help=f"samples per step {shown(t, 'batch_size')}"
     )
     train.add_argument(
         "--lr",
         type=float,
         default=t.lr,
-        help=f"peak learning rate of the one-cycle schedule (default: {t.lr:g})",
+        help=f"peak learning rate of the one-cycle schedule {shown(t, 'lr')}",
     )
     train.add_argument(
-        "--threads", type=int, default=t.threads, help=f"torch CPU threads (default: {t.threads})"
+        "--threads", type=int, default=t.threads, help=f"torch CPU threads {shown(t, 'threads')}"
     )
     train.add_argument(
         "--max-steps",
         type=int,
         default=t.max_steps,
-        help="stop after this many steps, for quick runs (default: no limit)",
+        help=f"stop after this many steps, for quick runs {shown(t, 'max_steps', 'no limit')}",
     )
 
     ev = command("evaluate", "offline evaluation in the fast simulation (no server)")
