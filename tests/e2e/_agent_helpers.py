@@ -24,10 +24,11 @@ STATE_NAMES = (*(f"joint_{i}" for i in range(7)), "ee_x", "ee_y", "ee_z", "gripp
 
 
 def bundle(directory: Path, cls: str, *, chunk_length: int = 10, dt_s: float = 0.05, **options: Any) -> Path:
-    """A python bundle serving ``tests.e2e.agent_policies:<cls>`` with ``[extra]``."""
+    """A python bundle serving ``tests.e2e.agent_policies:<cls>`` (or ``cls`` itself, given as
+    ``module:Class``) with ``options`` as its ``[extra]``."""
     return write_python_bundle(
         directory,
-        f"tests.e2e.agent_policies:{cls}",
+        cls if ":" in cls else f"tests.e2e.agent_policies:{cls}",
         cameras={"front": (48, 64)},
         state_dim=len(STATE_NAMES),
         state_names=STATE_NAMES,
@@ -52,17 +53,22 @@ def agent_config(port: int, **overrides: Any) -> AgentConfig:
     return AgentConfig.load(None, base)
 
 
+async def _started(task: asyncio.Task[Any], started: asyncio.Event, timeout: float) -> None:
+    """Wait (at most ``timeout`` s) until ``started`` is set or ``task`` ends; raise its error."""
+    async with asyncio.timeout(timeout):
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()
+
+
 @contextlib.asynccontextmanager
 async def running(agent: Agent, timeout: float = 15.0) -> AsyncIterator[asyncio.Task[dict[str, Any]]]:
     """Run ``agent.serve()`` in a task; stop it on exit and surface its error."""
     task = asyncio.create_task(agent.serve(), name="agent")
     try:
-        async with asyncio.timeout(timeout):
-            started = asyncio.create_task(agent.started.wait())
-            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
-            if task.done():
-                task.result()
+        await _started(task, agent.started, timeout)
         yield task
     finally:
         agent.request_stop()
@@ -77,12 +83,7 @@ async def server_on(policy: Path, port: int = 0) -> AsyncIterator[Server]:
     server = Server(config)
     task = asyncio.create_task(server.serve(), name="server")
     try:
-        async with asyncio.timeout(20):
-            started = asyncio.create_task(server.started.wait())
-            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
-            if task.done():
-                task.result()
+        await _started(task, server.started, 20)
         yield server
     finally:
         server.should_exit.set()

@@ -17,8 +17,7 @@ import numpy as np
 from robot_agent.agent import Agent
 from safety import SafetyConfig, verify_trace
 from tests.e2e import adversarial_policy
-from tests.e2e._agent_helpers import STATE_NAMES, agent_config, read_jsonl, server_on
-from tests.utils import write_python_bundle
+from tests.e2e._agent_helpers import agent_config, bundle, read_jsonl, server_on
 
 TABLE_Z = 0.05  # a keep-out half-space: the table top, with the default workspace's floor below it
 # m: how far the simulated arm's own tracking may stray past a command on a wall. The shield's
@@ -32,16 +31,7 @@ SAFETY = {"keep_out": [{"kind": "half_space", "name": "table", "normal": [0, 0, 
 
 
 def adversarial_bundle(directory: Path, name: str) -> Path:
-    return write_python_bundle(
-        directory,
-        "tests.e2e.adversarial_policy:Adversarial",
-        cameras={"front": (48, 64)},
-        state_dim=len(STATE_NAMES),
-        state_names=STATE_NAMES,
-        chunk_length=10,
-        dt_s=0.05,
-        extra_manifest={"extra": {"name": name}},
-    )
+    return bundle(directory, "tests.e2e.adversarial_policy:Adversarial", name=name)
 
 
 async def test_an_adversarial_policy_never_gets_past_the_shield(tmp_path: Path) -> None:

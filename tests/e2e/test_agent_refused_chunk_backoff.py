@@ -6,23 +6,15 @@ exponential backoff (reset by a usable chunk) applies."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from robot_agent.agent import Agent
 from tests.e2e._agent_helpers import BACKOFF, agent_config, assert_backed_off, running
-from tests.e2e.test_agent_rogue_server import H, RogueServicer, rogue_server
+from tests.e2e._rogue_server import H, RogueServicer, nan_chunk, ok_answer, rogue_server, still_actions
 from tests.utils import poll_until
-from vla.codec import to_tensor
 from vla.v1 import policy_pb2 as pb
-
-
-def _nan_chunk() -> np.ndarray:
-    bad = np.zeros((H, 7), dtype=np.float32)
-    bad[3, 1] = np.nan
-    return bad
 
 
 class BadChunkServicer(RogueServicer):
@@ -30,27 +22,16 @@ class BadChunkServicer(RogueServicer):
 
     def __init__(self, bad: np.ndarray, good: int = 3) -> None:
         super().__init__(bad, good=good)
-        self.arrivals: list[float] = []
         self.recover = threading.Event()
 
-    async def Predict(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        async for request in request_iterator:
-            self.arrivals.append(time.monotonic())
-            still = np.zeros((H, 7), dtype=np.float32)
-            still[:, 6] = 1.0
-            usable = len(self.arrivals) <= self.good or self.recover.is_set()
-            yield pb.PredictResponse(
-                request_id=request.request_id,
-                status=pb.PredictResponse.OK,
-                actions=to_tensor(still if usable else self.bad),
-                dt_s=0.05,
-                capture_time_s=request.capture_time_s,
-            )
+    def answer(self, request: pb.PredictRequest) -> pb.PredictResponse:
+        usable = self.answered < self.good or self.recover.is_set()
+        return ok_answer(request, still_actions() if usable else self.bad)
 
 
 @pytest.mark.parametrize(
     ("bad", "reason"),
-    [(_nan_chunk(), "non_finite"), (np.zeros((H, 6), dtype=np.float32), "invalid_chunk")],
+    [(nan_chunk(), "non_finite"), (np.zeros((H, 6), dtype=np.float32), "invalid_chunk")],
 )
 async def test_refused_chunks_back_off_exponentially_and_recover(bad: np.ndarray, reason: str) -> None:
     servicer = BadChunkServicer(bad)

@@ -3,90 +3,21 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 
 from robot_agent.agent import Agent
-from tests.e2e._agent_helpers import STATE_NAMES, agent_config, read_jsonl, running
+from tests.e2e._agent_helpers import agent_config, read_jsonl, running
+from tests.e2e._rogue_server import DT, H, RogueServicer, nan_chunk, rogue_server
 from tests.utils import poll_until
-from vla.codec import to_tensor
-from vla.v1 import policy_pb2 as pb
-from vla.v1 import policy_pb2_grpc as pb_grpc
-
-H, DT = 8, 0.05
-
-
-class RogueServicer(pb_grpc.PolicyServiceServicer):
-    """Answers the first ``good`` requests of each stream with a still chunk, then with ``bad``."""
-
-    def __init__(self, bad: np.ndarray, good: int = 3, capture_offset_s: float = 0.0) -> None:
-        self.bad = bad
-        self.good = good
-        self.capture_offset_s = capture_offset_s  # lie about the capture time echoed back
-        self.answered = 0
-        self.spec_overrides: dict[str, object] = {}
-
-    async def GetPolicySpec(
-        self, request: pb.GetPolicySpecRequest, context: grpc.aio.ServicerContext
-    ) -> pb.PolicySpec:
-        spec = pb.PolicySpec(
-            name="rogue",
-            version="0",
-            backend="python",
-            cameras=[pb.CameraSpec(name="front", height=48, width=64, encodings=[pb.Image.RAW_RGB8])],
-            state_dim=len(STATE_NAMES),
-            state_names=STATE_NAMES,
-            action_dim=7,
-            action_space="ee_delta",
-            chunk_length=H,
-            dt_s=DT,
-        )
-        for key, value in self.spec_overrides.items():
-            setattr(spec, key, value)
-        return spec
-
-    async def Predict(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        async for request in request_iterator:
-            good = np.zeros((H, 7), dtype=np.float32)
-            good[:, 6] = 1.0
-            actions = good if self.answered < self.good else self.bad
-            self.answered += 1
-            yield pb.PredictResponse(
-                request_id=request.request_id,
-                status=pb.PredictResponse.OK,
-                actions=to_tensor(actions),
-                dt_s=DT,
-                capture_time_s=request.capture_time_s + self.capture_offset_s,
-            )
-
-
-@contextlib.asynccontextmanager
-async def rogue_server(servicer: RogueServicer, port: int = 0) -> AsyncIterator[int]:
-    server = grpc.aio.server()
-    pb_grpc.add_PolicyServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    try:
-        yield port
-    finally:
-        await server.stop(grace=None)
-
-
-def _nan_chunk() -> np.ndarray:
-    bad = np.zeros((H, 7), dtype=np.float32)
-    bad[3, 1] = np.nan
-    return bad
 
 
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
-        (_nan_chunk(), "non_finite"),  # one NaN in an otherwise fine chunk
+        (nan_chunk(), "non_finite"),  # one NaN in an otherwise fine chunk
         (np.full((H, 7), np.inf, dtype=np.float32), "non_finite"),  # all inf
         (np.zeros((H, 6), dtype=np.float32), "invalid_chunk"),  # action_dim 6, spec says 7
         (np.zeros((H + 4, 7), dtype=np.float32), "invalid_chunk"),  # longer than chunk_length

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from robot_agent import agent as agent_module
@@ -26,9 +25,8 @@ from tests.e2e._agent_helpers import (
     running,
     server_on,
 )
-from tests.e2e.test_agent_rogue_server import H, RogueServicer, rogue_server
+from tests.e2e._rogue_server import RogueServicer, ok_answer, rogue_server, still_actions
 from tests.utils import poll_until
-from vla.codec import to_tensor
 from vla.v1 import policy_pb2 as pb
 
 
@@ -149,29 +147,16 @@ class RefusingServicer(RogueServicer):
     """Answers the first ``good`` requests OK, then ``status`` until ``recover`` is set."""
 
     def __init__(self, status: int, good: int = 3) -> None:
-        super().__init__(np.zeros((H, 7), dtype=np.float32), good=10**9)
+        super().__init__(good=good)
         self.status = status
-        self.good_first = good
-        self.arrivals: list[float] = []
         self.recover = threading.Event()
 
-    async def Predict(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        async for request in request_iterator:
-            self.arrivals.append(time.monotonic())
-            if len(self.arrivals) <= self.good_first or self.recover.is_set():
-                actions = np.zeros((H, 7), dtype=np.float32)
-                actions[:, 6] = 1.0
-                yield pb.PredictResponse(
-                    request_id=request.request_id,
-                    status=pb.PredictResponse.OK,
-                    actions=to_tensor(actions),
-                    dt_s=0.05,
-                    capture_time_s=request.capture_time_s,
-                )
-            else:
-                yield pb.PredictResponse(
-                    request_id=request.request_id, status=self.status, message="plugin raised KeyError: 'x'"
-                )
+    def answer(self, request: pb.PredictRequest) -> pb.PredictResponse:
+        if self.answered < self.good or self.recover.is_set():
+            return ok_answer(request, still_actions())
+        return pb.PredictResponse(
+            request_id=request.request_id, status=self.status, message="plugin raised KeyError: 'x'"
+        )
 
 
 @pytest.mark.parametrize(
@@ -184,8 +169,8 @@ async def test_refused_requests_back_off_exponentially_hold_and_recover(status: 
         agent = Agent(agent_config(port, **BACKOFF))
         async with running(agent):
             await poll_until(lambda: agent.control.hold_reason == reason, timeout=10)
-            await poll_until(lambda: len(servicer.arrivals) >= servicer.good_first + 6, timeout=10)
-            assert_backed_off(servicer.arrivals[servicer.good_first :])
+            await poll_until(lambda: len(servicer.arrivals) >= servicer.good + 6, timeout=10)
+            assert_backed_off(servicer.arrivals[servicer.good :])
             assert agent.control.holding and agent.control.hold_reason == reason
             servicer.recover.set()
             await poll_until(lambda: not agent.control.holding, timeout=5)

@@ -15,30 +15,17 @@ import numpy as np
 import pytest
 
 from robot_agent.agent import Agent
-from tests.e2e._agent_helpers import STATE_NAMES, agent_config, read_jsonl, running
+from tests.e2e._agent_helpers import agent_config, read_jsonl, running
+from tests.e2e._rogue_server import DT, H, loopback_server, rogue_spec, still_actions
 from tests.utils import poll_until
 from vla.codec import peek_varint, to_tensor
 from vla.v1 import policy_pb2 as pb
 
-H, DT = 8, 0.05
-SPEC = pb.PolicySpec(
-    name="rogue",
-    version="0",
-    backend="python",
-    cameras=[pb.CameraSpec(name="front", height=48, width=64, encodings=[pb.Image.RAW_RGB8])],
-    state_dim=len(STATE_NAMES),
-    state_names=STATE_NAMES,
-    action_dim=7,
-    action_space="ee_delta",
-    chunk_length=H,
-    dt_s=DT,
-)
+SPEC = rogue_spec()
 
 
 def _still() -> pb.Tensor:
-    actions = np.zeros((H, 7), np.float32)
-    actions[:, 6] = 1.0
-    return to_tensor(actions)
+    return to_tensor(still_actions())
 
 
 def _ok(request_id: int, actions: pb.Tensor, dt_s: float = DT) -> bytes:
@@ -86,14 +73,9 @@ async def rogue_server(bad: Callable[[int], bytes], good: int = 3) -> AsyncItera
             predict, request_deserializer=None, response_serializer=None
         ),
     }
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("vla.v1.PolicyService", handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
+    generic = grpc.method_handlers_generic_handler("vla.v1.PolicyService", handlers)
+    async with loopback_server(lambda server: server.add_generic_rpc_handlers((generic,))) as port:
         yield port
-    finally:
-        await server.stop(None)
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,11 @@ the workspace box alone.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import panda_py
 import pytest
@@ -33,13 +30,10 @@ from robot_agent.errors import SpecMismatch
 from safety import Pose, SafetyConfig, verify_trace
 from safety.rotations import matrix_to_quat
 from tests.e2e._agent_helpers import agent_config, read_jsonl, running
+from tests.e2e._rogue_server import H, RogueServicer, ok_answer, rogue_server
 from tests.utils import poll_until
-from vla.codec import to_tensor
 from vla.v1 import policy_pb2 as pb
-from vla.v1 import policy_pb2_grpc as pb_grpc
 
-H, DT = 8, 0.05
-STATE = (*(f"joint_{i}" for i in range(7)), "ee_x", "ee_y", "ee_z", "gripper")
 TABLE_Z, MARGIN = 0.05, 0.005
 TABLE = {"kind": "half_space", "name": "table", "normal": [0, 0, 1], "offset": TABLE_Z}
 # Wide enough that the dive meets the table before a wall (at x = 0.75 with the default box).
@@ -52,57 +46,22 @@ def fk(q: Any) -> Pose:
     return Pose(t[:3, 3].copy(), matrix_to_quat(t[:3, :3]))
 
 
-class JointDive(pb_grpc.PolicyServiceServicer):
+class JointDive(RogueServicer):
     """``joint_absolute``: the captured joints plus a growing unfold of joints 1 and 3."""
 
     def __init__(self) -> None:
-        self.answered = 0
+        super().__init__()
+        self.spec_overrides = {"name": "joint-dive", "action_dim": 8, "action_space": "joint_absolute"}
 
-    async def GetPolicySpec(
-        self, request: pb.GetPolicySpecRequest, context: grpc.aio.ServicerContext
-    ) -> pb.PolicySpec:
-        return pb.PolicySpec(
-            name="joint-dive",
-            version="0",
-            backend="python",
-            cameras=[pb.CameraSpec(name="front", height=48, width=64, encodings=[pb.Image.RAW_RGB8])],
-            state_dim=len(STATE),
-            state_names=STATE,
-            action_dim=8,
-            action_space="joint_absolute",
-            chunk_length=H,
-            dt_s=DT,
-        )
-
-    async def Predict(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        async for request in request_iterator:
-            q = np.frombuffer(request.state.data, dtype="<f4")[:7]
-            actions = np.zeros((H, 8), dtype=np.float32)
-            actions[:, :7] = q
-            actions[:, -1] = 1.0
-            dive = 0.05 * (np.arange(H) + 1)
-            actions[:, 1] += dive
-            actions[:, 3] += dive
-            self.answered += 1
-            yield pb.PredictResponse(
-                request_id=request.request_id,
-                status=pb.PredictResponse.OK,
-                actions=to_tensor(actions),
-                dt_s=DT,
-                capture_time_s=request.capture_time_s,
-            )
-
-
-@contextlib.asynccontextmanager
-async def dive_server(servicer: JointDive) -> AsyncIterator[int]:
-    server = grpc.aio.server()
-    pb_grpc.add_PolicyServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield port
-    finally:
-        await server.stop(grace=None)
+    def answer(self, request: pb.PredictRequest) -> pb.PredictResponse:
+        q = np.frombuffer(request.state.data, dtype="<f4")[:7]
+        actions = np.zeros((H, 8), dtype=np.float32)
+        actions[:, :7] = q
+        actions[:, -1] = 1.0
+        dive = 0.05 * (np.arange(H) + 1)
+        actions[:, 1] += dive
+        actions[:, 3] += dive
+        return ok_answer(request, actions)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +79,7 @@ async def test_a_joint_dive_never_commands_the_tool_into_the_table(
     if workspace is not None:
         safety["workspace"] = workspace
     servicer = JointDive()
-    async with dive_server(servicer) as port:
+    async with rogue_server(servicer) as port:
         agent = Agent(agent_config(port, safety=safety, **{"record.dir": str(record)}))
         async with running(agent, timeout=60):
             # Until the shield has stopped the dive (and the e-stop may follow the holds).
@@ -156,7 +115,7 @@ async def test_a_joint_policy_is_refused_on_an_arm_without_fk_when_zones_are_set
     tmp_path: Path, no_fk: None
 ) -> None:
     servicer = JointDive()
-    async with dive_server(servicer) as port:
+    async with rogue_server(servicer) as port:
         agent = Agent(agent_config(port, safety={"keep_out": [TABLE]}))
         with pytest.raises(SpecMismatch, match=r"robot 'sim' offers no forward kinematics.*'table'"):
             await agent.serve()
@@ -168,7 +127,7 @@ async def test_a_joint_policy_on_an_arm_without_fk_and_no_zones_is_warned_about(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="robot_agent.agent")
     servicer = JointDive()
-    async with dive_server(servicer) as port:
+    async with rogue_server(servicer) as port:
         agent = Agent(agent_config(port))
         async with running(agent):
             await poll_until(lambda: servicer.answered >= 1, timeout=10)

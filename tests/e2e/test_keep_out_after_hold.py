@@ -27,8 +27,7 @@ import pytest
 from robot_agent.agent import Agent
 from safety import SafetyConfig, verify_trace
 from tests.e2e import adversarial_policy
-from tests.e2e._agent_helpers import STATE_NAMES, agent_config, read_jsonl, server_on
-from tests.utils import write_python_bundle
+from tests.e2e._agent_helpers import agent_config, bundle, read_jsonl, server_on
 
 TABLE_Z = 0.05
 TABLE = {"kind": "half_space", "name": "table", "normal": [0, 0, 1], "offset": TABLE_Z}
@@ -39,15 +38,8 @@ FAST_FLIP = {"max_velocity": 2.5, "max_acceleration": 20.0, "max_jerk": 1000.0}
 
 
 def slide_and_flip_bundle(directory: Path, name: str) -> Path:
-    return write_python_bundle(
-        directory,
-        "tests.e2e.adversarial_policy:Adversarial",
-        cameras={"front": (48, 64)},
-        state_dim=len(STATE_NAMES),
-        state_names=STATE_NAMES,
-        chunk_length=10,
-        dt_s=0.05,
-        extra_manifest={"extra": {"name": name, "attacks": ["slide_on_table", "spin"]}},
+    return bundle(
+        directory, "tests.e2e.adversarial_policy:Adversarial", name=name, attacks=["slide_on_table", "spin"]
     )
 
 

@@ -26,7 +26,7 @@ from tests.e2e._agent_helpers import (
     running,
     server_on,
 )
-from tests.e2e.test_agent_rogue_server import RogueServicer, rogue_server
+from tests.e2e._rogue_server import RogueServicer, rogue_server
 from tests.utils import poll_until
 
 REPO = Path(__file__).resolve().parents[2]
