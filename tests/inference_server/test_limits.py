@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 
 from inference_server import Server, ServerConfig
 from inference_server.service import MAX_UNSENT_PER_STREAM, PolicyService
+from tests.inference_server import policies
 from tests.utils import PredictStream, connect, make_request, poll_until, run_server, write_python_bundle
 from vla.v1 import policy_pb2 as pb
 
@@ -172,6 +174,48 @@ async def test_a_frozen_client_is_dropped_by_keepalive_within_a_second(small_bun
         assert service.live_sessions == 0
 
 
+async def test_the_robot_session_is_computed_in_the_next_batch_not_behind_the_flooding_ones(
+    tmp_path: Path, gate: tuple[str, threading.Event], entered: tuple[str, threading.Event]
+) -> None:
+    """Fair turns through the whole server: 20 sessions that always have a request waiting and a
+    robot session that has not been served for longest. With the model held, all 21 wait; in
+    arrival order (before issue 15) the robot's request, sent last, went in the 6th batch of 4."""
+    bundle = write_python_bundle(
+        tmp_path / "gated",
+        "tests.inference_server.policies:GatedPolicy",
+        extra_manifest={"extra": {"gate": gate[0], "entered": entered[0], "name": gate[0]}},
+    )
+    gate[1].set()
+    async with run_server(_config(bundle, max_batch=4)) as server, connect(server) as stub:
+        spec = await stub.GetPolicySpec(pb.GetPolicySpecRequest())
+        robot, blocker = PredictStream(stub), PredictStream(stub)
+        flood = [PredictStream(stub) for _ in range(20)]
+        robot.send(make_request(spec, 1, session_id="robot"))
+        assert (await robot.recv()).status == pb.PredictResponse.OK
+        for i, s in enumerate(flood):  # every flooding session served once, after the robot
+            s.send(make_request(spec, 100 + i, session_id=f"flood-{i}"))
+            assert (await s.recv()).status == pb.PredictResponse.OK
+        gate[1].clear()
+        entered[1].clear()
+        blocker.send(make_request(spec, 2, session_id="blocker"))
+        await asyncio.to_thread(entered[1].wait, 10)  # the model is busy with the blocker's batch
+        for i, s in enumerate(flood):
+            s.send(make_request(spec, 200 + i, session_id=f"flood-{i}"))
+        robot.send(make_request(spec, 999, session_id="robot"))
+        assert server._worker is not None
+        worker = server._worker
+        await poll_until(lambda: worker.waiting == 21)
+        gate[1].set()
+        assert (await robot.recv()).status == pb.PredictResponse.OK
+        assert (await blocker.recv()).status == pb.PredictResponse.OK
+        for s in flood:
+            assert (await s.recv()).status == pb.PredictResponse.OK
+    states = [{float(x) for x in batch["state"][:, 0]} for batch in policies.CALLS.pop(gate[0])]
+    held = states.index({2.0})
+    assert 999.0 in states[held + 1]  # the first batch after the held one
+    assert [len(b) for b in states[held + 1 :]] == [4, 4, 4, 4, 4, 1]  # and every request computed
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -199,10 +243,17 @@ async def test_50_abusive_streams_leave_queues_bounded_and_the_robot_session_ser
 ) -> None:
     """50 streams sending valid requests as fast as gRPC lets them (half never reading an answer),
     next to one robot session at 10 Hz: every robot request is answered OK, the abusers get INVALID
-    over their rate, and every queue stays bounded.
+    over their rate, every queue stays bounded, and the robot's p99 round trip stays under 500 ms.
 
-    The robot's round trips are printed, not asserted: on the shared 2-core test machine its p99
-    went from 3-9 ms alone to 40-240 ms next to the abusers (issue 15 asks for 2x; see the report).
+    Issue 15 asks for at most 2x the robot's solo p99; this test cannot hold that on the 2-core
+    test machine, where the abusers' process keeps a core busy and the robot client shares this
+    process's event loop with the server: measured 6.5-11x (p99 2.5-5 ms alone, 18-57 ms next to
+    the abusers; the model queue's share of it is fair since issue 15, see
+    ``test_the_robot_session_is_computed_in_the_next_batch_not_behind_the_flooding_ones``), and up
+    to 240 ms with other test runs on the machine. So it asserts a bound that still means something
+    to a robot, with room for a loaded machine: 500 ms, half the agent's default
+    ``request_timeout_ms`` (every answer in time to be used). ``bench/abuse_latency.py`` quotes the
+    ratio with server, robot and abusers in separate processes.
     """
     config = _config(small_bundle, max_request_rate_hz=10.0, max_request_burst=5)
     async with run_server(config) as server, connect(server) as stub:
@@ -230,8 +281,10 @@ async def test_50_abusive_streams_leave_queues_bounded_and_the_robot_session_ser
             assert service.open_streams == 50  # nobody was dropped for sending too fast
         p_solo, p_abused = (np.percentile(x, [50, 99]) * 1e3 for x in (solo, abused))
         print(
-            f"robot p50/p99 ms: alone {p_solo}, next to 50 abusers {p_abused}; RSS +{(rss1 - rss0) >> 20} MiB"
+            f"robot p50/p99 ms: alone {p_solo}, next to 50 abusers {p_abused} "
+            f"(p99 {p_abused[1] / p_solo[1]:.1f}x); RSS +{(rss1 - rss0) >> 20} MiB"
         )
+        assert p_abused[1] < 500.0, f"robot p99 {p_abused[1]:.1f} ms next to 50 abusers"
         over_rate = server.registry.get_sample_value("vla_server_requests_total", {"status": "invalid"})
         assert over_rate and over_rate > 50
         assert len(backlogs) > 50 * 10  # sampled while every abuser was open
