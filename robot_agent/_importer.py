@@ -1,40 +1,40 @@
-"""Resolve ``"module:Class"`` strings at load time, as uvicorn's ``importer.py`` does, so that robot
-SDKs are imported only when chosen. A missing optional dependency answers with its install line.
+"""Pick a driver or camera class by name from a table of ``"module:Class"`` strings, so that robot
+SDKs are imported only when chosen. The import itself is :func:`vla.importer.import_from_string`,
+shared with the server; this module only turns its answers into the agent's errors: a missing
+optional dependency answers with its install line (:class:`MissingExtra`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 
 from robot_agent.errors import ConfigError, MissingExtra
+from vla.importer import ImportFromStringError, MissingPackage, import_from_string
 
 __all__ = ["resolve"]
 
 
 def resolve(kind: str, table: Mapping[str, str], extras: Mapping[str, str], *, what: str, field: str) -> type:
-    """The class registered as ``kind`` in ``table``; ``extras`` maps kinds to their pip extra."""
+    """The class registered as ``kind`` in ``table``; ``extras`` maps kinds to their pip extra.
+
+    Raises :class:`ConfigError` naming ``field`` for an unknown kind or an attribute the module
+    lacks, :class:`MissingExtra` with the pip line when the kind's SDK is not installed.
+    """
     try:
         target = table[kind]
     except KeyError:
         raise ConfigError(
             f"{field} is {kind!r}, expected one of {', '.join(sorted(table))}", field=field
         ) from None
-    module_name, _, attr = target.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        missing = exc.name or str(exc)
+        cls: type = import_from_string(target)
+    except MissingPackage as exc:
         extra = extras.get(kind)
-        # Our own module missing is a packaging bug, not a missing extra: let it through.
-        if extra is None or (missing.split(".")[0] in ("robot_agent", "safety", "vla")):
+        if extra is None:
             raise
         raise MissingExtra(
-            f"{what} {kind!r} needs the package {missing!r}: pip install 'vla-deploy[{extra}]'"
+            f"{what} {kind!r} needs the package {exc.name!r}: pip install 'vla-deploy[{extra}]'"
         ) from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(
-            f'{what} {kind!r}: attribute "{attr}" not found in module "{module_name}"', field=field
-        ) from None
+    except ImportFromStringError as exc:
+        raise ConfigError(f"{what} {kind!r}: {exc}", field=field) from exc
+    return cls

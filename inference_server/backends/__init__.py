@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from inference_server.backends._model_file import check_model_file
 from inference_server.backends.base import Backend, Batch, dummy_batch
-from inference_server.errors import BackendUnavailable
-from inference_server.importer import import_from_string
+from inference_server.errors import BackendUnavailable, ImportFromStringError
+from vla.importer import ImportFromStringError as _BadImportString
+from vla.importer import MissingPackage, import_from_string
 
 if TYPE_CHECKING:
     from inference_server.bundle import Bundle
@@ -37,13 +38,22 @@ _EXTRAS: dict[str, str] = {
 
 
 def backend_class(name: str) -> type[Backend]:
-    """The class behind backend ``name``, importing its module now."""
+    """The class behind backend ``name``, importing its module now.
+
+    Raises :class:`BackendUnavailable` with the pip line when the package the backend needs is
+    not installed (:func:`vla.importer.import_from_string` tells a missing package from our own
+    module missing), :class:`ImportFromStringError` when the table's entry does not resolve.
+    """
     try:
-        return import_from_string(BACKENDS[name])  # type: ignore[no-any-return]
-    except ModuleNotFoundError as exc:
-        top = (exc.name or "").split(".")[0]
-        hint = _EXTRAS.get(top, f"pip install {top}")
-        raise BackendUnavailable(f"backend {name!r} needs {top!r}, which is not installed: {hint}") from exc
+        cls: type[Backend] = import_from_string(BACKENDS[name])
+    except MissingPackage as exc:
+        hint = _EXTRAS.get(exc.package, f"pip install {exc.package}")
+        raise BackendUnavailable(
+            f"backend {name!r} needs {exc.package!r}, which is not installed: {hint}"
+        ) from exc
+    except _BadImportString as exc:
+        raise ImportFromStringError(f"backend {name!r}: {exc}") from exc
+    return cls
 
 
 def create_backend(bundle: Bundle) -> Backend:

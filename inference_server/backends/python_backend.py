@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from inference_server.errors import BackendError, ImportFromStringError
-from inference_server.importer import import_from_string
+from inference_server.errors import BackendError
+from vla.importer import ImportFromStringError, MissingPackage, import_from_string
 
 if TYPE_CHECKING:
     from inference_server.backends.base import Batch
@@ -92,7 +92,7 @@ def _load_policy(bundle: Bundle) -> Any:
         cls = import_from_string(entrypoint)
     except ImportFromStringError as exc:
         raise bundle.error(f"entrypoint is {entrypoint!r}: {exc}", field="entrypoint") from exc
-    except ModuleNotFoundError as exc:
+    except (MissingPackage, ModuleNotFoundError) as exc:  # ModuleNotFoundError: a module named like ours
         raise BackendError(
             f"entrypoint {entrypoint!r} needs the module {exc.name!r}, which is not installed"
         ) from exc

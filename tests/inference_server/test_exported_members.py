@@ -16,7 +16,6 @@ MODULES = [
     "inference_server.bundle",
     "inference_server.config",
     "inference_server.errors",
-    "inference_server.importer",
     "inference_server.metrics",
     "inference_server.normalization",
     "inference_server.request_queue",
