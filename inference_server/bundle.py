@@ -36,8 +36,9 @@ return ``actions`` ``[B, chunk_length, action_dim]`` (normalised).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-import tomllib
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from inference_server.backends._model_file import check_model_file
 from inference_server.config import BACKEND_NAMES, PRECISIONS
 from inference_server.errors import BundleError
 from inference_server.normalization import Normalizer, Stats
+from safety.config_loader import check_value, read_toml
 
 __all__ = [
     "ACTION_SPACES",
@@ -139,13 +141,11 @@ def load_bundle(
     if path.name == MANIFEST:
         path = path.parent
     manifest_path = path / MANIFEST
-    try:
-        with manifest_path.open("rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise BundleError(manifest_path, "no such file (a bundle is a folder with policy.toml)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BundleError(manifest_path, f"not valid TOML ({exc})") from None
+    raw = read_toml(
+        manifest_path,
+        functools.partial(BundleError, manifest_path),
+        missing="no such file (a bundle is a folder with policy.toml)",
+    )
     bundle = _Reader(manifest_path, raw).read(backend=backend, device=device, precision=precision)
     check_model_file(bundle)  # a corrupt model fails here, before the server binds a port
     return bundle
@@ -173,13 +173,9 @@ class _Reader:
             if default is ...:
                 raise self.fail(name, "is missing")
             return default
-        value = src[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            kinds = kind if isinstance(kind, tuple) else (kind,)
-            raise self.fail(name, f"is {value!r}, expected {' or '.join(k.__name__ for k in kinds)}")
-        return value
+        # the shared loader's type rules and messages: 'chunk_length is '16' (str), expected an integer'
+        hint = functools.reduce(operator.or_, kind) if isinstance(kind, tuple) else kind
+        return check_value(src[key], hint, name, functools.partial(BundleError, self.path))
 
     def read(self, *, backend: str | None, device: str | None, precision: str | None) -> Bundle:
         unknown = sorted(set(self.raw) - _KNOWN_KEYS)

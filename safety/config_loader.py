@@ -38,6 +38,7 @@ __all__ = [
     "build",
     "check_keys",
     "check_types",
+    "check_value",
     "default_of",
     "read_toml",
     "set_dotted",
@@ -53,18 +54,21 @@ class ErrorFactory(Protocol):
     def __call__(self, message: str, *, field: str | None = ...) -> Exception: ...
 
 
-def read_toml(path: str | Path, error: ErrorFactory, *, label: str | None = None) -> dict[str, Any]:
+def read_toml(
+    path: str | Path, error: ErrorFactory, *, label: str | None = None, missing: str = "no such file"
+) -> dict[str, Any]:
     """The parsed TOML document at ``path``.
 
-    Raises ``error`` when the file is missing, unreadable or not TOML; the message starts with
-    ``label`` (``"config agent.toml"``) when given, else the caller's error class names the file.
+    Raises ``error`` when the file is missing (``missing`` says so), unreadable or not TOML; the
+    message starts with ``label`` (``"config agent.toml"``) when given, else the caller's error
+    class names the file (a bundle's ``BundleError`` does).
     """
     prefix = f"{label}: " if label else ""
     try:
         with Path(path).open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise error(f"{prefix}no such file", field=None) from None
+        raise error(f"{prefix}{missing}", field=None) from None
     except IsADirectoryError:
         raise error(f"{prefix}is a folder, expected a TOML file", field=None) from None
     except OSError as exc:
@@ -161,9 +165,8 @@ def _shape(
         and f.default_factory is dataclasses.MISSING
     ]  # fmt: skip
     if missing:
-        raise error(
-            f"{section or 'config'}: required key {missing[0]!r} is missing", field=section or missing[0]
-        )
+        where = _join(section, missing[0])
+        raise error(f"{where} is missing", field=section or where)
     return cls(**kwargs)
 
 
@@ -271,6 +274,15 @@ def check_types(obj: Any, error: ErrorFactory, *, section: str = "") -> None:
         object.__setattr__(obj, f.name, value)
 
 
+def check_value(value: Any, hint: Any, where: str, error: ErrorFactory) -> Any:
+    """``value`` as annotation ``hint`` takes it (the rules of :func:`check_types`), for a reader
+    without a dataclass (a bundle's manifest). Raises ``error`` naming ``where``::
+
+        chunk_length is '16' (str), expected an integer
+    """
+    return _typed(value, hint, where, error)
+
+
 class _Mismatch(Exception):
     """A value that is not of the annotated type; ``expected`` says what would be."""
 
@@ -294,6 +306,8 @@ _KIND = {
     bool: "true or false",
     str: "a string",
     Path: "a path (string)",
+    list: "a list",
+    dict: "a table",
 }
 
 
@@ -348,6 +362,10 @@ def _convert(value: Any, hint: Any) -> Any:
         if len(args) == 2 and args[1] is not Any:
             return {k: _convert(v, args[1]) for k, v in value.items()}
         return dict(value)
+    if hint is list or hint is dict:
+        if not isinstance(value, list if hint is list else Mapping):
+            raise _Mismatch(_KIND[hint])
+        return hint(value)
     if isinstance(hint, type):
         if not isinstance(value, hint):
             raise _Mismatch(_describe(hint))

@@ -81,7 +81,7 @@ def test_normalization_is_applied_both_ways(tmp_path: Path) -> None:
         ({"precision": "int4"}, r"precision is 'int4'"),  # unknown precision
         ({"device": "tpu"}, r"device is 'tpu'"),  # unknown device
         ({"chunk_length": 0}, r"chunk_length is 0, expected >= 1"),  # empty chunks
-        ({"chunk_length": "16"}, r"chunk_length is '16', expected int"),  # wrong type
+        ({"chunk_length": "16"}, r"chunk_length is '16' \(str\), expected an integer"),  # wrong type
         ({"dt_s": -0.1}, r"dt_s is -0.1, expected a positive"),  # negative step
         ({"action_space": "cartesian"}, r"action_space is 'cartesian'"),  # unknown action space
         (

@@ -115,7 +115,7 @@ def test_false_stands_for_none_in_an_optional_field() -> None:
         ),
         (
             {"zones": [{"kind": "ball", "center": [0, 0, 0]}]},
-            "zones[0]: required key 'radius' is missing",
+            "zones[0].radius is missing",
             "zones[0]",
         ),
         ({"rate_hz": True}, "rate_hz is True (bool), expected a finite number", "rate_hz"),
