@@ -6,6 +6,10 @@ then collect the result and the agent's holds. One simulated arm serves every ep
 episode is a fresh agent session (new stream, new trajectory). ``evaluate`` returns the results so
 a benchmark script can call it; ``format_results`` prints the table.
 
+It lives beside the agent, not in the simulator package ``robot_agent.sim``: it runs the
+``Agent``, and the simulator stays below the drivers and cameras that adapt it, importing nothing
+of the agent. Of the simulator it uses only the world's ``reset`` and ``evaluate`` (the judge).
+
 Holds and deadline misses are counted per episode and in total: ``holds`` counts every hold once
 the policy was expected to answer (the first wait for the server is not one), ``misses`` every
 answer that came after its actions were due. An episode in which every chunk came too late
@@ -40,6 +44,7 @@ from robot_agent.drivers.base import Robot
 from robot_agent.errors import ConfigError
 from robot_agent.metrics import AgentMetrics
 from robot_agent.recorder import check_new_folder, jsonable, write_atomically
+from robot_agent.sim.world import SimWorld
 
 __all__ = ["EpisodeOutcome", "EvalResults", "evaluate", "evaluate_sync", "format_results"]
 
@@ -165,8 +170,8 @@ async def evaluate(
             )
         robot = create_robot(config.robot)
         await asyncio.to_thread(robot.connect)
-    world = getattr(robot, "world", None)
-    if world is None:
+    world = getattr(robot, "world", None)  # the simulated arm's (SimRobot.world)
+    if not isinstance(world, SimWorld):
         raise ConfigError(
             f"robot.kind is {config.robot.kind!r}: eval needs the simulated arm and its world (robot.kind = 'sim')",
             field="robot.kind",
@@ -206,7 +211,7 @@ def _write_json(path: Path, value: Any) -> None:
 async def _episode(
     config: AgentConfig,
     robot: Robot,
-    world: Any,
+    world: SimWorld,
     metrics: AgentMetrics,
     index: int,
     seed: int,

@@ -16,6 +16,7 @@ Use it on its own or through the agent::
 
 from __future__ import annotations
 
+from .arms import ArmLimits
 from .config import (
     PANDA_CARTESIAN_LIMITS,
     PANDA_HOME_JOINTS,
@@ -55,6 +56,7 @@ __all__ = [
     "PANDA_JOINT_MIN",
     "PANDA_JOINT_VELOCITY",
     "SAFETY_RULE_KINDS",
+    "ArmLimits",
     "Box",
     "CartesianLimits",
     "Decision",

@@ -13,8 +13,8 @@ Sources:
 - UFACTORY xArm 5, 6, 7: the xArm user manual (UFACTORY, "xArm User Manual", section
   "Specifications": joint ranges, maximum joint speed 180 deg/s, maximum TCP speed 1 m/s),
   the same joint ranges as the xArm Python SDK's ``XCONF.Robot.JOINT_LIMITS`` for the standard
-  models (device types 5, 6 and 7). UFACTORY publishes no joint acceleration or jerk limits, so
-  those fields are ``None`` for the xArm.
+  models (device types 5, 6 and 7). UFACTORY publishes no joint acceleration or jerk limits and
+  no full Cartesian rate limits, so those fields are empty (``None``) for the xArm.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ArmLimits:
     """One arm model's documented limits, one value per joint where per joint.
 
     ``joint_min``/``joint_max`` in rad, ``joint_velocity`` rad/s, ``joint_acceleration`` rad/s^2,
-    ``joint_jerk`` rad/s^3 (``None``: not published); ``cartesian`` is ``((m/s, m/s^2, m/s^3),
+    ``joint_jerk`` rad/s^3 (empty: not published); ``cartesian`` is ``((m/s, m/s^2, m/s^3),
     (rad/s, rad/s^2, rad/s^3))`` for the tool's translation and rotation (``None``: not published
     in full); ``tcp_max_velocity`` m/s; ``home_joints`` the pose the arm starts from (rad).
     Raises ``ValueError`` when the tables disagree in length or the home pose is outside them.
@@ -47,8 +47,8 @@ class ArmLimits:
     joint_max: tuple[float, ...]
     joint_velocity: tuple[float, ...]
     home_joints: tuple[float, ...]
-    joint_acceleration: tuple[float, ...] | None = None
-    joint_jerk: tuple[float, ...] | None = None
+    joint_acceleration: tuple[float, ...] = ()
+    joint_jerk: tuple[float, ...] = ()
     cartesian: tuple[Rates, Rates] | None = None
     tcp_max_velocity: float = math.inf
 
@@ -56,7 +56,7 @@ class ArmLimits:
         n = len(self.joint_min)
         for name in ("joint_max", "joint_velocity", "joint_acceleration", "joint_jerk", "home_joints"):
             value = getattr(self, name)
-            if value is not None and len(value) != n:
+            if len(value) != n and not (name in ("joint_acceleration", "joint_jerk") and not value):
                 raise ValueError(f"{self.model}: {name} has {len(value)} values, joint_min has {n}")
         for k, (lo, hi, home) in enumerate(
             zip(self.joint_min, self.joint_max, self.home_joints, strict=True)
@@ -73,7 +73,7 @@ class ArmLimits:
     def joint_rates(self) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] | None:
         """``(velocity, acceleration, jerk)`` per joint, or ``None`` unless all three are published
         (the shape ``SafetyConfig.validate_against(robot_joint_rates=...)`` takes)."""
-        if self.joint_acceleration is None or self.joint_jerk is None:
+        if not self.joint_acceleration or not self.joint_jerk:
             return None
         return (self.joint_velocity, self.joint_acceleration, self.joint_jerk)
 

@@ -43,6 +43,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from .arms import PANDA
 from .config_loader import build
 from .errors import SafetyConfigError
 from .jsonable import jsonable
@@ -71,20 +72,20 @@ __all__ = [
     "TrackingLimits",
 ]
 
-# Franka Emika Panda, "Robot and interface specifications" (frankaemika.github.io/docs/
-# control_parameters.html), also libfranka's rate_limiting.h. Radians and seconds.
-PANDA_JOINT_MIN = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973)
-PANDA_JOINT_MAX = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
-PANDA_JOINT_VELOCITY = (2.1750, 2.1750, 2.1750, 2.1750, 2.6100, 2.6100, 2.6100)
-PANDA_JOINT_ACCELERATION = (15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0)
-PANDA_JOINT_JERK = (7500.0, 3750.0, 5000.0, 6250.0, 7500.0, 10000.0, 10000.0)
+# The Franka Emika Panda's documented limits, from its table in safety.arms (the source is named
+# there). Radians and seconds.
+PANDA_JOINT_MIN = PANDA.joint_min
+PANDA_JOINT_MAX = PANDA.joint_max
+PANDA_JOINT_VELOCITY = PANDA.joint_velocity
+PANDA_JOINT_ACCELERATION = PANDA.joint_acceleration
+PANDA_JOINT_JERK = PANDA.joint_jerk
 # (translation m/s, m/s^2, m/s^3), (rotation rad/s, rad/s^2, rad/s^3)
-PANDA_CARTESIAN_LIMITS = ((1.7, 13.0, 6500.0), (2.5, 25.0, 12500.0))
+PANDA_CARTESIAN_LIMITS = PANDA.cartesian
 # Per joint: (velocity rad/s, acceleration rad/s^2, jerk rad/s^3), the three tables above.
 PANDA_JOINT_RATES = (PANDA_JOINT_VELOCITY, PANDA_JOINT_ACCELERATION, PANDA_JOINT_JERK)
 # The usual ready pose; panda_py.fk puts the flange-plus-hand frame at about (0.307, 0, 0.487),
 # pointing down, quaternion (1, 0, 0, 0).
-PANDA_HOME_JOINTS = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
+PANDA_HOME_JOINTS = PANDA.home_joints
 
 Vec3 = tuple[float, float, float]
 

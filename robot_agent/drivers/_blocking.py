@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 __all__ = ["call_with_timeout"]
 
@@ -64,4 +64,4 @@ def call_with_timeout(
                 raise TimeoutError(f"{name} did not return within {timeout_s:g} s")
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]
+    return cast(T, outcome["value"])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from safety.arms import ArmLimits
 from safety.types import Pose
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ class Robot(abc.ABC):
     joint_limits: tuple[np.ndarray, np.ndarray]
     #: The pose the arm starts from; a safety workspace must contain it.
     home_joints: np.ndarray
+    #: The arm model's documented limits (a table of ``safety.arms``: joint ranges, velocity,
+    #: acceleration, jerk and Cartesian limits where published), for checking the safety config
+    #: against the arm it runs on; ``None`` when the model is not known.
+    arm_limits: ArmLimits | None = None
     #: Optional kinematics hook, ``inverse_kinematics(pose, seed_joints) -> joints | None``: the
     #: joint positions reaching ``pose`` near ``seed_joints`` (None: no solution). A driver that
     #: has one defines it as a method; ``None`` means the arm offers none. The agent hands it to

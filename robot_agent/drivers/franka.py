@@ -28,18 +28,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from typing_extensions import override
 
 from robot_agent.config import RobotConfig
 from robot_agent.drivers._blocking import call_with_timeout
 from robot_agent.drivers._options import check_known, choice, flag, number, vector
 from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import ConfigError, DriverError, MissingExtra
+from safety.arms import PANDA
 from safety.rotations import matrix_to_quat, quat_normalize
 from safety.types import Pose
 
 try:
     import panda_py
-    from panda_py import constants, controllers, libfranka
+    from panda_py import controllers, libfranka
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtra("the Franka driver needs panda-python: pip install 'vla-deploy[franka]'") from exc
 
@@ -103,8 +105,10 @@ class FrankaOptions:
 class FrankaRobot(Robot):
     """A Franka arm behind panda-python. Built with :meth:`from_config`."""
 
-    joint_limits = (np.asarray(constants.JOINT_LIMITS_LOWER), np.asarray(constants.JOINT_LIMITS_UPPER))
-    home_joints = np.asarray(constants.JOINT_POSITION_START)
+    # The Panda's documented table until connect reads the envelope of the arm actually there.
+    joint_limits = (np.array(PANDA.joint_min), np.array(PANDA.joint_max))
+    home_joints = np.array(PANDA.home_joints)
+    arm_limits = PANDA
 
     def __init__(
         self,
@@ -131,6 +135,7 @@ class FrankaRobot(Robot):
         self._fault: str | None = None
         self._gripper: _GripperWorker | None = None
 
+    @override
     @classmethod
     def from_config(cls, config: RobotConfig) -> FrankaRobot:
         if not config.ip:
@@ -141,6 +146,7 @@ class FrankaRobot(Robot):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    @override
     def connect(self) -> None:
         self._open()
         problem = _state_problem(self._panda.get_state())
@@ -221,6 +227,7 @@ class FrankaRobot(Robot):
         # Both controllers start by holding the pose they find; say so explicitly all the same.
         self._hold_measured(state)
 
+    @override
     def stop(self) -> None:
         """Controlled stop: hold where the arm is, then end the control loop (the arm brakes)."""
         if self._panda is None:
@@ -238,6 +245,7 @@ class FrankaRobot(Robot):
         except RuntimeError as exc:
             raise DriverError(f"stopping the Franka controller at {self.ip} failed: {exc}") from exc
 
+    @override
     def emergency_stop(self) -> None:
         """Abort the motion now (libfranka ``Robot.stop``), then end the loop and the gripper."""
         if self._fault is None:
@@ -255,6 +263,7 @@ class FrankaRobot(Robot):
                 if self._gripper is not None:
                     self._gripper.halt()
 
+    @override
     def reset_fault(self) -> None:
         """Operator reset: ``recover()`` the arm, clear the latched fault, hold the current pose.
 
@@ -278,6 +287,7 @@ class FrankaRobot(Robot):
         self.connect()
         logger.info("Franka at %s recovered; holding its pose.", self.ip)
 
+    @override
     def close(self) -> None:
         try:
             if self._panda is not None and self._controller is not None:
@@ -290,6 +300,7 @@ class FrankaRobot(Robot):
 
     # -- state -----------------------------------------------------------------------------------
 
+    @override
     def read_state(self) -> RobotState:
         panda = self._require_panda()
         state = panda.get_state()
@@ -339,6 +350,7 @@ class FrankaRobot(Robot):
 
     # -- commands --------------------------------------------------------------------------------
 
+    @override
     def command_ee(self, pose: Pose) -> None:
         controller = self._require_controller()
         position, quaternion = _checked_pose(pose)
@@ -372,6 +384,7 @@ class FrankaRobot(Robot):
         )
         return Pose(position=position, quaternion=quaternion)
 
+    @override
     def command_joints(self, joints: np.ndarray) -> None:
         controller = self._require_controller()
         q = np.asarray(joints, dtype=float)
@@ -384,6 +397,7 @@ class FrankaRobot(Robot):
             position, quaternion = _pose_arrays(np.asarray(panda_py.fk(q), dtype=float))
             controller.set_control(position, quaternion, q)
 
+    @override
     def command_gripper(self, opening: float) -> None:
         if self._gripper is None:
             return
@@ -391,6 +405,7 @@ class FrankaRobot(Robot):
             raise DriverError(f"gripper opening must be finite, got {opening!r}")
         self._gripper.request(min(1.0, max(0.0, float(opening))))
 
+    @override
     def hold(self) -> None:
         if self._fault is not None or self._controller is None:
             return  # in a fault the arm is already stopped by libfranka; nothing to hold with

@@ -32,12 +32,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from typing_extensions import override
 
 from robot_agent.config import RobotConfig
 from robot_agent.drivers._blocking import call_with_timeout
 from robot_agent.drivers._options import check_known, choice, flag, integer, number
 from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import ConfigError, DriverError, MissingExtra
+from safety.arms import XARM, XARM7, ArmLimits
 from safety.rotations import quat_angle, quat_normalize, quat_slerp, quat_to_rpy, rpy_to_quat
 from safety.types import Pose
 
@@ -108,9 +110,10 @@ class XArmOptions:
 class XArmRobot(Robot):
     """An xArm behind ``XArmAPI``. Built with :meth:`from_config`."""
 
-    # Replaced at connect by the SDK's table for the connected model.
-    joint_limits = (np.full(7, -2 * math.pi), np.full(7, 2 * math.pi))
-    home_joints = np.zeros(7)
+    # The xArm 7's documented table until connect reads the connected model (see _set_limits).
+    joint_limits = (np.array(XARM7.joint_min), np.array(XARM7.joint_max))
+    home_joints = np.array(XARM7.home_joints)
+    arm_limits: ArmLimits | None = XARM7
 
     def __init__(
         self,
@@ -136,6 +139,7 @@ class XArmRobot(Robot):
         self._ticks = 0
         self.clamped_commands = 0
 
+    @override
     @classmethod
     def from_config(cls, config: RobotConfig) -> XArmRobot:
         if not config.ip:
@@ -144,6 +148,7 @@ class XArmRobot(Robot):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    @override
     def connect(self) -> None:
         self._open()
         error, warn = self._err_warn()
@@ -203,12 +208,16 @@ class XArmRobot(Robot):
         self._sync_to_measured()
 
     def _set_limits(self, arm: Any) -> None:
+        """The connected model's limits: the xArm 5/6/7 table of ``safety.arms`` for its number of
+        joints; the joint ranges from the SDK's table for its exact device type when it has one
+        (variants such as the xArm 6 type 9 or 12 differ from the standard model)."""
+        self.arm_limits = XARM.get(self._axis)
         limits = XCONF.Robot.JOINT_LIMITS.get(self._axis, {}).get(arm.device_type)
+        if limits is None and self.arm_limits is not None:
+            limits = list(zip(self.arm_limits.joint_min, self.arm_limits.joint_max, strict=True))
         if limits is None:
             logger.warning(
-                "No joint limit table for xArm%d type %s in the SDK; using +-2 pi.",
-                self._axis,
-                arm.device_type,
+                "No joint limit table for xArm%d type %s; using +-2 pi.", self._axis, arm.device_type
             )
             limits = [(-2 * math.pi, 2 * math.pi)] * self._axis
         self.joint_limits = (np.array([lo for lo, _ in limits]), np.array([hi for _, hi in limits]))
@@ -228,6 +237,7 @@ class XArmRobot(Robot):
                 )
             time.sleep(0.01)
 
+    @override
     def stop(self) -> None:
         """Controlled stop: hold, then leave streaming for position mode (0), which idles safely."""
         if self._arm is None:
@@ -237,6 +247,7 @@ class XArmRobot(Robot):
         self._call("set_mode", 0)
         self._call("set_state", 0)
 
+    @override
     def emergency_stop(self) -> None:
         """Stop state (4): the controller stops the motion and drops every queued command."""
         if self._fault is None:
@@ -244,6 +255,7 @@ class XArmRobot(Robot):
         if self._arm is not None:
             self._arm.emergency_stop()
 
+    @override
     def reset_fault(self) -> None:
         """Operator reset: clear the controller's error and warning, re-enable, re-enter the mode.
 
@@ -266,6 +278,7 @@ class XArmRobot(Robot):
         self._prepare()
         logger.info("xArm at %s reset; holding its pose.", self.ip)
 
+    @override
     def close(self) -> None:
         if self._arm is not None:
             try:
@@ -275,6 +288,7 @@ class XArmRobot(Robot):
 
     # -- state -----------------------------------------------------------------------------------
 
+    @override
     def read_state(self) -> RobotState:
         arm = self._require_arm()
         code, (positions, velocities, _efforts) = arm.get_joint_states(is_radian=False)
@@ -328,6 +342,7 @@ class XArmRobot(Robot):
 
     # -- commands --------------------------------------------------------------------------------
 
+    @override
     def command_ee(self, pose: Pose) -> None:
         self._require_ready()
         target = _checked_pose(pose)
@@ -352,6 +367,7 @@ class XArmRobot(Robot):
             self._check_command(code, "set_servo_cartesian")
         self._last_pose = target
 
+    @override
     def command_joints(self, joints: np.ndarray) -> None:
         self._require_ready()
         if self.options.mode != "servo":
@@ -374,6 +390,7 @@ class XArmRobot(Robot):
         self._check_command(code, "set_servo_angle_j")
         self._last_joints = q
 
+    @override
     def command_gripper(self, opening: float) -> None:
         if not self.options.gripper:
             return
@@ -392,6 +409,7 @@ class XArmRobot(Robot):
         self._check_command(code, "set_gripper_position")
         self._last_gripper_request = opening
 
+    @override
     def hold(self) -> None:
         """Command the measured pose, so the servo target stops where the arm is."""
         if self._fault is not None or self._arm is None:
@@ -524,11 +542,12 @@ def _pose_from_wire(values: Any) -> Pose:
 
 
 def _joints_to_wire(q: np.ndarray) -> list[float]:
-    return np.degrees(np.asarray(q, dtype=float)).tolist()
+    return [float(v) for v in np.degrees(np.asarray(q, dtype=float))]
 
 
 def _joints_from_wire(values: Any) -> np.ndarray:
-    return np.radians(np.asarray(values, dtype=float))
+    radians: np.ndarray = np.radians(np.asarray(values, dtype=float))
+    return radians
 
 
 def _gripper_to_wire(opening: float) -> float:

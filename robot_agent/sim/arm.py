@@ -51,8 +51,8 @@ def _frozen(values: tuple[float, ...]) -> np.ndarray:
 PANDA_JOINT_LIMITS: JointLimits = (_frozen(PANDA.joint_min), _frozen(PANDA.joint_max))
 #: rad/s per joint.
 PANDA_MAX_JOINT_VELOCITY = _frozen(PANDA.joint_velocity)
-#: rad/s^2 per joint (the table has them; ``PANDA.joint_acceleration`` is never None).
-PANDA_MAX_JOINT_ACCELERATION = _frozen(PANDA.joint_acceleration or ())
+#: rad/s^2 per joint.
+PANDA_MAX_JOINT_ACCELERATION = _frozen(PANDA.joint_acceleration)
 #: rad, the ready pose.
 PANDA_HOME_JOINTS = _frozen(PANDA.home_joints)
 

@@ -151,6 +151,15 @@ def test_connect_starts_one_cartesian_impedance_controller_holding_the_measured_
     rig.panda.recover.assert_not_called()
 
 
+def test_before_connect_the_limits_are_the_panda_table_panda_py_agrees_with() -> None:
+    from safety.arms import PANDA
+
+    assert FrankaRobot.arm_limits is PANDA
+    np.testing.assert_allclose(FrankaRobot.joint_limits[0], constants.JOINT_LIMITS_LOWER)
+    np.testing.assert_allclose(FrankaRobot.joint_limits[1], constants.JOINT_LIMITS_UPPER)
+    np.testing.assert_allclose(FrankaRobot.home_joints, constants.JOINT_POSITION_START)
+
+
 def test_options_pass_through_to_the_controller(monkeypatch: pytest.MonkeyPatch) -> None:
     r = Rig(
         monkeypatch, impedance=[600, 600, 600, 30, 30, 30], damping_ratio=0.9, gripper=False, realtime=True

@@ -202,6 +202,35 @@ def test_six_axis_arm_reports_six_joints() -> None:
     assert r.robot.joint_limits[0].shape == (6,)
 
 
+@pytest.mark.parametrize(("axis", "device_type"), [(5, 5), (6, 6), (7, 7)])
+def test_the_published_xarm_tables_match_the_sdk_for_the_standard_models(axis: int, device_type: int) -> None:
+    from xarm.core.config.x_config import XCONF
+
+    from safety.arms import XARM
+
+    sdk = XCONF.Robot.JOINT_LIMITS[axis][device_type]
+    table = XARM[axis]
+    assert table.dof == axis
+    np.testing.assert_allclose(table.joint_min, [lo for lo, _ in sdk], atol=1e-6)
+    np.testing.assert_allclose(table.joint_max, [hi for _, hi in sdk], atol=1e-6)
+    assert table.joint_velocity == (pytest.approx(np.pi),) * axis  # 180 deg/s
+
+
+def test_the_arm_reports_its_own_xarm_table_not_the_pandas() -> None:
+    from safety.arms import PANDA, XARM6, XARM7
+
+    assert XArmRobot.arm_limits is XARM7
+    np.testing.assert_allclose(XArmRobot.joint_limits[1], XARM7.joint_max)  # before connect
+    assert XArmRobot.joint_limits[1][3] != pytest.approx(PANDA.joint_max[3])
+    r = Rig(gripper=False)
+    r.arm.axis = 6
+    r.arm.device_type = 60  # a type the SDK has no table for: the published xArm 6 ranges
+    r.robot.connect()
+    assert r.robot.arm_limits is XARM6
+    np.testing.assert_allclose(r.robot.joint_limits[0], XARM6.joint_min)
+    np.testing.assert_allclose(r.robot.joint_limits[1], XARM6.joint_max)
+
+
 # -- commands ------------------------------------------------------------------------------------
 
 
