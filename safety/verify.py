@@ -136,19 +136,7 @@ def verify_trace(
                 allow_fk = _fk_allowance(zones, fk, joints, q_lo.shape, allow_fk)
         elif pos is not None and pos.shape == (3,):
             pen = zones.penetration(pos)
-            k = int(np.argmax(pen - allow_ee))
-            if pen[k] > allow_ee[k] + 1e-9:
-                where = "the workspace" if k < 3 else f"keep_out[{k - 3}] (grown by the margin)"
-                out.append(
-                    Violation(
-                        i,
-                        "workspace" if k < 3 else "keep_out",
-                        float(pen[k]),
-                        float(allow_ee[k]),
-                        f"end-effector position {pos.tolist()} is {pen[k] * 1000:.4f} mm outside "
-                        f"{where}, the previous command {allow_ee[k] * 1000:.4f} mm",
-                    )
-                )
+            out.extend(_zone_violation(i, pen, allow_ee, f"end-effector position {pos.tolist()} is"))
             allow_ee = pen
         if joints is not None and joints.shape == q_lo.shape and not hold:
             over = np.maximum(np.maximum(joints - q_hi, q_lo - joints), 0.0)
@@ -244,20 +232,26 @@ def _check_fk(
             Violation(i, "workspace", math.nan, 0.0, "the forward kinematics failed on a command")
         ], allow_fk
     pen = zones.penetration(p)
-    k = int(np.argmax(pen - allow_fk))
-    if pen[k] <= allow_fk[k] + 1e-9:
-        return [], pen
+    what = f"joint command {joints.tolist()} puts the end effector at {p.tolist()},"
+    return _zone_violation(i, pen, allow_fk, what), pen
+
+
+def _zone_violation(i: int, pen: np.ndarray, allow: np.ndarray, what: str) -> list[Violation]:
+    """A ``workspace`` / ``keep_out`` violation where a penetration (m; per workspace axis, then
+    per grown zone) is deeper than allowed, naming ``what`` went in; [] if none is."""
+    k = int(np.argmax(pen - allow))
+    if pen[k] <= allow[k] + 1e-9:
+        return []
     where = "the workspace" if k < 3 else f"keep_out[{k - 3}] (grown by the margin)"
     return [
         Violation(
             i,
             "workspace" if k < 3 else "keep_out",
             float(pen[k]),
-            float(allow_fk[k]),
-            f"joint command {joints.tolist()} puts the end effector at {p.tolist()}, "
-            f"{pen[k] * 1000:.4f} mm outside {where}, the previous command {allow_fk[k] * 1000:.4f} mm",
+            float(allow[k]),
+            f"{what} {pen[k] * 1000:.4f} mm outside {where}, the previous command {allow[k] * 1000:.4f} mm",
         )
-    ], pen
+    ]
 
 
 def _fk_position(fk: FK, q: np.ndarray) -> np.ndarray | None:
