@@ -20,8 +20,8 @@ Options (``[robot.options]``; all optional)::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from typing_extensions import override
@@ -37,45 +37,58 @@ from robot_agent.sim.arm import (
 )
 from robot_agent.sim.clock import Clock, ManualClock, WallClock
 from robot_agent.sim.world import SimWorld
+from safety.config_loader import build, check_types
 from safety.types import Pose
 
 if TYPE_CHECKING:
     from robot_agent.config import RobotConfig
 
-__all__ = ["SimRobot"]
+__all__ = ["SimOptions", "SimRobot"]
 
 logger = logging.getLogger(__name__)
 
-_OPTIONS = {
-    "realtime": True,
-    "command_latency_s": 0.0,
-    "state_noise_std": 0.0,
-    "max_joint_velocity": 1.0,
-    "max_joint_acceleration": 1.0,
-    "tracking_time_constant_s": 0.05,
-    "physics_dt_s": 0.001,
-    "gripper_speed": 1.0,
-    "seed": None,
-    "time_limit_s": 15.0,
-}
 
+@dataclass(frozen=True)
+class SimOptions:
+    """The ``[robot.options]`` keys of the simulated arm (the module docstring lists them), built
+    by the shared loader: an unknown key, a wrong type or a value out of range raises
+    :class:`ConfigError` naming ``robot.options.<key>``.
 
-def _limit_vector(name: str, value: Any, panda: np.ndarray) -> np.ndarray:
-    """A number is a fraction of the Panda's documented limits; a list gives them per joint."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not 0.0 < float(value) <= 1.0:
-            raise ConfigError(
-                f"robot.options.{name} is {value!r}: a fraction must be in (0, 1]",
-                field=f"robot.options.{name}",
-            )
-        return panda * float(value)
-    arr = np.asarray(value, dtype=float)
-    if arr.shape != (7,) or not np.all(np.isfinite(arr)) or not np.all(arr > 0):
-        raise ConfigError(
-            f"robot.options.{name} is {value!r}: give a fraction or 7 positive values",
-            field=f"robot.options.{name}",
-        )
-    return arr
+    ``max_joint_velocity`` and ``max_joint_acceleration``: a number is a fraction (0, 1] of the
+    Panda's documented limits, 7 values give them per joint (rad/s, rad/s^2).
+    """
+
+    realtime: bool = True
+    command_latency_s: float = 0.0
+    state_noise_std: float = 0.0
+    max_joint_velocity: float | tuple[float, ...] = 1.0
+    max_joint_acceleration: float | tuple[float, ...] = 1.0
+    tracking_time_constant_s: float = 0.05
+    physics_dt_s: float = 0.001
+    gripper_speed: float = 1.0
+    seed: int | None = None  # None: random
+    time_limit_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError, section="robot.options")
+        for name in ("max_joint_velocity", "max_joint_acceleration"):
+            value = getattr(self, name)
+            if isinstance(value, float):
+                if not 0.0 < value <= 1.0:
+                    raise ConfigError(
+                        f"robot.options.{name} is {value!r}: a fraction must be in (0, 1]",
+                        field=f"robot.options.{name}",
+                    )
+            elif len(value) != 7 or not all(v > 0 for v in value):
+                raise ConfigError(
+                    f"robot.options.{name} is {list(value)!r}: give a fraction or 7 positive values",
+                    field=f"robot.options.{name}",
+                )
+
+    def limit(self, name: str, panda: np.ndarray) -> np.ndarray:
+        """Option ``name`` as per-joint values: a fraction scales the Panda's ``panda``."""
+        value = getattr(self, name)
+        return panda * value if isinstance(value, float) else np.asarray(value, dtype=float)
 
 
 class SimRobot(Robot):
@@ -95,15 +108,9 @@ class SimRobot(Robot):
     @override
     @classmethod
     def from_config(cls, config: RobotConfig) -> SimRobot:
-        """Build from the ``[robot]`` section; unknown options are refused by name."""
-        options: Mapping[str, Any] = config.options or {}
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"robot.options: unknown option(s) {unknown!r} for the sim robot; known: {sorted(_OPTIONS)!r}",
-                field="robot.options",
-            )
-        opts = {**_OPTIONS, **options}
+        """Build from the ``[robot]`` section (:class:`SimOptions`); raises :class:`ConfigError`
+        naming the option for an unknown key or a bad value."""
+        opts = build(SimOptions, config.options or {}, ConfigError, section="robot.options")
         try:
             return cls(_arm_from_options(opts))
         except ValueError as exc:
@@ -212,23 +219,18 @@ class SimRobot(Robot):
         return self.arm.snapshot()
 
 
-def _arm_from_options(opts: Mapping[str, Any]) -> SimArm:
-    clock: Clock = WallClock() if bool(opts["realtime"]) else ManualClock()
-    seed = opts["seed"]
-    world = SimWorld(clock=clock, seed=seed, time_limit_s=float(opts["time_limit_s"]))
+def _arm_from_options(opts: SimOptions) -> SimArm:
+    clock: Clock = WallClock() if opts.realtime else ManualClock()
+    world = SimWorld(clock=clock, seed=opts.seed, time_limit_s=opts.time_limit_s)
     return SimArm(
         clock=clock,
         world=world,
-        command_latency_s=float(opts["command_latency_s"]),
-        state_noise_std=float(opts["state_noise_std"]),
-        max_joint_velocity=_limit_vector(
-            "max_joint_velocity", opts["max_joint_velocity"], PANDA_MAX_JOINT_VELOCITY
-        ),
-        max_joint_acceleration=_limit_vector(
-            "max_joint_acceleration", opts["max_joint_acceleration"], PANDA_MAX_JOINT_ACCELERATION
-        ),
-        tracking_time_constant_s=float(opts["tracking_time_constant_s"]),
-        physics_dt_s=float(opts["physics_dt_s"]),
-        gripper_speed=float(opts["gripper_speed"]),
-        seed=None if seed is None else int(seed),
+        command_latency_s=opts.command_latency_s,
+        state_noise_std=opts.state_noise_std,
+        max_joint_velocity=opts.limit("max_joint_velocity", PANDA_MAX_JOINT_VELOCITY),
+        max_joint_acceleration=opts.limit("max_joint_acceleration", PANDA_MAX_JOINT_ACCELERATION),
+        tracking_time_constant_s=opts.tracking_time_constant_s,
+        physics_dt_s=opts.physics_dt_s,
+        gripper_speed=opts.gripper_speed,
+        seed=opts.seed,
     )
