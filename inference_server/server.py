@@ -16,7 +16,6 @@ import ipaddress
 import logging
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from inference_server.security import TokenInterceptor, read_tokens, server_cred
 from inference_server.service import Limits, PolicyService, transport_limit
 from inference_server.validation import check_output
 from inference_server.worker import ModelWorker
+from vla.signals import capture_signals
 from vla.v1 import policy_pb2
 
 if TYPE_CHECKING:
@@ -242,19 +242,9 @@ class Server:
 
     @contextlib.contextmanager
     def _capture_signals(self, install: bool) -> Iterator[None]:
-        # loop.add_signal_handler runs handle_exit on the loop, never inside a C call; only from
-        # the main thread, as Python allows signals nowhere else.
-        if not install or threading.current_thread() is not threading.main_thread():
+        # As the agent: handle_exit runs on the loop, the previous handlers come back after.
+        with capture_signals(self.handle_exit, HANDLED_SIGNALS, install=install):
             yield
-            return
-        loop = asyncio.get_running_loop()
-        for sig in HANDLED_SIGNALS:
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in HANDLED_SIGNALS:
-                loop.remove_signal_handler(sig)
 
 
 def keepalive_options(config: ServerConfig) -> list[tuple[str, int]]:
