@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,17 @@ def test_every_camera_resolves_to_a_camera(kind: str) -> None:
 
     pytest.importorskip({"realsense": "pyrealsense2"}.get(kind, "cv2"))
     assert issubclass(camera_class(kind), Camera)
+
+
+def test_from_config_is_declared_on_both_bases_a_wrapper_keeps_the_refusing_default() -> None:
+    from robot_agent.cameras.base import Camera
+    from robot_agent.drivers.sim import SimRobot
+
+    assert isinstance(camera_class("sim").from_config(CameraConfig(name="front"), robot=SimRobot()), Camera)
+
+    class Wrapped(Camera):  # built around another camera, not from a config
+        def open(self) -> None: ...
+        def read(self) -> Any: ...
+
+    with pytest.raises(NotImplementedError, match="Wrapped is not built from a config"):
+        Wrapped.from_config(CameraConfig(name="front"))
