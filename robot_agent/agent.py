@@ -4,15 +4,20 @@
 
 1. startup: build and connect the robot and the configured cameras *before* contacting the server,
    so a missing arm or camera is reported even when no server runs;
-2. one ``asyncio.TaskGroup`` for control, stream, scheduler, sensors and metrics, so one failure
-   cancels the rest; the arm holds until the first chunk arrives, and whenever the server is gone;
+2. one ``asyncio.TaskGroup`` for control (``control.py``), stream (``stream.py``), scheduler
+   (``sender.py``), sensors and metrics, so one failure cancels the rest; the first three share
+   the plan (``plan.py``, its one owner) and publish to one event bus (``events.py``) whose
+   subscribers are the metrics, the run statistics and the recorder; the arm holds until the
+   first chunk arrives, and whenever the server is gone;
 3. shutdown in a fixed order: stop sending, come to hold, stop and close the driver (in
    ``finally``, never skipped), close cameras, write the summary.
 
-Signals only record and flag (uvicorn's ``handle_exit``): SIGINT / SIGTERM set the stop event, a
-second SIGINT skips the graceful waits (never the driver stop), SIGUSR1 latches the e-stop.
-A latched e-stop ends the run. With a ``run_file`` (``runfile.py``) the agent says it runs, and
-when it latched, so ``robot-agent estop`` signals only a live agent and can confirm the latch.
+Signals only record and flag (uvicorn's ``handle_exit``, installed as ``vla.signals`` says):
+SIGINT / SIGTERM set the stop event, a second SIGINT skips the graceful waits (never the driver
+stop), SIGUSR1 latches the e-stop. The agent owns the one e-stop latch (``safety.EStop``) and
+hands it to the shield and the control loop; a latched e-stop ends the run. With a ``run_file``
+(``runfile.py``) the agent says it runs, and when it latched, so ``robot-agent estop`` signals
+only a live agent and can confirm the latch. ``status()`` is a read-only snapshot of the run.
 """
 
 from __future__ import annotations
@@ -20,23 +25,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
 
-from robot_agent.action_space import STATE_NAMES, ActionSpace, StateVectorBuilder, measured_from_state
+from robot_agent.action_space import STATE_NAMES, ActionSpace, measured_from_state
 from robot_agent.cameras import camera_class, create_camera
-from robot_agent.cameras.base import Frame
 from robot_agent.cameras.capture import Sensors
 from robot_agent.config import AgentConfig, CameraConfig
-from robot_agent.control import ControlLoop, LinkState
+from robot_agent.control import ControlLoop
 from robot_agent.drivers import create_robot
 from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import (
@@ -44,24 +46,32 @@ from robot_agent.errors import (
     CameraError,
     ConfigError,
     DriverError,
-    NotAPolicyServer,
     SpecMismatch,
 )
+from robot_agent.events import EventBus, PolicyChanged
 from robot_agent.metrics import AgentMetrics
-from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient
+from robot_agent.plan import Plan
+from robot_agent.policy_client import Backoff, DelayedClient, PolicyClient
 from robot_agent.recorder import NullRecorder, Recorder
 from robot_agent.runfile import RunFile, RunFileError, RunState
 from robot_agent.scheduler import Scheduler
 from robot_agent.security import ChannelSecurity
+from robot_agent.sender import ObservationSender, RequestShape
+from robot_agent.status import AgentStatus, counts
+from robot_agent.stream import StreamTask
 from robot_agent.summary import RunStats, describe_policy, policy_identity
 from robot_agent.trajectory import Trajectory
-from safety import SafetyConfig, Shield
+from safety import EStop, SafetyConfig, Shield
 from safety.errors import SafetyConfigError
+from vla.signals import capture_signals
 from vla.v1 import policy_pb2 as pb
 
-__all__ = ["Agent", "fit_spec"]
+__all__ = ["Agent", "AgentStatus", "fit_spec"]
 
 logger = logging.getLogger(__name__)
+
+#: SIGINT / SIGTERM stop the run (a second SIGINT skips the graceful waits); SIGUSR1 latches the e-stop.
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
 class Agent:
@@ -92,7 +102,6 @@ class Agent:
             instruction=config.instruction,
             server_address=config.server.address,
         )
-        self.link = LinkState()
         self.spec: pb.PolicySpec | None = None
         self.summary: dict[str, Any] | None = None
         self.metrics_port: int | None = None
@@ -108,25 +117,21 @@ class Agent:
         self._sensors = Sensors()
         self._driver: ThreadPoolExecutor | None = None
         self._client: Any = None
-        self._scheduler: Scheduler | None = None
-        self._pending: dict[int, RobotState] = {}
-        self._instruction = config.instruction
-        self._camera_specs: dict[str, pb.CameraSpec] = {}
-        self._state_builder = StateVectorBuilder(())  # replaced by the spec's names at connect
         self._run_file = run_file  # how `robot-agent estop` finds this run and sees the latch
-        self._pending_estop: str | None = None  # an e-stop asked for before the shield existed
-        self._frame_age_bounds: dict[str, float] = {}  # camera -> oldest usable frame, seconds
-        self._stale: str | None = None  # what made the last observation unusable, until one is fresh
-        # After an INVALID or ERROR answer the next request waits (exponential, capped, reset on OK).
-        self._answer_backoff = Backoff(
-            config.server.backoff_initial_s,
-            config.server.backoff_factor,
-            config.server.backoff_max_s,
-            config.server.backoff_jitter,
+        # The one e-stop latch: the shield, the control loop and the operator share it.
+        self._estop = EStop()
+        # Every event of the run reaches the metrics, the run statistics and (once recording
+        # starts) the recorder, in this order.
+        self._events = EventBus([self.metrics, self.stats])
+        server = config.server
+        self._scheduler = Scheduler(config.scheduler, request_timeout_s=server.request_timeout_ms / 1000)
+        # After a refused answer the next request waits (exponential, capped, reset on motion).
+        answer_backoff = Backoff(
+            server.backoff_initial_s, server.backoff_factor, server.backoff_max_s, server.backoff_jitter
         )
-        self._next_request_s = 0.0
-        self._plan_faults_seen = 0  # link.plan_faults already answered with a backoff step
-        self._backoff_resets_on_motion = False  # a usable chunk resets it once the arm moves on it
+        self._plan = Plan(events=self._events, scheduler=self._scheduler, backoff=answer_backoff)
+        self._sender: ObservationSender | None = None
+        self._stream_task: StreamTask | None = None
 
     # --- control from outside ------------------------------------------------------------------
     def request_stop(self, *, force: bool = False) -> None:
@@ -142,10 +147,34 @@ class Agent:
 
     def trigger_estop(self, reason: str) -> None:
         """Latch the e-stop (thread-safe); the next control tick stops the arm and the run ends.
-        Asked for before the shield exists (during startup), it is latched as soon as it does."""
-        self._pending_estop = self._pending_estop or reason  # recorded first: startup checks it after
-        if self._loop is not None and self._shield is not None:
-            self._loop.call_soon_threadsafe(self._shield.estop.trigger, reason)
+        Asked for during startup, the arm never moves: the latch is the one the shield gets."""
+        self._estop.trigger(reason)
+
+    def status(self) -> AgentStatus:
+        """A read-only snapshot of the run now (see :class:`AgentStatus`); event-loop only."""
+        control, plan, stats = self.control, self._plan, self.stats
+        state = plan.latest_state
+        return AgentStatus(
+            started=self.started.is_set(),
+            connected=self.connected.is_set(),
+            stream_up=plan.status.up,
+            holding=control.holding if control is not None else False,
+            hold_reason=control.hold_reason if control is not None else None,
+            estopped=self._estop.active,
+            estop_reason=self._estop.reason,
+            chunks=plan.status.chunks,
+            plan_end=plan.end_time,
+            state_time_s=state.time_s if state is not None else None,
+            ticks=stats.ticks,
+            holds=counts(stats.holds),
+            rejected_chunks=counts(stats.rejected_chunks),
+            safety_interventions=counts(stats.safety_interventions),
+            tick_faults=counts(stats.tick_faults),
+            reconnects=stats.reconnects,
+            frame_age_bounds=dict(self._sender.shape.frame_age_bounds)
+            if self._sender is not None and self._sender.shape is not None
+            else {},
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -165,6 +194,7 @@ class Agent:
                 if self._run_file is not None:  # after the SIGUSR1 handler: the file says it is there
                     await asyncio.to_thread(self._run_file.write, "running")
                 await self._startup()
+                self._wire()
                 await self._main()
             except BaseExceptionGroup as group:
                 error = _unwrap(group)
@@ -211,8 +241,7 @@ class Agent:
             raise DriverError(f"robot {config.robot.kind} reports a fault: {state.fault}")
         logger.info("Robot ready: %s, ee at %s", config.robot.kind, np.round(state.ee.position, 3).tolist())
         self._shield = self._build_shield(state)
-        if self._pending_estop is not None:  # an operator e-stop during startup
-            self._shield.estop.trigger(self._pending_estop)
+        self._plan.observe(state)
         for name, cam_config in config.cameras.items():
             camera = create_camera(cam_config, self.robot)
             await asyncio.to_thread(self._sensors.add, name, camera)
@@ -221,21 +250,22 @@ class Agent:
             )
         if not config.cameras:
             await self._probe_default_camera()
+
+    def _wire(self) -> None:
+        """The long-lived tasks over the plan, on one event bus (constructor injection)."""
+        config = self.config
+        assert self.robot is not None and self._shield is not None
+        self._events.add(self._recorder)  # recording (or not) is known once started up
         self.control = ControlLoop(
             robot=self.robot,
             call_driver=self._call_driver,
             shield=self._shield,
-            link=self.link,
-            metrics=self.metrics,
-            stats=self.stats,
-            recorder=self._recorder,
+            plan=self._plan,
+            events=self._events,
+            estop=self._estop,
             rate_hz=config.control.rate_hz,
             max_state_age_s=config.control.max_state_age_s,
             max_consecutive_faults=config.control.max_consecutive_faults,
-        )
-        self.control.latest_state = state
-        self._scheduler = Scheduler(
-            config.scheduler, request_timeout_s=config.server.request_timeout_ms / 1000
         )
         client = PolicyClient(
             config.server.address,
@@ -256,6 +286,30 @@ class Agent:
             )
         else:
             self._client = client
+        server = config.server
+        self._stream_task = StreamTask(
+            client=self._client,
+            plan=self._plan,
+            events=self._events,
+            address=server.address,
+            backoff=Backoff(
+                server.backoff_initial_s, server.backoff_factor, server.backoff_max_s, server.backoff_jitter
+            ),
+            accept_spec=self._accept_spec,
+            identify=policy_identity,
+            connected=self.connected,
+        )
+        self._sender = ObservationSender(
+            plan=self._plan,
+            scheduler=self._scheduler,
+            client=self._client,
+            sensors=self._sensors,
+            ticks=self.control.tick_event,
+            estop=self._estop,
+            events=self._events,
+            instruction=config.instruction,
+            state_bound_s=server.request_timeout_ms / 1000,
+        )
 
     async def _probe_default_camera(self) -> None:
         """With no camera configured, each camera the policy asks for is a ``default_camera``,
@@ -292,20 +346,22 @@ class Agent:
             )
         # With its FK the shield checks each joint command's end-effector position against the
         # workspace and keep-out zones; without, _accept_spec refuses joint policies with zones.
-        shield = Shield(safety_config, ik=ik, fk=getattr(self.robot, "forward_kinematics", None))
+        shield = Shield(
+            safety_config, ik=ik, fk=getattr(self.robot, "forward_kinematics", None), estop=self._estop
+        )
         shield.reset(measured_from_state(state))
         self._recorder.safety_limits(safety_config.to_dict())
         return shield
 
     async def _main(self) -> None:
-        assert self.control is not None
+        assert self.control is not None and self._stream_task is not None and self._sender is not None
         stopping = asyncio.Event()  # control, sensors and metrics end on it
         self.stats.started_s = time.monotonic()
         async with asyncio.TaskGroup() as tg:
             control = tg.create_task(self.control.run(stopping), name="control")
             senders = [
-                tg.create_task(self._stream(), name="stream"),
-                tg.create_task(self._schedule(), name="scheduler"),
+                tg.create_task(self._stream_task.run(), name="stream"),
+                tg.create_task(self._sender.run(), name="scheduler"),
             ]
             others = [
                 tg.create_task(self._sensors.watch(stopping), name="sensors"),
@@ -337,10 +393,11 @@ class Agent:
         finally:
             stop.cancel()
             latched.cancel()
-        if self.control.estopped:
-            self.stats.end("estop", self.stats.estop_reason)
-            logger.warning("Ending the run on the e-stop (%s)", self.stats.estop_reason)
-            await self._write_run_file("estopped", self.stats.estop_reason)
+        if self._estop.active:
+            reason = self.stats.estop_reason or self._estop.reason
+            self.stats.end("estop", reason)
+            logger.warning("Ending the run on the e-stop (%s)", reason)
+            await self._write_run_file("estopped", reason)
         elif self._stop.is_set():
             self.stats.end("stop")  # a signal said so first (see _handle_signal)
         elif not control.done():
@@ -356,8 +413,7 @@ class Agent:
             logger.warning("%s", exc)
 
     async def _shutdown(self) -> None:
-        estopped = self.control is not None and self.control.estopped
-        if not estopped:
+        if not self._estop.active:
             await self._write_run_file("stopped")
         if self._client is not None:
             with contextlib.suppress(Exception):
@@ -381,81 +437,18 @@ class Agent:
         self.summary = self.stats.to_dict()
         self._recorder.close(self.summary)
         if self._run_file is not None:  # kept after an e-stop, so `robot-agent estop` can confirm it
-            if self.control is not None and self.control.estopped:
-                await self._write_run_file("estopped", self.stats.estop_reason)
+            if self._estop.active:
+                await self._write_run_file("estopped", self.stats.estop_reason or self._estop.reason)
             else:
                 await asyncio.to_thread(self._run_file.remove)
 
-    # --- stream ---------------------------------------------------------------------------------
-    async def _stream(self) -> None:
-        """Connect (retrying with backoff), then read responses until the stream breaks; repeat."""
-        server = self.config.server
-        backoff = Backoff(
-            server.backoff_initial_s, server.backoff_factor, server.backoff_max_s, server.backoff_jitter
-        )
-        attempt = 0
-        client = self._client
-        while True:
-            attempt += 1
-            try:
-                spec = await client.connect()
-            except AgentError as exc:
-                if isinstance(exc, SpecMismatch | NotAPolicyServer):  # waiting would not fix either
-                    raise
-                delay = backoff.next()
-                logger.warning(
-                    "Waiting for inference server at %s (attempt %d, next in %.1f s): %s",
-                    server.address,
-                    attempt,
-                    delay,
-                    exc,
-                )
-                self._recorder.event("waiting", str(exc), attempt=attempt)
-                await asyncio.sleep(delay)
-                continue
-            await self._accept_spec(spec)
-            if self.link.ever_up:
-                self.stats.reconnects += 1
-                self.metrics.reconnects.inc()
-                self._recorder.event("reconnect", f"attempt {attempt}")
-                logger.info("Reconnected to inference server at %s", server.address)
-            else:
-                self._recorder.event("connect", server.address, policy=spec.name, version=spec.version)
-                logger.info(
-                    "Connected to inference server at %s: policy %s %s (%s, %s), %s, chunk %d x %g s",
-                    server.address,
-                    spec.name,
-                    spec.version,
-                    spec.backend,
-                    spec.device,
-                    spec.action_space,
-                    spec.chunk_length,
-                    spec.dt_s,
-                )
-            self.link.up = self.link.ever_up = True
-            self.link.in_flight_since = None
-            self._pending.clear()
-            self.connected.set()
-            attempt = 0
-            backoff.reset()
-            try:
-                while True:
-                    self._on_chunk(await client.receive())
-            except AgentError as exc:
-                if isinstance(exc, SpecMismatch):
-                    raise
-                self.link.up = False
-                self.link.in_flight_since = None
-                self._recorder.event("stream_down", str(exc))
-                logger.warning("Stream to the inference server lost (%s); reconnecting", exc)
-                await client.close()
-
+    # --- the spec, at each (re)connect --------------------------------------------------------
     async def _accept_spec(self, spec: pb.PolicySpec) -> None:
         """Check that ``spec`` fits the robot and cameras; raise :class:`SpecMismatch` if not."""
-        assert self.control is not None and self.robot is not None
+        assert self.robot is not None and self._sender is not None
         address = self.config.server.address
         previous = self.spec
-        state = self.control.latest_state
+        state = self._plan.latest_state
         assert state is not None
         space = fit_spec(
             spec, num_joints=len(self.robot.home_joints), reference=state.ee.quaternion, address=address
@@ -486,12 +479,12 @@ class Agent:
         unused = set(self.config.cameras) - {c.name for c in spec.cameras}
         if unused and previous is None:
             logger.warning("Configured camera(s) %s are not used by the policy", ", ".join(sorted(unused)))
-        self._camera_specs = {cam.name: cam for cam in spec.cameras}
         timeout_ms = self.config.server.request_timeout_ms
-        self._frame_age_bounds = {
+        frame_age_bounds = {
             cam.name: self.config.camera_for(cam.name, cam.height, cam.width).max_age_s(timeout_ms)
             for cam in spec.cameras
         }
+        self._sender.shape = RequestShape(dt_s=spec.dt_s, frame_age_bounds=frame_age_bounds)
         if previous is None or (previous.action_space, previous.action_dim) != (
             spec.action_space,
             spec.action_dim,
@@ -500,11 +493,10 @@ class Agent:
                 logger.warning(
                     "The policy's action space changed to %s; restarting the trajectory", spec.action_space
                 )
-            self.control.configure(space, self._make_trajectory(space))
+            self._plan.configure(space, self._make_trajectory(space))
         if previous is None or tuple(previous.state_names) != tuple(spec.state_names):
-            self._state_builder = StateVectorBuilder(spec.state_names)
+            self._plan.use_state_names(tuple(spec.state_names))
         self.spec = spec
-        self.stats.policy = policy_identity(spec)
 
     def _check_policy_change(self, previous: pb.PolicySpec, spec: pb.PolicySpec) -> None:
         """After a reconnect: another name, version or action space is another policy. It is an
@@ -515,7 +507,7 @@ class Agent:
         if all(old[k] == new[k] for k in keys):
             return
         allowed = self.config.server.allow_policy_change
-        self._recorder.event("policy_change", "allowed" if allowed else "refused", previous=old, policy=new)
+        self._events.publish_quietly(PolicyChanged(time.monotonic(), allowed, old, new))
         text = (
             f"policy at {self.config.server.address} changed on reconnect: "
             f"was {describe_policy(old)}, now {describe_policy(new)}"
@@ -542,235 +534,6 @@ class Agent:
             ruckig_limits=limits,  # type: ignore[arg-type]
             unwrap=space.unwrap_waypoints,
         )
-
-    def _on_chunk(self, chunk: Chunk) -> None:
-        control = self.control
-        assert control is not None
-        capture_state = self._pending.pop(chunk.request_id, None)
-        if capture_state is None:
-            logger.debug("Response to request %d of an earlier stream ignored", chunk.request_id)
-            return
-        if not self._pending:
-            self.link.in_flight_since = None
-        self.stats.server_status[chunk.status] += 1
-        if chunk.status != "OK":
-            if chunk.status == "LATE":
-                logger.debug("Request %d answered LATE: %s", chunk.request_id, chunk.message)
-                return
-            # INVALID: this agent's request was refused; ERROR (or a status this agent does not
-            # know): the server failed. Either way asking again at once would only repeat it.
-            kind = "invalid_request" if chunk.status == "INVALID" else "server_error"
-            delay = self._back_off()
-            self._reject(chunk, kind, f"{chunk.status}: {chunk.message} (next request in {delay:.2f} s)")
-            return
-        if chunk.problem is not None or chunk.actions is None:
-            # An answer this agent refuses (NaN, wrong shape, unparseable) is an error too: a
-            # server sending one on every request got ~96 requests/s, as ERROR used to.
-            kind, _, detail = (chunk.problem or "invalid_chunk: no actions").partition(": ")
-            delay = self._back_off()
-            self._reject(chunk, kind, f"{detail} (next request in {delay:.2f} s)")
-            return
-        # Our own record of the capture time, not the server's echo: the server is never trusted
-        # with the timing of what the arm does.
-        capture_time = capture_state.time_s
-        rtt = chunk.received_s - capture_time
-        self.stats.roundtrips.append(rtt)
-        self.metrics.roundtrip_seconds.observe(rtt)
-        assert (
-            self._scheduler is not None
-            and control.action_space is not None
-            and control.trajectory is not None
-        )
-        self._scheduler.rtt.add(rtt)
-        now = time.monotonic()
-        held = control.latest_state or capture_state
-        try:
-            # Finite and of the right shape, yet it may still not be plannable (a 1e300 m step
-            # overflows the conversion): the chunk is refused, the stream and the arm carry on.
-            waypoints = control.action_space.to_waypoints(chunk.actions, capture_state)
-            result = control.trajectory.add_chunk(
-                waypoints, capture_time, chunk.dt_s, now, start=control.action_space.waypoint_of(held)
-            )
-        except Exception as exc:
-            logger.debug("Chunk %d could not be planned", chunk.request_id, exc_info=True)
-            delay = self._back_off()
-            self._reject(
-                chunk, "invalid_chunk", f"could not be planned: {exc!r} (next request in {delay:.2f} s)"
-            )
-            return
-        # A usable chunk: the backoff starts afresh once the arm has moved on it (a chunk that
-        # passes intake can still fault when the control loop samples it, e.g. under Ruckig).
-        self._backoff_resets_on_motion = True
-        self._next_request_s = 0.0
-        self.stats.stale_actions_dropped += result.dropped
-        self.metrics.stale_actions_dropped.inc(result.dropped)
-        if result.kept == 0:
-            # A deadline miss. Holding, the hold is relabelled 'late' (counted as it is); a miss
-            # while the old plan still runs, or after the hold says 'late', is counted here.
-            if self.link.problem == "late" or not control.holding:
-                self.stats.deadline_misses += 1
-                self.metrics.deadline_miss.inc()
-            if control.holding:
-                self.link.problem = "late"
-            logger.warning(
-                "Chunk %d arrived after all its actions were due (%.0f ms round trip)",
-                chunk.request_id,
-                rtt * 1000,
-            )
-            return
-        if self.link.problem is not None:
-            logger.info("Good chunk again after %s", self.link.problem)
-        self.link.problem = None
-        self.link.chunks += 1
-        self.stats.chunks += 1
-        if self.stats.first_chunk_s is None:
-            self.stats.first_chunk_s = now
-            logger.info("First chunk received (%.0f ms round trip)", rtt * 1000)
-
-    def _reject(self, chunk: Chunk, kind: str, detail: str) -> None:
-        self.stats.rejected_chunks[kind] += 1
-        self._recorder.event("chunk_rejected", kind, request_id=chunk.request_id, detail=detail)
-        if self.link.problem != kind:
-            logger.warning("Chunk %d rejected (%s): %s", chunk.request_id, kind, detail)
-        self.link.problem = kind
-
-    # --- scheduler ------------------------------------------------------------------------------
-    async def _schedule(self) -> None:
-        """At each control tick, decide whether to send the next observation, and send it."""
-        control, scheduler, client = self.control, self._scheduler, self._client
-        assert control is not None and scheduler is not None
-        while True:
-            await control.tick_event.wait()
-            control.tick_event.clear()
-            state = control.latest_state
-            spec = self.spec
-            if (
-                not self.link.up
-                or spec is None
-                or state is None
-                or control.estopped
-                or control.action_space is None
-            ):
-                continue
-            now = time.monotonic()
-            self._follow_plan_faults(now, control)
-            if now < self._next_request_s:  # backing off after an INVALID / ERROR answer
-                continue
-            plan_end = control.trajectory.end_time if control.trajectory is not None else None
-            if not scheduler.should_send(now, plan_end, self.link.in_flight_since):
-                continue
-            frames = self._sensors.latest()
-            if any(frames.get(name) is None for name in self._camera_specs):
-                continue
-            if not self._observation_fresh(now, state, frames):
-                continue
-            delay_steps = scheduler.delay_steps(spec.dt_s)
-            self.metrics.inference_delay_steps.set(delay_steps)
-            self.link.in_flight_since = now
-            scheduler.sent(now)
-            try:
-                # ee_r* continuous from one observation to the next, and prev_actions continuous
-                # with it (issue 10, kind 5: a tool pointing down sits on the rotation's pi wrap).
-                vector = self._state_builder.build(state)
-                prev_actions = None
-                if control.trajectory is not None:
-                    _, rest = control.trajectory.remaining(now)
-                    if len(rest):
-                        prev_actions = control.action_space.to_actions(
-                            rest, state, near_rotvec=self._state_builder.rotvec
-                        )
-                request = await asyncio.to_thread(
-                    client.build_request,
-                    frames,
-                    vector,
-                    self._instruction,
-                    state.time_s,
-                    prev_actions,
-                    delay_steps,
-                )
-                request_id = client.stamp(request)
-                self._pending[request_id] = state  # before the write: the answer may beat it back
-                for old in [rid for rid in self._pending if rid < request_id - 16]:
-                    del self._pending[old]
-                await client.send(request)
-            except AgentError as exc:
-                if isinstance(exc, SpecMismatch):  # no request can fit the server's limits: fatal
-                    raise
-                logger.debug("Sending an observation failed: %s", exc)
-                self.link.in_flight_since = None
-                continue
-            except Exception as exc:
-                # Building the request failed on this agent's own data (a state or frame the codec
-                # refuses, a plan that cannot be expressed as prev_actions): hold, back off, go on.
-                self.link.in_flight_since = None
-                delay = self._back_off()
-                if self.link.problem != "invalid_request":
-                    logger.error(
-                        "Building the request failed (next try in %.2f s): %r",
-                        delay,
-                        exc,
-                        exc_info=logger.isEnabledFor(logging.DEBUG),
-                    )
-                    self._recorder.event("request_failed", repr(exc))
-                self.link.problem = "invalid_request"
-                continue
-
-    def _back_off(self, now: float | None = None) -> float:
-        """Hold the next request back by the answer backoff's next delay (seconds, returned)."""
-        delay = self._answer_backoff.next()
-        self._next_request_s = (time.monotonic() if now is None else now) + delay
-        return delay
-
-    def _follow_plan_faults(self, now: float, control: ControlLoop) -> None:
-        """Back off when the control loop dropped a plan that raised (a chunk Ruckig cannot
-        follow); reset the backoff once the arm has moved on a chunk."""
-        if self.link.plan_faults != self._plan_faults_seen:
-            self._plan_faults_seen = self.link.plan_faults
-            self._backoff_resets_on_motion = False
-            delay = self._back_off(now)
-            logger.debug("Plan dropped by the control loop; next request in %.2f s", delay)
-        elif self._backoff_resets_on_motion and not control.holding:
-            self._backoff_resets_on_motion = False
-            self._answer_backoff.reset()
-
-    def _observation_fresh(self, now: float, state: RobotState, frames: Mapping[str, Frame | None]) -> bool:
-        """Whether every part of the observation is young enough to act on.
-
-        A frame older than its camera's bound (``cameras.NAME.max_age_ms``, default three frame
-        periods) or a robot state older than the request budget means a sensor stopped delivering:
-        nothing is sent, so the current plan (computed on fresh data) runs out and the arm holds
-        with ``stale_observation``. Logged and recorded once per episode of staleness.
-        """
-        problem = None
-        state_bound = self.config.server.request_timeout_ms / 1000
-        if now - state.time_s > state_bound:
-            problem = (
-                f"robot state is {1000 * (now - state.time_s):.0f} ms old (bound {1000 * state_bound:.0f} ms)"
-            )
-        else:
-            for name, bound in self._frame_age_bounds.items():
-                frame = frames.get(name)
-                age = now - frame.time_s if frame is not None else math.inf
-                if age > bound:
-                    problem = (
-                        f"camera {name!r} frame is {1000 * age:.0f} ms old (bound {1000 * bound:.0f} ms)"
-                    )
-                    break
-        if problem is None:
-            if self._stale is not None:
-                logger.info("Observation fresh again after: %s", self._stale)
-                self._recorder.event("observation_fresh", self._stale)
-                self._stale = None
-                if self.link.problem == "stale_observation":
-                    self.link.problem = None
-            return True
-        if self._stale is None:
-            logger.warning("Not sending observations: %s", problem)
-            self._recorder.event("stale_observation", problem)
-            self.stats.stale_observations += 1
-        self._stale = problem
-        self.link.problem = "stale_observation"  # the hold's label once the plan in hand runs out
-        return False
 
     # --- metrics --------------------------------------------------------------------------------
     async def _serve_metrics(self, stopping: asyncio.Event) -> None:
@@ -807,19 +570,11 @@ class Agent:
     # --- signals --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _capture_signals(self, install: bool) -> Iterator[None]:
-        # Always signal.signal (not loop.add_signal_handler) so the previous handlers come back.
-        if not install or threading.current_thread() is not threading.main_thread():
+        # vla.signals: signal.signal, so the previous handlers come back; the handler runs on the loop.
+        with capture_signals(self._handle_signal, HANDLED_SIGNALS, install=install):
             yield
-            return
-        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
-        previous = {sig: signal.signal(sig, self._handle_signal) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
-    def _handle_signal(self, sig: int, frame: Any) -> None:
+    def _handle_signal(self, sig: int) -> None:
         if sig == signal.SIGUSR1:
             logger.warning("SIGUSR1: operator e-stop")
             self.trigger_estop("operator signal SIGUSR1")
@@ -828,7 +583,7 @@ class Agent:
         force = sig == signal.SIGINT and self._stop.is_set()
         if force:
             logger.warning("Second SIGINT: skipping graceful shutdown (the arm is still stopped)")
-        self.request_stop(force=force)
+        self._set_stop(force)  # on the loop already (vla.signals hands the signal over)
 
 
 def fit_spec(spec: pb.PolicySpec, *, num_joints: int, reference: np.ndarray, address: str) -> ActionSpace:

@@ -5,8 +5,11 @@ drifts by the work done each tick); a tick whose work runs past the next deadlin
 counted, and the missed ticks are skipped rather than run back to back; a loop that overruns on
 more than a quarter of its ticks cannot keep its rate, and warns once with the rate it achieved
 (:data:`RATE_OVERRUN_SHARE`). Each tick reads the robot
-state, takes the trajectory's target for now, passes it through the safety shield and sends what
-comes out to the driver. Driver calls run in the one driver thread, never on the event loop.
+state, takes the plan's target for now (``plan.py``), passes it through the safety shield and
+sends what comes out to the driver. Driver calls run in the one driver thread, never on the event
+loop. What happens is published on the event bus handed in (``events.py``): a :class:`Tick` with
+its step record each tick, :class:`Hold`, :class:`Resume`, :class:`EStopLatched`,
+:class:`TickFault` and :class:`Interventions`; metrics, run statistics and the recorder subscribe.
 
 Watchdog: no valid target for now means hold (the measured pose, zero velocity), labelled with its
 own cause (:data:`HOLD_REASONS`); a new cause while holding relabels the hold and is counted; only
@@ -19,9 +22,13 @@ shield on two ticks in a row, the e-stop) drops it, and the next chunk is anchor
 pose.
 
 Fault boundary: an exception from any stage of a tick (trajectory, action-space conversion,
-shield, recorder, metrics) becomes a hold named after the stage (``trajectory_error``, ...),
-never an unhandled exception; ``control.max_consecutive_faults`` faulty ticks in a row latch the
-e-stop, as does any driver exception (read, command, hold) or a robot fault.
+shield, or a subscriber: the recorder, the metrics or the run statistics, which count as
+``metrics``) becomes a hold named after the stage (``trajectory_error``, ...), never an unhandled
+exception; a recorder that raised is taken off the bus (recording stops, the run goes on);
+bookkeeping on the way to a hold or an e-stop is published quietly (it never keeps the arm from
+stopping); ``control.max_consecutive_faults`` faulty ticks in a row latch the
+e-stop, as does any driver exception (read, command, hold) or a robot fault. The e-stop is the
+one :class:`safety.EStop` the agent owns and hands to the shield and to this loop.
 
 Stale robot state: a state whose ``time_s`` is older than ``control.max_state_age_s`` (default
 three control periods), or that has not advanced for that long, holds with
@@ -35,21 +42,30 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from robot_agent.action_space import ActionSpace, measured_from_state
+from robot_agent.action_space import measured_from_state
 from robot_agent.drivers.base import Robot, RobotState
-from robot_agent.metrics import AgentMetrics
-from robot_agent.reasons import BAD_PLAN_REASONS, FAULT_REASONS, PLAN_KEEPING_REASONS
-from robot_agent.recorder import NullRecorder
-from robot_agent.summary import RunStats
-from robot_agent.trajectory import Trajectory
+from robot_agent.events import (
+    DeadlineMiss,
+    EStopLatched,
+    EventBus,
+    Hold,
+    Interventions,
+    Resume,
+    SubscriberError,
+    Tick,
+    TickFault,
+)
+from robot_agent.plan import Plan, PlanFault
+from robot_agent.reasons import FAULT_REASONS, PLAN_KEEPING_REASONS
+from safety import EStop, Shield
+from safety.record import StepRecord
 from safety.types import Measured, Target
 
-__all__ = ["ControlLoop", "LinkState"]
+__all__ = ["ControlLoop"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +76,9 @@ RATE_WINDOW_S = 2.0
 RATE_WINDOW_MIN_TICKS = 50
 RATE_OVERRUN_SHARE = 0.25
 
-
-@dataclass
-class LinkState:
-    """What the stream task tells the control loop (event-loop only)."""
-
-    up: bool = False
-    ever_up: bool = False
-    in_flight_since: float | None = None
-    problem: str | None = None  # why the last chunk was refused, until a good one arrives
-    chunks: int = 0  # good chunks received
-    plan_faults: int = 0  # plans dropped because sampling or converting them raised (the agent backs off)
+#: The tick stage a failing subscriber is charged to (its ``name``); the run statistics are
+#: bookkeeping like the metrics.
+SUBSCRIBER_STAGES: dict[str, str] = {"recorder": "recorder", "metrics": "metrics", "stats": "metrics"}
 
 
 def _checked(measured: Measured) -> Measured:
@@ -89,12 +97,14 @@ def _checked(measured: Measured) -> Measured:
 
 
 class ControlLoop:
-    """Runs the ticks; ``configure`` gives it the action space and trajectory once a spec is known.
+    """Runs the ticks on ``plan``: each tick's target comes from :meth:`Plan.target_for`.
 
-    ``max_state_age_s``: a robot state older than this (or not advancing for this long) holds
-    with ``stale_observation``; None: three control periods. ``max_consecutive_faults``: this many
-    ticks in a row that raised inside the fault boundary latch the e-stop (>= 1).
-    ``rate_window_s``: the window of the pace check (warn once when over a quarter of its ticks overran).
+    ``shield`` filters every target and shares ``estop`` (the agent's one e-stop) with this loop;
+    ``events`` gets every tick, hold, resume, e-stop and fault. ``max_state_age_s``: a robot state
+    older than this (or not advancing for this long) holds with ``stale_observation``; None:
+    three control periods. ``max_consecutive_faults``: this many ticks in a row that raised
+    inside the fault boundary latch the e-stop (>= 1). ``rate_window_s``: the window of the pace
+    check (warn once when over a quarter of its ticks overran).
     """
 
     def __init__(
@@ -102,11 +112,10 @@ class ControlLoop:
         *,
         robot: Robot,
         call_driver: Callable[..., Awaitable[Any]],
-        shield: Any,
-        link: LinkState,
-        metrics: AgentMetrics,
-        stats: RunStats,
-        recorder: NullRecorder,
+        shield: Shield,
+        plan: Plan,
+        events: EventBus,
+        estop: EStop,
         rate_hz: float,
         max_state_age_s: float | None = None,
         max_consecutive_faults: int = 5,
@@ -115,19 +124,15 @@ class ControlLoop:
         self._robot = robot
         self._call = call_driver
         self._shield = shield
-        self._link = link
-        self._metrics = metrics
-        self._stats = stats
-        self._recorder = recorder
+        self._plan = plan
+        self._events = events
+        self._estop_latch = estop
         self.period = 1.0 / rate_hz
-        self.action_space: ActionSpace | None = None
-        self.trajectory: Trajectory | None = None
-        self.latest_state: RobotState | None = None
         self.holding = False
         self.hold_reason: str | None = None
-        self.estopped = False
-        self.tick_event = asyncio.Event()
+        self.tick_event = asyncio.Event()  # set after every tick (the scheduler task wakes on it)
         self.estop_latched = asyncio.Event()  # set once the e-stop latched and the arm was told to stop
+        self._latched = False  # this loop has handled the latched e-stop (counted, arm stopped)
         self._last_gripper: float | None = None
         self._max_state_age = max_state_age_s if max_state_age_s is not None else 3.0 * self.period
         self._max_faults = max(1, max_consecutive_faults)
@@ -138,21 +143,20 @@ class ControlLoop:
         self._state_time: float | None = None  # newest robot state time seen
         self._state_advanced_at = 0.0  # when (tick time) the robot state last advanced
         self._quiet_failures: set[str] = set()  # bookkeeping already reported as failing
-        self._dropped_for: tuple[str, int] | None = None  # why a bad plan was dropped, at which chunk
         self._rate_window = (rate_window_s, 0.0, 0, 0)  # (length s, start, ticks, overruns): the pace check
         self.rate_warned = False  # the loop was found unable to keep rate_hz (warned once)
         self._tick_measured: Measured | None = None  # this tick's reading, for the record of a fault
 
-    def configure(self, action_space: ActionSpace, trajectory: Trajectory) -> None:
-        self.action_space = action_space
-        self.trajectory = trajectory
+    @property
+    def estopped(self) -> bool:
+        """The e-stop is latched (the one :class:`safety.EStop`, whoever triggered it)."""
+        return self._estop_latch.active
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Tick until ``stopping`` is set, then command a last hold (unless e-stopped)."""
         period = self.period
         t0 = time.monotonic()
         k = 0
-        last: float | None = None
         while not stopping.is_set():
             deadline = t0 + k * period
             # The driver thread waits for the deadline (time.sleep is precise to tens of
@@ -163,24 +167,19 @@ class ControlLoop:
             except Exception as exc:  # the driver thread itself is gone: a read failure
                 await asyncio.sleep(max(0.0, deadline - time.monotonic()))  # keep the pace
                 now, state = time.monotonic(), exc
-            dt = period if last is None else now - last
-            last = now
-            await self.tick(now, dt, state)
-            self._stats.ticks += 1
+            dt = period if self._last_now is None else now - self._last_now
+            await self.tick(now, dt, state, deadline=t0 + (k + 1) * period)
             self.tick_event.set()
             k += 1
             after = time.monotonic()
-            self._stats.tick_work.append(after - now)
             overran = after > t0 + k * period
             if overran:
-                # The work ran into the next tick: count it, and skip what was missed.
-                self._stats.overruns += 1
-                self._quietly("metrics", self._metrics.control_overrun.inc)
+                # The work ran into the next tick (counted in the Tick event): skip what was missed.
                 k = int((after - t0) / period) + 1
             if not self.rate_warned:
                 self._check_pace(after, overran)
-        if not self.estopped:
-            await self._command_hold("stopping")
+        if not self._latched:
+            await self._command_hold("stopping", time.monotonic())
 
     def _check_pace(self, now: float, overran: bool) -> None:
         """Warn once when more than :data:`RATE_OVERRUN_SHARE` of the ticks of a window (at least
@@ -218,13 +217,22 @@ class ControlLoop:
         except Exception as exc:
             return now, exc
 
-    async def tick(self, now: float, dt: float, state: RobotState | BaseException | None = None) -> None:
+    async def tick(
+        self,
+        now: float,
+        dt: float,
+        state: RobotState | BaseException | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> None:
         """One control step on ``state`` at ``now`` (seconds, ``time.monotonic()``), ``dt`` after the
-        previous one (read here when not given; public so tests can drive it).
+        previous one (read here when not given; public so tests can drive it); ``deadline``: when
+        the next tick is due (a tick still working then overran).
 
         Never raises (cancellation aside): this is the tick's fault boundary. A driver error
-        latches the e-stop; an exception from any other stage becomes a hold named after the
-        stage (:data:`FAULT_REASONS`), and ``max_consecutive_faults`` of them in a row the e-stop.
+        latches the e-stop; an exception from any other stage, the subscribers of the tick's
+        :class:`Tick` event included, becomes a hold named after the stage
+        (:data:`FAULT_REASONS`), and ``max_consecutive_faults`` of them in a row the e-stop.
         """
         if state is None:
             try:
@@ -233,80 +241,80 @@ class ControlLoop:
                 state = exc
         self._stage = "state"
         self._tick_measured = None
+        faulted = False
         try:
-            await self._step(now, dt, state)
+            record = await self._step(now, dt, state)
         except Exception as exc:
-            stage = self._stage
-            try:
-                await self._on_fault(now, exc)
-            except Exception as inner:  # handling the fault failed too: stop the arm
-                await self._estop(f"control tick fault handling failed: {inner!r} (after {exc!r})")
-            if stage != "recorder":  # the faulty tick is recorded too: a recording keeps every tick
-                try:
-                    self._record(now, self._tick_measured, None, None, ())
-                except Exception as record_exc:
-                    self._drop_recorder(record_exc)
-        else:
+            faulted = True
+            await self._handle_fault(now, exc)
+            # The faulty tick is recorded too: a recording keeps every tick.
+            record = self._record(now, self._tick_measured, None, None, ())
+        last, self._last_now = self._last_now, now
+        after = time.monotonic()
+        event = Tick(
+            step=record,
+            period_s=None if last is None else now - last,
+            work_s=after - now,
+            overran=deadline is not None and after > deadline,
+            after_first_chunk=self._plan.status.chunks > 0,
+        )
+        try:
+            self._events.publish(event)
+        except SubscriberError as exc:
+            stage = SUBSCRIBER_STAGES.get(exc.subscriber, "metrics")
+            if not faulted:
+                faulted = True
+                self._stage = stage
+                await self._handle_fault(now, exc)
+            elif stage == "recorder":  # the tick is already a fault: only stop recording
+                self._drop_recorder(exc.__cause__ or exc)
+        if not faulted:
             self._faults = 0
-        if self._link.chunks > 0:
-            self._stats.ticks_after_first_chunk += 1
-            if self.holding:
-                self._stats.hold_ticks_after_first_chunk[self.hold_reason or "estop"] += 1
 
-    async def _step(self, now: float, dt: float, state: RobotState | BaseException) -> None:
+    async def _handle_fault(self, now: float, exc: Exception) -> None:
+        """Turn an exception of this tick into a hold (or the e-stop); never raises."""
+        try:
+            await self._on_fault(now, exc)
+        except Exception as inner:  # handling the fault failed too: stop the arm
+            await self._estop(f"control tick fault handling failed: {inner!r} (after {exc!r})", now)
+
+    async def _step(self, now: float, dt: float, state: RobotState | BaseException) -> StepRecord:
         """The tick's stages; ``self._stage`` names the one running, for :meth:`_on_fault`."""
         if isinstance(state, BaseException):
-            await self._estop(f"driver read_state failed: {state!r}")
-            self._record(now, None, None, None, ())
-            return
+            await self._estop(f"driver read_state failed: {state!r}", now)
+            return self._record(now, None, None, None, ())
         measured = _checked(measured_from_state(state))  # stage "state": unusable = driver failure
         self._tick_measured = measured
-        self.latest_state = state
-        if state.fault and not self.estopped:
-            self._shield.estop.trigger(f"robot fault: {state.fault}")
-        self._stage = "metrics"
-        last, self._last_now = self._last_now, now
-        if last is not None:
-            self._stats.periods.append(now - last)
-            self._metrics.control_period_seconds.observe(now - last)
+        self._plan.observe(state)
+        estop = self._estop_latch
+        if state.fault and not estop.active:
+            estop.trigger(f"robot fault: {state.fault}")
         stale = self._stale_state(now, state)
-        if stale is not None and not self._shield.estop.active:
-            await self._enter_hold("stale_observation", stale)
-            self._record(now, measured, None, None, ())
-            return
+        if stale is not None and not estop.active:
+            await self._enter_hold(now, "stale_observation", stale)
+            return self._record(now, measured, None, None, ())
         raw: Target | None = None
         plan_end = None
-        if self.trajectory is not None and self.action_space is not None and not self._shield.estop.active:
-            self._stage = "trajectory"
-            value = self.trajectory.sample(now)
-            plan_end = self.trajectory.end_time
-            if value is not None:
-                self._stage = "action_space"
-                raw = self.action_space.target_of(value, now)
+        if not estop.active:
+            self._stage = "plan"
+            raw, plan_end = self._plan.target_for(now)
         self._stage = "shield"
         if raw is not None and self.holding:
             # Leaving hold: the shield's rate limits start again from where the arm is.
             self._shield.reset(measured)
         decision = self._shield.filter(raw, measured, now, dt)
         self._stage = "metrics"
-        for kind in decision.fired:
-            if kind == "no_target":  # the watchdog's own hold, counted as a hold, not a safety rule
-                continue
-            if self.estopped:  # the latched e-stop's held ticks: one event, counted when it latched
-                break
-            self._stats.safety_interventions[kind] += 1
-            self._metrics.safety_interventions.labels(kind).inc()
-        if decision.estop or self._shield.estop.active:
-            await self._estop(getattr(self._shield.estop, "reason", None) or "shield e-stop")
-            self._record(now, measured, raw, None, decision.fired)
-            return
+        # The latched e-stop's held ticks are one event, counted when it latched; no_target is
+        # the watchdog's own hold, counted as a hold, not a safety rule.
+        fired = () if self._latched else tuple(k for k in decision.fired if k != "no_target")
+        if fired:
+            self._events.publish(Interventions(now, fired))
+        if decision.estop or estop.active:
+            await self._estop(estop.reason or "shield e-stop", now)
+            return self._record(now, measured, raw, None, decision.fired)
         if raw is None or decision.hold or decision.target is None:
             if raw is None:
-                reason = self._watchdog_reason()
-                dropped = self._dropped_for
-                if reason in ("chunk_exhausted", "late") and dropped and dropped[1] == self._link.chunks:
-                    # The plan was dropped as bad and no chunk came since: the cause is still that.
-                    reason = dropped[0]
+                reason = self._plan.why_holding()
             elif "stall" in decision.fired:
                 reason = "stall"  # the tick came late; the plan is still good
             elif "non_finite" in decision.fired:
@@ -318,19 +326,19 @@ class ControlLoop:
                 if self.holding and self.hold_reason == "safety":
                     # Refused twice in a row: not transient. Drop the plan; the next chunk starts
                     # from the held pose (and the shield's count of refusals goes on to the e-stop).
-                    await self._enter_hold(reason, drop_plan=True)
-                    self._record(now, measured, raw, None, decision.fired)
-                    return
-            await self._enter_hold(reason)
-            self._record(now, measured, raw, None, decision.fired)
-            return
+                    await self._enter_hold(now, reason, drop_plan=True)
+                    return self._record(now, measured, raw, None, decision.fired)
+            await self._enter_hold(now, reason)
+            return self._record(now, measured, raw, None, decision.fired)
         if self.holding:
             self._leave_hold(now)
         try:
             await self._call(self._send, decision.target)
         except Exception as exc:
-            await self._estop(f"driver command failed: {exc!r}")
-        self._record(now, measured, raw, decision.target, decision.fired, plan_end=plan_end, holding=False)
+            await self._estop(f"driver command failed: {exc!r}", now)
+        return self._record(
+            now, measured, raw, decision.target, decision.fired, plan_end=plan_end, holding=False
+        )
 
     def _record(
         self,
@@ -342,17 +350,17 @@ class ControlLoop:
         *,
         plan_end: float | None = None,
         holding: bool | None = None,
-    ) -> None:
-        self._stage = "recorder"
+    ) -> StepRecord:
+        """This tick's step record, as the :class:`Tick` event carries it."""
         held = self.holding if holding is None else holding
-        self._recorder.step(
+        return StepRecord(
             time_s=now,
             measured=measured,
             raw=raw,
             safe=safe,
-            fired=fired,
+            fired=tuple(fired),
             holding=held,
-            reason=self.hold_reason if held else None,
+            hold_reason=self.hold_reason if held else None,
             plan_end=plan_end,
         )
 
@@ -377,38 +385,50 @@ class ControlLoop:
     async def _on_fault(self, now: float, exc: Exception) -> None:
         """An exception escaped stage ``self._stage`` of this tick: hold (or e-stop), never raise."""
         stage = self._stage
+        if isinstance(exc, PlanFault):
+            stage, error = exc.stage, exc.error
+        elif isinstance(exc, SubscriberError):
+            stage, error = SUBSCRIBER_STAGES.get(exc.subscriber, "metrics"), exc.__cause__ or exc
+        else:
+            error = exc
         self._faults += 1
-        self._stats.tick_faults[stage] += 1
+        self._events.publish_quietly(TickFault(now, stage, _short(repr(error))))
         if stage == "state":
-            await self._estop(f"driver returned an unusable robot state: {exc!r}")
+            await self._estop(f"driver returned an unusable robot state: {error!r}", now)
             return
         if stage == "recorder":
-            self._drop_recorder(exc)
+            self._drop_recorder(error)
         if stage in ("trajectory", "action_space"):
             # The plan itself is bad (a chunk Ruckig cannot follow): asking again at once would
-            # fetch its twin every tick and the streak would latch the e-stop; the agent backs off.
-            self._link.plan_faults += 1
+            # fetch its twin every tick and the streak would latch the e-stop; the plan backs off.
+            self._plan.faulted(now)
         if self._faults == 1 or stage != self._fault_stage:
             # The traceback once per streak: this is a bug (or a rogue input) worth a report.
-            logger.error("Control tick failed in the %s: %r", stage, exc, exc_info=exc)
+            logger.error("Control tick failed in the %s: %r", stage, error, exc_info=error)
         self._fault_stage = stage
-        if self.estopped:
+        if self._latched:
             return
         if self._faults >= self._max_faults:
             await self._estop(
-                f"{self._faults} consecutive faulty control ticks (last in the {stage}: {_short(repr(exc))})"
+                f"{self._faults} consecutive faulty control ticks (last in the {stage}: {_short(repr(error))})",
+                now,
             )
             return
-        await self._enter_hold(FAULT_REASONS[stage], _short(repr(exc)))
+        await self._enter_hold(now, FAULT_REASONS[stage], _short(repr(error)))
 
-    def _drop_recorder(self, exc: Exception) -> None:
-        """The recorder raised: stop recording (one warning naming the files), carry on."""
-        recorder, self._recorder = self._recorder, NullRecorder()
-        self._quietly("recorder", recorder.stop, f"it raised {exc!r}")
+    def _drop_recorder(self, exc: BaseException) -> None:
+        """The recorder raised: take it off the bus and stop it (one warning naming the files),
+        carry on."""
+        for subscriber in self._events.subscribers:
+            if subscriber.name == "recorder":
+                self._events.remove(subscriber)
+                stop = getattr(subscriber, "stop", None)
+                if stop is not None:
+                    self._quietly("recorder", stop, f"it raised {exc!r}")
 
     def _quietly(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
-        """Bookkeeping (metrics, recorder) on the way to a hold or an e-stop: if it fails, report
-        it once and carry on, so that it never keeps the arm from stopping."""
+        """A call on the way to a hold or an e-stop: if it fails, report it once and carry on, so
+        that it never keeps the arm from stopping."""
         try:
             fn(*args)
         except Exception as exc:
@@ -428,53 +448,32 @@ class ControlLoop:
             self._robot.command_gripper(target.gripper)
             self._last_gripper = target.gripper
 
-    def _watchdog_reason(self) -> str:
-        link = self._link
-        if not link.up:
-            return "stream_down" if link.ever_up else "waiting_for_server"
-        if link.problem is not None:
-            return link.problem
-        if link.chunks == 0:
-            return "waiting_for_server"
-        if link.in_flight_since is not None:
-            return "late"
-        return "chunk_exhausted"
-
     async def _enter_hold(
-        self, reason: str, detail: str | None = None, *, drop_plan: bool | None = None
+        self, now: float, reason: str, detail: str | None = None, *, drop_plan: bool | None = None
     ) -> None:
-        """Hold for ``reason`` (one of :data:`HOLD_REASONS`): command the hold first, then count.
-        Already holding for another cause: relabel (counted, logged, the hold not re-commanded).
+        """Hold for ``reason`` (one of :data:`HOLD_REASONS`): command the hold first, then publish.
+        Already holding for another cause: relabel (published, logged, the hold not re-commanded).
         The plan is dropped when ``drop_plan``, by default unless ``reason`` is one of
         :data:`PLAN_KEEPING_REASONS`."""
         if drop_plan is None:
             drop_plan = reason not in PLAN_KEEPING_REASONS
-        if drop_plan and self.trajectory is not None:
-            self.trajectory.clear()
-            if reason in BAD_PLAN_REASONS:
-                self._dropped_for = (reason, self._link.chunks)
-        if self.estopped or (self.holding and reason == self.hold_reason):
+        if drop_plan:
+            self._plan.clear(reason)
+        if self._latched or (self.holding and reason == self.hold_reason):
             return
         previous = self.hold_reason if self.holding else None
         if previous is None:
-            await self._command_hold(reason)  # before any bookkeeping, which must not delay it
-            if self.estopped:  # the hold itself failed
+            await self._command_hold(reason, now)  # before any bookkeeping, which must not delay it
+            if self._latched:  # the hold itself failed
                 return
         self.holding = True
         self.hold_reason = reason
-        stats = self._stats
-        stats.holds[reason] += 1
-        if previous is not None:
-            stats.hold_relabels += 1
-        elif self._link.chunks > 0:
-            stats.holds_after_first_chunk += 1
-        if reason == "late":
-            stats.deadline_misses += 1
-            self._quietly("metrics", self._metrics.deadline_miss.inc)
-        self._quietly("metrics", self._metrics.hold.labels(reason).inc)
-        self._quietly("metrics", self._metrics.holding.set, 1)
-        extra = {"previous": previous} if previous is not None else {}
-        self._quietly("recorder", lambda: self._recorder.event("hold", reason, **extra))
+        self._plan.note_holding(True)
+        self._events.publish_quietly(
+            Hold(now, reason, previous, detail, after_first_chunk=self._plan.status.chunks > 0)
+        )
+        if reason == "late":  # the plan ran out with a request outstanding: a deadline miss
+            self._events.publish_quietly(DeadlineMiss(now))
         level = logging.INFO if reason == "waiting_for_server" else logging.WARNING
         because = f" ({detail})" if detail else ""
         if previous is None:
@@ -483,32 +482,29 @@ class ControlLoop:
             logger.log(level, "Still holding, now for %s%s (was %s)", reason, because, previous)
 
     def _leave_hold(self, now: float) -> None:
-        logger.info("Resuming after hold (%s)", self.hold_reason)
-        self._dropped_for = None
-        self._quietly("recorder", self._recorder.event, "resume", self.hold_reason or "")
+        reason = self.hold_reason or ""
+        logger.info("Resuming after hold (%s)", reason)
         self.holding = False
         self.hold_reason = None
-        self._quietly("metrics", self._metrics.holding.set, 0)
+        self._plan.note_holding(False)
+        self._events.publish_quietly(Resume(now, reason))
 
-    async def _command_hold(self, reason: str) -> None:
+    async def _command_hold(self, reason: str, now: float) -> None:
         try:
             await self._call(self._robot.hold)
         except Exception as exc:
-            await self._estop(f"driver hold failed ({reason}): {exc!r}")
+            await self._estop(f"driver hold failed ({reason}): {exc!r}", now)
 
-    async def _estop(self, reason: str) -> None:
+    async def _estop(self, reason: str, now: float) -> None:
         """Latch the e-stop and stop the arm, once."""
-        self._quietly("shield", self._shield.estop.trigger, reason)
-        if self.estopped:
+        self._quietly("shield", self._estop_latch.trigger, reason)
+        if self._latched:
             return
-        self.estopped = True
+        self._latched = True
         self.holding = True
         self.hold_reason = "estop"
-        self._stats.estops += 1
-        self._stats.estop_reason = reason
-        self._quietly("metrics", self._metrics.estop.inc)
-        self._quietly("metrics", self._metrics.holding.set, 1)
-        self._quietly("recorder", self._recorder.event, "estop", reason)
+        self._plan.note_holding(True)
+        self._events.publish_quietly(EStopLatched(now, reason))
         logger.error("E-stop latched: %s. The arm stays stopped until an explicit reset.", reason)
         try:
             await self._call(self._robot.emergency_stop)

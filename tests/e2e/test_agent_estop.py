@@ -74,7 +74,7 @@ async def test_an_estop_while_serving_ends_the_run_before_its_duration(tmp_path:
     run_file = RunFile.for_this_process(tmp_path / "run", server="127.0.0.1:1", robot="sim")
     agent = Agent(agent_config(unused_port(), duration_s=600.0), run_file=run_file)
     async with running(agent) as task:
-        await poll_until(lambda: agent.stats.ticks > 5, timeout=10)
+        await poll_until(lambda: agent.status().ticks > 5, timeout=10)
         agent.trigger_estop("operator signal SIGUSR1")  # what the SIGUSR1 handler does
         async with asyncio.timeout(10):
             await asyncio.wait({task})

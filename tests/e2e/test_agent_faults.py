@@ -50,11 +50,11 @@ async def test_a_driver_exception_latches_the_estop_and_nothing_moves_after(tmp_
     async with server_on(bundle(tmp_path / "circle", "Circle", name="flaky")) as server:
         agent = Agent(agent_config(server.port, **{"record.dir": str(tmp_path / "ep")}), robot=arm)
         async with running(agent) as task:
-            await poll_until(lambda: agent.control.estopped, timeout=10)
-            chunks = agent.stats.chunks
+            await poll_until(lambda: agent.status().estopped, timeout=10)
+            chunks = agent.status().chunks
             async with asyncio.timeout(10):
                 await asyncio.wait({task})  # the latched e-stop ends the run on its own (issue 10, kind 7)
-            assert agent.stats.chunks == chunks  # asking for nothing more
+            assert agent.status().chunks == chunks  # asking for nothing more
     assert arm.estopped
     assert arm.commands_after_failure == 0
     assert agent.summary["estops"] == 1
@@ -69,7 +69,7 @@ async def test_a_spec_that_no_longer_fits_after_reconnect_stops_with_spec_mismat
     async with rogue_server(servicer) as port:
         agent = Agent(agent_config(port))
         task = asyncio.create_task(agent.serve())
-        await poll_until(lambda: agent.link.chunks >= 2, timeout=10)
+        await poll_until(lambda: agent.status().chunks >= 2, timeout=10)
     # The server comes back on the same port with a policy for another arm.
     servicer.spec_overrides = {"action_space": "joint_absolute", "action_dim": 6}
     async with rogue_server(servicer, port=port):

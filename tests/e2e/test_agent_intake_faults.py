@@ -32,9 +32,9 @@ async def test_a_chunk_that_cannot_be_planned_is_refused_and_the_agent_carries_o
     async with server_on(bundle(tmp_path / "circle", "Circle")) as server:
         agent = Agent(agent_config(server.port, **{"record.dir": str(record)}))
         async with running(agent) as task:
-            await poll_until(lambda: agent.stats.rejected_chunks["invalid_chunk"] >= 1, timeout=10)
-            await poll_until(lambda: calls["n"] > 6 and agent.link.chunks >= 3, timeout=10)
-            assert not task.done() and not agent.control.estopped
+            await poll_until(lambda: agent.status().rejected_chunks["invalid_chunk"] >= 1, timeout=10)
+            await poll_until(lambda: calls["n"] > 6 and agent.status().chunks >= 3, timeout=10)
+            assert not task.done() and not agent.status().estopped
     assert agent.summary["rejected_chunks"]["invalid_chunk"] == 3
     rejected = [e for e in read_jsonl(record / "events.jsonl") if e["event"] == "chunk_rejected"]
     assert "could not be planned: OverflowError('math range error')" in rejected[0]["detail"]
@@ -56,14 +56,14 @@ async def test_a_request_that_cannot_be_built_holds_backs_off_and_recovers(
     async with server_on(bundle(tmp_path / "circle", "Circle")) as server:
         agent = Agent(agent_config(server.port, **{"server.backoff_max_s": 0.2}))
         async with running(agent) as task:
-            await poll_until(lambda: agent.link.chunks >= 2, timeout=10)
+            await poll_until(lambda: agent.status().chunks >= 2, timeout=10)
             failing["on"] = True
-            await poll_until(lambda: agent.control.hold_reason == "invalid_request", timeout=10)
-            ticks = agent.stats.ticks
-            await poll_until(lambda: agent.stats.ticks >= ticks + 50, timeout=5)
+            await poll_until(lambda: agent.status().hold_reason == "invalid_request", timeout=10)
+            ticks = agent.status().ticks
+            await poll_until(lambda: agent.status().ticks >= ticks + 50, timeout=5)
             # Backing off (0.05, 0.1, 0.2 s...), not one try per 10 ms tick.
             assert failing["tries"] <= 10, failing["tries"]
             failing["on"] = False
-            chunks = agent.stats.chunks
-            await poll_until(lambda: agent.stats.chunks > chunks and not agent.control.holding, timeout=5)
+            chunks = agent.status().chunks
+            await poll_until(lambda: agent.status().chunks > chunks and not agent.status().holding, timeout=5)
             assert not task.done()

@@ -53,13 +53,15 @@ async def test_slow_policy_holds_late_and_executes_nothing_past_its_time(tmp_pat
         async with server_on(policy) as server:
             agent = Agent(agent_config(server.port, **{"record.dir": str(record)}))
             async with running(agent):
-                await poll_until(lambda: agent.link.chunks >= 2, timeout=10)
+                await poll_until(lambda: agent.status().chunks >= 2, timeout=10)
                 gate.clear()  # the next predict blocks: longer than a chunk lasts
-                await poll_until(lambda: agent.control.holding, timeout=5)
-                assert agent.control.hold_reason == "late"
-                chunks = agent.link.chunks
+                await poll_until(lambda: agent.status().holding, timeout=5)
+                assert agent.status().hold_reason == "late"
+                chunks = agent.status().chunks
                 gate.set()
-                await poll_until(lambda: agent.link.chunks > chunks and not agent.control.holding, timeout=5)
+                await poll_until(
+                    lambda: agent.status().chunks > chunks and not agent.status().holding, timeout=5
+                )
     finally:
         gate.set()
         agent_policies.GATES.pop("slow", None)
@@ -83,7 +85,7 @@ async def test_a_policy_slower_than_its_chunks_drops_stale_actions_and_holds_lat
     async with server_on(policy) as server:
         agent = Agent(agent_config(server.port, **{"record.dir": str(record)}))
         async with running(agent):
-            await poll_until(lambda: agent.stats.holds.get("late", 0) >= 2, timeout=10)
+            await poll_until(lambda: agent.status().holds.get("late", 0) >= 2, timeout=10)
 
     summary = agent.summary
     assert summary["deadline_misses"] >= 2
@@ -103,17 +105,17 @@ async def test_server_killed_holds_then_reconnects_and_carries_on(tmp_path: Path
     agent = Agent(agent_config(port, **{"record.dir": str(record)}))
     try:
         async with running(agent):
-            await poll_until(lambda: agent.link.chunks >= 3, timeout=10)
+            await poll_until(lambda: agent.status().chunks >= 3, timeout=10)
             await first_server.__aexit__(None, None, None)  # the server goes away
-            killed_plan_end = agent.control.trajectory.end_time
-            await poll_until(lambda: agent.control.holding, timeout=5)
-            assert agent.control.hold_reason == "stream_down"
+            killed_plan_end = agent.status().plan_end
+            await poll_until(lambda: agent.status().holding, timeout=5)
+            assert agent.status().hold_reason == "stream_down"
             # Held by the time the chunk's valid actions ran out (plus a tick).
-            assert agent.control.latest_state.time_s <= killed_plan_end + 0.03
-            chunks = agent.link.chunks
+            assert agent.status().state_time_s <= killed_plan_end + 0.03
+            chunks = agent.status().chunks
             async with server_on(policy, port=port):
                 await poll_until(
-                    lambda: agent.link.chunks > chunks + 2 and not agent.control.holding, timeout=10
+                    lambda: agent.status().chunks > chunks + 2 and not agent.status().holding, timeout=10
                 )
     finally:
         await first_server.__aexit__(None, None, None)
@@ -148,11 +150,13 @@ async def test_no_server_at_start_arm_never_moves_and_agent_says_what_it_waits_f
                 ),
                 timeout=10,
             )
-            assert agent.control.holding and agent.control.hold_reason == "waiting_for_server"
+            assert agent.status().holding and agent.status().hold_reason == "waiting_for_server"
             np.testing.assert_allclose(agent.robot.true_joints(), home, atol=1e-9)
             # The server appears: the agent connects on its own and starts moving.
             async with server_on(bundle(tmp_path / "late", "Circle", name="late"), port=port):
-                await poll_until(lambda: agent.link.chunks >= 1 and not agent.control.holding, timeout=10)
+                await poll_until(
+                    lambda: agent.status().chunks >= 1 and not agent.status().holding, timeout=10
+                )
     message = next(r.getMessage() for r in caplog.records if "Waiting for inference server" in r.getMessage())
     assert message.startswith(f"Waiting for inference server at 127.0.0.1:{port} (attempt 1, next in")
     steps = read_jsonl(record / "steps.jsonl")

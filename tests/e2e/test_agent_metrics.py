@@ -31,7 +31,9 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     async with server_on(bundle(tmp_path / "circle", "Circle", name="metrics")) as server:
         agent = Agent(agent_config(server.port, metrics_port=0))
         async with running(agent):
-            await poll_until(lambda: agent.link.chunks >= 3 and agent.metrics_port is not None, timeout=10)
+            await poll_until(
+                lambda: agent.status().chunks >= 3 and agent.metrics_port is not None, timeout=10
+            )
             url = f"http://127.0.0.1:{agent.metrics_port}/metrics"
             text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
     families = {f.name: f for f in text_string_to_metric_families(text)}

@@ -44,7 +44,7 @@ async def test_no_endpoint_when_metrics_port_is_off() -> None:
     agent = Agent(agent_config(_refused_port(), metrics_port=None))
     task = asyncio.create_task(agent.serve())
     try:
-        await poll_until(lambda: agent.stats.ticks >= 5 or task.done(), timeout=10)
+        await poll_until(lambda: agent.status().ticks >= 5 or task.done(), timeout=10)
         assert agent.metrics_port is None
     finally:
         agent.request_stop()

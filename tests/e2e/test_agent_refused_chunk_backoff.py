@@ -39,11 +39,11 @@ async def test_refused_chunks_back_off_exponentially_and_recover(bad: np.ndarray
         agent = Agent(agent_config(port, **BACKOFF))
         async with running(agent):
             await poll_until(lambda: len(servicer.arrivals) >= servicer.good + 6, timeout=10)
-            assert agent.control.holding and agent.control.hold_reason == reason
+            assert agent.status().holding and agent.status().hold_reason == reason
             assert_backed_off(servicer.arrivals[servicer.good :])
             servicer.recover.set()
-            await poll_until(lambda: not agent.control.holding, timeout=5)
+            await poll_until(lambda: not agent.status().holding, timeout=5)
             n = len(servicer.arrivals)
             await poll_until(lambda: len(servicer.arrivals) >= n + 3, timeout=5)  # asking again
-            assert not agent.control.estopped
+            assert not agent.status().estopped
     assert agent.summary["rejected_chunks"][reason] >= 6

@@ -38,7 +38,7 @@ async def test_two_vga_cameras_stream_to_a_one_mib_server(tmp_path: Path) -> Non
             )
         )
         async with running(agent, timeout=30) as task:
-            await poll_until(lambda: agent.link.chunks >= 5, timeout=20)
+            await poll_until(lambda: agent.status().chunks >= 5, timeout=20)
             assert not task.done()
     status = agent.summary["server_status"]
     assert status.get("OK", 0) >= 5 and "INVALID" not in status, status

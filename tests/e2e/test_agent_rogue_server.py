@@ -30,13 +30,15 @@ async def test_bad_chunk_is_dropped_counted_and_held(tmp_path: Path, bad: np.nda
     async with rogue_server(servicer) as port:
         agent = Agent(agent_config(port, **{"record.dir": str(record)}))
         async with running(agent):
-            await poll_until(lambda: agent.link.chunks >= 1, timeout=10)
-            await poll_until(lambda: agent.control.holding and agent.control.hold_reason == reason, timeout=5)
-            rejected = agent.stats.rejected_chunks[reason]
+            await poll_until(lambda: agent.status().chunks >= 1, timeout=10)
             await poll_until(
-                lambda: agent.stats.rejected_chunks[reason] > rejected, timeout=5
+                lambda: agent.status().holding and agent.status().hold_reason == reason, timeout=5
+            )
+            rejected = agent.status().rejected_chunks[reason]
+            await poll_until(
+                lambda: agent.status().rejected_chunks[reason] > rejected, timeout=5
             )  # still running
-            assert agent.control.holding and not agent.control.estopped
+            assert agent.status().holding and not agent.status().estopped
 
     summary = agent.summary
     assert summary["rejected_chunks"][reason] >= 2
@@ -58,8 +60,8 @@ async def test_a_lying_capture_time_echo_changes_nothing(tmp_path: Path, offset_
     async with rogue_server(servicer) as port:
         agent = Agent(agent_config(port))
         async with running(agent):
-            await poll_until(lambda: agent.link.chunks >= 3 and not agent.control.holding, timeout=10)
-            assert agent.control.trajectory.end_time < agent.control.latest_state.time_s + H * DT + 0.5
+            await poll_until(lambda: agent.status().chunks >= 3 and not agent.status().holding, timeout=10)
+            assert agent.status().plan_end < agent.status().state_time_s + H * DT + 0.5
     assert agent.stats.roundtrips.values().max() < 1.0
 
 
@@ -79,9 +81,9 @@ async def test_ruckig_refusing_a_far_chunk_holds_and_the_agent_keeps_running(tmp
             # More bad plans than control.max_consecutive_faults (5): each is dropped and the next
             # request waits (backoff), so the faults never come tick after tick and the e-stop
             # (for a fault the loop cannot get out of) stays off.
-            await poll_until(lambda: agent.stats.tick_faults["trajectory"] >= 7, timeout=15)
-            assert agent.control.hold_reason in (None, "trajectory_error") and not agent.control.estopped
-            faults = agent.stats.tick_faults["trajectory"]
+            await poll_until(lambda: agent.status().tick_faults["trajectory"] >= 7, timeout=15)
+            assert agent.status().hold_reason in (None, "trajectory_error") and not agent.status().estopped
+            faults = agent.status().tick_faults["trajectory"]
             assert servicer.answered <= servicer.good + faults + 2, (servicer.answered, faults)
     summary = agent.summary
     assert summary["holds"]["trajectory_error"] >= 1 and summary["estops"] == 0

@@ -102,18 +102,18 @@ async def test_a_frozen_camera_stops_requests_holds_stale_observation_and_resume
     async with server_on(policy) as server:
         agent = Agent(agent_config(server.port, **{"record.dir": str(record)}))
         async with running(agent):
-            await poll_until(lambda: agent.link.chunks >= 3 and not agent.control.holding, timeout=10)
+            await poll_until(lambda: agent.status().chunks >= 3 and not agent.status().holding, timeout=10)
             (camera,) = cameras
             camera.freeze()
-            await poll_until(lambda: agent.control.hold_reason == "stale_observation", timeout=5)
+            await poll_until(lambda: agent.status().hold_reason == "stale_observation", timeout=5)
             requests_when_held = len(frame_ages)
-            ticks = agent.stats.ticks
-            await poll_until(lambda: agent.stats.ticks > ticks + 30, timeout=5)
+            ticks = agent.status().ticks
+            await poll_until(lambda: agent.status().ticks > ticks + 30, timeout=5)
             assert len(frame_ages) == requests_when_held  # nothing asked on the frozen frame
-            assert agent.control.holding and agent.control.hold_reason == "stale_observation"
+            assert agent.status().holding and agent.status().hold_reason == "stale_observation"
             camera.thaw()
-            chunks = agent.stats.chunks
-            await poll_until(lambda: agent.stats.chunks > chunks and not agent.control.holding, timeout=5)
+            chunks = agent.status().chunks
+            await poll_until(lambda: agent.status().chunks > chunks and not agent.status().holding, timeout=5)
     bound = 3 / 30  # three frame periods of the 30 fps default
     slack = 0.05  # between the check and the build (a thread hop)
     assert max(frame_ages) < bound + slack, sorted(frame_ages)[-5:]
@@ -132,8 +132,8 @@ async def test_a_camera_bound_from_config_is_used(
     async with server_on(policy) as server:
         agent = Agent(agent_config(server.port, **overrides))
         async with running(agent):
-            await poll_until(lambda: agent.link.chunks >= 2, timeout=10)
-            assert agent._frame_age_bounds == {"front": pytest.approx(0.4)}
+            await poll_until(lambda: agent.status().chunks >= 2, timeout=10)
+            assert agent.status().frame_age_bounds == {"front": pytest.approx(0.4)}
 
 
 def test_the_frame_age_bound_defaults_to_three_periods_capped_by_the_request_budget() -> None:
@@ -168,12 +168,12 @@ async def test_refused_requests_back_off_exponentially_hold_and_recover(status: 
     async with rogue_server(servicer) as port:
         agent = Agent(agent_config(port, **BACKOFF))
         async with running(agent):
-            await poll_until(lambda: agent.control.hold_reason == reason, timeout=10)
+            await poll_until(lambda: agent.status().hold_reason == reason, timeout=10)
             await poll_until(lambda: len(servicer.arrivals) >= servicer.good + 6, timeout=10)
             assert_backed_off(servicer.arrivals[servicer.good :])
-            assert agent.control.holding and agent.control.hold_reason == reason
+            assert agent.status().holding and agent.status().hold_reason == reason
             servicer.recover.set()
-            await poll_until(lambda: not agent.control.holding, timeout=5)
+            await poll_until(lambda: not agent.status().holding, timeout=5)
             n = len(servicer.arrivals)
             await poll_until(lambda: len(servicer.arrivals) >= n + 3, timeout=5)
     assert agent.summary["rejected_chunks"][reason] >= 6

@@ -97,14 +97,14 @@ async def test_a_malformed_response_is_held_and_the_agent_keeps_running(
     async with rogue_server(bad) as port:
         agent = Agent(agent_config(port, **{"record.dir": str(record)}))
         async with running(agent) as task:
-            await poll_until(lambda: agent.link.chunks >= 1, timeout=10)
+            await poll_until(lambda: agent.status().chunks >= 1, timeout=10)
             # The good chunks run out; nothing replaces them: the arm holds, naming why.
             await poll_until(
-                lambda: agent.control.holding and agent.control.hold_reason == "invalid_chunk", timeout=10
+                lambda: agent.status().holding and agent.status().hold_reason == "invalid_chunk", timeout=10
             )
-            rejected = agent.stats.rejected_chunks["invalid_chunk"]
-            await poll_until(lambda: agent.stats.rejected_chunks["invalid_chunk"] > rejected, timeout=10)
-            assert not task.done() and not agent.control.estopped  # still running, still asking
+            rejected = agent.status().rejected_chunks["invalid_chunk"]
+            await poll_until(lambda: agent.status().rejected_chunks["invalid_chunk"] > rejected, timeout=10)
+            assert not task.done() and not agent.status().estopped  # still running, still asking
     assert agent.summary["estops"] == 0
     rejected = [e for e in read_jsonl(record / "events.jsonl") if e["event"] == "chunk_rejected"]
     assert rejected and rejected[0]["reason"] == "invalid_chunk"

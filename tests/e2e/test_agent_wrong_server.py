@@ -23,7 +23,7 @@ async def test_an_agent_pointed_at_an_http_server_stops_at_once_naming_it() -> N
             async with asyncio.timeout(10):
                 await agent.serve()
     assert agent.summary is not None  # the shutdown ran: driver stopped, summary written
-    assert agent.stats.reconnects == 0 and not agent.connected.is_set()
+    assert agent.status().reconnects == 0 and not agent.connected.is_set()
 
 
 async def test_an_agent_keeps_waiting_while_nothing_listens(caplog: pytest.LogCaptureFixture) -> None:

@@ -83,7 +83,7 @@ async def test_a_joint_dive_never_commands_the_tool_into_the_table(
         agent = Agent(agent_config(port, safety=safety, **{"record.dir": str(record)}))
         async with running(agent, timeout=60):
             # Until the shield has stopped the dive (and the e-stop may follow the holds).
-            await poll_until(lambda: agent.stats.safety_interventions[stopped_by] > 0, timeout=40)
+            await poll_until(lambda: agent.status().safety_interventions[stopped_by] > 0, timeout=40)
     cfg = SafetyConfig.from_mapping(safety)
     steps = read_jsonl(record / "steps.jsonl")
     sent = [np.asarray(s["safe"]["joints"]) for s in steps if s["safe"] is not None and not s["holding"]]

@@ -76,15 +76,15 @@ async def agent_via_proxy(upstream_port: int, record: Path) -> AsyncIterator[tup
     async with FaultProxy("127.0.0.1", upstream_port) as proxy:
         agent = Agent(agent_config(proxy.port, **{"record.dir": str(record)}))
         async with running(agent):
-            await poll_until(lambda: agent.link.chunks >= 3 and not agent.control.holding, timeout=10)
+            await poll_until(lambda: agent.status().chunks >= 3 and not agent.status().holding, timeout=10)
             yield agent, proxy
 
 
 async def resumed(agent: Agent, more: int = 3, timeout: float = 10) -> None:
     """Wait until ``more`` new chunks arrived and the arm moves again."""
-    chunks = agent.link.chunks
+    chunks = agent.status().chunks
     await poll_until(
-        lambda: agent.link.chunks >= chunks + more and not agent.control.holding, timeout=timeout
+        lambda: agent.status().chunks >= chunks + more and not agent.status().holding, timeout=timeout
     )
 
 
@@ -116,8 +116,8 @@ async def test_fixed_delay_lengthens_the_round_trip_and_the_arm_keeps_going(tmp_
     async def delay(agent: Agent, proxy: FaultProxy) -> None:
         before = len(agent.stats.roundtrips)
         proxy.set_delay(0.08)  # each way: the round trip grows by >= 160 ms
-        chunks = agent.link.chunks
-        await poll_until(lambda: agent.link.chunks >= chunks + 3, timeout=10)
+        chunks = agent.status().chunks
+        await poll_until(lambda: agent.status().chunks >= chunks + 3, timeout=10)
         seen["rtt"] = roundtrips_since(agent, before)
 
     await fault_window(tmp_path, delay)
@@ -131,8 +131,8 @@ async def test_jitter_never_reorders_and_actions_stay_within_their_time(tmp_path
     async def jitter(agent: Agent, proxy: FaultProxy) -> None:
         before = len(agent.stats.roundtrips)
         proxy.set_delay(0.06, jitter_s=0.05)
-        chunks = agent.link.chunks
-        await poll_until(lambda: agent.link.chunks >= chunks + 4, timeout=10)
+        chunks = agent.status().chunks
+        await poll_until(lambda: agent.status().chunks >= chunks + 4, timeout=10)
         seen["rtt"] = roundtrips_since(agent, before)
 
     agent, _, _, _ = await fault_window(tmp_path, jitter)
@@ -145,7 +145,7 @@ async def test_a_bandwidth_cap_slows_requests_to_late_holds_then_recovers(tmp_pa
     # than a chunk lasts (0.5 s), so the plan runs out while the request is on its way.
     async def capped(agent: Agent, proxy: FaultProxy) -> None:
         proxy.set_bandwidth(12_000)
-        await poll_until(lambda: agent.control.holding and agent.control.hold_reason == "late", timeout=10)
+        await poll_until(lambda: agent.status().holding and agent.status().hold_reason == "late", timeout=10)
 
     agent, steps, start, end = await fault_window(tmp_path, capped)
     assert run_out_holds(steps, start, end)
@@ -155,9 +155,9 @@ async def test_a_bandwidth_cap_slows_requests_to_late_holds_then_recovers(tmp_pa
 async def test_burst_stalls_hold_at_the_plan_end_and_resume_between_bursts(tmp_path: Path) -> None:
     async def stalls(agent: Agent, proxy: FaultProxy) -> None:
         proxy.set_stalls(1.0, 0.8)  # 0.8 s of silence every second: longer than a chunk
-        await poll_until(lambda: agent.stats.holds.get("late", 0) >= 1, timeout=10)
-        chunks = agent.link.chunks
-        await poll_until(lambda: agent.link.chunks > chunks, timeout=10)  # a burst got through
+        await poll_until(lambda: agent.status().holds.get("late", 0) >= 1, timeout=10)
+        chunks = agent.status().chunks
+        await poll_until(lambda: agent.status().chunks > chunks, timeout=10)  # a burst got through
 
     _, steps, start, end = await fault_window(tmp_path, stalls)
     assert run_out_holds(steps, start, end)
@@ -168,11 +168,11 @@ async def test_a_partition_keeps_the_socket_holds_at_the_plan_end_and_resumes(tm
 
     async def partition(agent: Agent, proxy: FaultProxy) -> None:
         proxy.partition()
-        seen["plan_end"] = agent.control.trajectory.end_time
-        await poll_until(lambda: agent.control.hold_reason in RUN_OUT, timeout=5)
-        seen["reason"] = agent.control.hold_reason
+        seen["plan_end"] = agent.status().plan_end
+        await poll_until(lambda: agent.status().hold_reason in RUN_OUT, timeout=5)
+        seen["reason"] = agent.status().hold_reason
         await asyncio.sleep(0.5)  # the partition lasts: the arm stays held, the socket stays open
-        assert agent.control.hold_reason in RUN_OUT
+        assert agent.status().hold_reason in RUN_OUT
         assert proxy.connections == 1 and proxy.accepted == 1
 
     _, steps, start, end = await fault_window(tmp_path, partition)
@@ -225,9 +225,9 @@ async def test_a_server_frozen_with_sigstop_is_waited_out_and_the_run_resumes(tm
         async with agent_via_proxy(port, record) as (agent, _):
             start = time.monotonic()
             with frozen(proc.pid):
-                seen["plan_end"] = agent.control.trajectory.end_time
-                await poll_until(lambda: agent.control.hold_reason in RUN_OUT, timeout=5)
-                seen["reason"] = agent.control.hold_reason
+                seen["plan_end"] = agent.status().plan_end
+                await poll_until(lambda: agent.status().hold_reason in RUN_OUT, timeout=5)
+                seen["reason"] = agent.status().hold_reason
                 await asyncio.sleep(0.5)
             end = time.monotonic()
             await resumed(agent)

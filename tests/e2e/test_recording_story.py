@@ -75,7 +75,7 @@ async def test_an_estop_is_the_exit_reason(tmp_path: Path) -> None:
     async with server_on(bundle(tmp_path / "still", "Still")) as server:
         agent = Agent(agent_config(server.port))
         async with running(agent) as task:
-            await poll_until(lambda: agent.link.chunks >= 1, timeout=10)
+            await poll_until(lambda: agent.status().chunks >= 1, timeout=10)
             agent.trigger_estop("operator says stop")
             async with asyncio.timeout(10):
                 await asyncio.wait({task})
@@ -127,8 +127,8 @@ async def test_record_into_an_existing_recording_is_refused_by_the_agent(tmp_pat
 async def _reconnect_with(servicer: RogueServicer, agent: Agent, port: int, **overrides: object) -> None:
     """The server goes away once chunks flow and comes back on the same port with ``overrides``."""
     async with rogue_server(servicer, port=port):
-        await poll_until(lambda: agent.link.chunks >= 2, timeout=10)
-    await poll_until(lambda: not agent.link.up, timeout=10)
+        await poll_until(lambda: agent.status().chunks >= 2, timeout=10)
+    await poll_until(lambda: not agent.status().stream_up, timeout=10)
     servicer.spec_overrides = dict(overrides)
 
 
@@ -174,7 +174,9 @@ async def test_a_policy_change_is_accepted_when_the_config_allows_it(tmp_path: P
     async with running(agent):
         await _reconnect_with(servicer, agent, port, version="2")
         async with rogue_server(servicer, port=port):
-            await poll_until(lambda: agent.stats.reconnects >= 1 and agent.link.chunks >= 4, timeout=10)
+            await poll_until(
+                lambda: agent.status().reconnects >= 1 and agent.status().chunks >= 4, timeout=10
+            )
     assert agent.summary["policy"]["version"] == "2" and agent.summary["exit_reason"] == "stop"
     events = read_jsonl(record / "events.jsonl")
     changes = [e for e in events if e["event"] == "policy_change"]

@@ -17,15 +17,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from robot_agent.action_space import ActionSpace, measured_from_state
-from robot_agent.control import ControlLoop, LinkState
+from robot_agent.control import ControlLoop
 from robot_agent.drivers.sim import SimRobot
+from robot_agent.events import EStopLatched, Event, EventBus, Hold, Resume, Tick
 from robot_agent.metrics import AgentMetrics
+from robot_agent.plan import Plan, StreamStatus
 from robot_agent.reasons import FAULT_REASONS, HOLD_REASONS, PLAN_KEEPING_REASONS
-from robot_agent.recorder import NullRecorder
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
-from safety import SafetyConfig, Shield
+from safety import EStop, SafetyConfig, Shield, StepRecord
 from safety.types import Decision, Pose
+from tests.robot_agent.test_control import feed, make_plan
 from tests.utils import poll_until
 
 DT = 0.01  # control period
@@ -55,17 +57,25 @@ class Spy(SimRobot):
         super().emergency_stop()
 
 
-class SpyRecorder(NullRecorder):
+class SpyRecorder:
+    """A recorder on the event bus: the step records, and the hold / resume / e-stop events."""
+
+    name = "recorder"
+
     def __init__(self) -> None:
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[StepRecord] = []
         self.events: list[tuple[str, str]] = []
         self.stopped: str | None = None
 
-    def step(self, **kw: Any) -> None:
-        self.steps.append(kw)
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, Tick):
+            self.step(event.step)
+        elif isinstance(event, Hold | Resume | EStopLatched):
+            kind = {Hold: "hold", Resume: "resume", EStopLatched: "estop"}[type(event)]
+            self.events.append((kind, event.reason))
 
-    def event(self, kind: str, reason: str = "", **_: Any) -> None:
-        self.events.append((kind, reason))
+    def step(self, record: StepRecord) -> None:
+        self.steps.append(record)
 
     def stop(self, reason: str) -> None:
         self.stopped = reason
@@ -75,12 +85,19 @@ class SpyRecorder(NullRecorder):
 class Rig:
     loop: ControlLoop
     robot: Spy
-    link: LinkState
+    plan: Plan
     stats: RunStats
     shield: Shield
     metrics: AgentMetrics
     recorder: SpyRecorder
+    bus: EventBus
+    trajectory: Trajectory  # the plan's, as configured (to inject faults into)
+    space: ActionSpace
     t0: float  # the sim arm's clock at start: tick times are t0 + k * DT
+
+    @property
+    def status(self) -> StreamStatus:
+        return self.plan.status
 
     async def tick(self, k: float, dt: float = DT) -> None:
         """Tick at t0 + k * DT with a state read now and stamped then (fresh)."""
@@ -89,19 +106,12 @@ class Rig:
         await self.loop.tick(now, dt, dataclasses.replace(state, time_s=now))
 
     def feed(self, dx: float = 0.0005, n: int = 40, k: float = 0.0, dt_s: float = 0.05) -> None:
-        """What the stream task does with a good chunk captured and received at tick ``k``."""
+        """A good chunk captured and received at tick ``k``, through the plan's intake."""
         now = self.t0 + k * DT
-        state = self.loop.latest_state
-        assert state is not None and self.loop.action_space is not None and self.loop.trajectory is not None
         deltas = np.zeros((n, 7))
         deltas[:, 0] = dx * np.arange(n)
         deltas[:, 6] = 1.0
-        waypoints = self.loop.action_space.to_waypoints(deltas, state)
-        self.loop.trajectory.add_chunk(
-            waypoints, now, dt_s, now, start=self.loop.action_space.waypoint_of(state)
-        )
-        self.link.chunks += 1
-        self.link.in_flight_since = None
+        feed(self.plan, deltas, capture=now, now=now, dt_s=dt_s)
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -118,26 +128,27 @@ def make_rig(
     robot = Spy()
     robot.connect()
     state = robot.read_state()
-    link = LinkState(up=True, ever_up=True)
     stats = RunStats()
-    shield = Shield(SafetyConfig.from_mapping({}))
+    estop = EStop()
+    shield = Shield(SafetyConfig.from_mapping({}), estop=estop)
     shield.reset(measured_from_state(state))
     metrics = AgentMetrics(CollectorRegistry())
     recorder = SpyRecorder()
+    bus = EventBus([metrics, stats, recorder])
+    plan = make_plan(bus)
     loop = ControlLoop(
-        robot=robot, call_driver=call_driver, shield=shield, link=link, metrics=metrics, stats=stats,
-        recorder=recorder, rate_hz=1 / DT, max_consecutive_faults=max_faults, **loop_kw,
+        robot=robot, call_driver=call_driver, shield=shield, plan=plan, events=bus, estop=estop,
+        rate_hz=1 / DT, max_consecutive_faults=max_faults, **loop_kw,
     )  # fmt: skip
     limits = None
     if interpolation == "ruckig":
         limits = (np.array([0.5] * 3 + [1.5] * 3 + [2.0]), np.array([5.0] * 3 + [15.0] * 3 + [20.0]),
                   np.array([200.0] * 3 + [500.0] * 3 + [1000.0]))  # fmt: skip
-    loop.configure(
-        ActionSpace("ee_delta", 7, 7, reference=state.ee.quaternion),
-        Trajectory(interpolation=interpolation, control_dt=DT, ruckig_limits=limits),
-    )
-    loop.latest_state = state
-    return Rig(loop, robot, link, stats, shield, metrics, recorder, t0=state.time_s)
+    space = ActionSpace("ee_delta", 7, 7, reference=state.ee.quaternion)
+    trajectory = Trajectory(interpolation=interpolation, control_dt=DT, ruckig_limits=limits)
+    plan.configure(space, trajectory)
+    plan.observe(state)
+    return Rig(loop, robot, plan, stats, shield, metrics, recorder, bus, trajectory, space, t0=state.time_s)
 
 
 async def moving(rig: Rig) -> None:
@@ -167,11 +178,11 @@ def inject(rig: Rig, stage: str, times: int | None) -> None:
     """Make ``stage`` of the next tick(s) raise."""
     exc = RuntimeError(f"injected {stage} fault")
     if stage == "trajectory":
-        traj = rig.loop.trajectory
-        traj.sample = Boom(exc, times, traj.sample)  # type: ignore[method-assign,union-attr]
+        traj = rig.trajectory
+        traj.sample = Boom(exc, times, traj.sample)  # type: ignore[method-assign]
     elif stage == "action_space":
-        space = rig.loop.action_space
-        space.target_of = Boom(exc, times, space.target_of)  # type: ignore[method-assign,union-attr]
+        space = rig.space
+        space.target_of = Boom(exc, times, space.target_of)  # type: ignore[method-assign]
     elif stage == "shield":
         rig.shield.filter = Boom(exc, times, rig.shield.filter)  # type: ignore[method-assign]
     elif stage == "recorder":
@@ -182,6 +193,9 @@ def inject(rig: Rig, stage: str, times: int | None) -> None:
     else:  # pragma: no cover
         raise AssertionError(stage)
 
+
+#: Stages that are subscribers of the tick's event, published after the command.
+BOOKKEEPING = ("recorder", "metrics")
 
 STAGES = [
     # stage, hold reason, plan kept
@@ -208,16 +222,18 @@ async def test_a_fault_in_a_stage_holds_with_its_reason(stage: str, reason: str,
     inject(rig, stage, times=1)
     await rig.tick(3)  # must not raise
     assert rig.loop.holding and rig.loop.hold_reason == reason
-    if stage == "recorder":
-        # The recorder's step comes after the command: the hold follows it, then nothing else.
+    if stage in BOOKKEEPING:
+        # The subscribers get the tick's event after the command: the hold follows it.
         assert rig.robot.calls[before:] == ["ee", "hold"]
-        assert rig.recorder.stopped is not None  # told to stop; the loop records no more
+        if stage == "recorder":
+            assert rig.recorder.stopped is not None  # told to stop; the loop records no more
+            assert rig.recorder not in rig.bus.subscribers
     else:
         assert rig.robot.calls[before:] == ["hold"]
     assert rig.stats.tick_faults == {stage: 1}
     assert rig.stats.holds[reason] == 1
     assert rig.metrics.registry.get_sample_value("vla_agent_hold_total", {"reason": reason}) == 1
-    assert (rig.loop.trajectory.end_time is not None) == keeps_plan  # type: ignore[union-attr]
+    assert (rig.plan.end_time is not None) == keeps_plan
     await rig.tick(4)
     if keeps_plan:
         # The fault is gone: the next normal tick resumes on the same plan, no new chunk needed.
@@ -240,19 +256,19 @@ async def test_repeated_faults_latch_the_estop(stage: str, reason: str, keeps_pl
     for k in range(3, 9):
         if rig.loop.estopped:
             break
-        if not keeps_plan and rig.loop.trajectory.end_time is None:  # type: ignore[union-attr]
+        if not keeps_plan and rig.plan.end_time is None:
             rig.feed(k=k)  # a rogue server keeps sending chunks that fault
-        if stage == "recorder" and rig.loop.holding:
-            # The loop dropped the failing recorder: hand it a fresh failing one.
-            rig.loop._recorder = rig.recorder
+        if stage == "recorder" and rig.recorder not in rig.bus.subscribers:
+            # The loop took the failing recorder off the bus: put it back, failing still.
+            rig.bus.add(rig.recorder)
         await rig.tick(k)
     assert rig.loop.estopped and rig.robot.estopped
     assert "3 consecutive faulty control ticks" in (rig.stats.estop_reason or "")
     after = rig.robot.calls[before:]
     assert after[-1] == "emergency_stop"
-    if stage != "recorder":
-        # Only holds after the first fault, then the e-stop. (The recorder runs after the command,
-        # so a plan kept through a recorder fault is commanded again before the next fault.)
+    if stage not in BOOKKEEPING:
+        # Only holds after the first fault, then the e-stop. (The subscribers get each tick after
+        # its command, so a plan kept through a bookkeeping fault is commanded again before the next.)
         assert set(after) <= {"hold", "emergency_stop"}
     assert sum(rig.stats.tick_faults.values()) == 3
 
@@ -270,7 +286,7 @@ async def test_a_driver_exception_latches_the_estop(method: str, calls_after: li
     before = len(rig.robot.calls)
     setattr(rig.robot, method, Boom(RuntimeError(f"{method} reflex")))
     now = rig.t0 + 3 * DT
-    state = rig.loop.latest_state
+    state = rig.plan.latest_state
     await rig.loop.tick(now, DT, None if method == "read_state" else dataclasses.replace(state, time_s=now))
     assert rig.loop.estopped and rig.loop.hold_reason == "estop"
     assert f"{method} reflex" in (rig.stats.estop_reason or "")
@@ -282,7 +298,7 @@ async def test_a_failing_hold_latches_the_estop() -> None:
     await moving(rig)
     rig.robot.hold = Boom(RuntimeError("hold refused"))  # type: ignore[method-assign]
     before = len(rig.robot.calls)
-    rig.link.up = False
+    rig.status.up = False
     await rig.tick(300)  # the plan (to 1.95 s) is over: the watchdog holds, the hold fails
     assert rig.loop.estopped and "hold refused" in (rig.stats.estop_reason or "")
     assert rig.robot.calls[before:] == ["emergency_stop"]
@@ -292,7 +308,7 @@ async def test_an_unusable_state_latches_the_estop() -> None:
     rig = make_rig()
     await moving(rig)
     before = len(rig.robot.calls)
-    state = rig.loop.latest_state
+    state = rig.plan.latest_state
     assert state is not None
     broken = dataclasses.replace(state, ee=None, time_s=rig.t0 + 3 * DT)  # a driver bug
     await rig.loop.tick(rig.t0 + 3 * DT, DT, broken)
@@ -330,13 +346,13 @@ async def test_a_stall_holds_keeps_the_plan_and_resumes_on_it() -> None:
     a plan with 860 ms still valid; the arm then waited a whole round trip."""
     rig = make_rig()
     await moving(rig)  # the plan runs to t0 + 1.95 s
-    end = rig.loop.trajectory.end_time  # type: ignore[union-attr]
+    end = rig.plan.end_time
     await rig.tick(20, dt=0.15)  # the process lost the CPU for 150 ms
     assert rig.loop.holding and rig.loop.hold_reason == "stall"
-    assert rig.loop.trajectory.end_time == end  # type: ignore[union-attr]
+    assert rig.plan.end_time == end
     await rig.tick(21)
     assert not rig.loop.holding and rig.robot.calls[-1] == "ee"
-    assert rig.stats.holds == {"stall": 1} and rig.link.chunks == 1
+    assert rig.stats.holds == {"stall": 1} and rig.status.chunks == 1
 
 
 async def test_a_new_cause_while_holding_relabels_the_hold_and_counts_it(
@@ -347,7 +363,7 @@ async def test_a_new_cause_while_holding_relabels_the_hold_and_counts_it(
     await rig.tick(3, dt=0.15)
     assert rig.loop.hold_reason == "stall"
     holds_commanded = rig.robot.calls.count("hold")
-    rig.link.up = False
+    rig.status.up = False
     with caplog.at_level(logging.WARNING, logger="robot_agent.control"):
         await rig.tick(500)  # the plan is over and the stream is gone
     assert rig.loop.hold_reason == "stream_down"
@@ -355,7 +371,7 @@ async def test_a_new_cause_while_holding_relabels_the_hold_and_counts_it(
     assert rig.robot.calls.count("hold") == holds_commanded  # the arm already holds
     assert "now for stream_down (was stall)" in caplog.text
     assert rig.recorder.events[-1] == ("hold", "stream_down")
-    assert rig.loop.trajectory.end_time is None  # type: ignore[union-attr]  # stream_down drops it
+    assert rig.plan.end_time is None  # stream_down drops it
 
 
 async def test_a_stale_robot_state_holds_and_fresh_ones_resume_on_the_plan() -> None:
@@ -363,12 +379,12 @@ async def test_a_stale_robot_state_holds_and_fresh_ones_resume_on_the_plan() -> 
     stops advancing, holds with stale_observation; the first fresh one resumes."""
     rig = make_rig()
     await moving(rig)
-    state = rig.loop.latest_state
+    state = rig.plan.latest_state
     assert state is not None
     now = rig.t0 + 3 * DT
     await rig.loop.tick(now, DT, dataclasses.replace(state, time_s=now - 0.035))  # 35 ms > 30 ms
     assert rig.loop.holding and rig.loop.hold_reason == "stale_observation"
-    assert rig.loop.trajectory.end_time is not None  # type: ignore[union-attr]
+    assert rig.plan.end_time is not None
     await rig.tick(4)
     assert not rig.loop.holding and rig.robot.calls[-1] == "ee"
     # A state that stops advancing: fine for three periods, stale after.
@@ -385,7 +401,7 @@ async def test_a_stale_robot_state_holds_and_fresh_ones_resume_on_the_plan() -> 
 async def test_the_state_age_bound_is_configurable() -> None:
     rig = make_rig(max_state_age_s=0.2)
     await moving(rig)
-    state = rig.loop.latest_state
+    state = rig.plan.latest_state
     assert state is not None
     now = rig.t0 + 3 * DT
     await rig.loop.tick(now, DT, dataclasses.replace(state, time_s=now - 0.15))
@@ -440,13 +456,13 @@ async def test_one_refusal_by_the_shield_keeps_the_plan_a_second_in_a_row_drops_
     rig.shield.filter = refusing  # type: ignore[method-assign]
     refusals[0] = 1
     await rig.tick(3)  # refused once: a transient refusal
-    assert rig.loop.hold_reason == "safety" and rig.loop.trajectory.end_time is not None  # type: ignore[union-attr]
+    assert rig.loop.hold_reason == "safety" and rig.plan.end_time is not None
     await rig.tick(4)
     assert not rig.loop.holding and rig.robot.calls[-1] == "ee"  # resumed on the same plan
     refusals[0] = 2
     await rig.tick(5)
     await rig.tick(6)  # refused again: not transient, the plan goes
-    assert rig.loop.hold_reason == "safety" and rig.loop.trajectory.end_time is None  # type: ignore[union-attr]
+    assert rig.loop.hold_reason == "safety" and rig.plan.end_time is None
     await rig.tick(7)
     assert rig.loop.hold_reason == "safety"  # still labelled by its cause, not chunk_exhausted
     assert rig.stats.holds == {"safety": 2} and rig.stats.hold_relabels == 0

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from robot_agent.control import ControlLoop, LinkState
+from robot_agent.control import ControlLoop
 from robot_agent.drivers.base import RobotState
 from robot_agent.drivers.sim import SimRobot
+from robot_agent.events import EventBus
 from robot_agent.metrics import AgentMetrics
-from robot_agent.recorder import NullRecorder
 from robot_agent.summary import RunStats
-from safety import SafetyConfig, Shield
+from safety import EStop, SafetyConfig, Shield
+from tests.robot_agent.test_control import make_plan
 from tests.utils import poll_until
 
 
@@ -40,10 +41,13 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 def make_loop(robot: SimRobot, rate_hz: float, stats: RunStats) -> ControlLoop:
     robot.connect()
+    events = EventBus([AgentMetrics(CollectorRegistry()), stats])
+    plan = make_plan(events)
+    plan.stream_down()  # no server: the loop holds, waiting
+    estop = EStop()
     return ControlLoop(
-        robot=robot, call_driver=_call, shield=Shield(SafetyConfig.from_mapping({})),
-        link=LinkState(up=False), metrics=AgentMetrics(CollectorRegistry()), stats=stats,
-        recorder=NullRecorder(), rate_hz=rate_hz, rate_window_s=0.3,
+        robot=robot, call_driver=_call, shield=Shield(SafetyConfig.from_mapping({}), estop=estop),
+        plan=plan, events=events, estop=estop, rate_hz=rate_hz, rate_window_s=0.3,
     )  # fmt: skip
 
 

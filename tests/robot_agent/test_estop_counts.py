@@ -6,18 +6,19 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from robot_agent.metrics import AgentMetrics
+from safety import EStop
 from tests.robot_agent.test_control import chunk, feed, make_loop
 
 
 async def test_one_estop_is_one_intervention_however_long_it_holds() -> None:
-    loop, _robot, link, stats = make_loop()
-    registry = CollectorRegistry()
-    loop._metrics = AgentMetrics(registry)  # a registry of its own, to read the counter back
-    feed(loop, link, chunk(0.001), capture=0.0, now=0.0)
+    registry = CollectorRegistry()  # a registry of its own, to read the counter back
+    estop = EStop()  # the agent's one latch, shared by the shield and the loop
+    loop, _robot, plan, stats = make_loop(metrics=AgentMetrics(registry), estop=estop)
+    feed(plan, chunk(0.001), capture=0.0, now=0.0)
     await loop.tick(0.01, 0.01)
     assert not loop.estopped
     before = dict(stats.safety_interventions)  # what the first, moving tick trimmed
-    loop._shield.estop.trigger("operator")
+    estop.trigger("operator")
     for k in range(2, 52):  # 50 ticks held on the latch
         await loop.tick(0.01 * k, 0.01)
     assert loop.estopped and loop.holding
