@@ -37,6 +37,7 @@ from robot_agent.sim.arm import (
 )
 from robot_agent.sim.clock import Clock, ManualClock, WallClock
 from robot_agent.sim.world import SimWorld
+from safety.arms import PANDA
 from safety.config_loader import build, check_types
 from safety.types import Pose
 
@@ -101,6 +102,7 @@ class SimRobot(Robot):
 
     joint_limits = PANDA_JOINT_LIMITS
     home_joints = PANDA_HOME_JOINTS
+    arm_limits = PANDA
 
     def __init__(self, arm: SimArm | None = None) -> None:
         self.arm = arm if arm is not None else SimArm()
