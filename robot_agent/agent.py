@@ -46,6 +46,7 @@ from robot_agent.errors import (
     CameraError,
     ConfigError,
     DriverError,
+    RunFileError,
     SpecMismatch,
 )
 from robot_agent.events import EventBus, PolicyChanged
@@ -53,7 +54,7 @@ from robot_agent.metrics import AgentMetrics
 from robot_agent.plan import Plan
 from robot_agent.policy_client import Backoff, DelayedClient, PolicyClient
 from robot_agent.recorder import NullRecorder, Recorder
-from robot_agent.runfile import RunFile, RunFileError, RunState
+from robot_agent.runfile import RunFile, RunState
 from robot_agent.scheduler import Scheduler
 from robot_agent.security import ChannelSecurity
 from robot_agent.sender import ObservationSender, RequestShape
@@ -112,7 +113,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._force = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._shield: Any = None
+        self._shield: Shield | None = None
         self._recorder: NullRecorder = NullRecorder()
         self._sensors = Sensors()
         self._driver: ThreadPoolExecutor | None = None
@@ -445,7 +446,7 @@ class Agent:
     # --- the spec, at each (re)connect --------------------------------------------------------
     async def _accept_spec(self, spec: pb.PolicySpec) -> None:
         """Check that ``spec`` fits the robot and cameras; raise :class:`SpecMismatch` if not."""
-        assert self.robot is not None and self._sender is not None
+        assert self.robot is not None and self._sender is not None and self._shield is not None
         address = self.config.server.address
         previous = self.spec
         state = self._plan.latest_state
