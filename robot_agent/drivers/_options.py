@@ -1,95 +1,62 @@
-"""Readers for a driver's ``[robot.options]`` table: each checks one key and names it on error.
+"""Range checks for a driver's ``[robot.options]``, one message style for every driver.
 
-Drivers validate their own options (``RobotConfig.options`` is free-form); these keep the messages
-uniform: ``robot.options.impedance is [1, 2]; expected 6 positive numbers``.
+Each driver's options are a frozen dataclass (``FrankaOptions``, ``XArmOptions``, ``SimOptions``)
+built by the shared loader (``safety.config_loader``: unknown keys and types refused, naming
+``robot.options.<key>``); its ``__post_init__`` checks the ranges with these helpers, so a
+dataclass built in code is checked as one read from a file::
+
+    robot.options.impedance is [1.0, 2.0]; expected 6 positive numbers
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Mapping
-from typing import Any
-
-import numpy as np
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from robot_agent.errors import ConfigError
+from safety.config_loader import build
 
-__all__ = ["check_known", "choice", "flag", "integer", "number", "vector"]
+__all__ = ["SECTION", "build_options", "choice", "in_range", "vector"]
 
-
-def check_known(options: Mapping[str, Any], known: Collection[str], robot: str) -> None:
-    """Refuse keys the driver does not read: a typo must not silently keep a default."""
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"robot.options.{unknown[0]} is not a {robot} option; known: {', '.join(sorted(known))}",
-            field=f"robot.options.{unknown[0]}",
-        )
+SECTION = "robot.options"
+T = TypeVar("T")
 
 
-def integer(options: Mapping[str, Any], key: str, default: int | None, *, low: int, high: int) -> int | None:
-    value = options.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected an integer in [{low}, {high}]",
-            field=f"robot.options.{key}",
-        )
-    return value
+def build_options(cls: type[T], options: Mapping[str, Any] | None) -> T:
+    """Driver options ``cls`` from the ``[robot.options]`` table (``RobotConfig.options``).
+
+    Raises :class:`ConfigError` naming ``robot.options.<key>`` for an unknown key (a typo must not
+    silently keep a default), a wrong type or a value out of range.
+    """
+    return build(cls, options or {}, ConfigError, section=SECTION)
 
 
-def choice(options: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = options.get(key, default)
+def choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Refuse ``value`` of option ``key`` unless it is one of ``allowed``."""
     if value not in allowed:
         raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected one of {', '.join(allowed)}",
-            field=f"robot.options.{key}",
+            f"{SECTION}.{key} is {value!r}; expected one of {', '.join(allowed)}", field=f"{SECTION}.{key}"
         )
-    return str(value)
 
 
-def number(
-    options: Mapping[str, Any],
-    key: str,
-    default: float,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-) -> float:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected a number", field=f"robot.options.{key}"
-        )
+def in_range(key: str, value: float | None, low: float | None = None, high: float | None = None) -> None:
+    """Refuse ``value`` of option ``key`` outside ``[low, high]`` (``None``: unbounded; a ``None``
+    value is an option not set)."""
+    if value is None:
+        return
     if (low is not None and value < low) or (high is not None and value > high):
+        kind = "an integer" if isinstance(value, int) else "a number"
         raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected a number in [{low}, {high}]",
-            field=f"robot.options.{key}",
+            f"{SECTION}.{key} is {value!r}; expected {kind} in [{low}, {high}]", field=f"{SECTION}.{key}"
         )
-    return float(value)
 
 
-def flag(options: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = options.get(key, default)
-    if not isinstance(value, bool):
+def vector(key: str, value: tuple[float, ...] | None, size: int, *, positive: bool) -> None:
+    """Refuse ``value`` of option ``key`` unless it has ``size`` (positive) numbers; ``None``: not set."""
+    if value is None:
+        return
+    if len(value) != size or (positive and not all(v > 0 for v in value)):
         raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected true or false", field=f"robot.options.{key}"
+            f"{SECTION}.{key} is {list(value)!r}; expected {size} {'positive ' if positive else ''}numbers",
+            field=f"{SECTION}.{key}",
         )
-    return value
-
-
-def vector(options: Mapping[str, Any], key: str, size: int, *, positive: bool) -> np.ndarray | None:
-    if key not in options:
-        return None
-    value = options[key]
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        array = np.zeros(0)
-    if array.shape != (size,) or not np.all(np.isfinite(array)) or (positive and np.any(array <= 0)):
-        raise ConfigError(
-            f"robot.options.{key} is {value!r}; expected {size} {'positive ' if positive else ''}numbers",
-            field=f"robot.options.{key}",
-        )
-    return array

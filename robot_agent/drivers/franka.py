@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,11 @@ from typing_extensions import override
 
 from robot_agent.config import RobotConfig
 from robot_agent.drivers._blocking import call_with_timeout
-from robot_agent.drivers._options import check_known, choice, flag, number, vector
+from robot_agent.drivers._options import build_options, choice, in_range, vector
 from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import ConfigError, DriverError, MissingExtra
 from safety.arms import PANDA
+from safety.config_loader import check_types
 from safety.rotations import matrix_to_quat, quat_normalize
 from safety.types import Pose
 
@@ -60,8 +62,9 @@ _FAULT_MODES = {
 }
 
 
+@dataclass(frozen=True)
 class FrankaOptions:
-    """The ``[robot.options]`` keys of a Franka, validated once.
+    """The ``[robot.options]`` keys of a Franka, checked when built (:func:`build_options`).
 
     Example::
 
@@ -69,37 +72,41 @@ class FrankaOptions:
         controller = "cartesian_impedance"     # or "joint_position"
         impedance = [200, 200, 200, 10, 10, 10]  # N/m, N m/rad: soft, for a first run
         gripper = true
+
+    Raises :class:`ConfigError` naming ``robot.options.<key>`` for a wrong type or a value out of range.
     """
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        known = {
-            "controller",
-            "impedance",
-            "damping_ratio",
-            "nullspace_stiffness",
-            "filter_coeff",
-            "joint_stiffness",
-            "joint_damping",
-            "gripper",
-            "gripper_speed",
-            "gripper_force",
-            "gripper_deadband",
-            "realtime",
-        }
-        check_known(options, known, "Franka")
-        self.controller: str = choice(options, "controller", "cartesian_impedance", CONTROLLERS)
-        self.impedance: np.ndarray | None = vector(options, "impedance", 6, positive=True)
-        self.damping_ratio: float = number(options, "damping_ratio", 1.0, low=0.0)
-        self.nullspace_stiffness: float = number(options, "nullspace_stiffness", 0.5, low=0.0)
-        self.filter_coeff: float = number(options, "filter_coeff", 1.0, low=0.0, high=1.0)
-        self.joint_stiffness: np.ndarray | None = vector(options, "joint_stiffness", 7, positive=True)
-        self.joint_damping: np.ndarray | None = vector(options, "joint_damping", 7, positive=True)
-        self.gripper: bool = flag(options, "gripper", True)
-        self.gripper_speed: float = number(options, "gripper_speed", 0.1, low=0.0, high=0.2)  # m/s
-        # N; > 0 closes with grasp() so the fingers squeeze what they hold, 0 closes with move().
-        self.gripper_force: float = number(options, "gripper_force", 20.0, low=0.0, high=70.0)
-        self.gripper_deadband: float = number(options, "gripper_deadband", 0.05, low=0.0, high=1.0)
-        self.realtime: bool = flag(options, "realtime", False)
+    controller: str = "cartesian_impedance"
+    impedance: tuple[float, ...] | None = None  # 6 values, N/m and N m/rad; None: panda-python's
+    damping_ratio: float = 1.0
+    nullspace_stiffness: float = 0.5
+    filter_coeff: float = 1.0
+    joint_stiffness: tuple[float, ...] | None = None  # 7 values (joint_position controller)
+    joint_damping: tuple[float, ...] | None = None  # 7 values
+    gripper: bool = True
+    gripper_speed: float = 0.1  # m/s
+    # N; > 0 closes with grasp() so the fingers squeeze what they hold, 0 closes with move().
+    gripper_force: float = 20.0
+    gripper_deadband: float = 0.05
+    realtime: bool = False
+
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError, section="robot.options")
+        choice("controller", self.controller, CONTROLLERS)
+        vector("impedance", self.impedance, 6, positive=True)
+        in_range("damping_ratio", self.damping_ratio, low=0.0)
+        in_range("nullspace_stiffness", self.nullspace_stiffness, low=0.0)
+        in_range("filter_coeff", self.filter_coeff, low=0.0, high=1.0)
+        vector("joint_stiffness", self.joint_stiffness, 7, positive=True)
+        vector("joint_damping", self.joint_damping, 7, positive=True)
+        in_range("gripper_speed", self.gripper_speed, low=0.0, high=0.2)
+        in_range("gripper_force", self.gripper_force, low=0.0, high=70.0)
+        in_range("gripper_deadband", self.gripper_deadband, low=0.0, high=1.0)
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> FrankaOptions:
+        """Build from the ``[robot.options]`` table; an unknown key is refused by name."""
+        return build_options(cls, options)
 
 
 class FrankaRobot(Robot):
@@ -142,7 +149,9 @@ class FrankaRobot(Robot):
             raise ConfigError(
                 "robot.ip is required for a Franka (the FCI address, e.g. 172.16.0.2)", field="robot.ip"
             )
-        return cls(config.ip, FrankaOptions(config.options), connect_timeout_s=config.connect_timeout_s)
+        return cls(
+            config.ip, FrankaOptions.from_mapping(config.options), connect_timeout_s=config.connect_timeout_s
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -206,9 +215,9 @@ class FrankaRobot(Robot):
         if opts.controller == "joint_position":
             kwargs: dict[str, Any] = {"filter_coeff": opts.filter_coeff}
             if opts.joint_stiffness is not None:
-                kwargs["stiffness"] = opts.joint_stiffness
+                kwargs["stiffness"] = np.asarray(opts.joint_stiffness)
             if opts.joint_damping is not None:
-                kwargs["damping"] = opts.joint_damping
+                kwargs["damping"] = np.asarray(opts.joint_damping)
             controller = controllers.JointPosition(**kwargs)
         else:
             kwargs = {

@@ -29,6 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,10 +37,11 @@ from typing_extensions import override
 
 from robot_agent.config import RobotConfig
 from robot_agent.drivers._blocking import call_with_timeout
-from robot_agent.drivers._options import check_known, choice, flag, integer, number
+from robot_agent.drivers._options import build_options, choice, in_range
 from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import ConfigError, DriverError, MissingExtra
 from safety.arms import XARM, XARM7, ArmLimits
+from safety.config_loader import check_types
 from safety.rotations import quat_angle, quat_normalize, quat_slerp, quat_to_rpy, rpy_to_quat
 from safety.types import Pose
 
@@ -67,8 +69,9 @@ _STATE_STOPPED = 4
 GRIPPER_READ_EVERY = 10  # ticks: the gripper position costs a round trip; 10 Hz is plenty
 
 
+@dataclass(frozen=True)
 class XArmOptions:
-    """The ``[robot.options]`` keys of an xArm, validated once.
+    """The ``[robot.options]`` keys of an xArm, checked when built (:func:`build_options`).
 
     Example::
 
@@ -76,35 +79,37 @@ class XArmOptions:
         mode = "servo"          # or "online" (mode 7)
         max_step_m = 0.002      # per command: 0.2 m/s at 100 Hz
         gripper = true
+
+    Raises :class:`ConfigError` naming ``robot.options.<key>`` for a wrong type or a value out of range.
     """
 
-    KNOWN = (
-        "mode",
-        "max_step_m",
-        "max_step_rad",
-        "max_joint_step_rad",
-        "speed_m_s",
-        "acc_m_s2",
-        "gripper",
-        "gripper_speed",
-        "gripper_deadband",
-        "collision_sensitivity",
-    )
+    mode: str = "servo"
+    max_step_m: float = 0.002
+    max_step_rad: float = 0.02
+    max_joint_step_rad: float = 0.02
+    speed_m_s: float = 0.1  # online mode
+    acc_m_s2: float = 1.0
+    gripper: bool = True
+    gripper_speed: float = 3000  # r/min
+    gripper_deadband: float = 0.02
+    collision_sensitivity: int | None = None  # 0..5; None: as the arm is set
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        check_known(options, self.KNOWN, "xArm")
-        self.mode: str = choice(options, "mode", "servo", tuple(MODES))
-        self.max_step_m: float = number(options, "max_step_m", 0.002, low=1e-5, high=0.01)
-        self.max_step_rad: float = number(options, "max_step_rad", 0.02, low=1e-5, high=0.1)
-        self.max_joint_step_rad: float = number(options, "max_joint_step_rad", 0.02, low=1e-5, high=0.1)
-        self.speed_m_s: float = number(options, "speed_m_s", 0.1, low=0.001, high=1.0)  # online mode
-        self.acc_m_s2: float = number(options, "acc_m_s2", 1.0, low=0.01, high=50.0)
-        self.gripper: bool = flag(options, "gripper", True)
-        self.gripper_speed: float = number(options, "gripper_speed", 3000, low=1000, high=5000)  # r/min
-        self.gripper_deadband: float = number(options, "gripper_deadband", 0.02, low=0.0, high=1.0)
-        self.collision_sensitivity: int | None = integer(
-            options, "collision_sensitivity", None, low=0, high=5
-        )
+    def __post_init__(self) -> None:
+        check_types(self, ConfigError, section="robot.options")
+        choice("mode", self.mode, tuple(MODES))
+        in_range("max_step_m", self.max_step_m, low=1e-5, high=0.01)
+        in_range("max_step_rad", self.max_step_rad, low=1e-5, high=0.1)
+        in_range("max_joint_step_rad", self.max_joint_step_rad, low=1e-5, high=0.1)
+        in_range("speed_m_s", self.speed_m_s, low=0.001, high=1.0)
+        in_range("acc_m_s2", self.acc_m_s2, low=0.01, high=50.0)
+        in_range("gripper_speed", self.gripper_speed, low=1000, high=5000)
+        in_range("gripper_deadband", self.gripper_deadband, low=0.0, high=1.0)
+        in_range("collision_sensitivity", self.collision_sensitivity, low=0, high=5)
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> XArmOptions:
+        """Build from the ``[robot.options]`` table; an unknown key is refused by name."""
+        return build_options(cls, options)
 
 
 class XArmRobot(Robot):
@@ -144,7 +149,9 @@ class XArmRobot(Robot):
     def from_config(cls, config: RobotConfig) -> XArmRobot:
         if not config.ip:
             raise ConfigError("robot.ip is required for an xArm (the control box address)", field="robot.ip")
-        return cls(config.ip, XArmOptions(config.options), connect_timeout_s=config.connect_timeout_s)
+        return cls(
+            config.ip, XArmOptions.from_mapping(config.options), connect_timeout_s=config.connect_timeout_s
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 

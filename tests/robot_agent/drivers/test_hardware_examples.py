@@ -29,7 +29,7 @@ def test_example_loads_with_every_section(name: str, kind: str) -> None:
     # a first run: slow
     assert safety.translation.max_velocity <= 0.15
     assert max(safety.joints.max_velocity) <= 0.5
-    options = (FrankaOptions if kind == "franka" else XArmOptions)(config.robot.options)
+    options = (FrankaOptions if kind == "franka" else XArmOptions).from_mapping(config.robot.options)
     assert options.gripper
 
 
@@ -49,7 +49,7 @@ def test_franka_example_contains_the_start_pose() -> None:
 def test_xarm_example_servo_step_leaves_headroom_over_the_shield() -> None:
     config = AgentConfig.load(EXAMPLES / "xarm.toml")
     safety = SafetyConfig.from_mapping(config.safety)
-    options = XArmOptions(config.robot.options)
+    options = XArmOptions.from_mapping(config.robot.options)
     # the driver's clamp must never be what limits speed: the shield is
     assert options.max_step_m * config.control.rate_hz > safety.translation.max_velocity
     assert options.max_step_rad * config.control.rate_hz > safety.rotation.max_velocity

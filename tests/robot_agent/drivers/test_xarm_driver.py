@@ -62,7 +62,9 @@ class Rig:
         arm.get_servo_angle.return_value = (0, list(JOINTS_WIRE))
         arm.get_joint_states.return_value = (0, [list(JOINTS_WIRE), [10.0] * 7, [0.5] * 7])
         arm.get_gripper_position.return_value = (0, 850.0)
-        self.robot = XArmRobot(IP, XArmOptions(options), connect_timeout_s=1.0, arm_factory=self.factory)
+        self.robot = XArmRobot(
+            IP, XArmOptions.from_mapping(options), connect_timeout_s=1.0, arm_factory=self.factory
+        )
 
 
 @pytest.fixture
@@ -132,7 +134,7 @@ def test_unreachable_arm_times_out_naming_the_address() -> None:
     release = threading.Event()
     factory = mock.create_autospec(XArmAPI)
     factory.return_value.connect.side_effect = lambda *a, **k: release.wait(10.0)
-    robot = XArmRobot(IP, XArmOptions({}), connect_timeout_s=0.2, arm_factory=factory)
+    robot = XArmRobot(IP, XArmOptions(), connect_timeout_s=0.2, arm_factory=factory)
     started = time.monotonic()
     try:
         with pytest.raises(DriverError, match=rf"no xArm at {IP} after 0.2 s"):
