@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from robot_agent.action_space import STATE_NAMES, ActionSpace, measured_from_state
 from robot_agent.cameras import camera_class, create_camera
@@ -51,7 +51,8 @@ from robot_agent.errors import (
 )
 from robot_agent.events import EventBus, PolicyChanged
 from robot_agent.metrics import AgentMetrics
-from robot_agent.plan import Plan
+from robot_agent.metrics_server import serve_metrics
+from robot_agent.plan import Plan, trajectory_for
 from robot_agent.policy_client import Backoff, DelayedClient, PolicyClient
 from robot_agent.recorder import NullRecorder, Recorder
 from robot_agent.runfile import RunFile, RunState
@@ -61,7 +62,6 @@ from robot_agent.sender import ObservationSender, RequestShape
 from robot_agent.status import AgentStatus, counts
 from robot_agent.stream import StreamTask
 from robot_agent.summary import RunStats, describe_policy, policy_identity
-from robot_agent.trajectory import Trajectory
 from safety import EStop, SafetyConfig, Shield
 from safety.errors import SafetyConfigError
 from vla.signals import capture_signals
@@ -366,7 +366,16 @@ class Agent:
             ]
             others = [
                 tg.create_task(self._sensors.watch(stopping), name="sensors"),
-                tg.create_task(self._serve_metrics(stopping), name="metrics"),
+                tg.create_task(
+                    serve_metrics(
+                        self.metrics.registry,
+                        self.config.metrics_host,
+                        self.config.metrics_port,
+                        stopping,
+                        on_bound=self._metrics_bound,
+                    ),
+                    name="metrics",
+                ),
             ]
             self.started.set()
             logger.info(
@@ -380,6 +389,9 @@ class Agent:
             if self._force:
                 for task in (control, *others):
                     task.cancel(msg="forced exit: graceful shutdown skipped")
+
+    def _metrics_bound(self, port: int) -> None:
+        self.metrics_port = port  # port 0 in the config: the one bound
 
     async def _wait_for_stop(self, control: asyncio.Task[None]) -> None:
         """Until a stop is asked for, the duration is up, control ends, or the e-stop latched: a
@@ -494,7 +506,7 @@ class Agent:
                 logger.warning(
                     "The policy's action space changed to %s; restarting the trajectory", spec.action_space
                 )
-            self._plan.configure(space, self._make_trajectory(space))
+            self._plan.configure(space, trajectory_for(space, self.config.control))
         if previous is None or tuple(previous.state_names) != tuple(spec.state_names):
             self._plan.use_state_names(tuple(spec.state_names))
         self.spec = spec
@@ -518,55 +530,6 @@ class Agent:
                 f"{text}; the run stops (set [server] allow_policy_change = true to accept it)"
             )
         logger.warning("%s; accepted (server.allow_policy_change)", text)
-
-    def _make_trajectory(self, space: ActionSpace) -> Trajectory:
-        c = self.config.control
-        if space.is_ee:
-            groups = [c.ruckig_translation] * 3 + [c.ruckig_rotation] * 3 + [c.ruckig_gripper]
-        else:
-            groups = [c.ruckig_joint] * space.num_joints + [c.ruckig_gripper]
-        limits = tuple(np.array([g[i] for g in groups]) for i in range(3))
-        return Trajectory(
-            blend_mode=c.blend,
-            crossfade_steps=c.crossfade_steps,
-            ensemble_decay=c.ensemble_decay,
-            interpolation=c.interpolation,
-            control_dt=1.0 / c.rate_hz,
-            ruckig_limits=limits,  # type: ignore[arg-type]
-            unwrap=space.unwrap_waypoints,
-        )
-
-    # --- metrics --------------------------------------------------------------------------------
-    async def _serve_metrics(self, stopping: asyncio.Event) -> None:
-        port = self.config.metrics_port
-        if port is None:
-            await stopping.wait()
-            return
-        host = self.config.metrics_host
-        try:  # port 0: any free port, the one bound is logged and kept in self.metrics_port
-            server, thread = start_http_server(port, addr=host, registry=self.metrics.registry)
-        except OSError as exc:
-            import errno
-            import socket
-
-            # A name that does not resolve, or an address of another machine, is the host's fault:
-            # '--metrics-host nonsense' used to be blamed on metrics_port.
-            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-                field, hint = "metrics_host", "an address of this machine, 0.0.0.0 for every interface"
-            else:
-                field, hint = "metrics_port", "another port, 0 for any free one, or off"
-            raise ConfigError(
-                f"metrics endpoint {host}:{port}: cannot bind: {exc.strerror or exc} ({field}: {hint})",
-                field=field,
-            ) from exc
-        self.metrics_port = server.server_port
-        logger.info("Metrics on http://%s:%d/metrics", host, self.metrics_port)
-        try:
-            await stopping.wait()
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=1.0)
 
     # --- signals --------------------------------------------------------------------------------
     @contextlib.contextmanager

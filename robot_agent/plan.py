@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from robot_agent.action_space import ActionSpace, StateVectorBuilder
+from robot_agent.config import ControlConfig
 from robot_agent.drivers.base import RobotState
 from robot_agent.events import (
     Answer,
@@ -41,7 +42,7 @@ from robot_agent.scheduler import Scheduler
 from robot_agent.trajectory import Trajectory
 from safety.types import Target
 
-__all__ = ["Outcome", "Plan", "PlanFault", "StreamStatus"]
+__all__ = ["Outcome", "Plan", "PlanFault", "StreamStatus", "trajectory_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -382,3 +383,23 @@ class Plan:
         delay = self._backoff.next()
         self._next_request_s = now + delay
         return delay
+
+
+def trajectory_for(space: ActionSpace, control: ControlConfig) -> Trajectory:
+    """An empty trajectory for plans in ``space``, blended and interpolated as ``control`` says;
+    under Ruckig, limited per axis by ``control.ruckig_*`` (translation m, rotation rad, joints
+    rad, gripper: velocity, acceleration, jerk)."""
+    if space.is_ee:
+        groups = [control.ruckig_translation] * 3 + [control.ruckig_rotation] * 3 + [control.ruckig_gripper]
+    else:
+        groups = [control.ruckig_joint] * space.num_joints + [control.ruckig_gripper]
+    velocity, acceleration, jerk = (np.array([g[i] for g in groups]) for i in range(3))
+    return Trajectory(
+        blend_mode=control.blend,
+        crossfade_steps=control.crossfade_steps,
+        ensemble_decay=control.ensemble_decay,
+        interpolation=control.interpolation,
+        control_dt=1.0 / control.rate_hz,
+        ruckig_limits=(velocity, acceleration, jerk),
+        unwrap=space.unwrap_waypoints,
+    )

@@ -23,7 +23,7 @@ def _refused_port() -> int:
 
 
 async def test_port_0_binds_any_free_port_on_the_host_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="robot_agent.agent")
+    caplog.set_level(logging.INFO, logger="robot_agent.metrics_server")
     agent = Agent(agent_config(_refused_port(), metrics_port=0, metrics_host="127.0.0.1"))
     task = asyncio.create_task(agent.serve())  # no server: metrics are served while waiting for one
     try:
