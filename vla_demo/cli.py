@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,7 @@ def _check_ranges(args: argparse.Namespace, parser: argparse.ArgumentParser, arg
     """Counts and rates out of range (``--episodes 0`` ran one episode, ``--min-success 1.5``
     failed a perfect run): a bad flag exits 2 naming it; a bad ``--config`` value raises
     :class:`ConfigFileError` naming the file and the key."""
-    checks = {
+    checks: dict[str, tuple[Callable[[Any], bool], str]] = {
         "episodes": (lambda v: v >= 1, "expected an integer >= 1"),
         "min_success": (lambda v: 0.0 <= v <= 1.0, "expected a success rate in 0..1"),
         # evaluate: 'nan' never replanned and scored 0 %, a negative latency used chunks early
