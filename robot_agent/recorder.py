@@ -33,13 +33,13 @@ import json
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import cv2
 import numpy as np
+from typing_extensions import override
 
 from robot_agent.cameras.base import Frame
 from robot_agent.errors import ConfigError
@@ -61,7 +61,6 @@ from robot_agent.events import (
 )
 from safety.jsonable import json_number, jsonable
 from safety.record import StepRecord
-from safety.types import Measured, Target
 
 __all__ = ["NullRecorder", "Recorder", "check_new_folder", "event_line", "jsonable", "write_atomically"]
 
@@ -151,23 +150,6 @@ class NullRecorder:
     def on_event(self, event: Event) -> None:
         pass
 
-    def step(
-        self,
-        *,
-        time_s: float,
-        measured: Measured | None,
-        raw: Target | None,
-        safe: Target | None,
-        fired: Sequence[str],
-        holding: bool,
-        reason: str | None = None,
-        plan_end: float | None = None,
-    ) -> None:
-        pass
-
-    def event(self, kind: str, reason: str = "", **_: Any) -> None:
-        pass
-
     def frame(self, name: str, frame: Frame) -> None:
         pass
 
@@ -182,11 +164,8 @@ class NullRecorder:
 
 
 class Recorder(NullRecorder):
-    """Writes one episode folder: a new one, or an empty one (else :class:`ConfigError`).
-
-    ``clock`` stamps the events (``time.monotonic`` by default: the agent's clock, the one its
-    steps carry).
-    """
+    """Writes one episode folder: a new one, or an empty one (else :class:`ConfigError`), from
+    the run's events (:meth:`on_event`), each line at its event's time (the agent's clock)."""
 
     def __init__(
         self,
@@ -194,7 +173,6 @@ class Recorder(NullRecorder):
         *,
         video: bool = True,
         video_fps: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = Path(directory)
         check_new_folder(self.directory)
@@ -207,7 +185,6 @@ class Recorder(NullRecorder):
                 f"record.dir {str(self.directory)!r} cannot be written: {exc.strerror or exc}",
                 field="record.dir",
             ) from exc
-        self._clock = clock
         self._video = video
         self._fps = video_fps
         self._writers: dict[str, cv2.VideoWriter] = {}
@@ -229,6 +206,7 @@ class Recorder(NullRecorder):
                 exc,
             )
 
+    @override
     def stop(self, reason: str) -> None:
         with self._lock:
             first = not self._stopped
@@ -246,50 +224,23 @@ class Recorder(NullRecorder):
         except (OSError, ValueError) as exc:  # ValueError: the file was closed under us
             self._fail(name, exc)
 
-    def step(
-        self,
-        *,
-        time_s: float,
-        measured: Measured | None,
-        raw: Target | None,
-        safe: Target | None,
-        fired: Sequence[str],
-        holding: bool,
-        reason: str | None = None,
-        plan_end: float | None = None,
-    ) -> None:
-        self.write_step(
-            StepRecord(
-                time_s=time_s,
-                measured=measured,
-                raw=raw,
-                safe=safe,
-                fired=tuple(fired),
-                holding=holding,
-                hold_reason=reason,
-                plan_end=plan_end,
-            )
-        )
-
+    @override
     def on_event(self, event: Event) -> None:
         """A tick's record to ``steps.jsonl``; a hold, resume, e-stop, rejected chunk, stream or
         sensor change to ``events.jsonl`` (:func:`event_line`), at the event's time."""
         if isinstance(event, Tick):
-            self.write_step(event.step)
+            self._write_step(event.step)
             return
         line = event_line(event)
         if line is not None:
             kind, reason, extra = line
             self._write_event(event.time_s, kind, reason, extra)
 
-    def write_step(self, record: StepRecord) -> None:
+    def _write_step(self, record: StepRecord) -> None:
         """One line of ``steps.jsonl`` (:meth:`StepRecord.to_json`)."""
         if self._stopped:
             return
         self._write(self._steps, "steps.jsonl", json.dumps(record.to_json(), allow_nan=False) + "\n")
-
-    def event(self, kind: str, reason: str = "", **extra: Any) -> None:
-        self._write_event(self._clock(), kind, reason, extra)
 
     def _write_event(self, time_s: float, kind: str, reason: str, extra: Mapping[str, Any]) -> None:
         if self._stopped:
@@ -297,6 +248,7 @@ class Recorder(NullRecorder):
         record = {"time": json_number(time_s), "event": kind, "reason": reason, **jsonable(extra)}
         self._write(self._events, "events.jsonl", json.dumps(record) + "\n")
 
+    @override
     def frame(self, name: str, frame: Frame) -> None:
         if not self._video:
             return
@@ -331,6 +283,7 @@ class Recorder(NullRecorder):
         if failed is not None:
             self._fail(what, failed)
 
+    @override
     def safety_limits(self, limits: Any) -> None:
         if self._stopped:
             return
@@ -341,6 +294,7 @@ class Recorder(NullRecorder):
         except OSError as exc:
             self._fail("safety_limits.json", exc)
 
+    @override
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
         """Finish the videos and files, then write ``summary.json`` (even after a failure, when
         the disk allows it). Never raises on a write failure."""

@@ -27,9 +27,11 @@ from robot_agent.events import (
     RequestFailed,
     Resume,
     StreamDown,
+    Tick,
     Waiting,
 )
 from robot_agent.recorder import NullRecorder, Recorder
+from safety.record import StepRecord
 from safety.types import Measured, Pose, Target
 from tests.robot_agent._events import POLICY, tick
 
@@ -54,10 +56,12 @@ def measured(x: float = 0.4) -> Measured:
 
 
 def step(recorder: Recorder, **kw: Any) -> None:
+    """Publish one tick to ``recorder`` with this step record (``kw`` replacing its fields)."""
     args: dict[str, Any] = {
         "time_s": 1.0, "measured": measured(), "raw": None, "safe": None, "fired": (), "holding": False,
     }  # fmt: skip
-    recorder.step(**{**args, **kw})
+    record = StepRecord(**{**args, **kw})
+    recorder.on_event(Tick(step=record, period_s=0.01, work_s=0.001, overran=False, after_first_chunk=True))
 
 
 def test_a_full_disk_stops_the_recording_with_one_warning_and_the_summary_is_still_written(
@@ -71,7 +75,7 @@ def test_a_full_disk_stops_the_recording_with_one_warning_and_the_summary_is_sti
     with caplog.at_level(logging.WARNING, logger="robot_agent.recorder"):
         for _ in range(5):
             step(recorder)  # must not raise
-        recorder.event("hold", "late")  # nothing more is written after the failure
+        recorder.on_event(Hold(time_s=1.0, reason="late"))  # nothing more is written after the failure
         recorder.close({"ticks": 5, "holds": {"late": 1}})
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, caplog.text
@@ -114,7 +118,10 @@ def test_non_finite_numbers_are_recorded_as_null(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path, video=False)
     nan_pose = Pose(position=np.array([np.nan, 0.0, np.inf]), quaternion=np.array([1.0, 0.0, 0.0, 0.0]))
     step(
-        recorder, raw=Target(time_s=1.0, ee=nan_pose, gripper=float("nan")), holding=True, reason="non_finite"
+        recorder,
+        raw=Target(time_s=1.0, ee=nan_pose, gripper=float("nan")),
+        holding=True,
+        hold_reason="non_finite",
     )
     recorder.close()
     record = json.loads((tmp_path / "steps.jsonl").read_text())

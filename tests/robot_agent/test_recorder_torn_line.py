@@ -10,11 +10,11 @@ import logging
 from pathlib import Path
 from typing import IO
 
-import numpy as np
 import pytest
 
+from robot_agent.events import Hold
 from robot_agent.recorder import Recorder
-from safety.types import Measured, Pose
+from tests.robot_agent._events import tick
 
 
 class ShortWrite:
@@ -33,9 +33,7 @@ class ShortWrite:
 
 
 def record_step(recorder: Recorder, t: float) -> None:
-    pose = Pose(position=np.array([0.4, 0.0, 0.3]), quaternion=np.array([1.0, 0.0, 0.0, 0.0]))
-    measured = Measured(time_s=t, joints=np.zeros(7), ee=pose, gripper=1.0)
-    recorder.step(time_s=t, measured=measured, raw=None, safe=None, fired=(), holding=True, reason="late")
+    recorder.on_event(tick(t, holding=True, reason="late"))
 
 
 @pytest.mark.parametrize("name", ["steps.jsonl", "events.jsonl"])
@@ -45,12 +43,12 @@ def test_a_write_that_fails_half_way_leaves_only_whole_lines(
     recorder = Recorder(tmp_path, video=False)
     for k in range(3):
         record_step(recorder, float(k))
-        recorder.event("hold", f"reason {k}")
+        recorder.on_event(Hold(time_s=float(k), reason=f"reason {k}"))
     attr = "_steps" if name == "steps.jsonl" else "_events"
     setattr(recorder, attr, ShortWrite(getattr(recorder, attr)))
     with caplog.at_level(logging.WARNING, logger="robot_agent.recorder"):
         record_step(recorder, 3.0)
-        recorder.event("hold", "reason 3")
+        recorder.on_event(Hold(time_s=3.0, reason="reason 3"))
         recorder.close({"ticks": 4})
     text = (tmp_path / name).read_text()
     assert text.endswith("\n")

@@ -13,31 +13,26 @@ from types import SimpleNamespace
 import pytest
 
 from robot_agent.errors import ConfigError
+from robot_agent.events import Connected, Hold
 from robot_agent.recorder import Recorder, check_new_folder
 from robot_agent.summary import ClockAnchor, RunStats, describe_policy, format_summary, policy_identity
 
 
-def test_events_carry_a_time_on_the_recorders_clock(tmp_path: Path) -> None:
-    ticks = iter([10.5, 11.25])
-    recorder = Recorder(tmp_path / "ep", video=False, clock=lambda: next(ticks))
-    recorder.event("connect", "127.0.0.1:1", policy="p")
-    recorder.event("hold", "late")
+def test_events_carry_their_time_on_the_agents_clock(tmp_path: Path) -> None:
+    """Each line's time is its event's, a ``time.monotonic()`` reading of the publisher: the
+    recorder stamps nothing itself, so lines written late keep the time the event happened."""
+    recorder = Recorder(tmp_path / "ep", video=False)
+    now = time.monotonic()
+    recorder.on_event(Connected(time_s=10.5, address="127.0.0.1:1", policy={"name": "p", "version": "1"}))
+    recorder.on_event(Hold(time_s=11.25, reason="late"))
+    recorder.on_event(Hold(time_s=now, reason="stall", previous="late"))
     recorder.close()
     events = [json.loads(line) for line in (tmp_path / "ep" / "events.jsonl").read_text().splitlines()]
     assert events == [
-        {"time": 10.5, "event": "connect", "reason": "127.0.0.1:1", "policy": "p"},
+        {"time": 10.5, "event": "connect", "reason": "127.0.0.1:1", "policy": "p", "version": "1"},
         {"time": 11.25, "event": "hold", "reason": "late"},
+        {"time": now, "event": "hold", "reason": "stall", "previous": "late"},
     ]
-
-
-def test_the_default_clock_is_the_agents_monotonic_clock(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path / "ep", video=False)
-    before = time.monotonic()
-    recorder.event("connect")
-    after = time.monotonic()
-    recorder.close()
-    (event,) = [json.loads(line) for line in (tmp_path / "ep" / "events.jsonl").read_text().splitlines()]
-    assert before <= event["time"] <= after
 
 
 def test_a_recording_is_never_written_over_another(tmp_path: Path) -> None:
