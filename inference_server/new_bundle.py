@@ -58,8 +58,9 @@ class ExamplePolicy:
             actions = self.model(*images, torch.from_numpy(batch["state"]))
         return actions.numpy()
 
-    def reset(self) -> None:
-        pass
+    def close(self) -> None:
+        """Called once at shutdown, after the last batch (the server never calls a reset())."""
+        del self.model
 '''
 
 
