@@ -237,20 +237,11 @@ def check_output(actions: np.ndarray, bundle: Bundle, size: int) -> OutputProble
         message = (
             f"model returned actions of shape {list(shape)} for a batch of {size}, expected {list(expected)}"
         )
-        if len(shape) == 3 and shape[0] == size and shape[1] != bundle.chunk_length:
-            return OutputProblem(
-                "shape",
-                message,
-                f"chunk_length is {bundle.chunk_length}, the model returns {shape[1]}",
-                "chunk_length",
-            )
-        if len(shape) == 3 and shape[0] == size and shape[2] != bundle.action_dim:
-            return OutputProblem(
-                "shape",
-                message,
-                f"action_dim is {bundle.action_dim}, the model returns {shape[2]}",
-                "action_dim",
-            )
+        if len(shape) == 3 and shape[0] == size:  # one manifest field is wrong: name it
+            for axis, field in ((1, "chunk_length"), (2, "action_dim")):
+                if shape[axis] != expected[axis]:
+                    said = f"{field} is {expected[axis]}, the model returns {shape[axis]}"
+                    return OutputProblem("shape", message, said, field)
         return OutputProblem(
             "shape",
             message,
