@@ -48,6 +48,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 from _stats import format_summary, summarize, write_json
+from grpc_overhead import MANIFEST as OVERHEAD_MANIFEST
 from grpc_overhead import free_port, wait_serving
 
 from vla.codec import to_tensor
@@ -75,20 +76,12 @@ class Zeros:
         return np.zeros((batch["state"].shape[0], *self.shape), np.float32)
 '''
 
-MANIFEST = """\
-name = "abuse-latency"
-backend = "python"
-entrypoint = "zeros_policy:Zeros"
-chunk_length = 16
-dt_s = 0.1
-action_space = "ee_delta"
-action_dim = 7
-state_names = ["joint_0", "joint_1", "joint_2", "joint_3", "joint_4", "joint_5", "joint_6", "gripper"]
-
-[cameras.front]
-height = 16
-width = 16
-"""
+#: grpc_overhead.py's bundle with one 16x16 camera: requests of ~1 KB.
+MANIFEST = (
+    OVERHEAD_MANIFEST.split("\n[cameras.wrist]")[0]
+    .replace('"grpc-overhead"', '"abuse-latency"')
+    .replace("= 224", "= 16")
+)
 
 
 def robot_request(request_id: int) -> pb.PredictRequest:
@@ -215,7 +208,8 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     if args.json is not None:
-        write_json(args.json, {"benchmark": "abuse_latency", **vars(args), "json": None, "results": results})
+        settings = {k: v for k, v in vars(args).items() if k != "json"}
+        write_json(args.json, {"benchmark": "abuse_latency", **settings, "results": results})
 
 
 if __name__ == "__main__":
