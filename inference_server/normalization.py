@@ -22,10 +22,12 @@ class Stats:
     std: np.ndarray
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32, copy=False)
+        out: np.ndarray = ((x - self.mean) / self.std).astype(np.float32, copy=False)
+        return out
 
     def unnormalize(self, x: np.ndarray) -> np.ndarray:
-        return (x * self.std + self.mean).astype(np.float32, copy=False)
+        out: np.ndarray = (x * self.std + self.mean).astype(np.float32, copy=False)
+        return out
 
 
 @dataclass(frozen=True, eq=False)

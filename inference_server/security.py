@@ -138,7 +138,7 @@ class _Deny:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_DETAIL)
 
 
-class TokenInterceptor(grpc.aio.ServerInterceptor):
+class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no stubs
     """Refuses every RPC (but the health service's) whose ``authorization`` metadata is not
     ``Bearer <one of tokens>``, with ``UNAUTHENTICATED`` and :data:`UNAUTHENTICATED_DETAIL`.
 

@@ -122,7 +122,7 @@ def policy_spec(bundle: Bundle, *, max_batch: int, max_request_bytes: int) -> pb
                 name=c.name,
                 height=c.height,
                 width=c.width,
-                encodings=[pb.Image.Encoding.Value(e) for e in c.encodings],
+                encodings=[pb.Image.Encoding.Value(e) for e in c.encodings],  # type: ignore[misc]
             )
             for c in bundle.cameras
         ],

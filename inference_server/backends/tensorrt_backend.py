@@ -50,7 +50,7 @@ def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("DataType.")
 
 
-class _TrtLogger(trt.ILogger):
+class _TrtLogger(trt.ILogger):  # type: ignore[misc]  # tensorrt ships no stubs
     """Routes TensorRT's messages to Python logging instead of stdout."""
 
     def __init__(self) -> None:
@@ -110,7 +110,7 @@ class TensorRTBackend:
             raise model_error(bundle, f"an engine whose output is {_dtype_name(dtypes[self._outputs[0]])}")
         self._dtypes = {n: _TORCH_BY_TRT[d] for n, d in dtypes.items()}
         self._max_batch = int(self._engine.get_tensor_profile_shape(self._inputs[0], 0)[2][0])
-        self._stream = torch.cuda.Stream(self.device)
+        self._stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         logger.info(
             "Loaded engine %s (TensorRT %s, max batch %d)",
             bundle.model_path.name,

@@ -65,9 +65,9 @@ class TorchBackend:
                 module: Any = program.module()
         else:
             with reading_model(bundle, "torch.jit.load"):
-                module = torch.jit.load(str(path), map_location=self.device)
+                module = torch.jit.load(str(path), map_location=self.device)  # type: ignore[no-untyped-call]
         self._module = module.to(device=self.device, dtype=self.dtype)
-        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # type: ignore[no-untyped-call]
         logger.info("Loaded %s on %s in %s", path.name, self.device, bundle.precision)
 
     def predict(self, batch: Batch) -> np.ndarray:
@@ -75,7 +75,8 @@ class TorchBackend:
             images = [self._image(batch.images[c.name]) for c in self._bundle.cameras]
             state = torch.from_numpy(batch.state).to(self.device, self.dtype, non_blocking=True)
             actions = self._module(*images, state)
-            return actions.float().cpu().numpy()  # .cpu() waits for the stream
+            out: np.ndarray = actions.float().cpu().numpy()  # .cpu() waits for the stream
+            return out
 
     def _image(self, array: np.ndarray) -> torch.Tensor:
         # uint8 crosses to the device (4x fewer bytes than float), then converts there.

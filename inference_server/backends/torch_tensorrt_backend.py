@@ -63,7 +63,7 @@ class TorchTensorRTBackend:
             self.dtype = torch.float32 if _first_input_dtype(program) is None else _first_input_dtype(program)
         else:
             self._module = self._compile(program, bundle)
-        self._stream = torch.cuda.Stream(self.device)
+        self._stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
 
     def _compile(self, program: Any, bundle: Bundle) -> Any:
         # Re-export in the target dtype, so the engine is typed by its weights and inputs: newer
@@ -106,7 +106,8 @@ class TorchTensorRTBackend:
                 for c in self._bundle.cameras
             ]
             state = torch.from_numpy(batch.state).to(self.device, self.dtype)
-            return self._module(*images, state).float().cpu().numpy()
+            out: np.ndarray = self._module(*images, state).float().cpu().numpy()
+            return out
 
     def close(self) -> None:
         self._stream.synchronize()
