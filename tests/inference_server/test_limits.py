@@ -247,7 +247,7 @@ async def test_50_abusive_streams_leave_queues_bounded_and_the_robot_session_ser
 
     Issue 15 asks for at most 2x the robot's solo p99; this test cannot hold that on the 2-core
     test machine, where the abusers' process keeps a core busy and the robot client shares this
-    process's event loop with the server: measured 6.5-11x (p99 2.5-5 ms alone, 18-57 ms next to
+    process's event loop with the server: measured 6.5-30x (p99 1.7-5 ms alone, 18-57 ms next to
     the abusers; the model queue's share of it is fair since issue 15, see
     ``test_the_robot_session_is_computed_in_the_next_batch_not_behind_the_flooding_ones``), and up
     to 240 ms with other test runs on the machine. So it asserts a bound that still means something
