@@ -72,12 +72,12 @@ class CodecError(ValueError):
 
 def dtype_name(dtype: int) -> str:
     """``FLOAT32`` for a known :class:`pb.Tensor.DType` value, else the number as text."""
-    return pb.Tensor.DType.Name(dtype) if dtype in pb.Tensor.DType.values() else str(dtype)  # type: ignore[arg-type]
+    return pb.Tensor.DType.Name(dtype) if dtype in pb.Tensor.DType.values() else str(dtype)
 
 
 def encoding_name(encoding: int) -> str:
     """``JPEG`` for a known :class:`pb.Image.Encoding` value, else the number as text."""
-    return pb.Image.Encoding.Name(encoding) if encoding in pb.Image.Encoding.values() else str(encoding)  # type: ignore[arg-type]
+    return pb.Image.Encoding.Name(encoding) if encoding in pb.Image.Encoding.values() else str(encoding)
 
 
 def to_tensor(array: np.ndarray) -> pb.Tensor:

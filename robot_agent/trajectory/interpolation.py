@@ -69,9 +69,12 @@ class Curve:
 class LinearCurve(Curve):
     def sample(self, t: float) -> np.ndarray:
         if self.times.shape[0] == 1:
-            return self.values[0].copy()
+            first: np.ndarray = self.values[0]
+            return first.copy()
         k, _, s = self._segment(t)
-        return (1.0 - s) * self.values[k] + s * self.values[k + 1]
+        p0: np.ndarray = self.values[k]
+        p1: np.ndarray = self.values[k + 1]
+        return (1.0 - s) * p0 + s * p1
 
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         zero = np.zeros(self.values.shape[1])
@@ -125,17 +128,21 @@ class HermiteCurve(Curve):
 
     def sample(self, t: float) -> np.ndarray:
         if self.times.shape[0] == 1:
-            return self.values[0].copy()
+            first: np.ndarray = self.values[0]
+            return first.copy()
         k, h, s = self._segment(t)
-        p0, p1 = self.values[k], self.values[k + 1]
-        v0, v1 = self.velocities[k] * h, self.velocities[k + 1] * h
+        p0: np.ndarray = self.values[k]
+        p1: np.ndarray = self.values[k + 1]
+        v0: np.ndarray = self.velocities[k] * h
+        v1: np.ndarray = self.velocities[k + 1] * h
         s2, s3 = s * s, s * s * s
         if self.order == 3:
             return (
                 (2 * s3 - 3 * s2 + 1) * p0 + (s3 - 2 * s2 + s) * v0 + (-2 * s3 + 3 * s2) * p1 + (s3 - s2) * v1
             )
         assert self.accelerations is not None
-        a0, a1 = self.accelerations[k] * h * h, self.accelerations[k + 1] * h * h
+        a0: np.ndarray = self.accelerations[k] * h * h
+        a1: np.ndarray = self.accelerations[k + 1] * h * h
         s4, s5 = s3 * s, s3 * s2
         return (
             (1 - 10 * s3 + 15 * s4 - 6 * s5) * p0

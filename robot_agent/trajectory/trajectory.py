@@ -120,7 +120,8 @@ class _Plan:
         assert self.old is not None
         w = _smoothstep((t - self.t0) / self.length)[0]
         o = self.old.sample(t)
-        return o + w * (x - o)
+        blended: np.ndarray = o + w * (x - o)
+        return blended
 
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Position, velocity, acceleration at ``t``, the fade included (product rule), continued
