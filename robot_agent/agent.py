@@ -31,21 +31,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 
-from robot_agent.action_space import STATE_NAMES, ActionSpace, measured_from_state
-from robot_agent.cameras import camera_class, create_camera
+from robot_agent import startup
 from robot_agent.cameras.capture import Sensors
-from robot_agent.config import AgentConfig, CameraConfig
+from robot_agent.config import AgentConfig
 from robot_agent.control import ControlLoop
 from robot_agent.drivers import create_robot
 from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import (
     AgentError,
-    CameraError,
-    ConfigError,
-    DriverError,
     RunFileError,
     SpecMismatch,
 )
@@ -62,12 +57,11 @@ from robot_agent.sender import ObservationSender, RequestShape
 from robot_agent.status import AgentStatus, counts
 from robot_agent.stream import StreamTask
 from robot_agent.summary import RunStats, describe_policy, policy_identity
-from safety import EStop, SafetyConfig, Shield
-from safety.errors import SafetyConfigError
+from safety import EStop, Shield
 from vla.signals import capture_signals
 from vla.v1 import policy_pb2 as pb
 
-__all__ = ["Agent", "AgentStatus", "fit_spec"]
+__all__ = ["Agent", "AgentStatus"]
 
 logger = logging.getLogger(__name__)
 
@@ -221,34 +215,17 @@ class Agent:
         if config.record.dir:
             self._recorder = Recorder(config.record.dir, video=config.record.video)
             self._sensors = Sensors(on_frame=self._recorder.frame)
+        # The steps robot-agent check runs too (startup.py), so the two cannot disagree.
         if self.robot is None:
             self.robot = create_robot(config.robot)
-            where = f" at {config.robot.ip}" if config.robot.ip else ""
-            logger.info("Connecting to robot %s%s", config.robot.kind, where)
-            try:
-                await self._call_driver(self.robot.connect)
-                self._robot_connected = True
-            except AgentError:
-                raise
-            except Exception as exc:
-                raise DriverError(f"robot {config.robot.kind}{where}: connect failed: {exc}") from exc
-        try:
-            state: RobotState = await self._call_driver(self.robot.read_state)
-        except AgentError:
-            raise
-        except Exception as exc:
-            raise DriverError(f"robot {config.robot.kind}: reading the state failed: {exc}") from exc
-        if state.fault:
-            raise DriverError(f"robot {config.robot.kind} reports a fault: {state.fault}")
-        logger.info("Robot ready: %s, ee at %s", config.robot.kind, np.round(state.ee.position, 3).tolist())
+            await startup.connect_robot(self.robot, config.robot, self._call_driver)
+            self._robot_connected = True
+        state = await startup.read_state(self.robot, config.robot.kind, self._call_driver)
+        startup.refuse_fault(state, config.robot.kind)
         self._shield = self._build_shield(state)
         self._plan.observe(state)
         for name, cam_config in config.cameras.items():
-            camera = create_camera(cam_config, self.robot)
-            await asyncio.to_thread(self._sensors.add, name, camera)
-            logger.info(
-                "Camera %s ready (%s, %dx%d)", name, cam_config.kind, cam_config.width, cam_config.height
-            )
+            await startup.open_camera(name, cam_config, self.robot, self._sensors)
         if not config.cameras:
             await self._probe_default_camera()
 
@@ -313,44 +290,18 @@ class Agent:
         )
 
     async def _probe_default_camera(self) -> None:
-        """With no camera configured, each camera the policy asks for is a ``default_camera``,
-        created once the spec is read; check now that its kind has a device, so a missing camera
-        is reported even when no server runs, as a missing arm is."""
-        kind = self.config.default_camera
-        cls = camera_class(kind, "default_camera")
-        try:
-            await asyncio.to_thread(cls.probe, CameraConfig(name="default", kind=kind))
-        except CameraError as exc:
-            raise CameraError(f"default_camera is {kind!r} but {exc}") from exc
+        """With no camera configured: the ``default_camera`` kind has a device (startup.py)."""
+        await startup.probe_default_camera(self.config.default_camera)
 
-    def _build_shield(self, state: RobotState) -> Any:
-        """The shield from ``[safety]``, checked against this robot; its errors become ConfigError."""
+    def _build_shield(self, state: RobotState) -> Shield:
+        """The shield from ``[safety]``, checked against this robot where it stands and where it
+        starts from (startup.py); a config that does not fit is ConfigError."""
         assert self.robot is not None
-        try:
-            safety_config = SafetyConfig.from_mapping(self.config.safety)
-            lower, upper = self.robot.joint_limits
-            safety_config.validate_against(
-                home=state.ee,
-                home_joints=np.asarray(self.robot.home_joints).tolist(),
-                robot_joint_min=np.asarray(lower).tolist(),
-                robot_joint_max=np.asarray(upper).tolist(),
-            )
-        except SafetyConfigError as exc:
-            raise ConfigError(str(exc), field=exc.field or "safety") from exc
-        # With the arm's IK the shield checks an end-effector command's joints before sending it;
-        # without, it sees only the measured joints (see Robot.inverse_kinematics).
-        ik = getattr(self.robot, "inverse_kinematics", None)
-        if ik is None:
-            logger.info(
-                "Robot %s offers no IK: joint limits of ee commands are checked on measured joints",
-                self.config.robot.kind,
-            )
-        # With its FK the shield checks each joint command's end-effector position against the
-        # workspace and keep-out zones; without, _accept_spec refuses joint policies with zones.
-        shield = Shield(
-            safety_config, ik=ik, fk=getattr(self.robot, "forward_kinematics", None), estop=self._estop
+        safety_config = startup.load_safety(self.config.safety)
+        startup.validate_safety(safety_config, self.robot, state)
+        shield = startup.build_shield(
+            safety_config, self.robot, state, kind=self.config.robot.kind, estop=self._estop
         )
-        shield.reset(measured_from_state(state))
         self._recorder.safety_limits(safety_config.to_dict())
         return shield
 
@@ -459,45 +410,27 @@ class Agent:
     async def _accept_spec(self, spec: pb.PolicySpec) -> None:
         """Check that ``spec`` fits the robot and cameras; raise :class:`SpecMismatch` if not."""
         assert self.robot is not None and self._sender is not None and self._shield is not None
-        address = self.config.server.address
         previous = self.spec
         state = self._plan.latest_state
         assert state is not None
-        space = fit_spec(
-            spec, num_joints=len(self.robot.home_joints), reference=state.ee.quaternion, address=address
+        # The fit robot-agent check runs too (startup.py).
+        space = startup.fit_policy(
+            spec,
+            previous=previous,
+            robot=self.robot,
+            robot_kind=self.config.robot.kind,
+            safety=self._shield.config,
+            reference=state.ee.quaternion,
+            address=self.config.server.address,
         )
-        if previous is None or previous.action_space != spec.action_space:
-            require_forward_kinematics(
-                space, self.robot, self.config.robot.kind, self._shield.config, address
-            )
         if previous is not None:
             self._check_policy_change(previous, spec)
-        for cam in spec.cameras:
-            if cam.name not in self._sensors.names:
-                if cam.name not in self.config.cameras and previous is not None:
-                    raise SpecMismatch(
-                        f"policy at {address} now asks for camera {cam.name!r}, which this agent does not have "
-                        f"(it has {', '.join(self._sensors.names) or 'none'})"
-                    )
-                cam_config = self.config.camera_for(cam.name, cam.height, cam.width)
-                camera = create_camera(cam_config, self.robot)
-                await asyncio.to_thread(self._sensors.add, cam.name, camera)
-                logger.info(
-                    "Camera %s ready (%s, %dx%d)",
-                    cam.name,
-                    cam_config.kind,
-                    cam_config.width,
-                    cam_config.height,
-                )
-        unused = set(self.config.cameras) - {c.name for c in spec.cameras}
-        if unused and previous is None:
-            logger.warning("Configured camera(s) %s are not used by the policy", ", ".join(sorted(unused)))
-        timeout_ms = self.config.server.request_timeout_ms
-        frame_age_bounds = {
-            cam.name: self.config.camera_for(cam.name, cam.height, cam.width).max_age_s(timeout_ms)
-            for cam in spec.cameras
-        }
-        self._sender.shape = RequestShape(dt_s=spec.dt_s, frame_age_bounds=frame_age_bounds)
+        cameras = startup.reconcile_cameras(
+            spec, previous=previous, config=self.config, opened=self._sensors.names
+        )
+        for name, cam_config in cameras.to_open.items():
+            await startup.open_camera(name, cam_config, self.robot, self._sensors)
+        self._sender.shape = RequestShape(dt_s=spec.dt_s, frame_age_bounds=dict(cameras.frame_age_bounds))
         if previous is None or (previous.action_space, previous.action_dim) != (
             spec.action_space,
             spec.action_dim,
@@ -548,57 +481,6 @@ class Agent:
         if force:
             logger.warning("Second SIGINT: skipping graceful shutdown (the arm is still stopped)")
         self._set_stop(force)  # on the loop already (vla.signals hands the signal over)
-
-
-def fit_spec(spec: pb.PolicySpec, *, num_joints: int, reference: np.ndarray, address: str) -> ActionSpace:
-    """The action space for ``spec`` on an arm of ``num_joints`` joints; raise
-    :class:`SpecMismatch` naming what does not fit (state entries, action space, dimensions)."""
-    names = list(spec.state_names)
-    if len(names) != spec.state_dim:
-        raise SpecMismatch(
-            f"policy at {address}: state_dim is {spec.state_dim} but it names {len(names)} state entries "
-            f"(state_names {names}); the agent fills the state by name from: {', '.join(STATE_NAMES)}"
-        )
-    for name in names:
-        if name not in STATE_NAMES or (name.startswith("joint_") and int(name[6:]) >= num_joints):
-            raise SpecMismatch(f"policy at {address}: state entry {name!r} is not one this robot can fill")
-    if spec.dt_s <= 0 or spec.chunk_length < 1:
-        raise SpecMismatch(
-            f"policy at {address}: chunk_length {spec.chunk_length}, dt_s {spec.dt_s} are not usable"
-        )
-    try:
-        return ActionSpace(spec.action_space, spec.action_dim, num_joints, reference=reference)
-    except SpecMismatch as exc:
-        raise SpecMismatch(f"policy at {address}: {exc}") from None
-
-
-def require_forward_kinematics(
-    space: ActionSpace, robot: Robot, robot_kind: str, safety: SafetyConfig, address: str
-) -> None:
-    """Refuse a joint-space policy the shield cannot keep out of the keep-out zones.
-
-    The shield checks a joint command's end-effector position through the arm's forward
-    kinematics (:attr:`Robot.forward_kinematics`, issue 10 kind 8). On an arm without one and
-    with ``safety.keep_out`` zones, raise :class:`SpecMismatch` naming the robot; with only the
-    workspace box, log a warning (the box is always configured, so refusing would bar every
-    joint-space policy from such an arm): joint commands are then bounded by the joint band only.
-    """
-    if space.is_ee or getattr(robot, "forward_kinematics", None) is not None:
-        return
-    if safety.keep_out:
-        names = ", ".join(repr(z.name or z.kind) for z in safety.keep_out)
-        raise SpecMismatch(
-            f"policy at {address}: its action space {space.name} commands joints, and robot "
-            f"{robot_kind!r} offers no forward kinematics, so the safety shield cannot keep those "
-            f"commands out of safety.keep_out ({names}); serve an end-effector policy, or run "
-            "without keep-out zones"
-        )
-    logger.warning(
-        "Robot %r offers no forward kinematics: the joint commands of a %s policy are checked "
-        "against the joint limits only, not against safety.workspace",
-        robot_kind,
-        space.name,
-    )
 
 
 def _unwrap(group: BaseExceptionGroup) -> BaseException:

@@ -3,14 +3,17 @@
 Checks, in order, and reports each as PASS / FAIL / CHECK (CHECK: a person must do it):
 
 - the config loads and the ``[safety]`` limits are valid;
-- the robot connects, its state is readable, it reports no fault, and it stands inside the safety
-  limits;
-- each configured camera delivers a frame;
-- the server answers, its spec fits the robot and the cameras, and the p95 round trip of a few
-  real requests fits in what a chunk lasts;
+- the robot connects, its state is readable, it reports no fault, and the safety limits fit it
+  where it stands and where it starts from;
+- each configured camera delivers a frame (with none configured: the ``default_camera`` kind has
+  a device);
+- the server answers, its spec fits the robot, the shield and the cameras, and the p95 round trip
+  of a few real requests fits in what a chunk lasts;
 - the e-stop: tested by hand.
 
-The arm is never commanded. Exit status 1 when anything FAILs.
+Every step but the last is the agent's own (``startup.py``): a config the check passes, the agent
+starts with, and the other way round. The arm is never commanded. Exit status 1 when anything
+FAILs.
 """
 
 from __future__ import annotations
@@ -19,23 +22,27 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from robot_agent import startup
 from robot_agent.action_space import state_vector
-from robot_agent.agent import fit_spec
-from robot_agent.cameras import create_camera
-from robot_agent.config import AgentConfig
+from robot_agent.cameras.base import Frame
+from robot_agent.cameras.capture import Sensors
+from robot_agent.config import AgentConfig, CameraConfig
 from robot_agent.drivers import create_robot
+from robot_agent.drivers.base import Robot, RobotState
 from robot_agent.errors import AgentError
 from robot_agent.policy_client import PolicyClient
 from robot_agent.security import ChannelSecurity
 from safety import SafetyConfig
-from safety.errors import SafetyConfigError
+from vla.v1 import policy_pb2 as pb
 
 __all__ = ["CheckResult", "format_report", "preflight", "run_check"]
+
+Add = Callable[[str, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -52,55 +59,44 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
     def add(name: str, status: str, detail: str) -> None:
         results.append(CheckResult(name, status, detail))
 
+    kind = config.robot.kind
+    safety: SafetyConfig | None = None
     try:
-        safety = SafetyConfig.from_mapping(config.safety)
-        add(
-            "config",
-            "PASS",
-            f"robot {config.robot.kind}, {len(config.cameras)} camera(s), {config.control.rate_hz:g} Hz",
-        )
-    except SafetyConfigError as exc:
+        safety = startup.load_safety(config.safety)
+        add("config", "PASS", f"robot {kind}, {len(config.cameras)} camera(s), {config.control.rate_hz:g} Hz")
+    except AgentError as exc:
         add("config", "FAIL", str(exc))
-        safety = None
 
-    robot: Any = None
-    state = None
-    cameras: dict[str, Any] = {}
-    frames: dict[str, Any] = {}
+    robot: Robot | None = None
+    state: RobotState | None = None
+    sensors = Sensors()
+    frames: dict[str, Frame] = {}
     try:
         try:
             robot = create_robot(config.robot)
-            await asyncio.to_thread(robot.connect)
-            state = await asyncio.to_thread(robot.read_state)
-            if state.fault:
-                add("robot", "FAIL", f"{config.robot.kind} reports a fault: {state.fault}")
-            else:
-                add(
-                    "robot",
-                    "PASS",
-                    f"{config.robot.kind} connected, ee at {np.round(state.ee.position, 3).tolist()}",
-                )
+            await startup.connect_robot(robot, config.robot, asyncio.to_thread)
+            state = await startup.read_state(robot, kind, asyncio.to_thread)
         except Exception as exc:
-            add("robot", "FAIL", f"{config.robot.kind}: {type(exc).__name__}: {exc}")
-        if state is not None and safety is not None:
+            add("robot", "FAIL", f"{kind}: {type(exc).__name__}: {exc}")
+        if state is not None:
             try:
-                lower, upper = robot.joint_limits
-                safety.validate_against(
-                    home=state.ee,
-                    home_joints=state.joint_positions,
-                    robot_joint_min=lower,
-                    robot_joint_max=upper,
-                )
+                startup.refuse_fault(state, kind)
+                add("robot", "PASS", f"{kind} connected, ee at {np.round(state.ee.position, 3).tolist()}")
+            except AgentError as exc:
+                add("robot", "FAIL", str(exc))
+        if robot is not None and state is not None and safety is not None:
+            try:
+                startup.validate_safety(safety, robot, state)
                 add("robot in limits", "PASS", "the current pose is inside the safety limits")
-            except SafetyConfigError as exc:
+            except AgentError as exc:
                 add("robot in limits", "FAIL", str(exc))
 
-        async def grab(name: str, cam_config: Any) -> None:
+        async def grab(name: str, cam_config: CameraConfig) -> None:
+            assert robot is not None
             try:
-                camera = create_camera(cam_config, robot)
-                cameras[name] = camera
-                await asyncio.to_thread(camera.open)
-                frame = await asyncio.to_thread(camera.read)
+                await startup.open_camera(name, cam_config, robot, sensors)
+                frame = sensors.latest()[name]
+                assert frame is not None  # Sensors.add returns once the first frame is there
                 frames[name] = frame
                 h, w = frame.rgb.shape[:2]
                 add(f"camera {name}", "PASS", f"{cam_config.kind}, frame {w}x{h}")
@@ -110,6 +106,16 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
         if robot is not None:
             for name, cam_config in config.cameras.items():
                 await grab(name, cam_config)
+            if not config.cameras:
+                try:
+                    await startup.probe_default_camera(config.default_camera)
+                    add(
+                        "default camera",
+                        "PASS",
+                        f"{config.default_camera}: a device is there (opened once the policy names its cameras)",
+                    )
+                except AgentError as exc:
+                    add("default camera", "FAIL", str(exc))
 
         client = PolicyClient(
             config.server.address,
@@ -118,6 +124,7 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
             jpeg_quality=config.server.jpeg_quality,
             security=ChannelSecurity.from_config(config.server),
         )
+        spec: pb.PolicySpec | None
         try:
             spec = await client.connect()
         except AgentError as exc:
@@ -131,15 +138,12 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
             )
             if robot is not None and state is not None:
                 try:
-                    fit_spec(
-                        spec,
-                        num_joints=len(robot.home_joints),
-                        reference=state.ee.quaternion,
-                        address=client.address,
+                    _fit(spec, robot, state, safety, config)
+                    cameras = startup.reconcile_cameras(
+                        spec, previous=None, config=config, opened=list(frames)
                     )
-                    for cam in spec.cameras:
-                        if cam.name not in frames:
-                            await grab(cam.name, config.camera_for(cam.name, cam.height, cam.width))
+                    for name, cam_config in cameras.to_open.items():
+                        await grab(name, cam_config)
                     missing = [c.name for c in spec.cameras if c.name not in frames]
                     if missing:
                         add(
@@ -158,9 +162,8 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
                     add("spec fits", "FAIL", str(exc))
         await client.close()
     finally:
-        for camera in cameras.values():
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(camera.close)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(sensors.close)
         if robot is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(robot.close)
@@ -172,8 +175,37 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
     return results
 
 
-async def _latency(client: PolicyClient, spec: Any, state: Any, frames: dict[str, Any], config: AgentConfig,
-                   requests: int, add: Any) -> None:  # fmt: skip
+def _fit(
+    spec: pb.PolicySpec, robot: Robot, state: RobotState, safety: SafetyConfig | None, config: AgentConfig
+) -> None:
+    """The agent's fit of a first spec (``startup.fit_policy``); with an invalid ``[safety]``
+    (already a FAIL) only the part that needs no limits (``startup.fit_spec``)."""
+    address = config.server.address
+    if safety is None:
+        startup.fit_spec(
+            spec, num_joints=len(robot.home_joints), reference=state.ee.quaternion, address=address
+        )
+        return
+    startup.fit_policy(
+        spec,
+        previous=None,
+        robot=robot,
+        robot_kind=config.robot.kind,
+        safety=safety,
+        reference=state.ee.quaternion,
+        address=address,
+    )
+
+
+async def _latency(
+    client: PolicyClient,
+    spec: pb.PolicySpec,
+    state: RobotState,
+    frames: dict[str, Frame],
+    config: AgentConfig,
+    requests: int,
+    add: Add,
+) -> None:
     rtts = []
     vector = state_vector(state, spec.state_names)
     try:
