@@ -39,7 +39,11 @@ class Batch:
 
 
 class Backend(Protocol):
-    """A loaded model. Built as ``Backend(bundle)`` on the worker thread."""
+    """A loaded model. Built as ``Backend(bundle)`` on the worker thread.
+
+    The backends in :data:`~inference_server.backends.BACKENDS` subclass it and mark ``predict``
+    and ``close`` ``@override``, so mypy checks their signatures against these.
+    """
 
     def predict(self, batch: Batch) -> np.ndarray:
         """Return normalised actions ``[B, chunk_length, action_dim]``; any float dtype."""

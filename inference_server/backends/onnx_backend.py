@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
+from typing_extensions import override
 
 from inference_server.backends._model_file import reading_model
 from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes, expected_input_names
+from inference_server.backends.base import Backend, Batch
 
 if TYPE_CHECKING:
-    from inference_server.backends.base import Batch
     from inference_server.bundle import Bundle
 
 __all__ = ["OnnxBackend", "providers_for"]
@@ -70,7 +71,7 @@ def providers_for(bundle: Bundle, model_input_dtype: Any, available: list[str] |
     return [*providers, "CPUExecutionProvider"]
 
 
-class OnnxBackend:
+class OnnxBackend(Backend):
     """An onnxruntime session; images go in as float ``[B, 3, H, W]`` in [0, 1]."""
 
     def __init__(self, bundle: Bundle) -> None:
@@ -100,6 +101,7 @@ class OnnxBackend:
         self._output = self._session.get_outputs()[0].name
         logger.info("Loaded %s with %s", bundle.model_path.name, self._session.get_providers())
 
+    @override
     def predict(self, batch: Batch) -> np.ndarray:
         feeds = {}
         for c in self._bundle.cameras:
@@ -108,5 +110,6 @@ class OnnxBackend:
         feeds["state"] = batch.state.astype(self._dtypes["state"], copy=False)
         return np.asarray(self._session.run([self._output], feeds)[0])
 
+    @override
     def close(self) -> None:
         del self._session

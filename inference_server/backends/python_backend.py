@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+from typing_extensions import override
 
+from inference_server.backends.base import Backend, Batch
 from inference_server.errors import BackendError
 from vla.importer import ImportFromStringError, MissingPackage, import_from_string
 
 if TYPE_CHECKING:
-    from inference_server.backends.base import Batch
     from inference_server.bundle import Bundle
 
 __all__ = ["PythonBackend", "PythonPolicy"]
@@ -57,13 +58,14 @@ class PythonPolicy(Protocol):
     def predict(self, batch: dict[str, Any]) -> np.ndarray: ...
 
 
-class PythonBackend:
+class PythonBackend(Backend):
     """Adapts a :class:`PythonPolicy` to the backend interface."""
 
     def __init__(self, bundle: Bundle) -> None:
         assert bundle.entrypoint is not None
         self._policy = _load_policy(bundle)
 
+    @override
     def predict(self, batch: Batch) -> np.ndarray:
         out = self._policy.predict(
             {
@@ -76,6 +78,7 @@ class PythonBackend:
         )
         return np.asarray(out)
 
+    @override
     def close(self) -> None:
         close = getattr(self._policy, "close", None)
         if callable(close):

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorrt as trt
 import torch
+from typing_extensions import override
 
 from inference_server.backends._model_file import model_error, reading_model
 from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes, expected_input_names
+from inference_server.backends.base import Backend, Batch
 from inference_server.errors import BackendError
 
 if TYPE_CHECKING:
-    from inference_server.backends.base import Batch
     from inference_server.bundle import Bundle
 
 __all__ = ["TensorRTBackend", "build_engine"]
@@ -66,7 +67,7 @@ class _TrtLogger(trt.ILogger):  # type: ignore[misc]  # tensorrt ships no stubs
         logger.log(level, "TensorRT: %s", msg)
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """One engine, one execution context, one CUDA stream; all on the worker thread."""
 
     def __init__(self, bundle: Bundle) -> None:
@@ -118,6 +119,7 @@ class TensorRTBackend:
             self._max_batch,
         )
 
+    @override
     def predict(self, batch: Batch) -> np.ndarray:
         if batch.size > self._max_batch:
             raise BackendError(
@@ -145,6 +147,7 @@ class TensorRTBackend:
                 raise BackendError("TensorRT execute_async_v3 failed (see the TensorRT log)")
             return output.float().cpu().numpy()  # .cpu() waits for the stream
 
+    @override
     def close(self) -> None:
         self._stream.synchronize()
         del self._context, self._engine, self._runtime

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from typing_extensions import override
 
 from inference_server.backends._model_file import EXPORTED_SUFFIXES, reading_model
 from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes
+from inference_server.backends.base import Backend, Batch
 
 if TYPE_CHECKING:
-    from inference_server.backends.base import Batch
     from inference_server.bundle import Bundle
 
 __all__ = ["FLOAT_DTYPE_NAMES", "TORCH_DTYPES", "TorchBackend", "resolve_device"]
@@ -47,7 +48,7 @@ def resolve_device(bundle: Bundle) -> torch.device:
     return device
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     """A torch module on one device and dtype; inputs converted on that device."""
 
     def __init__(self, bundle: Bundle) -> None:
@@ -70,6 +71,7 @@ class TorchBackend:
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # type: ignore[no-untyped-call]
         logger.info("Loaded %s on %s in %s", path.name, self.device, bundle.precision)
 
+    @override
     def predict(self, batch: Batch) -> np.ndarray:
         with torch.inference_mode(), _on_stream(self._stream):
             images = [self._image(batch.images[c.name]) for c in self._bundle.cameras]
@@ -83,6 +85,7 @@ class TorchBackend:
         tensor = torch.from_numpy(array).to(self.device, non_blocking=True)
         return tensor.permute(0, 3, 1, 2).to(self.dtype).div_(255.0)
 
+    @override
     def close(self) -> None:
         del self._module
         if self.device.type == "cuda":

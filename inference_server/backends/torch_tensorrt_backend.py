@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch_tensorrt
+from typing_extensions import override
 
 from inference_server.backends._model_file import reading_model
 from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes
+from inference_server.backends.base import Backend, Batch
 from inference_server.backends.torch_backend import (
     FLOAT_DTYPE_NAMES,
     TORCH_DTYPES,
@@ -26,7 +28,6 @@ from inference_server.backends.torch_backend import (
 )
 
 if TYPE_CHECKING:
-    from inference_server.backends.base import Batch
     from inference_server.bundle import Bundle
 
 __all__ = ["MAX_BATCH", "TorchTensorRTBackend"]
@@ -43,7 +44,7 @@ def _first_input_dtype(program: Any) -> Any:
     return None
 
 
-class TorchTensorRTBackend:
+class TorchTensorRTBackend(Backend):
     def __init__(self, bundle: Bundle) -> None:
         assert bundle.model_path is not None
         if not bundle.device.startswith("cuda") or not torch.cuda.is_available():
@@ -95,6 +96,7 @@ class TorchTensorRTBackend:
         )
         return torch_tensorrt.dynamo.compile(typed, inputs=inputs, **options)
 
+    @override
     def predict(self, batch: Batch) -> np.ndarray:
         with torch.inference_mode(), torch.cuda.stream(self._stream):
             images = [
@@ -109,6 +111,7 @@ class TorchTensorRTBackend:
             out: np.ndarray = self._module(*images, state).float().cpu().numpy()
             return out
 
+    @override
     def close(self) -> None:
         self._stream.synchronize()
         del self._module

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
+from typing_extensions import override
 
 __all__ = ["Curve", "HermiteCurve", "LinearCurve", "make_curve"]
 
@@ -67,6 +68,7 @@ class Curve:
 
 
 class LinearCurve(Curve):
+    @override
     def sample(self, t: float) -> np.ndarray:
         if self.times.shape[0] == 1:
             first: np.ndarray = self.values[0]
@@ -76,6 +78,7 @@ class LinearCurve(Curve):
         p1: np.ndarray = self.values[k + 1]
         return (1.0 - s) * p0 + s * p1
 
+    @override
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         zero = np.zeros(self.values.shape[1])
         if self.times.shape[0] == 1:
@@ -126,6 +129,7 @@ class HermiteCurve(Curve):
                     self.accelerations[0] = 0.0
                     self.accelerations[-1] = 0.0
 
+    @override
     def sample(self, t: float) -> np.ndarray:
         if self.times.shape[0] == 1:
             first: np.ndarray = self.values[0]
@@ -153,6 +157,7 @@ class HermiteCurve(Curve):
             + (10 * s3 - 15 * s4 + 6 * s5) * p1
         )
 
+    @override
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         zero = np.zeros(self.values.shape[1])
         if self.times.shape[0] == 1:
