@@ -5,13 +5,17 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 EXTRAS ?= server,agent,franka,xarm,realsense,dev
 
-.PHONY: demo test install sysdeps proto lint bench clean fuzz
+.PHONY: demo test typecheck install sysdeps proto lint bench clean fuzz
 
 demo: $(STAMP)
 	$(PY) -m vla_demo
 
-test: $(STAMP) sysdeps
+test: $(STAMP) sysdeps typecheck
 	$(PY) -m pytest -q
+
+# The four packages stay mypy --strict clean (settings in pyproject.toml's [tool.mypy]); about 20 s cold.
+typecheck: $(STAMP)
+	$(PY) -m mypy --strict vla safety inference_server robot_agent
 
 install: $(STAMP)
 
