@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robot_agent.config import BLEND_MODES, INTERPOLATIONS, AgentConfig
 from robot_agent.errors import AgentError, ConfigError, EstopRefused, RobotInUse, RunFileError
@@ -38,6 +38,9 @@ from robot_agent.runfile import (
     stale_reason,
 )
 from safety.config_loader import default_of, show_default
+
+if TYPE_CHECKING:
+    from robot_agent.evaluation import EvalResults
 
 __all__ = [
     "EXIT_CODES",
@@ -417,7 +420,7 @@ def run(config: AgentConfig, *, run_dir: Path | None = None) -> dict[str, Any]:
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
-def run_eval(config: AgentConfig, episodes: int, seed: int, episode_timeout_s: float) -> Any:
+def run_eval(config: AgentConfig, episodes: int, seed: int, episode_timeout_s: float) -> EvalResults:
     """Run the evaluation (tests patch this)."""
     from robot_agent.evaluation import evaluate_sync
 
