@@ -50,30 +50,19 @@ from inference_server.config import BACKEND_NAMES, PRECISIONS
 from inference_server.errors import BundleError
 from inference_server.normalization import Normalizer, Stats
 from safety.config_loader import check_value, read_toml
+from vla import vocabulary
+from vla.vocabulary import ACTION_SPACES, STATE_NAMES
 
 __all__ = [
-    "ACTION_SPACES",
     "BACKEND_NAMES",
     "ENCODINGS",
     "MANIFEST",
-    "STATE_NAMES",
     "Bundle",
     "CameraSpec",
     "load_bundle",
 ]
 
 MANIFEST = "policy.toml"
-ACTION_SPACES = ("ee_delta", "ee_absolute", "joint_absolute", "joint_delta")
-STATE_NAMES = (
-    *(f"joint_{i}" for i in range(7)),
-    "ee_x",
-    "ee_y",
-    "ee_z",
-    "ee_rx",
-    "ee_ry",
-    "ee_rz",
-    "gripper",
-)
 ENCODINGS = ("RAW_RGB8", "JPEG", "PNG")
 _KNOWN_KEYS = {
     "name", "version", "backend", "model", "entrypoint", "precision", "device", "chunk_length", "dt_s",
@@ -209,7 +198,7 @@ class _Reader:
             )
         action_names, action_dim = self._actions()
         if not action_names:
-            action_names = default_action_names(action_space, action_dim)
+            action_names = vocabulary.action_names(action_space, action_dim)
         chunk_length = self.get("chunk_length", int)
         if chunk_length < 1:
             raise self.fail("chunk_length", f"is {chunk_length}, expected >= 1")
@@ -337,19 +326,6 @@ class _Reader:
                 arrays[part] = arr
             stats[key] = Stats(mean=arrays["mean"], std=arrays["std"])
         return Normalizer(state=stats["state"], actions=stats["actions"])
-
-
-def default_action_names(action_space: str, action_dim: int) -> tuple[str, ...]:
-    """The conventional names when the manifest gives none (empty when the size is unusual)."""
-    if action_space in ("ee_delta", "ee_absolute"):
-        names = (
-            ("dx", "dy", "dz", "drx", "dry", "drz")
-            if action_space == "ee_delta"
-            else ("x", "y", "z", "rx", "ry", "rz")
-        )
-        return (*names, "gripper") if action_dim == 7 else ()
-    prefix = "djoint" if action_space == "joint_delta" else "joint"
-    return (*(f"{prefix}_{i}" for i in range(action_dim - 1)), "gripper")
 
 
 def with_overrides(bundle: Bundle, **changes: Any) -> Bundle:

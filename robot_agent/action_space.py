@@ -1,9 +1,9 @@
 """The one place that converts between policy actions and robot targets.
 
-A policy speaks one of four action spaces (``PolicySpec.action_space``); the arm takes absolute
-end-effector poses or joint positions. Chunks are converted on arrival into *waypoints*, absolute
-vectors the trajectory code can blend and interpolate component-wise without knowing what they
-mean:
+A policy speaks one of four action spaces (``PolicySpec.action_space``; their words and sizes
+are ``vla.vocabulary``'s); the arm takes absolute end-effector poses or joint positions. Chunks
+are converted on arrival into *waypoints*, absolute vectors the trajectory code can blend and
+interpolate component-wise without knowing what they mean:
 
 - end-effector spaces: ``[x, y, z, r0, r1, r2, gripper]``, where the orientation is
   ``R = exp(r) * R_ref`` for a fixed reference orientation ``R_ref`` (the pose at start). Near the
@@ -41,20 +41,16 @@ from safety.rotations import (
     rotvec_to_quat,
 )
 from safety.types import Measured, Pose, Target
+from vla import vocabulary
+from vla.vocabulary import ACTION_SPACES, EE_POSITION_NAMES, EE_ROTVEC_NAMES, STATE_NAMES
 
 __all__ = [
-    "ACTION_SPACES",
-    "STATE_NAMES",
     "ActionSpace",
     "StateVectorBuilder",
     "measured_from_state",
     "state_vector",
     "unwrap_rotvecs",
 ]
-
-ACTION_SPACES = ("ee_delta", "ee_absolute", "joint_absolute", "joint_delta")
-_EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_rx", "ee_ry", "ee_rz")
-STATE_NAMES = (*(f"joint_{i}" for i in range(7)), *_EE_STATE, "gripper")
 
 
 def _nearest(rotvec: np.ndarray, near: np.ndarray) -> np.ndarray:
@@ -92,28 +88,32 @@ def state_vector(
     state: RobotState, names: Sequence[str], near_rotvec: np.ndarray | None = None
 ) -> np.ndarray:
     """The policy's state vector ``[len(names)]``, float32, filled entry by entry from ``names``
-    (the spec's ``state_names``); ``ee_r*`` is the base-frame rotation vector of the
-    end-effector (radians), the representative nearest ``near_rotvec`` when given (else angle in
-    [0, pi]). Raises :class:`SpecMismatch` for a name not in ``STATE_NAMES``. Observation after
-    observation, use :class:`StateVectorBuilder`, which keeps ``ee_r*`` continuous."""
+    (the spec's ``state_names``, words of :data:`vla.vocabulary.STATE_NAMES`); ``ee_r*`` is the
+    base-frame rotation vector of the end-effector (radians), the representative nearest
+    ``near_rotvec`` when given (else angle in [0, pi]). Raises :class:`SpecMismatch` for a name
+    not in ``STATE_NAMES``. Observation after observation, use :class:`StateVectorBuilder`,
+    which keeps ``ee_r*`` continuous."""
     rotvec = quat_to_rotvec(state.ee.quaternion)
     if near_rotvec is not None:
         rotvec = _nearest(rotvec, np.asarray(near_rotvec, dtype=float))
     out = np.empty(len(names), dtype=np.float32)
     for i, name in enumerate(names):
-        if name.startswith("joint_"):
-            out[i] = state.joint_positions[int(name[6:])]
-        elif name in ("ee_x", "ee_y", "ee_z"):
-            out[i] = state.ee.position["xyz".index(name[-1])]
-        elif name in ("ee_rx", "ee_ry", "ee_rz"):
-            out[i] = rotvec["xyz".index(name[-1])]
+        joint = vocabulary.joint_index(name)
+        if joint is not None:
+            out[i] = state.joint_positions[joint]
+        elif name in EE_POSITION_NAMES:
+            out[i] = state.ee.position[EE_POSITION_NAMES.index(name)]
+        elif name in EE_ROTVEC_NAMES:
+            out[i] = rotvec[EE_ROTVEC_NAMES.index(name)]
         elif name == "gripper":
             out[i] = state.gripper
         else:
-            raise SpecMismatch(
-                f"state name {name!r} is not one the agent can fill ({', '.join(STATE_NAMES)})"
-            )
+            raise _not_fillable(name)
     return out
+
+
+def _not_fillable(name: str) -> SpecMismatch:
+    return SpecMismatch(f"state name {name!r} is not one the agent can fill ({', '.join(STATE_NAMES)})")
 
 
 class StateVectorBuilder:
@@ -131,9 +131,7 @@ class StateVectorBuilder:
     def __init__(self, names: Sequence[str]) -> None:
         unknown = [name for name in names if name not in STATE_NAMES]
         if unknown:
-            raise SpecMismatch(
-                f"state name {unknown[0]!r} is not one the agent can fill ({', '.join(STATE_NAMES)})"
-            )
+            raise _not_fillable(unknown[0])
         self.names = tuple(names)
         self._rotvec: np.ndarray | None = None
 
@@ -170,14 +168,12 @@ class ActionSpace:
                 f"action_space {name!r} is not supported (supported: {', '.join(ACTION_SPACES)})"
             )
         self.name = name
-        self.is_ee = name.startswith("ee_")
-        self.is_delta = name.endswith("_delta")
+        self.is_ee = vocabulary.is_end_effector(name)
+        self.is_delta = vocabulary.is_delta(name)
         self.num_joints = num_joints
-        expected = 7 if self.is_ee else num_joints + 1
+        expected = vocabulary.action_dim(name, num_joints)
         if action_dim != expected:
-            layout = (
-                "[dx, dy, dz, drx, dry, drz, gripper]" if self.is_ee else f"{num_joints} joints + gripper"
-            )
+            layout = vocabulary.action_layout(name, num_joints)
             raise SpecMismatch(f"action_dim is {action_dim}, {name} on this arm needs {expected} ({layout})")
         self.action_dim = action_dim
         self.waypoint_dim = expected

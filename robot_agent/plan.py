@@ -36,7 +36,7 @@ from robot_agent.events import (
     ObservationStale,
     RequestFailed,
 )
-from robot_agent.policy_client import Backoff, Chunk
+from robot_agent.policy_client import Backoff, Chunk, ChunkProblem
 from robot_agent.reasons import BAD_PLAN_REASONS
 from robot_agent.scheduler import Scheduler
 from robot_agent.trajectory import Trajectory
@@ -186,9 +186,9 @@ class Plan:
         if chunk.problem is not None or chunk.actions is None:
             # An answer this agent refuses (NaN, wrong shape, unparseable) is an error too: a
             # server sending one on every request got ~96 requests/s, as ERROR used to.
-            kind, _, detail = (chunk.problem or "invalid_chunk: no actions").partition(": ")
+            problem = chunk.problem or ChunkProblem("invalid_chunk", "no actions")
             delay = self._back_off(now)
-            self._reject(chunk, now, kind, f"{detail} (next request in {delay:.2f} s)")
+            self._reject(chunk, now, problem.kind, f"{problem.detail} (next request in {delay:.2f} s)")
             return "rejected"
         assert self._space is not None and self._trajectory is not None
         # Our own record of the capture time, not the server's echo: the server is never trusted

@@ -8,7 +8,7 @@ jitter) is :class:`Backoff`; the agent's stream task drives it.
 
 Nothing the server sends is trusted: the spec is checked for sane sizes at connect
 (:func:`check_spec`), and every response, down to its raw bytes, is checked before use; a bad one
-becomes a :class:`Chunk` with a ``problem`` (the agent holds), never an exception.
+becomes a :class:`Chunk` with a :class:`ChunkProblem` (the agent holds), never an exception.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import cv2
 import grpc
@@ -53,8 +54,11 @@ from vla.v1 import policy_pb2 as pb
 from vla.v1 import policy_pb2_grpc as pb_grpc
 
 __all__ = [
+    "CHUNK_PROBLEM_KINDS",
     "Backoff",
     "Chunk",
+    "ChunkProblem",
+    "ChunkProblemKind",
     "DelayedClient",
     "PolicyClient",
     "check_spec",
@@ -86,6 +90,40 @@ _JPEG_FALLBACK_QUALITIES = (75, 50, 30)  # tried in turn when a request still co
 _TEXT_RESERVE_BYTES = 2048
 
 
+#: Why the agent refuses an answer the server called OK: a closed set, each also a hold reason
+#: (``robot_agent.reasons.HOLD_REASONS``) and the ``reason`` of the rejected-chunk count.
+ChunkProblemKind = Literal[
+    "invalid_chunk",  # not the spec's shape, dtype or dt_s, or it does not decode
+    "non_finite",  # NaN or inf among the actions
+]
+CHUNK_PROBLEM_KINDS: tuple[ChunkProblemKind, ...] = get_args(ChunkProblemKind)
+
+
+@dataclass(frozen=True)
+class ChunkProblem:
+    """What is wrong with an answer: its ``kind`` (one of :data:`CHUNK_PROBLEM_KINDS`) and a
+    ``detail`` for the log (``actions shape [16, 6], spec says [16, 7]``). ``str()`` reads
+    ``invalid_chunk: actions shape ...``, at most 512 characters. Raises ``ValueError`` for a
+    kind outside the set.
+
+        ChunkProblem("non_finite", "actions[3, 0] is nan")
+    """
+
+    kind: ChunkProblemKind
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in CHUNK_PROBLEM_KINDS:
+            raise ValueError(
+                f"chunk problem kind {self.kind!r}, expected one of {', '.join(CHUNK_PROBLEM_KINDS)}"
+            )
+        # the detail quotes the server's bytes and ends up in logs: bounded, as the message is
+        object.__setattr__(self, "detail", self.detail[: _MAX_MESSAGE_CHARS - len(self.kind) - 2])
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
 @dataclass(frozen=True)
 class Chunk:
     """One decoded response. ``actions`` is None unless ``status`` is OK and the tensor decoded;
@@ -99,7 +137,7 @@ class Chunk:
     capture_time_s: float
     received_s: float
     server_total_ms: float
-    problem: str | None = None
+    problem: ChunkProblem | None = None
 
 
 class Backoff:
@@ -542,31 +580,33 @@ class PolicyClient:
             problem=problem,
         )
 
-    def _check_actions(self, response: pb.PredictResponse) -> tuple[np.ndarray | None, str | None]:
+    def _check_actions(self, response: pb.PredictResponse) -> tuple[np.ndarray | None, ChunkProblem | None]:
         """The server is never trusted: shape, dtype and finiteness are checked here again."""
         assert self.spec is not None
         tensor = response.actions
         expected = (self.spec.chunk_length, self.spec.action_dim)
         # dtype and shape are checked as Python integers before anything is decoded.
         if tensor.dtype not in _FLOAT_DTYPES:
-            return None, f"invalid_chunk: actions dtype {dtype_name(tensor.dtype)}, expected FLOAT32"
+            return None, ChunkProblem(
+                "invalid_chunk", f"actions dtype {dtype_name(tensor.dtype)}, expected FLOAT32"
+            )
         shape = list(tensor.shape)
         if len(shape) != 2 or shape[1] != expected[1] or not 1 <= shape[0] <= expected[0]:
             shown = shape if len(shape) <= 8 else [*shape[:8], "..."]
-            return None, f"invalid_chunk: actions shape {shown}, spec says {list(expected)}"
+            return None, ChunkProblem("invalid_chunk", f"actions shape {shown}, spec says {list(expected)}")
         try:
             actions = from_tensor(tensor, name="actions")
         except CodecError as exc:
-            return None, f"invalid_chunk: {exc}"
+            return None, ChunkProblem("invalid_chunk", str(exc))
         if not (response.dt_s > 0 and np.isfinite(response.dt_s)):
-            return None, f"invalid_chunk: dt_s is {response.dt_s}"
+            return None, ChunkProblem("invalid_chunk", f"dt_s is {response.dt_s}")
         if abs(response.dt_s - self.spec.dt_s) > 1e-3 * self.spec.dt_s:
             # A different step would stretch or squeeze the chunk in time: not what the spec promised.
-            return None, f"invalid_chunk: dt_s is {response.dt_s}, spec says {self.spec.dt_s}"
+            return None, ChunkProblem("invalid_chunk", f"dt_s is {response.dt_s}, spec says {self.spec.dt_s}")
         actions = actions.astype(np.float64)
         if not np.isfinite(actions).all():
             bad = np.argwhere(~np.isfinite(actions))[0].tolist()
-            return None, f"non_finite: actions{bad} is {actions[tuple(bad)]}"
+            return None, ChunkProblem("non_finite", f"actions{bad} is {actions[tuple(bad)]}")
         return actions, None
 
     async def close(self) -> None:
@@ -667,14 +707,14 @@ def _rejected(request_id: int, status: int | None, detail: str, received: float)
         capture_time_s=math.nan,
         received_s=received,
         server_total_ms=math.nan,
-        problem=f"invalid_chunk: {detail}"[:_MAX_MESSAGE_CHARS],
+        problem=ChunkProblem("invalid_chunk", detail),
     )
 
 
 def _status_name(status: int) -> str:
     """``OK`` for a known :class:`pb.PredictResponse.Status` value, else the number as text."""
     values = pb.PredictResponse.Status.values()
-    return pb.PredictResponse.Status.Name(status) if status in values else str(status)  # type: ignore[arg-type]
+    return pb.PredictResponse.Status.Name(status) if status in values else str(status)
 
 
 # gRPC core's words for a peer that accepted the connection but does not speak gRPC over HTTP/2:

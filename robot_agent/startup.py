@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from robot_agent.action_space import STATE_NAMES, ActionSpace, measured_from_state
+from robot_agent.action_space import ActionSpace, measured_from_state
 from robot_agent.cameras import camera_class, create_camera
 from robot_agent.cameras.capture import Sensors
 from robot_agent.config import AgentConfig, CameraConfig, RobotConfig
@@ -42,6 +42,7 @@ from robot_agent.errors import AgentError, CameraError, ConfigError, DriverError
 from safety import EStop, SafetyConfig, Shield
 from safety.errors import SafetyConfigError
 from vla.v1 import policy_pb2 as pb
+from vla.vocabulary import STATE_NAMES, robot_can_fill
 
 __all__ = [
     "CameraPlan",
@@ -214,7 +215,7 @@ def fit_spec(spec: pb.PolicySpec, *, num_joints: int, reference: np.ndarray, add
             f"(state_names {names}); the agent fills the state by name from: {', '.join(STATE_NAMES)}"
         )
     for name in names:
-        if name not in STATE_NAMES or (name.startswith("joint_") and int(name[6:]) >= num_joints):
+        if not robot_can_fill(name, num_joints):
             raise SpecMismatch(f"policy at {address}: state entry {name!r} is not one this robot can fill")
     if spec.dt_s <= 0 or spec.chunk_length < 1:
         raise SpecMismatch(

@@ -10,6 +10,7 @@ import pytest
 
 from inference_server import BundleError, load_bundle
 from tests.utils import write_python_bundle
+from vla.vocabulary import ACTION_SPACES, STATE_NAMES
 
 ECHO = "tests.inference_server.policies:EchoPolicy"
 
@@ -50,6 +51,25 @@ def test_action_names_default_from_the_action_space(
             "\n".join(line for line in text.splitlines() if not line.startswith("action_names"))
         )
     assert load_bundle(path).action_names == expected
+
+
+@pytest.mark.parametrize("space", ACTION_SPACES)
+def test_every_action_space_of_the_contract_loads(tmp_path: Path, space: str) -> None:
+    bundle = load_bundle(
+        write_python_bundle(tmp_path, ECHO, action_space=space, action_dim=7, action_names=None)
+    )
+    assert bundle.action_space == space and len(bundle.action_names) == 7
+
+
+def test_every_state_name_of_the_contract_loads_and_the_message_lists_them(tmp_path: Path) -> None:
+    bundle = load_bundle(
+        write_python_bundle(tmp_path / "all", ECHO, state_dim=len(STATE_NAMES), state_names=STATE_NAMES)
+    )
+    assert bundle.state_names == STATE_NAMES and bundle.state_dim == 14
+    with pytest.raises(
+        BundleError, match=r"state_names\[0\] is 'joint_7', expected one of joint_0, .*, ee_rz, gripper$"
+    ):
+        load_bundle(write_python_bundle(tmp_path / "bad", ECHO, state_dim=1, state_names=["joint_7"]))
 
 
 def test_overrides_win_over_the_manifest(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from robot_agent.drivers.base import RobotState
 from robot_agent.errors import SpecMismatch
 from safety.rotations import quat_angle, quat_multiply, quat_to_rotvec, rotvec_to_quat
 from safety.types import Pose
+from vla import vocabulary
+from vla.vocabulary import ACTION_SPACES, STATE_NAMES
 
 # A gripper pointing down: rotation by pi about x, right on the rotation-vector discontinuity.
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])
@@ -110,13 +113,51 @@ def test_waypoint_of_the_measured_state_is_the_hold_pose() -> None:
     ("name", "dim", "message"),
     [
         ("ee_velocity", 7, "action_space 'ee_velocity' is not supported"),
-        ("ee_delta", 6, "action_dim is 6, ee_delta on this arm needs 7"),
-        ("joint_absolute", 7, "action_dim is 7, joint_absolute on this arm needs 8"),
+        (
+            "ee_delta",
+            6,
+            "action_dim is 6, ee_delta on this arm needs 7 ([dx, dy, dz, drx, dry, drz, gripper])",
+        ),
+        (
+            "ee_absolute",
+            8,
+            "action_dim is 8, ee_absolute on this arm needs 7 ([x, y, z, rx, ry, rz, gripper])",
+        ),
+        ("joint_absolute", 7, "action_dim is 7, joint_absolute on this arm needs 8 (7 joints + gripper)"),
     ],
 )
 def test_specs_that_do_not_fit_are_refused_by_name(name: str, dim: int, message: str) -> None:
-    with pytest.raises(SpecMismatch, match=message):
+    with pytest.raises(SpecMismatch, match=re.escape(message)):
         ActionSpace(name, dim, 7)
+
+
+@pytest.mark.parametrize("name", ACTION_SPACES)
+def test_every_action_space_of_the_contract_converts(name: str) -> None:
+    """A word added to ``vla.vocabulary`` without its conversion here fails: ``to_actions``
+    inverts ``to_waypoints`` for each space of the contract, at its size on a 7-joint arm."""
+    space = ActionSpace(name, vocabulary.action_dim(name, 7), 7, reference=DOWN)
+    actions = np.full((2, space.action_dim), 0.05)
+    actions[:, -1] = 1.0
+    if not space.is_delta and space.is_ee:
+        actions[:, :3] = [0.3, 0.0, 0.5]
+    capture = state()
+    np.testing.assert_allclose(
+        space.to_actions(space.to_waypoints(actions, capture), capture), actions, atol=1e-6
+    )
+
+
+def test_every_state_name_of_the_contract_is_filled() -> None:
+    s = state(position=(0.3, -0.1, 0.5), quat=np.array([0.0, 0.0, 0.0, 1.0]), gripper=0.25)
+    vec = state_vector(s, STATE_NAMES)
+    np.testing.assert_allclose(vec, [*(np.arange(7) * 0.1), 0.3, -0.1, 0.5, 0.0, 0.0, 0.0, 0.25], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["joint_7", "joint_x", "ee_vx"])
+def test_a_name_outside_the_contract_is_refused_before_the_first_state(name: str) -> None:
+    with pytest.raises(SpecMismatch, match=f"state name '{name}' is not one the agent can fill"):
+        StateVectorBuilder([name])
+    with pytest.raises(SpecMismatch, match=f"'{name}'"):
+        state_vector(state(), [name])
 
 
 def test_state_vector_follows_the_spec_names() -> None:

@@ -18,7 +18,7 @@ from robot_agent.drivers.sim import SimRobot
 from robot_agent.events import EventBus, Subscriber
 from robot_agent.metrics import AgentMetrics
 from robot_agent.plan import Plan
-from robot_agent.policy_client import Backoff, Chunk
+from robot_agent.policy_client import Backoff, Chunk, ChunkProblem
 from robot_agent.scheduler import Scheduler
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
@@ -99,7 +99,7 @@ def feed(plan: Plan, deltas: np.ndarray, capture: float, now: float, dt_s: float
     assert plan.status.in_flight_since is None
 
 
-def refuse(plan: Plan, problem: str) -> None:
+def refuse(plan: Plan, problem: ChunkProblem) -> None:
     """An answer the policy client found ``problem`` with, through the plan's intake."""
     state = plan.latest_state
     assert state is not None
@@ -137,7 +137,7 @@ async def test_holds_until_the_first_chunk_then_follows_it() -> None:
         (lambda plan: None, "chunk_exhausted"),  # nothing asked for in time
         (lambda plan: plan.sending(0.06), "late"),  # asked, not answered: deadline miss
         (lambda plan: plan.stream_down(), "stream_down"),
-        (lambda plan: refuse(plan, "non_finite: action 1 has nan"), "non_finite"),  # a refused chunk
+        (lambda plan: refuse(plan, ChunkProblem("non_finite", "action 1 has nan")), "non_finite"),  # a refused chunk
     ],
 )
 async def test_the_watchdog_names_why_it_holds(setup: Callable[[Plan], None], reason: str) -> None:

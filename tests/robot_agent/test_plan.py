@@ -25,7 +25,7 @@ from robot_agent.events import (
     RequestFailed,
 )
 from robot_agent.plan import Plan, PlanFault
-from robot_agent.policy_client import Backoff, Chunk
+from robot_agent.policy_client import Backoff, Chunk, ChunkProblem
 from robot_agent.scheduler import Scheduler
 from robot_agent.trajectory import Trajectory
 
@@ -118,7 +118,7 @@ def test_an_answer_to_a_request_of_an_earlier_stream_is_ignored(state: RobotStat
         ({"status": "INVALID", "actions": None, "message": "bad image"}, "invalid_request"),
         ({"status": "ERROR", "actions": None, "message": "CUDA OOM"}, "server_error"),
         ({"status": "SOMETHING_NEW", "actions": None}, "server_error"),  # a status we do not know
-        ({"actions": None, "problem": "non_finite: action 3 has nan"}, "non_finite"),
+        ({"actions": None, "problem": ChunkProblem("non_finite", "action 3 has nan")}, "non_finite"),
         ({"actions": None, "problem": None}, "invalid_chunk"),  # OK without actions
         ({"actions": np.full((6, 7), 1e300)}, "invalid_chunk"),  # finite, but it cannot be planned
     ],

@@ -12,7 +12,16 @@ import pytest
 
 from robot_agent.cameras.base import Frame
 from robot_agent.errors import NotAPolicyServer, ServerUnavailable
-from robot_agent.policy_client import Backoff, Chunk, DelayedClient, PolicyClient, encode_frame
+from robot_agent.policy_client import (
+    CHUNK_PROBLEM_KINDS,
+    Backoff,
+    Chunk,
+    ChunkProblem,
+    DelayedClient,
+    PolicyClient,
+    encode_frame,
+)
+from robot_agent.reasons import HOLD_REASONS
 from tests.plain_http import plain_http_server
 from vla.codec import decode_image, from_tensor, to_tensor
 from vla.v1 import policy_pb2 as pb
@@ -65,27 +74,52 @@ def _response(actions: np.ndarray, dt: float = 0.1) -> pb.PredictResponse:
     [
         (np.zeros((4, 7), np.float32), 0.1, None),  # fine
         (np.zeros((2, 7), np.float32), 0.1, None),  # shorter than chunk_length: fine
-        (np.zeros((4, 6), np.float32), 0.1, "invalid_chunk: actions shape [4, 6], spec says [4, 7]"),
-        (np.zeros((5, 7), np.float32), 0.1, "invalid_chunk: actions shape [5, 7]"),
-        (np.zeros((0, 7), np.float32), 0.1, "invalid_chunk: actions shape [0, 7]"),
-        (np.zeros((4, 7), np.float32), 0.0, "invalid_chunk: dt_s is 0.0"),
-        (np.zeros((4, 7), np.float32), 10.0, "invalid_chunk: dt_s is 10.0, spec says 0.1"),  # stretched
-        (np.full((4, 7), np.nan, np.float32), 0.1, "non_finite: actions[0, 0] is nan"),
+        (np.zeros((4, 6), np.float32), 0.1, ("invalid_chunk", "actions shape [4, 6], spec says [4, 7]")),
+        (np.zeros((5, 7), np.float32), 0.1, ("invalid_chunk", "actions shape [5, 7]")),
+        (np.zeros((0, 7), np.float32), 0.1, ("invalid_chunk", "actions shape [0, 7]")),
+        (np.zeros((4, 7), np.float32), 0.0, ("invalid_chunk", "dt_s is 0.0")),
+        (np.zeros((4, 7), np.float32), 10.0, ("invalid_chunk", "dt_s is 10.0, spec says 0.1")),  # stretched
+        (np.full((4, 7), np.nan, np.float32), 0.1, ("non_finite", "actions[0, 0] is nan")),
     ],
 )
-def test_responses_are_checked_against_the_spec(actions: np.ndarray, dt: float, problem: str | None) -> None:
+def test_responses_are_checked_against_the_spec(
+    actions: np.ndarray, dt: float, problem: tuple[str, str] | None
+) -> None:
     chunk = _client_with_spec()._decode(_response(actions, dt), received=1.0)
     if problem is None:
         assert chunk.problem is None and chunk.actions is not None
     else:
-        assert chunk.actions is None and chunk.problem is not None and chunk.problem.startswith(problem)
+        kind, detail = problem
+        assert chunk.actions is None and chunk.problem is not None
+        assert chunk.problem.kind == kind and chunk.problem.detail.startswith(detail), chunk.problem
 
 
 def test_undecodable_tensor_is_an_invalid_chunk() -> None:
     response = _response(np.zeros((4, 7), np.float32))
     response.actions.data = b"\x00" * 5
     chunk = _client_with_spec()._decode(response, received=1.0)
-    assert chunk.problem is not None and chunk.problem.startswith("invalid_chunk: actions: 5 bytes")
+    assert chunk.problem is not None and chunk.problem.kind == "invalid_chunk"
+    assert chunk.problem.detail.startswith("actions: 5 bytes")
+
+
+def test_chunk_problem_kinds_are_hold_reasons() -> None:
+    """A refused chunk holds the arm under its kind: each kind must be a label the hold count,
+    the run statistics and the recorder know (``reasons.HOLD_REASONS``)."""
+    assert CHUNK_PROBLEM_KINDS == ("invalid_chunk", "non_finite")
+    assert set(CHUNK_PROBLEM_KINDS) <= set(HOLD_REASONS)
+
+
+def test_a_chunk_problem_reads_kind_then_detail_and_is_bounded() -> None:
+    assert str(ChunkProblem("non_finite", "actions[3, 0] is nan")) == "non_finite: actions[3, 0] is nan"
+    long = ChunkProblem("invalid_chunk", "x" * 10_000)
+    assert len(str(long)) == 512 and str(long).startswith("invalid_chunk: xxx")
+
+
+def test_a_chunk_problem_of_another_kind_is_refused() -> None:
+    with pytest.raises(
+        ValueError, match="chunk problem kind 'late', expected one of invalid_chunk, non_finite"
+    ):
+        ChunkProblem("late", "not a chunk problem")  # type: ignore[arg-type]
 
 
 def test_requests_carry_timeout_and_monotonic_ids() -> None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 
 from robot_agent.errors import SpecMismatch
-from robot_agent.policy_client import Chunk, PolicyClient, check_spec
+from robot_agent.policy_client import CHUNK_PROBLEM_KINDS, Chunk, ChunkProblem, PolicyClient, check_spec
 from tests.wire_strategies import predict_responses, raw_messages
 from vla.codec import to_tensor
 from vla.v1 import policy_pb2 as pb
@@ -50,7 +50,7 @@ class _Call:
 def _check_chunk(chunk: Chunk) -> None:
     """What the agent may rely on, whatever the server sent."""
     assert isinstance(chunk, Chunk)
-    assert len(chunk.message) <= 512 and (chunk.problem is None or len(chunk.problem) <= 512)
+    assert len(chunk.message) <= 512 and (chunk.problem is None or len(str(chunk.problem)) <= 512)
     if chunk.actions is not None:
         assert chunk.status == "OK" and chunk.problem is None
         assert chunk.actions.dtype == np.float64 and chunk.actions.ndim == 2
@@ -59,10 +59,9 @@ def _check_chunk(chunk: Chunk) -> None:
         assert chunk.dt_s == pytest.approx(0.1, rel=1e-3)
         event("accepted")
     elif chunk.status == "OK":
-        assert chunk.problem is not None
-        kind = chunk.problem.partition(": ")[0]
-        assert kind in {"invalid_chunk", "non_finite"}, chunk.problem
-        event(kind)
+        assert isinstance(chunk.problem, ChunkProblem)
+        assert chunk.problem.kind in CHUNK_PROBLEM_KINDS, chunk.problem
+        event(chunk.problem.kind)
     else:
         event("not OK")
 
@@ -121,7 +120,7 @@ async def test_malformed_response_is_a_chunk_with_a_problem(
     chunk = await client.receive()
     assert (chunk.request_id, chunk.status, chunk.actions) == (3, status, None)
     if problem is not None:
-        assert chunk.problem is not None and chunk.problem.startswith(problem), chunk.problem
+        assert chunk.problem is not None and str(chunk.problem).startswith(problem), chunk.problem
 
 
 async def test_a_huge_message_is_cut_before_it_reaches_the_logs() -> None:
@@ -237,7 +236,7 @@ async def test_a_rogue_server_gets_held_chunks_not_a_crash() -> None:
             await client.send(request)
             chunks.append(await asyncio.wait_for(client.receive(), 10))
         await client.close()
-    assert [c.problem.partition(":")[0] if c.problem else None for c in chunks] == [
+    assert [c.problem.kind if c.problem else None for c in chunks] == [
         "invalid_chunk",
         "invalid_chunk",
         None,
