@@ -125,7 +125,7 @@ async def test_a_joint_policy_is_refused_on_an_arm_without_fk_when_zones_are_set
 async def test_a_joint_policy_on_an_arm_without_fk_and_no_zones_is_warned_about(
     tmp_path: Path, no_fk: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="robot_agent.agent")
+    caplog.set_level(logging.WARNING, logger="robot_agent.startup")
     servicer = JointDive()
     async with rogue_server(servicer) as port:
         agent = Agent(agent_config(port))
