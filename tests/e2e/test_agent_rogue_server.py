@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from robot_agent.agent import Agent
+from robot_agent.policy_client import CHUNK_PROBLEM_KINDS, ChunkProblemKind
 from tests.e2e._agent_helpers import agent_config, read_jsonl, running
 from tests.e2e._rogue_server import DT, H, RogueServicer, nan_chunk, rogue_server
 from tests.utils import poll_until
@@ -24,7 +25,10 @@ from tests.utils import poll_until
         (np.zeros((H * 7,), dtype=np.float32), "invalid_chunk"),  # flat, not [H, action_dim]
     ],
 )
-async def test_bad_chunk_is_dropped_counted_and_held(tmp_path: Path, bad: np.ndarray, reason: str) -> None:
+async def test_bad_chunk_is_dropped_counted_and_held(
+    tmp_path: Path, bad: np.ndarray, reason: ChunkProblemKind
+) -> None:
+    assert reason in CHUNK_PROBLEM_KINDS  # the policy client's verdict is the hold's label
     servicer = RogueServicer(bad)
     record = tmp_path / "episode"
     async with rogue_server(servicer) as port:
@@ -50,7 +54,10 @@ async def test_bad_chunk_is_dropped_counted_and_held(tmp_path: Path, bad: np.nda
             if step[key] is not None:
                 assert all(np.isfinite(step[key]["ee"])), step
     events = read_jsonl(record / "events.jsonl")
-    assert any(e["event"] == "chunk_rejected" and e["reason"] == reason for e in events)
+    rejected_events = [e for e in events if e["event"] == "chunk_rejected" and e["reason"] == reason]
+    assert rejected_events
+    # kind and detail travel apart: the detail says what, without repeating the kind as a prefix
+    assert not any(e["detail"].startswith(f"{reason}:") for e in rejected_events), rejected_events[0]
 
 
 @pytest.mark.parametrize("offset_s", [1000.0, -1000.0])
