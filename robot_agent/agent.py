@@ -100,7 +100,7 @@ class Agent:
         self.spec: pb.PolicySpec | None = None
         self.summary: dict[str, Any] | None = None
         self.metrics_port: int | None = None
-        self.control: ControlLoop | None = None
+        self._control: ControlLoop | None = None
         # Created here, awaited in serve(): asyncio primitives bind to a loop only when used.
         self.started = asyncio.Event()  # robot and cameras ready, control running
         self.connected = asyncio.Event()  # spec read and stream open at least once
@@ -147,7 +147,7 @@ class Agent:
 
     def status(self) -> AgentStatus:
         """A read-only snapshot of the run now (see :class:`AgentStatus`); event-loop only."""
-        control, plan, stats = self.control, self._plan, self.stats
+        control, plan, stats = self._control, self._plan, self.stats
         state = plan.latest_state
         return AgentStatus(
             started=self.started.is_set(),
@@ -234,7 +234,7 @@ class Agent:
         config = self.config
         assert self.robot is not None and self._shield is not None
         self._events.add(self._recorder)  # recording (or not) is known once started up
-        self.control = ControlLoop(
+        self._control = ControlLoop(
             robot=self.robot,
             call_driver=self._call_driver,
             shield=self._shield,
@@ -282,7 +282,7 @@ class Agent:
             scheduler=self._scheduler,
             client=self._client,
             sensors=self._sensors,
-            ticks=self.control.tick_event,
+            ticks=self._control.tick_event,
             estop=self._estop,
             events=self._events,
             instruction=config.instruction,
@@ -306,11 +306,11 @@ class Agent:
         return shield
 
     async def _main(self) -> None:
-        assert self.control is not None and self._stream_task is not None and self._sender is not None
+        assert self._control is not None and self._stream_task is not None and self._sender is not None
         stopping = asyncio.Event()  # control, sensors and metrics end on it
         self.stats.started_s = time.monotonic()
         async with asyncio.TaskGroup() as tg:
-            control = tg.create_task(self.control.run(stopping), name="control")
+            control = tg.create_task(self._control.run(stopping), name="control")
             senders = [
                 tg.create_task(self._stream_task.run(), name="stream"),
                 tg.create_task(self._sender.run(), name="scheduler"),
@@ -347,9 +347,9 @@ class Agent:
     async def _wait_for_stop(self, control: asyncio.Task[None]) -> None:
         """Until a stop is asked for, the duration is up, control ends, or the e-stop latched: a
         latched run ends (controlled stop, summary) rather than holding until ``duration_s``."""
-        assert self.control is not None
+        assert self._control is not None
         stop = asyncio.create_task(self._stop.wait())
-        latched = asyncio.create_task(self.control.estop_latched.wait())
+        latched = asyncio.create_task(self._control.estop_latched.wait())
         try:
             await asyncio.wait(
                 {stop, control, latched}, timeout=self.config.duration_s, return_when=asyncio.FIRST_COMPLETED
