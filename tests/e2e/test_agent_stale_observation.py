@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from robot_agent import agent as agent_module
+from robot_agent import startup
 from robot_agent.agent import Agent
 from robot_agent.cameras.base import Camera, Frame
 from robot_agent.config import CameraConfig
@@ -68,14 +68,14 @@ class FreezableCamera(Camera):
 def cameras(monkeypatch: pytest.MonkeyPatch) -> list[FreezableCamera]:
     """Every camera the agent creates is wrapped in a FreezableCamera (listed here)."""
     made: list[FreezableCamera] = []
-    real_create = agent_module.create_camera
+    real_create = startup.create_camera
 
     def create(config: CameraConfig, robot: Any) -> Camera:
         camera = FreezableCamera(real_create(config, robot))
         made.append(camera)
         return camera
 
-    monkeypatch.setattr(agent_module, "create_camera", create)
+    monkeypatch.setattr(startup, "create_camera", create)
     return made
 
 
