@@ -156,8 +156,8 @@ def _shape(
             kwargs[key] = value
     if not construct:
         return None
-    if base is not None and dataclasses.is_dataclass(base):
-        return dataclasses.replace(base, **kwargs)  # type: ignore[type-var]
+    if dataclasses.is_dataclass(base) and not isinstance(base, type):
+        return dataclasses.replace(base, **kwargs)
     missing = [
         name
         for name, f in fields.items()

@@ -198,9 +198,10 @@ def inflate(zone: KeepOut, margin: float) -> KeepOut:
     point within ``margin`` of the zone is inside the grown one.
     """
     if isinstance(zone, KeepOutBox):
-        lo = tuple(float(x) - margin for x in zone.min)
-        hi = tuple(float(x) + margin for x in zone.max)
-        return dataclasses.replace(zone, min=lo, max=hi)  # type: ignore[arg-type]
+        (x0, y0, z0), (x1, y1, z1) = zone.min, zone.max
+        lo = (float(x0) - margin, float(y0) - margin, float(z0) - margin)
+        hi = (float(x1) + margin, float(y1) + margin, float(z1) + margin)
+        return dataclasses.replace(zone, min=lo, max=hi)
     if isinstance(zone, KeepOutSphere):
         return dataclasses.replace(zone, radius=float(zone.radius) + margin)
     return dataclasses.replace(zone, offset=float(zone.offset) + margin)

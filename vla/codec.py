@@ -50,7 +50,7 @@ _NUMPY_BY_DTYPE: dict[int, np.dtype] = {
     pb.Tensor.INT64: np.dtype("<i8"),
     pb.Tensor.BOOL: np.dtype("?"),
 }
-_DTYPE_BY_KIND: dict[str, int] = {
+_DTYPE_BY_KIND: dict[str, pb.Tensor.DType] = {
     "float32": pb.Tensor.FLOAT32,
     "float16": pb.Tensor.FLOAT16,
     "float64": pb.Tensor.FLOAT64,
@@ -91,7 +91,7 @@ def to_tensor(array: np.ndarray) -> pb.Tensor:
     except KeyError:
         raise CodecError(f"dtype {array.dtype.name!r} cannot be sent on the wire") from None
     wire = np.ascontiguousarray(array, dtype=_NUMPY_BY_DTYPE[dtype])
-    return pb.Tensor(dtype=dtype, shape=list(wire.shape), data=wire.tobytes())  # type: ignore[arg-type]
+    return pb.Tensor(dtype=dtype, shape=list(wire.shape), data=wire.tobytes())
 
 
 def from_tensor(tensor: pb.Tensor, *, name: str = "tensor") -> np.ndarray:
@@ -150,6 +150,7 @@ def encode_image(rgb: np.ndarray, encoding: int = pb.Image.RAW_RGB8, *, jpeg_qua
         data = buf.tobytes()
     else:
         raise CodecError(f"unknown image encoding {encoding_name(encoding)}")
+    # ``encoding`` is the caller's int (one of the three by now); the stub wants the enum type.
     return pb.Image(height=height, width=width, channels=channels, encoding=encoding, data=data)  # type: ignore[arg-type]
 
 
