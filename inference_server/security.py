@@ -26,11 +26,15 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from inference_server.errors import ConfigError
+
+if TYPE_CHECKING:  # cryptography is imported when make_certs runs (the server extra)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = [
     "EXEMPT_SERVICES",
@@ -186,7 +190,9 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
         return self._deny[(handler.request_streaming, handler.response_streaming)]
 
 
-def _ca_usage(x509: Any) -> Any:
+def _ca_usage() -> x509.KeyUsage:
+    from cryptography import x509
+
     flags = dict.fromkeys(
         ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
          "encipher_only", "decipher_only"),
@@ -230,13 +236,15 @@ def make_certs(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
-    def key() -> Any:
+    def key() -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
 
     def name(common: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
-    def builder(subject: str, public: Any, issuer: x509.Name) -> x509.CertificateBuilder:
+    def builder(
+        subject: str, public: ec.EllipticCurvePublicKey, issuer: x509.Name
+    ) -> x509.CertificateBuilder:
         return (
             x509.CertificateBuilder()
             .subject_name(name(subject))
@@ -253,11 +261,13 @@ def make_certs(
     ca_cert = (
         builder(ca_common, ca_key.public_key(), ca_name)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_usage(x509), critical=True)
+        .add_extension(_ca_usage(), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
 
-    def leaf(common: str, usage: Any, sans: list[x509.GeneralName] | None) -> tuple[Any, Any]:
+    def leaf(
+        common: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         leaf_key = key()
         b = builder(common, leaf_key.public_key(), ca_name)
         b = b.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -275,11 +285,11 @@ def make_certs(
     server_key, server_cert = leaf(hosts[0], ExtendedKeyUsageOID.SERVER_AUTH, sans)
     client_key, client_cert = leaf(client_name, ExtendedKeyUsageOID.CLIENT_AUTH, None)
 
-    def write_cert(path: Path, cert: Any) -> Path:
+    def write_cert(path: Path, cert: x509.Certificate) -> Path:
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def write_key(path: Path, private: Any) -> Path:
+    def write_key(path: Path, private: ec.EllipticCurvePrivateKey) -> Path:
         data = private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
