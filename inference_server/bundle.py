@@ -41,7 +41,8 @@ import math
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import EllipsisType
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -140,6 +141,9 @@ def load_bundle(
     return bundle
 
 
+_T = TypeVar("_T")
+
+
 class _Reader:
     def __init__(self, manifest_path: Path, raw: dict[str, Any]) -> None:
         self.path = manifest_path
@@ -148,14 +152,37 @@ class _Reader:
     def fail(self, field: str, message: str) -> BundleError:
         return BundleError(self.path, f"{field} {message}", field=field)
 
+    @overload
+    def get(
+        self,
+        key: str,
+        kind: type[_T],
+        default: _T | EllipsisType = ...,
+        table: dict[str, Any] | None = None,
+        prefix: str = "",
+    ) -> _T: ...
+
+    @overload
+    def get(
+        self,
+        key: str,
+        kind: tuple[type, ...],
+        default: object = ...,
+        table: dict[str, Any] | None = None,
+        prefix: str = "",
+    ) -> object: ...
+
     def get(
         self,
         key: str,
         kind: type | tuple[type, ...],
-        default: Any = ...,
+        default: object = ...,
         table: dict[str, Any] | None = None,
         prefix: str = "",
     ) -> Any:
+        """``key`` of ``table`` (the manifest's top level by default) checked to be of ``kind``
+        (the shared loader's rules); ``default`` when absent, or :class:`BundleError` naming
+        ``prefix + key`` when there is none (``...``)."""
         src = self.raw if table is None else table
         name = f"{prefix}{key}"
         if key not in src:
