@@ -220,7 +220,7 @@ class Agent:
             self.robot = create_robot(config.robot)
             await startup.connect_robot(self.robot, config.robot, self._call_driver)
             self._robot_connected = True
-        state = await startup.read_state(self.robot, config.robot.kind, self._call_driver)
+        state = await startup.read_first_state(self.robot, config.robot.kind, self._call_driver)
         startup.refuse_fault(state, config.robot.kind)
         self._shield = self._build_shield(state)
         self._plan.observe(state)

@@ -75,7 +75,7 @@ async def preflight(config: AgentConfig, *, requests: int = 10) -> list[CheckRes
         try:
             robot = create_robot(config.robot)
             await startup.connect_robot(robot, config.robot, asyncio.to_thread)
-            state = await startup.read_state(robot, kind, asyncio.to_thread)
+            state = await startup.read_first_state(robot, kind, asyncio.to_thread)
         except Exception as exc:
             add("robot", "FAIL", f"{kind}: {type(exc).__name__}: {exc}")
         if state is not None:

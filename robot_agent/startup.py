@@ -10,8 +10,8 @@ and turns each error into a FAIL line.
 
 The steps, in order:
 
-1. :func:`connect_robot`, :func:`read_state`, :func:`refuse_fault`: the arm answers and reports
-   no error (a Franka reflex, an xArm error code is cleared by a person, never here);
+1. :func:`connect_robot`, :func:`read_first_state`, :func:`refuse_fault`: the arm answers and
+   reports no error (a Franka reflex, an xArm error code is cleared by a person, never here);
 2. :func:`load_safety`, :func:`validate_safety`, :func:`build_shield`: ``[safety]`` is valid and
    fits this arm where it stands and where it starts from;
 3. :func:`open_camera` for each configured camera, or :func:`probe_default_camera` when none is
@@ -54,7 +54,7 @@ __all__ = [
     "load_safety",
     "open_camera",
     "probe_default_camera",
-    "read_state",
+    "read_first_state",
     "reconcile_cameras",
     "refuse_fault",
     "require_forward_kinematics",
@@ -92,7 +92,7 @@ async def connect_robot(robot: Robot, config: RobotConfig, call: DriverCall) -> 
         raise DriverError(f"robot {config.kind}{where}: connect failed: {exc}") from exc
 
 
-async def read_state(robot: Robot, kind: str, call: DriverCall) -> RobotState:
+async def read_first_state(robot: Robot, kind: str, call: DriverCall) -> RobotState:
     """The arm's first state; a failed read is :class:`DriverError` ``robot <kind>: reading the
     state failed: <error>`` (a driver's own :class:`AgentError` passes unchanged)."""
     try:

@@ -232,7 +232,7 @@ async def test_the_check_passes_what_the_agent_starts_with() -> None:
 async def _connected_sim(**options: Any) -> tuple[SimRobot, RobotState]:
     robot = SimRobot.from_config(RobotConfig(options={"realtime": False, "seed": 0, **options}))
     await startup.connect_robot(robot, RobotConfig(), asyncio.to_thread)
-    return robot, await startup.read_state(robot, "sim", asyncio.to_thread)
+    return robot, await startup.read_first_state(robot, "sim", asyncio.to_thread)
 
 
 async def test_a_drivers_own_error_passes_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
