@@ -262,13 +262,31 @@ async def _episode(
     return outcome
 
 
-def evaluate_sync(config: AgentConfig, **kwargs: Any) -> EvalResults:
-    """:func:`evaluate` on a fresh event loop (uvloop when installed)."""
+def evaluate_sync(
+    config: AgentConfig,
+    *,
+    episodes: int,
+    seed: int = 0,
+    episode_timeout_s: float = 15.0,
+    robot: Robot | None = None,
+    metrics: AgentMetrics | None = None,
+    on_episode: Callable[[EpisodeOutcome], None] | None = None,
+) -> EvalResults:
+    """:func:`evaluate` (same arguments) on a fresh event loop (uvloop when installed)."""
+    run = evaluate(
+        config,
+        episodes=episodes,
+        seed=seed,
+        episode_timeout_s=episode_timeout_s,
+        robot=robot,
+        metrics=metrics,
+        on_episode=on_episode,
+    )
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        return asyncio.run(evaluate(config, **kwargs))
-    return uvloop.run(evaluate(config, **kwargs))
+        return asyncio.run(run)
+    return uvloop.run(run)
 
 
 def format_results(results: EvalResults) -> str:
