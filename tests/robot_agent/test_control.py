@@ -137,7 +137,7 @@ async def test_holds_until_the_first_chunk_then_follows_it() -> None:
         (lambda plan: None, "chunk_exhausted"),  # nothing asked for in time
         (lambda plan: plan.sending(0.06), "late"),  # asked, not answered: deadline miss
         (lambda plan: plan.stream_down(), "stream_down"),
-        (lambda plan: refuse(plan, ChunkProblem("non_finite", "action 1 has nan")), "non_finite"),  # a refused chunk
+        (lambda plan: refuse(plan, ChunkProblem("non_finite", "action 1 is nan")), "non_finite"),  # refused
     ],
 )
 async def test_the_watchdog_names_why_it_holds(setup: Callable[[Plan], None], reason: str) -> None:
