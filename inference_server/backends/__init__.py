@@ -63,4 +63,4 @@ def create_backend(bundle: Bundle) -> Backend:
     the backend's library is imported), :class:`BackendUnavailable` when that library is missing.
     """
     check_model_file(bundle)
-    return backend_class(bundle.backend)(bundle)  # type: ignore[call-arg]
+    return backend_class(bundle.backend)(bundle)

@@ -45,6 +45,11 @@ class Backend(Protocol):
     and ``close`` ``@override``, so mypy checks their signatures against these.
     """
 
+    def __init__(self, bundle: Bundle) -> None:
+        """Load ``bundle``'s model; raises :class:`~inference_server.errors.BundleError` or
+        :class:`~inference_server.errors.BackendError` naming what is wrong."""
+        ...
+
     def predict(self, batch: Batch) -> np.ndarray:
         """Return normalised actions ``[B, chunk_length, action_dim]``; any float dtype."""
         ...
