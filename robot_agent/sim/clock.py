@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Protocol
 
+from typing_extensions import override
+
 __all__ = ["Clock", "ManualClock", "WallClock"]
 
 
@@ -21,20 +23,22 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
 
-class WallClock:
+class WallClock(Clock):
     """``time.monotonic()``: the agent's own clock, so sim state and frames share its timestamps."""
 
+    @override
     def now(self) -> float:
         return time.monotonic()
 
 
-class ManualClock:
+class ManualClock(Clock):
     """A clock that only moves when ``advance`` is called (non-real-time simulation)."""
 
     def __init__(self, start_s: float = 0.0) -> None:
         self._t = float(start_s)
         self._lock = threading.Lock()
 
+    @override
     def now(self) -> float:
         with self._lock:
             return self._t
