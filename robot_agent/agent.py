@@ -111,7 +111,7 @@ class Agent:
         self._recorder: NullRecorder = NullRecorder()
         self._sensors = Sensors()
         self._driver: ThreadPoolExecutor | None = None
-        self._client: Any = None
+        self._client: PolicyClient | DelayedClient | None = None
         self._run_file = run_file  # how `robot-agent estop` finds this run and sees the latch
         # The one e-stop latch: the shield, the control loop and the operator share it.
         self._estop = EStop()

@@ -437,7 +437,7 @@ class PolicyClient:
 
     def build_request(
         self,
-        frames: Mapping[str, Frame],
+        frames: Mapping[str, Frame | None],
         state: np.ndarray,
         instruction: str,
         capture_time_s: float,
@@ -451,13 +451,18 @@ class PolicyClient:
         ``chunk_length``, as the server accepts. Each camera is encoded as planned at connect;
         if the request still comes out over ``max_request_bytes``, JPEG frames are encoded again
         at lower quality, and :class:`SpecMismatch` is raised naming the sizes if nothing fits.
+        ``ValueError`` when a camera of the spec has no frame in ``frames`` (absent or None).
         """
         spec = self.spec
         assert spec is not None
         encodings = self._plan(spec)
         cameras = {cam.name: cam for cam in spec.cameras}
+        have = {name: frame for name, frame in frames.items() if frame is not None}
+        missing = [name for name in cameras if name not in have]
+        if missing:
+            raise ValueError(f"no frame from camera(s) {', '.join(missing)} the policy expects")
         images = {
-            name: encode_frame(frames[name], cam, self._jpeg_quality, encodings[name])
+            name: encode_frame(have[name], cam, self._jpeg_quality, encodings[name])
             for name, cam in cameras.items()
         }
         request = pb.PredictRequest(
@@ -477,7 +482,7 @@ class PolicyClient:
             request.inference_delay_steps = min(steps, horizon) if horizon else steps
         limit = int(spec.max_request_bytes)
         if limit and request.ByteSize() > limit:
-            self._shrink(request, frames, cameras, encodings, limit)
+            self._shrink(request, have, cameras, encodings, limit)
         return request
 
     def _shrink(
@@ -638,8 +643,24 @@ class DelayedClient:
         self._reader: asyncio.Task[None] | None = None
         self._last_delivery = 0.0
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
+    @property
+    def spec(self) -> pb.PolicySpec | None:
+        """The inner client's spec (None before :meth:`connect`)."""
+        return self._inner.spec
+
+    def build_request(
+        self,
+        frames: Mapping[str, Frame | None],
+        state: np.ndarray,
+        instruction: str,
+        capture_time_s: float,
+        prev_actions: np.ndarray | None = None,
+        inference_delay_steps: int | None = None,
+    ) -> pb.PredictRequest:
+        """The inner client's request (:meth:`PolicyClient.build_request`); the delay is on answers."""
+        return self._inner.build_request(
+            frames, state, instruction, capture_time_s, prev_actions, inference_delay_steps
+        )
 
     async def connect(self) -> pb.PolicySpec:
         await self._stop_reader()
