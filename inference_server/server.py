@@ -34,6 +34,7 @@ from inference_server.security import TokenInterceptor, read_tokens, server_cred
 from inference_server.service import Limits, PolicyService, transport_limit
 from inference_server.validation import check_output
 from inference_server.worker import ModelWorker
+from vla import eventloop
 from vla.signals import capture_signals
 from vla.v1 import policy_pb2
 
@@ -83,14 +84,7 @@ class Server:
 
     def run(self) -> None:
         """Serve in a fresh event loop (uvloop when installed) with SIGINT/SIGTERM handled."""
-        try:
-            import uvloop
-
-            loop_factory = uvloop.new_event_loop
-        except ImportError:
-            loop_factory = None
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(self.serve(install_signal_handlers=True))
+        eventloop.run(self.serve(install_signal_handlers=True))
 
     async def serve(self, *, install_signal_handlers: bool = False) -> None:
         with self._capture_signals(install_signal_handlers):

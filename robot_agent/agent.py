@@ -58,6 +58,7 @@ from robot_agent.status import AgentStatus, counts
 from robot_agent.stream import StreamTask
 from robot_agent.summary import RunStats, describe_policy, policy_identity
 from safety import EStop, Shield
+from vla import eventloop
 from vla.signals import capture_signals
 from vla.v1 import policy_pb2 as pb
 
@@ -174,11 +175,7 @@ class Agent:
     # --- lifecycle ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run until SIGINT / SIGTERM or the configured duration; return the summary."""
-        try:
-            import uvloop
-        except ImportError:  # pragma: no cover - uvloop is in the agent extra
-            return asyncio.run(self.serve(install_signal_handlers=True))
-        return uvloop.run(self.serve(install_signal_handlers=True))
+        return eventloop.run(self.serve(install_signal_handlers=True))
 
     async def serve(self, *, install_signal_handlers: bool = False) -> dict[str, Any]:
         """Start up, run the tasks, shut down; return the summary (also in ``self.summary``)."""

@@ -45,6 +45,7 @@ from robot_agent.errors import ConfigError
 from robot_agent.metrics import AgentMetrics
 from robot_agent.recorder import check_new_folder, jsonable, write_atomically
 from robot_agent.sim.world import SimWorld
+from vla import eventloop
 
 __all__ = ["EpisodeOutcome", "EvalResults", "evaluate", "evaluate_sync", "format_results"]
 
@@ -282,11 +283,7 @@ def evaluate_sync(
         metrics=metrics,
         on_episode=on_episode,
     )
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(run)
-    return uvloop.run(run)
+    return eventloop.run(run)
 
 
 def format_results(results: EvalResults) -> str:
