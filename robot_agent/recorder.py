@@ -153,7 +153,7 @@ class NullRecorder:
     def frame(self, name: str, frame: Frame) -> None:
         pass
 
-    def safety_limits(self, limits: Any) -> None:
+    def safety_limits(self, limits: Mapping[str, Any]) -> None:
         pass
 
     def stop(self, reason: str) -> None:
@@ -284,7 +284,7 @@ class Recorder(NullRecorder):
             self._fail(what, failed)
 
     @override
-    def safety_limits(self, limits: Any) -> None:
+    def safety_limits(self, limits: Mapping[str, Any]) -> None:
         if self._stopped:
             return
         try:

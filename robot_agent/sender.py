@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from robot_agent.events import EventBus, RequestSent
 from robot_agent.plan import Plan
 from robot_agent.scheduler import Scheduler
 from safety import EStop
+from vla.v1 import policy_pb2 as pb
 
 __all__ = ["FrameSource", "ObservationSender", "RequestChannel", "RequestShape"]
 
@@ -54,15 +55,15 @@ class RequestChannel(Protocol):
         capture_time_s: float,
         prev_actions: np.ndarray | None,
         inference_delay_steps: int,
-    ) -> Any:
+    ) -> pb.PredictRequest:
         """The request (CPU work: run it off the event loop); raises on data it cannot encode."""
         ...
 
-    def stamp(self, request: Any) -> int:
+    def stamp(self, request: pb.PredictRequest) -> int:
         """Give ``request`` the next request id, returned."""
         ...
 
-    async def send(self, request: Any) -> None:
+    async def send(self, request: pb.PredictRequest) -> None:
         """Write it; raises :class:`AgentError` when the stream is gone."""
         ...
 
