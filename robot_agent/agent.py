@@ -27,7 +27,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,7 +44,7 @@ from robot_agent.errors import (
     RunFileError,
     SpecMismatch,
 )
-from robot_agent.events import EventBus, PolicyChanged
+from robot_agent.events import EventBus, PolicyChanged, Subscriber
 from robot_agent.metrics import AgentMetrics
 from robot_agent.metrics_server import serve_metrics
 from robot_agent.plan import Plan, trajectory_for
@@ -73,6 +73,9 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 class Agent:
     """One robot session. ``robot`` may be handed in (the caller then owns it: ``eval`` reuses one
     simulated arm across episodes); otherwise it is built from ``config.robot`` and closed here.
+    ``subscribers`` get every event of the run (:mod:`robot_agent.events`) after the metrics and
+    the run statistics, as openpi's ``Runtime(subscribers=...)``; one that raises in a tick holds
+    the arm as a failing metric does (``metrics_error``).
 
     Example::
 
@@ -87,6 +90,7 @@ class Agent:
         robot: Robot | None = None,
         metrics: AgentMetrics | None = None,
         run_file: RunFile | None = None,
+        subscribers: Sequence[Subscriber] = (),
     ) -> None:
         self.config = config
         self.robot = robot
@@ -116,9 +120,9 @@ class Agent:
         self._run_file = run_file  # how `robot-agent estop` finds this run and sees the latch
         # The one e-stop latch: the shield, the control loop and the operator share it.
         self._estop = EStop()
-        # Every event of the run reaches the metrics, the run statistics and (once recording
-        # starts) the recorder, in this order.
-        self._events = EventBus([self.metrics, self.stats])
+        # Every event of the run reaches the metrics, the run statistics, the caller's own
+        # subscribers and (once recording starts) the recorder, in this order.
+        self._events = EventBus([self.metrics, self.stats, *subscribers])
         server = config.server
         self._scheduler = Scheduler(config.scheduler, request_timeout_s=server.request_timeout_ms / 1000)
         # After a refused answer the next request waits (exponential, capped, reset on motion).

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from robot_agent.agent import Agent
+from robot_agent.events import ChunkAccepted, Event, Subscriber
 from robot_agent.reasons import PLAN_KEEPING_REASONS
 from tests.e2e._agent_helpers import REPO, agent_config, bundle, read_jsonl, running, server_on
 from tests.faultproxy import FaultProxy, frozen
@@ -71,10 +72,12 @@ def run_out_holds(
 
 
 @contextlib.asynccontextmanager
-async def agent_via_proxy(upstream_port: int, record: Path) -> AsyncIterator[tuple[Agent, FaultProxy]]:
+async def agent_via_proxy(
+    upstream_port: int, record: Path, subscribers: Sequence[Subscriber] = ()
+) -> AsyncIterator[tuple[Agent, FaultProxy]]:
     """A running agent talking to ``upstream_port`` through a fault proxy, with 3 chunks in."""
     async with FaultProxy("127.0.0.1", upstream_port) as proxy:
-        agent = Agent(agent_config(proxy.port, **{"record.dir": str(record)}))
+        agent = Agent(agent_config(proxy.port, **{"record.dir": str(record)}), subscribers=subscribers)
         async with running(agent):
             await poll_until(lambda: agent.status().chunks >= 3 and not agent.status().holding, timeout=10)
             yield agent, proxy
@@ -89,13 +92,18 @@ async def resumed(agent: Agent, more: int = 3, timeout: float = 10) -> None:
 
 
 async def fault_window(
-    tmp_path: Path, fault: Callable[[Agent, FaultProxy], Awaitable[None]]
+    tmp_path: Path,
+    fault: Callable[[Agent, FaultProxy], Awaitable[None]],
+    subscribers: Sequence[Subscriber] = (),
 ) -> tuple[Agent, list[dict[str, Any]], float, float]:
     """Run ``fault`` on a steady agent (Circle policy), wait for it to resume; the recording's
     steps and the fault's start and end on the agent's clock."""
     record = tmp_path / "episode"
     policy = bundle(tmp_path / "circle", "Circle", name="faults")
-    async with server_on(policy) as server, agent_via_proxy(server.port, record) as (agent, proxy):
+    async with (
+        server_on(policy) as server,
+        agent_via_proxy(server.port, record, subscribers) as (agent, proxy),
+    ):
         start = time.monotonic()
         await fault(agent, proxy)
         proxy.clear()
@@ -106,36 +114,50 @@ async def fault_window(
     return agent, steps, start, end
 
 
-def roundtrips_since(agent: Agent, count_before: int) -> np.ndarray:
-    return agent.stats.roundtrips.values()[count_before:]
+class RoundTrips:
+    """A subscriber of the agent's events: the round trip of every chunk answered OK (s)."""
+
+    name = "roundtrips"
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, ChunkAccepted):
+            self.values.append(event.roundtrip_s)
+
+    def since(self, count_before: int) -> np.ndarray:
+        return np.asarray(self.values[count_before:])
 
 
 async def test_fixed_delay_lengthens_the_round_trip_and_the_arm_keeps_going(tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
+    roundtrips = RoundTrips()
 
     async def delay(agent: Agent, proxy: FaultProxy) -> None:
-        before = len(agent.stats.roundtrips)
+        before = len(roundtrips.values)
         proxy.set_delay(0.08)  # each way: the round trip grows by >= 160 ms
         chunks = agent.status().chunks
         await poll_until(lambda: agent.status().chunks >= chunks + 3, timeout=10)
-        seen["rtt"] = roundtrips_since(agent, before)
+        seen["rtt"] = roundtrips.since(before)
 
-    await fault_window(tmp_path, delay)
+    await fault_window(tmp_path, delay, [roundtrips])
     assert seen["rtt"].size >= 3
     assert np.min(seen["rtt"][1:]) >= 0.16  # the first may have been on its way already
 
 
 async def test_jitter_never_reorders_and_actions_stay_within_their_time(tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
+    roundtrips = RoundTrips()
 
     async def jitter(agent: Agent, proxy: FaultProxy) -> None:
-        before = len(agent.stats.roundtrips)
+        before = len(roundtrips.values)
         proxy.set_delay(0.06, jitter_s=0.05)
         chunks = agent.status().chunks
         await poll_until(lambda: agent.status().chunks >= chunks + 4, timeout=10)
-        seen["rtt"] = roundtrips_since(agent, before)
+        seen["rtt"] = roundtrips.since(before)
 
-    agent, _, _, _ = await fault_window(tmp_path, jitter)
+    agent, _, _, _ = await fault_window(tmp_path, jitter, [roundtrips])
     assert agent.summary["rejected_chunks"] == {}  # nothing garbled: bytes stay in order
     assert np.max(seen["rtt"]) >= 0.08 and np.ptp(seen["rtt"]) > 0.005  # delayed, and not evenly
 
