@@ -323,7 +323,7 @@ def _convert(value: Any, hint: Any) -> Any:
             except _Mismatch:
                 continue
         expected = " or ".join(_describe(m) for m in members)
-        raise _Mismatch(f"{expected} (or None)" if _is_optional(hint) else expected)
+        raise _Mismatch(f"{expected} (or false for none)" if _is_optional(hint) else expected)
     if hint is Any:
         return value
     if hint is int:

@@ -104,7 +104,7 @@ def test_every_field_has_a_wrong_type_case() -> None:
     [
         ({"port": "abc"}, "port is 'abc' (str), expected an integer"),  # the examples
         ({"max_batch": "8"}, "max_batch is '8' (str), expected an integer"),
-        ({"metrics_port": True}, "metrics_port is True (bool), expected an integer (or None)"),
+        ({"metrics_port": True}, "metrics_port is True (bool), expected an integer (or false for none)"),
         ({"warmup_iters": 2.5}, "warmup_iters is 2.5 (float), expected an integer"),
     ],
 )

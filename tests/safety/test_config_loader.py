@@ -120,7 +120,7 @@ def test_false_stands_for_none_in_an_optional_field() -> None:
         ),
         ({"rate_hz": True}, "rate_hz is True (bool), expected a finite number", "rate_hz"),
         ({"rate_hz": float("nan")}, "rate_hz is nan (float), expected a finite number", "rate_hz"),
-        ({"port": "9100"}, "port is '9100' (str), expected an integer (or None)", "port"),
+        ({"port": "9100"}, "port is '9100' (str), expected an integer (or false for none)", "port"),
     ],
 )
 def test_messages_name_the_key_path_and_the_value(data: dict, message: str, field: str) -> None:

@@ -17,7 +17,7 @@ from robot_agent.sim.arm import PANDA_MAX_JOINT_VELOCITY
     [
         ({"bogus": 1}, "robot.options: unknown key 'bogus' (known: command_latency_s, ", "robot.options.bogus"),
         ({"realtime": "yes"}, "robot.options.realtime is 'yes' (str), expected true or false", "robot.options.realtime"),
-        ({"seed": 1.5}, "robot.options.seed is 1.5 (float), expected an integer (or None)", "robot.options.seed"),
+        ({"seed": 1.5}, "robot.options.seed is 1.5 (float), expected an integer (or false for none)", "robot.options.seed"),
         ({"max_joint_velocity": 1.5}, "robot.options.max_joint_velocity is 1.5: a fraction must be in (0, 1]",
          "robot.options.max_joint_velocity"),
         ({"max_joint_acceleration": [1, 2]},
