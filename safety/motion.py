@@ -32,10 +32,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 __all__ = ["Axes", "StepResult", "stop_distance"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _jit(fn: _F) -> _F:
+    """``fn`` compiled by numba (``vla-deploy[agent]`` installs it), else ``fn`` itself.
+
+    The kernels below are plain loops over float64 scalars, written in the order of operations
+    of the numpy expressions they replaced, so compiled (no fastmath: IEEE arithmetic, no
+    contraction) and interpreted they give the same bits. numba removes numpy's per-call cost,
+    which dominated on 6- and 7-element arrays (bench/shield_cost.py). ``cache=True`` keeps the
+    compiled code beside the module, so only the first import on a machine pays the compile.
+    """
+    try:
+        import numba
+    except ImportError:  # safety is imported by the server too, which does not need speed here
+        return fn
+    try:
+        return cast(_F, numba.njit(cache=True)(fn))
+    except RuntimeError:  # no writable cache directory (a read-only install): compile per process
+        return cast(_F, numba.njit(fn))
+
 
 # Candidate accelerations per axis when a viability bound must be searched numerically.
 _GRID = 16
@@ -65,8 +88,9 @@ def stop_distance(v: np.ndarray, a: np.ndarray, amax: np.ndarray, jmax: np.ndarr
     return out
 
 
+@_jit
 def _stop1(v: float, a: float, amax: float, jmax: float) -> float:
-    """:func:`stop_distance` for one axis in plain floats (cheaper than numpy for a handful)."""
+    """:func:`stop_distance` for one axis in plain floats, the same operations in the same order."""
     ap = a if a > 0.0 else 0.0
     tau1 = ap / jmax
     v0 = v + 0.5 * ap * tau1
@@ -83,12 +107,149 @@ def _stop1(v: float, a: float, amax: float, jmax: float) -> float:
     return v0 * tau1 + (d2 if d2 > 0.0 else 0.0)
 
 
-def _narrow(lo: np.ndarray, hi: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Intersect [lo, hi] with [lb, ub]; where they miss, the point of [lo, hi] nearest to it."""
-    new_lo = np.minimum(np.maximum(lb, lo), hi)
-    new_hi = np.minimum(np.maximum(ub, lo), hi)
-    new_lo = np.minimum(new_lo, new_hi)
-    return new_lo, np.maximum(new_hi, new_lo)
+@_jit
+def _direct_kernel(
+    target: np.ndarray,
+    p: np.ndarray,
+    v: np.ndarray,
+    a: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    amax: np.ndarray,
+    jmax: np.ndarray,
+    vlo: np.ndarray,
+    vhi: np.ndarray,
+    dt: float,
+) -> np.ndarray:
+    """Per axis: is the target reachable in one step? (:meth:`Axes._direct`)"""
+    n = target.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    dt2 = dt * dt
+    for i in range(n):
+        x, pi, vi, ai, am, jm = target[i], p[i], v[i], a[i], amax[i], jmax[i]
+        a_new = (x - pi - vi * dt) / dt2
+        v_new = vi + a_new * dt
+        w_lo = pi if pi < lo[i] else lo[i]
+        w_hi = pi if pi > hi[i] else hi[i]
+        out[i] = (
+            abs(a_new - ai) <= jm * dt
+            and abs(a_new) <= am
+            and vlo[i] <= v_new <= vhi[i]
+            # Velocity viability: the velocity reached by ramping the acceleration to zero.
+            and vlo[i] <= v_new + a_new * abs(a_new) / (2.0 * jm) <= vhi[i]
+            and w_lo <= x <= w_hi
+            and x + _stop1(v_new, a_new, am, jm) <= w_hi
+            and x - _stop1(-v_new, -a_new, am, jm) >= w_lo
+        )
+    return out
+
+
+@_jit
+def _max(x: float, y: float) -> float:
+    return x if x >= y else y
+
+
+@_jit
+def _min(x: float, y: float) -> float:
+    return x if x <= y else y
+
+
+@_jit
+def _step_kernel(
+    target: np.ndarray,
+    direct: np.ndarray,
+    p: np.ndarray,
+    v: np.ndarray,
+    a: np.ndarray,
+    lo_in: np.ndarray,
+    hi_in: np.ndarray,
+    amax: np.ndarray,
+    jmax: np.ndarray,
+    vlo: np.ndarray,
+    vhi: np.ndarray,
+    vt: np.ndarray,
+    dt: float,
+    grid: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The new positions of a step some axes of which cannot take the target directly, and
+    which bounds the one-step target broke on some axis (jerk, acceleration, velocity,
+    position). See :meth:`Axes.step`; the numbered intervals and the grid search are those of
+    the module docstring, per axis."""
+    n = target.shape[0]
+    out = np.empty(n)
+    flags = np.zeros(4, dtype=np.bool_)
+    dt2 = dt * dt
+    last = grid - 1
+    for i in range(n):
+        pi, vi, ai, am, jm, x = p[i], v[i], a[i], amax[i], jmax[i], target[i]
+        # Seeded outside its box (the arm started there): allow motion back, never further out.
+        lo = _min(lo_in[i], pi)
+        hi = _max(hi_in[i], pi)
+        pv = pi + vi * dt
+        a_des = (x - pv) / dt2
+        # Closed-form intervals: jerk, acceleration, velocity, position, velocity viability.
+        lj, uj = ai - jm * dt, ai + jm * dt
+        rv_up = _max(vhi[i] - vi, 0.0)
+        rv_dn = _max(vi - vlo[i], 0.0)
+        # Roots of v + a' dt + a'|a'| / (2J) = +-V, written without cancellation.
+        uv = 2.0 * rv_up / (dt + math.sqrt(dt2 + 2.0 * rv_up / jm))
+        lv = -2.0 * rv_dn / (dt + math.sqrt(dt2 + 2.0 * rv_dn / jm))
+        lp, up = (lo - pv) / dt2, (hi - pv) / dt2
+        if a_des < lj or a_des > uj:
+            flags[0] = True
+        if abs(a_des) > am:
+            flags[1] = True
+        if a_des < lv or a_des > uv:
+            flags[2] = True
+        if a_des < lp or a_des > up:
+            flags[3] = True
+        if direct[i]:
+            out[i] = x
+            continue
+        # Narrowed in order of priority: should rounding ever leave no room (a viable state
+        # always has some), the lower-priority bound gives way, never jerk or acceleration.
+        lo_a, hi_a = _max(lj, -am), _min(uj, am)
+        hi_a = _max(lo_a, hi_a)
+        for k in range(3):
+            if k == 0:
+                lb, ub = (vlo[i] - vi) / dt, (vhi[i] - vi) / dt
+            elif k == 1:
+                lb, ub = lp, up
+            else:
+                lb, ub = lv, uv
+            new_lo = _min(_max(lb, lo_a), hi_a)
+            new_hi = _min(_max(ub, lo_a), hi_a)
+            new_lo = _min(new_lo, new_hi)
+            lo_a, hi_a = new_lo, _max(new_hi, new_lo)
+        # The grid search of Axes._search, on this axis.
+        step = (hi_a - lo_a) / last
+        n_up = n_dn = n_reach_up = n_reach_dn = 0
+        for k in range(grid):
+            cand = lo_a + step * float(k)
+            v_new = vi + cand * dt
+            p_new = pi + v_new * dt
+            if p_new + _stop1(v_new, cand, am, jm) <= hi:
+                n_up += 1
+            if p_new - _stop1(-v_new, -cand, am, jm) >= lo:
+                n_dn += 1
+            # Relative to the moving target: braking only has to bring the speed to its speed.
+            v_rel = v_new - vt[i]
+            if p_new + _stop1(v_rel, cand, am, jm) <= x:
+                n_reach_up += 1
+            if p_new - _stop1(-v_rel, -cand, am, jm) >= x:
+                n_reach_dn += 1
+        i_lo, i_hi = grid - n_dn, n_up - 1
+        if i_lo <= i_hi:
+            lo_v = lo_a + step * float(i_lo)
+            hi_v = lo_a + step * float(i_hi)
+        else:  # none admissible only through rounding at a wall: brake along the motion
+            lo_v = hi_v = lo_a if vi > 0 else hi_a
+        best_up = lo_a + step * float(n_reach_up - 1) if n_reach_up > 0 else lo_a
+        best_dn = lo_a + step * float(grid - n_reach_dn) if n_reach_dn > 0 else hi_a
+        goal = _min(a_des, best_up) if pi <= x else _max(a_des, best_dn)
+        a_new = _min(_max(goal, lo_v), hi_v)
+        out[i] = pv + a_new * dt2
+    return out, flags
 
 
 class StepResult:
@@ -123,14 +284,10 @@ class Axes:
         self.a = np.zeros(n)
         self._a2 = np.concatenate([self.amax, self.amax])
         self._j2 = np.concatenate([self.jmax, self.jmax])
-        self._a2g = self._a2[:, None]
-        self._j2g = self._j2[:, None]
-        self._index = np.arange(_GRID, dtype=float)[None, :]
         self._all_true = np.ones(n, dtype=bool)
         self._on_target = self._all_true  # per axis: the last step took its target exactly
-        self._limits = list(zip(self.vmax.tolist(), self.amax.tolist(), self.jmax.tolist(), strict=True))
-        self._vlo_list = (-self.vmax).tolist()
-        self._vhi_list = self.vmax.tolist()
+        self._on_target_all = True
+        self._vlo = -self.vmax
 
     def seed(self, p: np.ndarray) -> None:
         """At rest at ``p`` (after reset or a hold): nothing to brake, so any bound is reachable."""
@@ -138,6 +295,7 @@ class Axes:
         self.v = np.zeros_like(self.p)
         self.a = np.zeros_like(self.p)
         self._on_target = self._all_true
+        self._on_target_all = True
 
     def envelope(self) -> tuple[np.ndarray, np.ndarray]:
         """Where braking from the current state may still reach, below and above."""
@@ -175,19 +333,17 @@ class Axes:
         joint limit band monotonically (issue 10, kind 8).
         """
         if direction is None:
-            vlo_l, vhi_l = self._vlo_list, self._vhi_list
-            vlo, vhi = -self.vmax, self.vmax
+            vlo, vhi = self._vlo, self.vmax
         else:
             up_only, down_only = direction
-            vlo = np.where(up_only, 0.0, -self.vmax)
+            vlo = np.where(up_only, 0.0, self._vlo)
             vhi = np.where(down_only, 0.0, self.vmax)
-            vlo_l, vhi_l = vlo.tolist(), vhi.tolist()
-        mask = self._direct(target, dt, lo, hi, vlo_l, vhi_l)
         p, v, a = self.p, self.v, self.a
         amax, jmax = self.amax, self.jmax
+        mask = _direct_kernel(target, p, v, a, lo, hi, amax, jmax, vlo, vhi, dt)
         vt: np.ndarray | None = None
         settle_j = settle_a = None
-        if not self._on_target.all() and any(mask):
+        if not self._on_target_all and mask.any():
             # An axis catching up may land on the target only in a state that can go on with it
             # (the target's velocity next tick, then zero acceleration the tick after, each
             # within one tick's jerk); landing faster overshoots and the filter would chase the
@@ -198,55 +354,28 @@ class Axes:
             a_next = (vt - v1) / dt
             settle_j = (np.abs(a_next - a1) > jmax * dt) | (np.abs(a_next) > jmax * dt)
             settle_a = np.abs(a_next) > amax
-            refuse = ~self._on_target & np.array(mask) & (settle_j | settle_a)
+            refuse = ~self._on_target & mask & (settle_j | settle_a)
             if refuse.any():
-                mask = (np.array(mask) & ~refuse).tolist()
+                mask = mask & ~refuse
                 settle_j &= refuse
                 settle_a &= refuse
             else:
                 settle_j = settle_a = None
-        if all(mask):
+        if mask.all():
             self._on_target = self._all_true
+            self._on_target_all = True
             return target.copy(), StepResult(self._all_true)
-        # Seeded outside its box (the arm started there): allow motion back, never further out.
-        lo = np.minimum(lo, p)
-        hi = np.maximum(hi, p)
-        dt2 = dt * dt
-        pv = p + v * dt
-        a_des = (target - pv) / dt2
-
-        # Closed-form intervals: jerk, acceleration, velocity, position, velocity viability.
-        lj, uj = a - jmax * dt, a + jmax * dt
-        rv_up = np.maximum(vhi - v, 0.0)
-        rv_dn = np.maximum(v - vlo, 0.0)
-        # Roots of v + a' dt + a'|a'| / (2J) = +-V, written without cancellation.
-        uv = 2.0 * rv_up / (dt + np.sqrt(dt2 + 2.0 * rv_up / jmax))
-        lv = -2.0 * rv_dn / (dt + np.sqrt(dt2 + 2.0 * rv_dn / jmax))
-        lp, up = (lo - pv) / dt2, (hi - pv) / dt2
-        # Narrowed in order of priority: should rounding ever leave no room (a viable state
-        # always has some), the lower-priority bound gives way, never jerk or acceleration.
-        lo_a, hi_a = np.maximum(lj, -amax), np.minimum(uj, amax)
-        hi_a = np.maximum(lo_a, hi_a)
-        for lb, ub in (((vlo - v) / dt, (vhi - v) / dt), (lp, up), (lv, uv)):
-            lo_a, hi_a = _narrow(lo_a, hi_a, lb, ub)
-
-        direct = np.array(mask)
-        res = StepResult(direct)
         if vt is None:
             vt = self._target_velocity(target_velocity, vlo, vhi)
-        a_new = np.where(direct, a_des, self._search(a_des, dt, lo_a, hi_a, lo, hi, target, vt))
-        self._on_target = direct
-        res.jerk = bool(np.any((a_des < lj) | (a_des > uj))) or (
-            settle_j is not None and bool(settle_j.any())
-        )
-        res.acceleration = bool(np.any(np.abs(a_des) > amax)) or (
-            settle_a is not None and bool(settle_a.any())
-        )
-        res.velocity = bool(np.any((a_des < lv) | (a_des > uv)))
-        res.position = bool(np.any((a_des < lp) | (a_des > up))) or not (
-            res.jerk or res.acceleration or res.velocity
-        )
-        return np.where(direct, target, pv + a_new * dt2), res
+        out, flags = _step_kernel(target, mask, p, v, a, lo, hi, amax, jmax, vlo, vhi, vt, dt, _GRID)
+        self._on_target = mask
+        self._on_target_all = False
+        res = StepResult(mask)
+        res.jerk = bool(flags[0]) or (settle_j is not None and bool(settle_j.any()))
+        res.acceleration = bool(flags[1]) or (settle_a is not None and bool(settle_a.any()))
+        res.velocity = bool(flags[2])
+        res.position = bool(flags[3]) or not (res.jerk or res.acceleration or res.velocity)
+        return out, res
 
     def _target_velocity(
         self, target_velocity: Callable[[], np.ndarray] | None, vlo: np.ndarray, vhi: np.ndarray
@@ -268,104 +397,8 @@ class Axes:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _direct(
-        self,
-        target: np.ndarray,
-        dt: float,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        vlo_l: list[float],
-        vhi_l: list[float],
-    ) -> list[bool]:
-        """Per axis, in plain floats (the common case, cheap): is the target reachable in one step?
-
-        Every bound holds for the one-step value: jerk, acceleration, velocity, position, and
-        both viability conditions. Axes that pass take their target exactly.
-        """
-        dt2 = dt * dt
-        out = []
-        for x, p, v, a, w_lo, w_hi, (_, amax, jmax), v_lo, v_hi in zip(
-            target.tolist(),
-            self.p.tolist(),
-            self.v.tolist(),
-            self.a.tolist(),
-            lo.tolist(),
-            hi.tolist(),
-            self._limits,
-            vlo_l,
-            vhi_l,
-            strict=True,
-        ):
-            a_new = (x - p - v * dt) / dt2
-            v_new = v + a_new * dt
-            w_lo = min(w_lo, p)
-            w_hi = max(w_hi, p)
-            out.append(
-                abs(a_new - a) <= jmax * dt
-                and abs(a_new) <= amax
-                and v_lo <= v_new <= v_hi
-                # Velocity viability: the velocity reached by ramping the acceleration to zero.
-                and v_lo <= v_new + a_new * abs(a_new) / (2.0 * jmax) <= v_hi
-                and w_lo <= x <= w_hi
-                and x + _stop1(v_new, a_new, amax, jmax) <= w_hi
-                and x - _stop1(-v_new, -a_new, amax, jmax) >= w_lo
-            )
-        return out
-
     def _reach(self, p: np.ndarray, v: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lowest and highest positions braking from (p, v, a) may reach; works on (n,) or (n, K)."""
+        """Lowest and highest positions braking from (p, v, a) may reach, shape (n,)."""
         n = self.vmax.size
-        if v.ndim == 1:
-            d = stop_distance(np.concatenate([v, -v]), np.concatenate([a, -a]), self._a2, self._j2)
-        else:
-            d = stop_distance(np.concatenate([v, -v]), np.concatenate([a, -a]), self._a2g, self._j2g)
+        d = stop_distance(np.concatenate([v, -v]), np.concatenate([a, -a]), self._a2, self._j2)
         return p - d[n:], p + d[:n]
-
-    def _search(
-        self,
-        a_des: np.ndarray,
-        dt: float,
-        lo_a: np.ndarray,
-        hi_a: np.ndarray,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        target: np.ndarray,
-        target_velocity: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Pick a' in [lo_a, hi_a], viable against the walls, and as close to the goal as allowed.
-
-        Both viability conditions are monotone in a' (the upper one rises, the lower one
-        falls), so the admissible set is an interval; it is found on a grid of candidates that
-        always contains the braking steps lo_a and hi_a, which are admissible in a viable state.
-        The same grid, with the target as a wall, says how hard to go without overshooting it;
-        a wall moving at ``target_velocity`` when the target moves (braking relative to it).
-        """
-        step = (hi_a - lo_a) / (_GRID - 1)
-        cand = lo_a[:, None] + step[:, None] * self._index
-        v_new = self.v[:, None] + cand * dt
-        p_new = self.p[:, None] + v_new * dt
-        down, up = self._reach(p_new, v_new, cand)
-        # The upper condition holds for a prefix of the sorted candidates, the lower one for a
-        # suffix: counting the Trues gives the ends of the admissible run without searching.
-        n_up = np.add.reduce(up <= hi[:, None], axis=1)
-        n_dn = np.add.reduce(down >= lo[:, None], axis=1)
-        i_lo, i_hi = _GRID - n_dn, n_up - 1
-        # None admissible only through rounding at a wall: brake along the motion.
-        fallback = np.where(self.v > 0, lo_a, hi_a)
-        feasible = i_lo <= i_hi
-        lo_v = np.where(feasible, lo_a + step * i_lo, fallback)
-        hi_v = np.where(feasible, lo_a + step * i_hi, fallback)
-        # Toward the target without overshooting it: below it, the largest a' that can still
-        # stop at it (the target as an upper wall); above it, the smallest. If none can, brake.
-        below = self.p <= target
-        t = target[:, None]
-        if target_velocity is not None and target_velocity.any():
-            # Relative to the moving target: braking only has to bring the speed to the target's.
-            down, up = self._reach(p_new, v_new - target_velocity[:, None], cand)
-        n_reach_up = np.add.reduce(up <= t, axis=1)
-        n_reach_dn = np.add.reduce(down >= t, axis=1)
-        best_up = np.where(n_reach_up > 0, lo_a + step * (n_reach_up - 1), lo_a)
-        best_dn = np.where(n_reach_dn > 0, lo_a + step * (_GRID - n_reach_dn), hi_a)
-        goal = np.where(below, np.minimum(a_des, best_up), np.maximum(a_des, best_dn))
-        out: np.ndarray = np.minimum(np.maximum(goal, lo_v), hi_v)
-        return out
