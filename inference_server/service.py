@@ -209,6 +209,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         self._limits = limits if limits is not None else Limits()
         self._sessions: dict[str, _Session] = {}
         self._backlogs: dict[int, Callable[[], int]] = {}
+        # Registered through add_to_server, parse_request refuses an oversize request from its
+        # wire bytes; the size is then not computed again (ByteSize() re-serialises the message).
+        self._wire_size_checked = False
 
     @property
     def open_streams(self) -> int:
@@ -247,6 +250,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         name = pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
         server.add_registered_method_handlers(name, handlers)
+        self._wire_size_checked = True
 
     async def GetPolicySpec(
         self, request: pb.GetPolicySpecRequest, context: grpc.aio.ServicerContext
@@ -279,6 +283,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             while (item := await out.get()) is not None:
                 sent.set()
                 response, status, arrival = item
+                _stamp_sent(response.timing, arrival, self._clock())
                 yield response
                 self._metrics.requests.labels(status=status.value).inc()
                 self._metrics.request_seconds.observe(self._clock() - arrival)
@@ -440,13 +445,14 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             )
             out.put_nowait(self._answer(request, arrival, self._clock(), result))
             return wait_s
+        max_bytes = None if self._wire_size_checked else self._max_request_bytes
         try:
             if self._decode_executor is not None and needs_decoding(request):
                 obs = await loop.run_in_executor(
-                    self._decode_executor, decode_request, request, self._bundle, self._max_request_bytes
+                    self._decode_executor, decode_request, request, self._bundle, max_bytes
                 )
             else:
-                obs = decode_request(request, self._bundle, self._max_request_bytes)
+                obs = decode_request(request, self._bundle, max_bytes)
         except InvalidRequest as exc:
             logger.debug(
                 "Request %d of %s is invalid: %s", request.request_id, shown(request.session_id), exc
@@ -492,7 +498,15 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         return 0.0
 
     def _answer(self, request: pb.PredictRequest, arrival: float, enqueued: float, result: Result) -> _Answer:
-        """The answer to ``request`` for the writer: the response, its status and when it arrived."""
+        """The answer to ``request`` for the writer: the response, its status and when it arrived.
+
+        ``timing`` (ms) splits arrival to send into parts that add up to ``total_ms``:
+        ``preprocess_ms`` arrival to queued plus building the batch, ``queue_ms`` waiting for the
+        worker, ``inference_ms`` the model, ``postprocess_ms`` the rest (checking and
+        un-normalising, the hop back to the event loop, building this answer, waiting for the
+        stream's writer); the writer sets ``total_ms`` and the last part of ``postprocess_ms``
+        just before it hands the answer to gRPC (:func:`_stamp_sent`).
+        """
         response = pb.PredictResponse(
             request_id=request.request_id,
             status=_WIRE_STATUS[result.status],
@@ -508,7 +522,6 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         timing.queue_ms = result.queue_s * 1e3
         timing.inference_ms = result.inference_s * 1e3
         timing.postprocess_ms = (result.postprocess_s + self._clock() - t) * 1e3
-        timing.total_ms = (self._clock() - arrival) * 1e3
         timing.batch_size = result.batch_size
         return response, result.status, arrival
 
@@ -520,6 +533,17 @@ async def _first(wait: Coroutine[Any, Any, Any], other: asyncio.Future[Any]) -> 
         await asyncio.wait((task, other), return_when=asyncio.FIRST_COMPLETED)
     finally:
         task.cancel()
+
+
+def _stamp_sent(timing: pb.Timing, arrival: float, now: float) -> None:
+    """Set ``total_ms`` to arrival to ``now`` (the answer goes to gRPC) and, for a computed
+    request (``batch_size`` > 0), ``postprocess_ms`` to what the other parts leave of it: the hop
+    back from the worker thread and the wait for the writer are in no other part. Times in ms;
+    ``arrival`` and ``now`` in seconds on one clock."""
+    timing.total_ms = (now - arrival) * 1e3
+    if timing.batch_size:
+        others = timing.preprocess_ms + timing.queue_ms + timing.inference_ms
+        timing.postprocess_ms = max(timing.postprocess_ms, timing.total_ms - others)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

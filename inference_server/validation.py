@@ -71,15 +71,21 @@ def needs_decoding(request: pb.PredictRequest) -> bool:
     return any(img.encoding != pb.Image.RAW_RGB8 for img in request.images.values())
 
 
-def check_header(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: int) -> None:
+def check_header(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: int | None) -> None:
     """The cheap checks: size, strings, cameras, encodings, tensor dtypes and shapes, counts.
 
     Fails fast, before any decoding or allocation; raises :class:`InvalidRequest` naming the
-    first field that is wrong.
+    first field that is wrong. ``max_request_bytes`` None: the caller has already refused a
+    larger request from its wire bytes (:func:`~inference_server.service.parse_request` does),
+    so the size is not computed again: ``ByteSize()`` serialises the whole message with
+    protobuf's upb backend (about 190 us and a fresh 2.7 MB buffer for three 480x640 cameras).
     """
-    size = request.ByteSize()
-    if size > max_request_bytes:
-        raise InvalidRequest("request", f"{size} bytes, larger than max_request_bytes {max_request_bytes}")
+    if max_request_bytes is not None:
+        size = request.ByteSize()
+        if size > max_request_bytes:
+            raise InvalidRequest(
+                "request", f"{size} bytes, larger than max_request_bytes {max_request_bytes}"
+            )
     if len(request.session_id) > MAX_SESSION_ID_CHARS:
         raise InvalidRequest(
             "session_id", f"{len(request.session_id)} characters, at most {MAX_SESSION_ID_CHARS}"
@@ -96,7 +102,7 @@ def check_header(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: 
         if cam.name not in request.images:
             raise InvalidRequest(field, f"missing (the policy expects cameras {', '.join(sorted(expected))})")
         img = request.images[cam.name]
-        if img.ByteSize() == 0:
+        if _is_empty(img):
             raise InvalidRequest(
                 field, f"is an empty Image (the policy expects {cam.width}x{cam.height} RGB)"
             )
@@ -150,8 +156,13 @@ def check_header(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: 
         )
 
 
-def decode_request(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: int) -> Observation:
-    """Validate and decode; raises :class:`InvalidRequest` naming the first field that is wrong."""
+def decode_request(request: pb.PredictRequest, bundle: Bundle, max_request_bytes: int | None) -> Observation:
+    """Validate and decode; raises :class:`InvalidRequest` naming the first field that is wrong.
+
+    ``max_request_bytes`` as for :func:`check_header` (None: already checked on the wire bytes).
+    Each image's bytes are copied once (reading a upb ``bytes`` field copies) and viewed, not
+    copied again, by the arrays of the :class:`Observation`.
+    """
     check_header(request, bundle, max_request_bytes)
     images = {}
     for cam in bundle.cameras:
@@ -185,6 +196,14 @@ def decode_request(request: pb.PredictRequest, bundle: Bundle, max_request_bytes
 def _name(key: str) -> str:
     """A map key from the peer as it can appear in a field name: itself if short and printable."""
     return key if len(key) <= 64 and key.isprintable() else shown(key)
+
+
+def _is_empty(image: pb.Image) -> bool:
+    """True for an Image with no field set, without ``ByteSize()`` (which serialises its data)
+    and reading ``data`` (which copies it) only when every other field is unset."""
+    if image.height or image.width or image.channels or image.encoding:
+        return False
+    return not image.data
 
 
 def _has_prev_actions(request: pb.PredictRequest) -> bool:

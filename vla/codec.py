@@ -25,6 +25,7 @@ __all__ = [
     "decode_image",
     "dtype_name",
     "encode_image",
+    "encode_image_into",
     "encoding_name",
     "from_tensor",
     "peek_varint",
@@ -129,13 +130,29 @@ def encode_image(rgb: np.ndarray, encoding: int = pb.Image.RAW_RGB8, *, jpeg_qua
     """Encode an RGB uint8 ``[H, W, 3]`` frame as raw bytes, JPEG (``jpeg_quality`` 0-100) or PNG.
 
     Raises :class:`CodecError` for another dtype or shape, an unknown encoding, or when OpenCV
-    cannot encode the frame.
+    cannot encode the frame. To fill a field of a message in place (a request's ``images`` map
+    entry), :func:`encode_image_into` saves a copy of the bytes.
+    """
+    image = pb.Image()
+    encode_image_into(image, rgb, encoding, jpeg_quality=jpeg_quality)
+    return image
+
+
+def encode_image_into(
+    image: pb.Image, rgb: np.ndarray, encoding: int = pb.Image.RAW_RGB8, *, jpeg_quality: int = 90
+) -> None:
+    """:func:`encode_image` written into ``image`` (every field set), e.g. ``request.images[name]``.
+
+    The pixels are copied twice, each unavoidable: to a ``bytes`` object (protobuf takes nothing
+    else) and from it into the message. Building a ``pb.Image`` and then putting it in the map
+    (``images={...}`` or ``CopyFrom``) copies them a third time. Raises as :func:`encode_image`;
+    ``image`` is left unchanged then.
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise CodecError(f"image must be uint8 [H, W, 3], got {rgb.dtype} {list(rgb.shape)}")
     height, width, channels = rgb.shape
     if encoding == pb.Image.RAW_RGB8:
-        data = np.ascontiguousarray(rgb).tobytes()
+        data = rgb.tobytes()  # C order whatever the array's layout: no ascontiguousarray needed
     elif encoding in (pb.Image.JPEG, pb.Image.PNG):
         import cv2
 
@@ -150,8 +167,12 @@ def encode_image(rgb: np.ndarray, encoding: int = pb.Image.RAW_RGB8, *, jpeg_qua
         data = buf.tobytes()
     else:
         raise CodecError(f"unknown image encoding {encoding_name(encoding)}")
+    image.height = height
+    image.width = width
+    image.channels = channels
     # ``encoding`` is the caller's int (one of the three by now); the stub wants the enum type.
-    return pb.Image(height=height, width=width, channels=channels, encoding=encoding, data=data)  # type: ignore[arg-type]
+    image.encoding = encoding  # type: ignore[assignment]
+    image.data = data
 
 
 def decode_image(image: pb.Image, *, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
