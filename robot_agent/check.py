@@ -7,8 +7,9 @@ Checks, in order, and reports each as PASS / FAIL / CHECK (CHECK: a person must 
   where it stands and where it starts from;
 - each configured camera delivers a frame (with none configured: the ``default_camera`` kind has
   a device);
-- the server answers, its spec fits the robot, the shield and the cameras, and the p95 round trip
-  of a few real requests fits in what a chunk lasts;
+- the server answers, its spec fits the robot, the shield and the cameras, and, once its health
+  says SERVING (waiting up to :data:`WARMUP_WAIT_S` for its warm-up), the p95 round trip of a few
+  real requests fits in what a chunk lasts;
 - the e-stop: tested by hand.
 
 Every step but the last is the agent's own (``startup.py``): a config the check passes, the agent
@@ -43,6 +44,10 @@ from vla.v1 import policy_pb2 as pb
 __all__ = ["CheckResult", "format_report", "preflight", "run_check"]
 
 Add = Callable[[str, str, str], None]
+
+#: How long the latency check waits for the server's health to say SERVING (s): a TensorRT
+#: engine's load and warm-up take a minute or more on a cold GPU box.
+WARMUP_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,15 @@ async def _latency(
 ) -> None:
     rtts = []
     vector = state_vector(state, spec.state_names)
+    # A server answers the spec as soon as it binds, and health says SERVING once its model is
+    # warm: a request before that waits behind the warm-up and comes back LATE.
+    if not await client.wait_until_serving(WARMUP_WAIT_S):
+        add(
+            "latency",
+            "FAIL",
+            f"server health still NOT_SERVING after {WARMUP_WAIT_S:g} s (loading or warming up its model?)",
+        )
+        return
     try:
         for _ in range(requests):
             request = client.build_request(frames, vector, config.instruction, time.monotonic())

@@ -29,6 +29,7 @@ import cv2
 import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from robot_agent.cameras.base import Frame
 from robot_agent.errors import (
@@ -613,6 +614,31 @@ class PolicyClient:
             bad = np.argwhere(~np.isfinite(actions))[0].tolist()
             return None, ChunkProblem("non_finite", f"actions{bad} is {actions[tuple(bad)]}")
         return actions, None
+
+    async def wait_until_serving(self, timeout_s: float, poll_s: float = 0.5) -> bool:
+        """Whether the server's ``grpc.health.v1`` status turned ``SERVING`` within ``timeout_s``
+        (seconds; polled every ``poll_s``). The server answers the spec as soon as it binds but
+        health stays ``NOT_SERVING`` until its model is loaded and warm, so a request sent before
+        that waits behind the warm-up (and is answered ``LATE``). A server without the health
+        service counts as serving. Call after :meth:`connect`."""
+        if self._channel is None:
+            raise RuntimeError("wait_until_serving() before connect()")
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                answer = await stub.Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=max(0.1, min(poll_s * 4, timeout_s))
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return True
+            else:
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            if time.monotonic() + poll_s > deadline:
+                return False
+            await asyncio.sleep(poll_s)
 
     async def close(self) -> None:
         """Close the stream and the channel (idempotent)."""
