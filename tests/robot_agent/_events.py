@@ -40,6 +40,23 @@ POLICY = {
 }
 
 
+class Events:
+    """A subscriber that keeps every event it is handed, in order (named as the run statistics
+    are, so a failure is charged to the same tick stage)."""
+
+    name = "stats"
+
+    def __init__(self) -> None:
+        self.seen: list[Event] = []
+
+    def on_event(self, event: Event) -> None:
+        self.seen.append(event)
+
+    def of(self, kind: type) -> list[Event]:
+        """The events of one kind, in order."""
+        return [e for e in self.seen if isinstance(e, kind)]
+
+
 def measured(t: float) -> Measured:
     pose = Pose(position=np.array([0.4, 0.0, 0.3]), quaternion=np.array([1.0, 0.0, 0.0, 0.0]))
     return Measured(time_s=t, joints=np.zeros(7), ee=pose, gripper=1.0)

@@ -18,7 +18,6 @@ from robot_agent.events import (
     ChunkAccepted,
     ChunkRejected,
     DeadlineMiss,
-    Event,
     EventBus,
     ObservationFresh,
     ObservationStale,
@@ -28,21 +27,9 @@ from robot_agent.plan import Plan, PlanFault
 from robot_agent.policy_client import Backoff, Chunk, ChunkProblem
 from robot_agent.scheduler import Scheduler
 from robot_agent.trajectory import Trajectory
+from tests.robot_agent._events import Events
 
 BACKOFF_S = 0.1  # the first step of the answer backoff (no jitter): 0.1, 0.2, 0.4, ...
-
-
-class Events:
-    name = "stats"
-
-    def __init__(self) -> None:
-        self.seen: list[Event] = []
-
-    def on_event(self, event: Event) -> None:
-        self.seen.append(event)
-
-    def of(self, kind: type) -> list[Event]:
-        return [e for e in self.seen if isinstance(e, kind)]
 
 
 @pytest.fixture

@@ -18,13 +18,14 @@ from robot_agent.cameras.base import Frame
 from robot_agent.config import SchedulerConfig
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import ServerUnavailable, SpecMismatch
-from robot_agent.events import Event, EventBus, ObservationFresh, ObservationStale, RequestFailed, RequestSent
+from robot_agent.events import EventBus, ObservationFresh, ObservationStale, RequestFailed, RequestSent
 from robot_agent.plan import Plan
 from robot_agent.policy_client import Backoff
 from robot_agent.scheduler import Scheduler
 from robot_agent.sender import ObservationSender, RequestShape
 from robot_agent.trajectory import Trajectory
 from safety import EStop
+from tests.robot_agent._events import Events
 
 
 class Channel:
@@ -78,16 +79,6 @@ class Ticks(asyncio.Event):
     async def wait(self) -> bool:
         self.idle.set()
         return await super().wait()
-
-
-class Events:
-    name = "stats"
-
-    def __init__(self) -> None:
-        self.seen: list[Event] = []
-
-    def on_event(self, event: Event) -> None:
-        self.seen.append(event)
 
 
 @dataclasses.dataclass

@@ -15,12 +15,13 @@ from robot_agent.action_space import ActionSpace
 from robot_agent.config import SchedulerConfig
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import NotAPolicyServer, ServerUnavailable, SpecMismatch
-from robot_agent.events import Connected, Event, EventBus, Reconnected, StreamDown, Waiting
+from robot_agent.events import Connected, EventBus, Reconnected, StreamDown, Waiting
 from robot_agent.plan import Plan
 from robot_agent.policy_client import Backoff, Chunk
 from robot_agent.scheduler import Scheduler
 from robot_agent.stream import StreamTask
 from robot_agent.trajectory import Trajectory
+from tests.robot_agent._events import Events
 from vla.v1 import policy_pb2 as pb
 
 SPEC = pb.PolicySpec(
@@ -56,16 +57,6 @@ class Script:
 
     async def close(self) -> None:
         self.closed += 1
-
-
-class Events:
-    name = "stats"
-
-    def __init__(self) -> None:
-        self.seen: list[Event] = []
-
-    def on_event(self, event: Event) -> None:
-        self.seen.append(event)
 
 
 def rig(script: Script) -> tuple[StreamTask, Plan, Events, list[pb.PolicySpec], asyncio.Event]:
