@@ -258,9 +258,9 @@ class StepResult:
 
     __slots__ = ("acceleration", "changed", "direct", "jerk", "position", "velocity")
 
-    def __init__(self, direct: np.ndarray) -> None:
+    def __init__(self, direct: np.ndarray, changed: bool | None = None) -> None:
         self.direct = direct
-        self.changed = not bool(direct.all())
+        self.changed = not bool(direct.all()) if changed is None else changed
         self.jerk = False
         self.acceleration = False
         self.velocity = False
@@ -341,9 +341,10 @@ class Axes:
         p, v, a = self.p, self.v, self.a
         amax, jmax = self.amax, self.jmax
         mask = _direct_kernel(target, p, v, a, lo, hi, amax, jmax, vlo, vhi, dt)
+        n_direct = sum(mask.tolist())
         vt: np.ndarray | None = None
         settle_j = settle_a = None
-        if not self._on_target_all and mask.any():
+        if not self._on_target_all and n_direct:
             # An axis catching up may land on the target only in a state that can go on with it
             # (the target's velocity next tick, then zero acceleration the tick after, each
             # within one tick's jerk); landing faster overshoots and the filter would chase the
@@ -357,14 +358,15 @@ class Axes:
             refuse = ~self._on_target & mask & (settle_j | settle_a)
             if refuse.any():
                 mask = mask & ~refuse
+                n_direct = sum(mask.tolist())
                 settle_j &= refuse
                 settle_a &= refuse
             else:
                 settle_j = settle_a = None
-        if mask.all():
+        if n_direct == mask.size:
             self._on_target = self._all_true
             self._on_target_all = True
-            return target.copy(), StepResult(self._all_true)
+            return target.copy(), StepResult(self._all_true, False)
         if vt is None:
             vt = self._target_velocity(target_velocity, vlo, vhi)
         out, flags = _step_kernel(target, mask, p, v, a, lo, hi, amax, jmax, vlo, vhi, vt, dt, _GRID)

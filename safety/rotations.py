@@ -62,8 +62,9 @@ def quat_conjugate(q: np.ndarray) -> np.ndarray:
 
 def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product ``a * b``: rotate by ``b`` first, then by ``a`` (as matrices ``A @ B``)."""
-    ax, ay, az, aw = (float(v) for v in a)
-    bx, by, bz, bw = (float(v) for v in b)
+    # Python floats: on four numbers numpy's per-call cost is most of the work.
+    ax, ay, az, aw = np.asarray(a, dtype=float).tolist()
+    bx, by, bz, bw = np.asarray(b, dtype=float).tolist()
     return np.array(
         [
             aw * bx + ax * bw + ay * bz - az * by,
@@ -82,7 +83,7 @@ def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     """3x3 rotation matrix of a quaternion (normalised first, so a slightly off one is fine)."""
-    x, y, z, w = (float(v) for v in quat_normalize(q))
+    x, y, z, w = quat_normalize(q).tolist()
     xx, yy, zz = x * x, y * y, z * z
     xy, xz, yz = x * y, x * z, y * z
     wx, wy, wz = w * x, w * y, w * z
@@ -136,16 +137,16 @@ def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
 
     ``q`` and ``-q`` are the same rotation; the shorter one is returned.
     """
-    q = quat_normalize(q)
-    if q[3] < 0 or (q[3] == 0.0 and _first_nonzero(q[:3]) < 0):
+    x, y, z, w = quat_normalize(q).tolist()
+    if w < 0 or (w == 0.0 and _first_nonzero(np.array([x, y, z])) < 0):
         # At exactly pi (w = 0) both signs are as short: the first non-zero component decides,
         # so q and -q still give the same vector.
-        q = -q
-    s = math.sqrt(float(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]))
-    theta = 2.0 * math.atan2(s, float(q[3]))
+        x, y, z, w = -x, -y, -z, -w
+    s = math.sqrt(x * x + y * y + z * z)
+    theta = 2.0 * math.atan2(s, w)
     # theta / sin(theta/2); near zero its series is 2 + theta^2/12.
     k = 2.0 + theta * theta / 12.0 if s < _SMALL_ANGLE else theta / s
-    return k * q[:3]
+    return np.array([k * x, k * y, k * z])
 
 
 def quat_nearest(q: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -141,6 +141,7 @@ class Shield:
         )
         self._q_lo = np.asarray(j.min, dtype=float) + j.margin_rad
         self._q_hi = np.asarray(j.max, dtype=float) - j.margin_rad
+        self._q_lo_list, self._q_hi_list = self._q_lo.tolist(), self._q_hi.tolist()
         # Joint speed allowed to an end-effector command's IK solution.
         self._joint_step = np.asarray(j.max_velocity, dtype=float) * j.ik_velocity_factor
         self._ik_q: np.ndarray | None = None
@@ -312,9 +313,11 @@ class Shield:
             lo, hi = self._box
             if escaping is not None:
                 direction, pos = escaping
-        if direction is not None:
-            pass  # leaving the zone it was seeded in: the box stays as seeded until it is out
-        elif not all(a <= x <= b for a, x, b in zip(lo.tolist(), pos.tolist(), hi.tolist(), strict=True)):
+        # Leaving the zone it was seeded in (direction set), the box stays as seeded until out.
+        inside = direction is None and all(
+            a <= x <= b for a, x, b in zip(lo.tolist(), pos.tolist(), hi.tolist(), strict=True)
+        )
+        if direction is None and not inside:
             # The target is beyond the current box: look for a larger one around here. Taken
             # only if braking from the current state stays inside it, so the filter stays viable.
             cand_lo, cand_hi = self._zones.free_box(ee.p[:3], pos)
@@ -323,11 +326,12 @@ class Shield:
                 if bool((down[:3] >= cand_lo).all() and (up[:3] <= cand_hi).all()):
                     self._set_box(cand_lo, cand_hi)
                     lo, hi = self._box
-        aim = np.minimum(np.maximum(pos, lo), hi)
-        if bool((aim != pos).any()) and direction is None:
+        # Inside the box the clamp would give pos itself, value for value.
+        aim = pos if inside else np.minimum(np.maximum(pos, lo), hi)
+        if not inside and bool((aim != pos).any()) and direction is None:
             fired.append("keep_out" if self.config.keep_out else "workspace")
         ee.p[3:] = 0.0
-        err = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
+        err = err_full = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
         turn = math.sqrt(float(err @ err))
         if turn > self._rot_lookahead:
             # Aim along the geodesic, a little ahead: the filter moves each axis on its own, and
@@ -353,14 +357,14 @@ class Shield:
         x_new, res = ee.step(np.concatenate([aim, err]), dt, self._lo6, self._hi6, target_velocity, ratchet)
         _record(res, fired, "workspace")
         p_new = x_new[:3]
-        if bool(res.direct[3:].all()):
+        if not res.changed or bool(res.direct[3:].all()):
             q_new = quat
+            turned = err_full  # what the line below would compute again for q_new = quat
         else:
             q_new = quat_normalize(quat_multiply(rotvec_to_quat(x_new[3:]), self._quat))
+            turned = quat_to_rotvec(quat_multiply(q_new, quat_conjugate(self._quat)))
         # Commit what a recording will see: the increment between the quaternions sent.
-        ee.commit(
-            np.concatenate([p_new, quat_to_rotvec(quat_multiply(q_new, quat_conjugate(self._quat)))]), dt
-        )
+        ee.commit(np.concatenate([p_new, turned]), dt)
         self._quat = q_new
         pose = Pose(position=p_new, quaternion=q_new)
 
@@ -396,7 +400,11 @@ class Shield:
                 fired.append("velocity")
                 return None
             self._ik_q = q
-        elif bool((self._penetration(m_q) > 0.0).any()):
+        elif m_q.shape == self._q_lo.shape and any(
+            # _penetration(m_q) > 0 on some joint, in plain floats
+            x < q_lo or x > q_hi
+            for x, q_lo, q_hi in zip(m_q.tolist(), self._q_lo_list, self._q_hi_list, strict=True)
+        ):
             fired.append("joint_limit")
             return None
         return pose, None
