@@ -38,12 +38,13 @@ import numpy as np
 from _stats import format_summary, summarize, write_json
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from vla.codec import decode_image, encode_image, to_tensor
+from vla.codec import decode_image, encode_image_into, to_tensor
 from vla.v1 import policy_pb2 as pb
 from vla.v1 import policy_pb2_grpc
 
 BENCH = Path(__file__).resolve().parent
 CAMERA_NAMES = ("front", "wrist", "top")
+SERVER_PARTS = ("preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms")
 
 
 @dataclass(frozen=True)
@@ -150,26 +151,21 @@ async def measure_ours(
     names = CAMERA_NAMES[: case.cameras]
     frames = [scene(i, case.height, case.width) for i in range(8)]
     rtt, wire, overhead, server_total, encode, decode, size = [], [], [], [], [], [], []
+    parts: dict[str, list[float]] = {part: [] for part in SERVER_PARTS}
     async with grpc.aio.insecure_channel(
         target, options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
     ) as channel:
         stub = policy_pb2_grpc.PolicyServiceStub(channel)
-        queue: asyncio.Queue[pb.PredictRequest | None] = asyncio.Queue()
-
-        async def source():  # type: ignore[no-untyped-def]
-            while (r := await queue.get()) is not None:
-                yield r
-
-        call = stub.Predict(source())
+        call = stub.Predict()  # written to as robot_agent.policy_client does
         for i in range(warmup + requests):
             t0 = time.perf_counter()
             request = pb.PredictRequest(
                 session_id="bench", request_id=i, state=to_tensor(np.zeros(8, np.float32))
             )
             for k, n in enumerate(names):
-                request.images[n].CopyFrom(encode_image(frames[(i + k) % len(frames)], encoding))
+                encode_image_into(request.images[n], frames[(i + k) % len(frames)], encoding)
             t_send = time.perf_counter()
-            queue.put_nowait(request)
+            await call.write(request)
             answer = await call.read()
             t_recv = time.perf_counter()
             if answer.status != pb.PredictResponse.OK:
@@ -181,6 +177,8 @@ async def measure_ours(
                 wire.append((t_recv - t_send) * 1e3)
                 overhead.append((t_recv - t0) * 1e3 - answer.timing.inference_ms)
                 server_total.append(answer.timing.total_ms)
+                for part in SERVER_PARTS:
+                    parts[part].append(getattr(answer.timing, part))
                 encode.append((t_send - t0) * 1e3)
                 size.append(request.ByteSize())
                 if encoding != pb.Image.RAW_RGB8 and i < warmup + 100:
@@ -188,7 +186,7 @@ async def measure_ours(
                     for n in names:
                         decode_image(request.images[n])
                     decode.append((time.perf_counter() - d0) * 1e3)
-        queue.put_nowait(None)
+        await call.done_writing()
         if await call.read() is not grpc.aio.EOF:
             raise RuntimeError("the server sent an answer nobody asked for")
     out = {
@@ -196,6 +194,7 @@ async def measure_ours(
         "send_to_answer_ms": summarize(wire),
         "overhead_ms": summarize(overhead),
         "server_total_ms": summarize(server_total),
+        **{f"server_{part}": summarize(values) for part, values in parts.items()},
         "client_build_ms": summarize(encode),
         "request_bytes": summarize(size),
     }
@@ -213,7 +212,7 @@ async def measure_minimal(target: str, case: Case, requests: int, warmup: int) -
             session_id="bench", request_id=i, state=to_tensor(np.zeros(8, np.float32))
         )
         for k, n in enumerate(names):
-            request.images[n].CopyFrom(encode_image(scene(i + k, case.height, case.width)))
+            encode_image_into(request.images[n], scene(i + k, case.height, case.width))
         payloads.append(request.SerializeToString())
     rtt = []
     async with grpc.aio.insecure_channel(
@@ -273,7 +272,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for case in CASES:
+            for case in (c for c in CASES if not args.cases or c.name in args.cases):
                 bundle = Path(tmp) / case.name
                 bundle.mkdir()
                 (bundle / "policy.toml").write_text(manifest(case))
@@ -317,6 +316,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                     if peer in row:
                         print(format_summary(f"  {peer} round trip", row[peer]["round_trip_ms"]))  # type: ignore[index]
                 print(format_summary("  ours server total", ours["server_total_ms"]))
+                print("  ours server parts (p50): " + "  ".join(
+                    f"{part} {ours[f'server_{part}']['p50']:.3f}" for part in SERVER_PARTS))  # fmt: skip
                 print(format_summary("  ours JPEG round trip", jpeg["round_trip_ms"]))
                 print("  ratios (p50): " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
                 print(
@@ -338,6 +339,9 @@ def main() -> None:
     parser.add_argument("--openpi-python", default="/tmp/openpi-venv/bin/python",
                         help="a Python with openpi-client installed (its own venv: it pins numpy<2)")  # fmt: skip
     parser.add_argument("--link-gbit", type=float, default=1.0, help="link rate for the JPEG saving, Gbit/s")
+    parser.add_argument(
+        "--cases", nargs="*", default=[], help=f"only these ({', '.join(c.name for c in CASES)})"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     try:

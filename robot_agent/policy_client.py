@@ -45,7 +45,7 @@ from vla.codec import (
     MAX_IMAGE_PIXELS,
     CodecError,
     dtype_name,
-    encode_image,
+    encode_image_into,
     encoding_name,
     from_tensor,
     peek_varint,
@@ -164,10 +164,19 @@ class Backoff:
 
 
 def encode_frame(
-    frame: Frame, spec: pb.CameraSpec, jpeg_quality: int = 90, encoding: int | None = None
+    frame: Frame,
+    spec: pb.CameraSpec,
+    jpeg_quality: int = 90,
+    encoding: int | None = None,
+    *,
+    into: pb.Image | None = None,
 ) -> pb.Image:
     """Resize ``frame`` to the spec's size (area filter when shrinking) and encode it in
-    ``encoding``, by default the first encoding of the spec's list that the agent supports."""
+    ``encoding``, by default the first encoding of the spec's list that the agent supports.
+
+    ``into``: the message to fill and return (a request's ``images`` map entry), which saves a
+    copy of the bytes over building an Image and copying it in (:func:`vla.codec.encode_image_into`).
+    """
     rgb = frame.rgb
     if rgb.shape[0] != spec.height or rgb.shape[1] != spec.width:
         shrinking = rgb.shape[0] > spec.height
@@ -176,7 +185,9 @@ def encode_frame(
         )
     if encoding is None:
         encoding = _accepted(spec)[0]
-    return encode_image(rgb, encoding, jpeg_quality=jpeg_quality)
+    image = pb.Image() if into is None else into
+    encode_image_into(image, rgb, encoding, jpeg_quality=jpeg_quality)
+    return image
 
 
 def _accepted(spec: pb.CameraSpec) -> list[int]:
@@ -462,18 +473,15 @@ class PolicyClient:
         missing = [name for name in cameras if name not in have]
         if missing:
             raise ValueError(f"no frame from camera(s) {', '.join(missing)} the policy expects")
-        images = {
-            name: encode_frame(have[name], cam, self._jpeg_quality, encodings[name])
-            for name, cam in cameras.items()
-        }
         request = pb.PredictRequest(
             session_id=self.session_id,
-            images=images,
             state=to_tensor(np.asarray(state, dtype=np.float32)),
             instruction=instruction,
             timeout_ms=self._timeout_ms,
             capture_time_s=capture_time_s,
         )
+        for name, cam in cameras.items():  # into the map entries: no copy of each image's bytes
+            encode_frame(have[name], cam, self._jpeg_quality, encodings[name], into=request.images[name])
         horizon = spec.chunk_length or None  # a spec set by hand may leave it 0: no cap then
         if prev_actions is not None and len(prev_actions):
             rows = np.asarray(prev_actions, dtype=np.float32)[:horizon]
@@ -498,9 +506,7 @@ class PolicyClient:
         jpeg = [name for name, e in encodings.items() if e == pb.Image.JPEG]
         for quality in (q for q in _JPEG_FALLBACK_QUALITIES if jpeg and q < self._jpeg_quality):
             for name in jpeg:
-                request.images[name].CopyFrom(
-                    encode_frame(frames[name], cameras[name], quality, pb.Image.JPEG)
-                )
+                encode_frame(frames[name], cameras[name], quality, pb.Image.JPEG, into=request.images[name])
             if request.ByteSize() <= limit:
                 if not self._warned_quality:
                     self._warned_quality = True
