@@ -8,17 +8,31 @@ small against is 1 ms. The "+ fk" joint cases give the shield the arm's forward 
 (``panda_py.fk``, as the sim and Franka drivers do): each joint command then pays one FK and a
 zone check; "joints smooth" without it is their baseline (ratio printed).
 
-    python bench/shield_cost.py [--calls 5000] [--json out.json]
+``--reference REV`` also measures the shield as it was at git revision REV (its ``safety/``
+package, imported beside today's in this process) on the same input, prints today's p50 as a
+ratio of it, and checks that both gave the same decisions bit for bit (issue 13 compares
+with 718dedd, before the scalar and numba work). The first ``filter`` call is timed apart: it
+loads the numba-compiled motion filter (from its cache; compiled on a machine's first run).
+
+    python bench/shield_cost.py [--calls 5000] [--json out.json] [--reference 718dedd]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
+import io
 import math
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -115,15 +129,42 @@ WITH_FK = {
 }
 
 
-def measure(name: str, calls: int, seed: int) -> dict[str, float]:
-    """Per-call cost in microseconds; the simulated arm obeys each command, as in the demo."""
+def load_reference(rev: str) -> ModuleType:
+    """The ``safety`` package as it was at git revision ``rev``, imported as ``safety_reference``."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", rev, "safety"], capture_output=True, check=True
+    ).stdout
+    where = Path(tempfile.mkdtemp(prefix="shield_reference_"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(where, filter="data")
+    package = where / "safety_reference"
+    (where / "safety").rename(package)
+    spec = importlib.util.spec_from_file_location(
+        "safety_reference", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["safety_reference"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def measure(name: str, calls: int, seed: int, pkg: Any = None) -> tuple[dict[str, float], str]:
+    """Per-call cost in microseconds, and a digest of every decision (to compare two shields);
+    the simulated arm obeys each command, as in the demo. ``pkg``: the ``safety`` package to
+    measure (today's by default)."""
+    safety = pkg if pkg is not None else sys.modules["safety"]
     factory, overrides = SCENARIOS[name]
     rng = np.random.default_rng(seed)
     make = factory(rng)
-    shield = Shield(SafetyConfig.from_mapping(overrides), fk=panda_fk() if name in WITH_FK else None)
+    shield = safety.Shield(
+        safety.SafetyConfig.from_mapping(overrides), fk=panda_fk() if name in WITH_FK else None
+    )
     measured = Measured(0.0, Pose(HOME_POSITION.copy(), HOME_QUATERNION.copy()), HOME_JOINTS.copy(), 1.0)
     shield.reset(measured)
     samples = np.empty(calls)
+    digest = hashlib.sha256()
     now = 0.0
     warmup = min(200, calls)
     for i in range(calls + warmup):
@@ -135,14 +176,30 @@ def measure(name: str, calls: int, seed: int) -> dict[str, float]:
         if i >= warmup:
             samples[i - warmup] = (t1 - t0) / 1e3
         out = decision.target
+        digest.update(repr((decision.hold, decision.estop, decision.fired)).encode())
         if out is not None:
+            for x in (out.ee.position, out.ee.quaternion) if out.ee is not None else (out.joints,):
+                digest.update(np.asarray(x, dtype=float).tobytes())
+            digest.update(repr(out.gripper).encode())
             measured = Measured(
                 now,
                 out.ee if out.ee is not None else measured.ee,
                 out.joints if out.joints is not None else measured.joints,
                 out.gripper if out.gripper is not None else measured.gripper,
             )
-    return summarize(samples)
+    return summarize(samples), digest.hexdigest()
+
+
+def first_call_ms() -> float:
+    """The first ``filter`` call of a fresh process's first shield (loads the compiled code)."""
+    shield = Shield(SafetyConfig.from_mapping({}))
+    measured = Measured(0.0, Pose(HOME_POSITION.copy(), HOME_QUATERNION.copy()), HOME_JOINTS.copy(), 1.0)
+    shield.reset(measured)
+    far = Target(time_s=DT, ee=Pose(HOME_POSITION + 0.05, HOME_QUATERNION.copy()), gripper=1.0)
+    t0 = time.perf_counter()
+    shield.filter(Target(time_s=DT, ee=Pose(HOME_POSITION, HOME_QUATERNION), gripper=1.0), measured, DT, DT)
+    shield.filter(far, measured, 2 * DT, DT)  # a limited step: the other kernel
+    return (time.perf_counter() - t0) * 1e3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,19 +209,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=5000, help="filter calls measured per scenario")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the adversarial input")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="REV",
+        help="also measure the shield at this git revision and compare (e.g. 718dedd)",
+    )
     args = parser.parse_args(argv)
-    results = {}
+    first = first_call_ms()
+    reference = load_reference(args.reference) if args.reference else None
+    results: dict[str, Any] = {}
     print(f"Shield.filter cost per call, microseconds ({args.calls} calls each, budget 1000 us per tick)")
+    print(f"first call (loads the compiled motion filter): {first:.1f} ms")
     for name in SCENARIOS:
-        stats = measure(name, args.calls, args.seed)
+        stats, digest = measure(name, args.calls, args.seed)
         results[name] = stats
-        print(format_summary(name, stats, unit="us"))
+        print(format_summary(name, stats, unit="us", width=34))
         if name in WITH_FK:
             base = results[WITH_FK[name]]
             print(f"  p50 ratio vs {WITH_FK[name]!r}: {stats['p50'] / base['p50']:.2f}x")
+        if reference is not None:
+            old, old_digest = measure(name, args.calls, args.seed, reference)
+            results[f"{name} @ {args.reference}"] = old
+            same = "same decisions" if digest == old_digest else "DIFFERENT DECISIONS"
+            print(format_summary(f"  @ {args.reference}", old, unit="us", width=34))
+            print(
+                f"  p50 {stats['p50'] / old['p50']:.2f}x, p99 {stats['p99'] / old['p99']:.2f}x "
+                f"of {args.reference}; {same}"
+            )
     if args.json is not None:
         write_json(
-            args.json, {"benchmark": "shield_cost", "unit": "us", "calls": args.calls, "results": results}
+            args.json,
+            {
+                "benchmark": "shield_cost",
+                "unit": "us",
+                "calls": args.calls,
+                "first_call_ms": first,
+                "reference": args.reference,
+                "results": results,
+            },
         )
     return 0
 
