@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 
 from vla.codec import to_tensor
+from vla.malloc import keep_large_buffers
 from vla.v1 import policy_pb2 as pb
 
 METHOD = "/bench.Echo/Stream"
@@ -44,6 +45,7 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
+    keep_large_buffers()  # as inference-server does
     try:
         import uvloop
 

@@ -39,6 +39,7 @@ from _stats import format_summary, summarize, write_json
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vla.codec import decode_image, encode_image_into, to_tensor
+from vla.malloc import keep_large_buffers
 from vla.v1 import policy_pb2 as pb
 from vla.v1 import policy_pb2_grpc
 
@@ -344,6 +345,7 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
+    keep_large_buffers()  # as the server and the agent do; for every client in this process alike
     try:
         import uvloop
 

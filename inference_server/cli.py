@@ -21,6 +21,7 @@ from typing import Any
 from inference_server.config import BACKEND_NAMES, PRECISIONS, ServerConfig, load_config
 from inference_server.errors import ServerError
 from safety.config_loader import default_of, show_default
+from vla.malloc import keep_large_buffers
 
 __all__ = ["main"]
 
@@ -368,6 +369,7 @@ def _serve(args: argparse.Namespace) -> None:
     if args.no_metrics:  # None overrides mean "not given", so switch metrics off after loading
         config = dataclasses.replace(config, metrics_port=None)
     tokens = tokens_from_env(os.environ)
+    keep_large_buffers()  # requests of several MB: no page faults on every one (vla/malloc.py)
     if tokens:
         run(config, tokens)
     else:
