@@ -48,7 +48,7 @@ _SMALL_ANGLE = 1e-8
 def quat_normalize(q: np.ndarray) -> np.ndarray:
     """Return ``q`` scaled to unit norm; raises ValueError for a zero or non-finite quaternion."""
     q = np.asarray(q, dtype=float)
-    n = math.sqrt(float(q @ q))
+    n = math.sqrt(float(q.dot(q)))
     if not math.isfinite(n) or n < 1e-12:
         raise ValueError(f"cannot normalise quaternion {q.tolist()!r}: norm is {n}")
     return q / n
@@ -56,8 +56,8 @@ def quat_normalize(q: np.ndarray) -> np.ndarray:
 
 def quat_conjugate(q: np.ndarray) -> np.ndarray:
     """The inverse rotation of a unit quaternion."""
-    q = np.asarray(q, dtype=float)
-    return np.array([-q[0], -q[1], -q[2], q[3]])
+    x, y, z, w = np.asarray(q, dtype=float).tolist()
+    return np.array([-x, -y, -z, w])
 
 
 def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -125,11 +125,12 @@ def matrix_to_quat(m: np.ndarray) -> np.ndarray:
 def rotvec_to_quat(v: np.ndarray) -> np.ndarray:
     """Exponential map: rotation vector (axis * angle) to unit quaternion."""
     v = np.asarray(v, dtype=float)
-    theta = math.sqrt(float(v @ v))
+    theta = math.sqrt(float(v.dot(v)))
     half = 0.5 * theta
     # sin(theta/2)/theta, by its series near zero
     k = 0.5 - theta * theta / 48.0 if theta < _SMALL_ANGLE else math.sin(half) / theta
-    return np.array([k * v[0], k * v[1], k * v[2], math.cos(half)])
+    x, y, z = v.tolist()
+    return np.array([k * x, k * y, k * z, math.cos(half)])
 
 
 def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
@@ -157,7 +158,7 @@ def quat_nearest(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
     needs no flip is returned as it is (called on every control tick).
     """
     q = np.asarray(q, dtype=float)
-    d = float(q @ np.asarray(reference, dtype=float))
+    d = float(q.dot(np.asarray(reference, dtype=float)))
     if d < 0.0 or (d == 0.0 and _first_nonzero(q) < 0):
         return -q
     return q
@@ -173,15 +174,15 @@ def rotvec_nearest(v: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """
     v = np.asarray(v, dtype=float)
     ref = np.asarray(reference, dtype=float)
-    theta = math.sqrt(float(v @ v))
+    theta = math.sqrt(float(v.dot(v)))
     if theta < _SMALL_ANGLE:
         # The identity: 2 pi k about any axis; the reference's own axis is the nearest.
-        r = math.sqrt(float(ref @ ref))
+        r = math.sqrt(float(ref.dot(ref)))
         if r < math.pi:
             return v.copy()
         return ref * (2.0 * math.pi * round(r / (2.0 * math.pi)) / r)
     u = v / theta
-    k = round((float(ref @ u) - theta) / (2.0 * math.pi))
+    k = round((float(ref.dot(u)) - theta) / (2.0 * math.pi))
     if k == 0:
         return v.copy()
     out: np.ndarray = u * (theta + 2.0 * math.pi * k)
@@ -211,7 +212,7 @@ def quat_angle(a: np.ndarray, b: np.ndarray) -> float:
     """Angle in radians, in [0, pi], of the rotation taking ``a`` to ``b``."""
     a = quat_normalize(a)
     b = quat_normalize(b)
-    d = abs(float(a @ b))
+    d = abs(float(a.dot(b)))
     # atan2 form instead of 2*acos(d): acos loses half the digits for small angles.
     rel = quat_multiply(quat_conjugate(a), b)
     s = math.sqrt(float(rel[0] * rel[0] + rel[1] * rel[1] + rel[2] * rel[2]))
@@ -222,7 +223,7 @@ def quat_slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     """Spherical linear interpolation from ``a`` (t=0) to ``b`` (t=1) along the shorter arc."""
     a = quat_normalize(a)
     b = quat_normalize(b)
-    if float(a @ b) < 0:
+    if float(a.dot(b)) < 0:
         b = -b
     rel = quat_multiply(quat_conjugate(a), b)
     return quat_normalize(quat_multiply(a, rotvec_to_quat(t * quat_to_rotvec(rel))))

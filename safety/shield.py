@@ -246,7 +246,7 @@ class Shield:
         # q and -q are one orientation: take the one nearest the last command, so a target
         # whose sign flips (a rotation vector crossing +-pi gives -q) changes nothing below.
         quat = quat_normalize(target.ee.quaternion)
-        if float(quat @ self._quat) <= 0.0:  # rarely: only then pay for the call
+        if float(quat.dot(self._quat)) <= 0.0:  # rarely: only then pay for the call
             quat = quat_nearest(quat, self._quat)
         m_pos = np.asarray(measured.ee.position, dtype=float)
         m_quat = np.asarray(measured.ee.quaternion, dtype=float)
@@ -287,7 +287,7 @@ class Shield:
         pos_free, quat_free = pos, quat
 
         step = pos - m_pos
-        dist = math.sqrt(float(step @ step))
+        dist = math.sqrt(float(step.dot(step)))
         angle = _angle(m_quat, quat)
         if dist > track.max_translation_m or angle > track.max_rotation_rad:
             fired.append("tracking")
@@ -332,7 +332,7 @@ class Shield:
             fired.append("keep_out" if self.config.keep_out else "workspace")
         ee.p[3:] = 0.0
         err = err_full = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
-        turn = math.sqrt(float(err @ err))
+        turn = math.sqrt(float(err.dot(err)))
         if turn > self._rot_lookahead:
             # Aim along the geodesic, a little ahead: the filter moves each axis on its own, and
             # a partial step on the large axis of a large rotation with full steps on the small
@@ -663,12 +663,12 @@ def _record(res: StepResult, fired: list[str], position_kind: str | None) -> Non
 
 def _dist(a: np.ndarray, b: np.ndarray) -> float:
     d = a - b
-    return math.sqrt(float(d @ d))
+    return math.sqrt(float(d.dot(d)))
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> float:
     """Rotation angle between two unit quaternions (cheap form, for bounds)."""
-    d = min(1.0, abs(float(np.dot(a, b))))
+    d = min(1.0, abs(float(a.dot(b))))
     return 2.0 * math.acos(d)
 
 
@@ -703,7 +703,7 @@ def _malformed(t: Target, dof: int) -> str | None:
                 return "invalid"
             if not (_finite(p) and _finite(q)):
                 return "non_finite"
-            if float(q @ q) < 1e-6:
+            if float(q.dot(q)) < 1e-6:
                 return "invalid"
         else:
             j = np.asarray(t.joints, dtype=float)

@@ -153,12 +153,12 @@ class Zones:
                 continue  # already clear of the box
             if center is not None:
                 d = np.minimum(np.maximum(center, lo), hi) - center
-                if float(d @ d) >= radius * radius:
+                if float(d.dot(d)) >= radius * radius:
                     continue  # the box misses the ball
             below = p <= zlo  # p is on the low side of the zone on this axis: cut hi there
             above = p >= zhi
             if not (below.any() or above.any()):
-                if center is not None and float((p - center) @ (p - center)) >= radius * radius:
+                if center is not None and float((p - center).dot(p - center)) >= radius * radius:
                     # In a corner of the cube, outside the ball: shrink toward p instead.
                     lo, hi = _shrink_off_ball(p, lo, hi, center, radius)
                 continue  # otherwise p is inside the zone: let it out
@@ -177,10 +177,10 @@ class Zones:
         for n, c in self._planes:
             # Lowest value of n.x over the box is at the corner picked by the signs of n.
             corner = np.where(n > 0, lo, hi)
-            low = float(n @ corner)
+            low = float(n.dot(corner))
             if low >= c:
                 continue
-            slack = float(n @ p) - c
+            slack = float(n.dot(p)) - c
             if slack <= 0:
                 continue  # p on the wrong side: let it out
             # Shrink the box toward p until that corner is on the plane.
@@ -215,7 +215,7 @@ def _depth(z: KeepOut, p: np.ndarray) -> float:
     if isinstance(z, KeepOutSphere):
         d = z.radius - float(np.linalg.norm(p - np.asarray(z.center)))
         return d if d > 0.0 else 0.0
-    d = z.offset - float(np.asarray(z.normal) @ p)
+    d = z.offset - float(np.asarray(z.normal).dot(p))
     return d if d > 0.0 else 0.0
 
 
@@ -248,7 +248,7 @@ def _shrink_off_ball(
     for _ in range(40):
         mid = 0.5 * (good + bad)
         d = np.minimum(np.maximum(c, p + mid * (lo - p)), p + mid * (hi - p)) - c
-        if float(d @ d) >= r * r:
+        if float(d.dot(d)) >= r * r:
             good = mid
         else:
             bad = mid
@@ -287,8 +287,8 @@ def _inside(z: KeepOut, p: np.ndarray, tol: float) -> bool:
         return bool(np.all(p > np.asarray(z.min) + tol) and np.all(p < np.asarray(z.max) - tol))
     if isinstance(z, KeepOutSphere):
         d = p - np.asarray(z.center)
-        return float(d @ d) < (z.radius - tol) ** 2 if z.radius > tol else False
-    return float(np.asarray(z.normal) @ p) < z.offset - tol
+        return float(d.dot(d)) < (z.radius - tol) ** 2 if z.radius > tol else False
+    return float(np.asarray(z.normal).dot(p)) < z.offset - tol
 
 
 def _push_out(z: KeepOut, p: np.ndarray) -> np.ndarray:
@@ -310,4 +310,4 @@ def _push_out(z: KeepOut, p: np.ndarray) -> np.ndarray:
         u = d / n if n > 1e-12 else np.array([0.0, 0.0, 1.0])
         return c + u * (z.radius + _PUSH)
     normal = np.asarray(z.normal)
-    return p + (z.offset - float(normal @ p) + _PUSH) * normal
+    return p + (z.offset - float(normal.dot(p)) + _PUSH) * normal
