@@ -252,6 +252,21 @@ def _step_kernel(
     return out, flags
 
 
+@_jit
+def _commit_kernel(
+    p_new: np.ndarray, p: np.ndarray, v: np.ndarray, dt: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New (p, v, a) after commanding ``p_new``: ``v = (p_new - p) / dt``, ``a = (v_new - v) / dt``."""
+    n = p_new.shape[0]
+    p_out, v_out, a_out = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        v_new = (p_new[i] - p[i]) / dt
+        a_out[i] = (v_new - v[i]) / dt
+        v_out[i] = v_new
+        p_out[i] = p_new[i]
+    return p_out, v_out, a_out
+
+
 class StepResult:
     """What a step did: ``direct`` marks the axes that took the target exactly; the flags say
     which bounds the one-step target would have broken on some axis."""
@@ -392,10 +407,7 @@ class Axes:
 
     def commit(self, p_new: np.ndarray, dt: float) -> None:
         """Take ``p_new`` as the commanded position; v and a as a recording would compute them."""
-        v_new = (p_new - self.p) / dt
-        self.a = (v_new - self.v) / dt
-        self.v = v_new
-        self.p = np.array(p_new, dtype=float)
+        self.p, self.v, self.a = _commit_kernel(np.asarray(p_new, dtype=float), self.p, self.v, dt)
 
     # --- internals ------------------------------------------------------------------------------
 
