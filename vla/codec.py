@@ -60,6 +60,12 @@ _DTYPE_BY_KIND: dict[str, pb.Tensor.DType] = {
     "int64": pb.Tensor.INT64,
     "bool": pb.Tensor.BOOL,
 }
+# Per request, a dict lookup: ``Enum.Name`` and ``Enum.values()`` build lists, ``dtype.name`` a string.
+_DTYPE_BY_NUMPY: dict[np.dtype, pb.Tensor.DType] = {
+    np.dtype(kind): dtype for kind, dtype in _DTYPE_BY_KIND.items()
+}
+_DTYPE_NAMES: dict[int, str] = {value: name for name, value in pb.Tensor.DType.items()}
+_ENCODING_NAMES: dict[int, str] = {value: name for name, value in pb.Image.Encoding.items()}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk with its CRC: a PNG's last 12 bytes
 # JPEG start-of-frame markers (ITU T.81 table B.1): SOF0-3, 5-7, 9-11, 13-15; C4, C8, CC are not frames.
@@ -73,12 +79,12 @@ class CodecError(ValueError):
 
 def dtype_name(dtype: int) -> str:
     """``FLOAT32`` for a known :class:`pb.Tensor.DType` value, else the number as text."""
-    return pb.Tensor.DType.Name(dtype) if dtype in pb.Tensor.DType.values() else str(dtype)
+    return _DTYPE_NAMES.get(dtype) or str(dtype)
 
 
 def encoding_name(encoding: int) -> str:
     """``JPEG`` for a known :class:`pb.Image.Encoding` value, else the number as text."""
-    return pb.Image.Encoding.Name(encoding) if encoding in pb.Image.Encoding.values() else str(encoding)
+    return _ENCODING_NAMES.get(encoding) or str(encoding)
 
 
 def to_tensor(array: np.ndarray) -> pb.Tensor:
@@ -87,10 +93,12 @@ def to_tensor(array: np.ndarray) -> pb.Tensor:
     Raises :class:`CodecError` for a dtype the wire has no name for (complex, object, ...).
     """
     array = np.asarray(array)
-    try:
-        dtype = _DTYPE_BY_KIND[array.dtype.name]
-    except KeyError:
-        raise CodecError(f"dtype {array.dtype.name!r} cannot be sent on the wire") from None
+    dtype = _DTYPE_BY_NUMPY.get(array.dtype)  # the native dtypes; a big-endian one goes by its name
+    if dtype is None:
+        try:
+            dtype = _DTYPE_BY_KIND[array.dtype.name]
+        except KeyError:
+            raise CodecError(f"dtype {array.dtype.name!r} cannot be sent on the wire") from None
     wire = np.ascontiguousarray(array, dtype=_NUMPY_BY_DTYPE[dtype])
     return pb.Tensor(dtype=dtype, shape=list(wire.shape), data=wire.tobytes())
 
