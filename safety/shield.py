@@ -499,27 +499,39 @@ class Shield:
         m_q = np.asarray(measured.joints, dtype=float)
         jt = self._joints
         track = cfg.tracking
-        if float(np.max(np.abs(jt.p - m_q))) > track.max_joint_rad:
+        # Per joint in plain floats, the same operations as the numpy expressions they replaced
+        # (on 7 values numpy's per-call cost was most of the work; bench/shield_cost.py).
+        p_l, m_l = jt.p.tolist(), m_q.tolist()
+        if max(abs(a - b) for a, b in zip(p_l, m_l, strict=True)) > track.max_joint_rad:
             fired.append("tracking")
             return None
 
         lo, hi = self._q_lo, self._q_hi
-        clamped = np.minimum(np.maximum(q, lo), hi)
-        # The target's own motion (before the soft zone, which depends on the filter's state).
-        prev_q, q_free = self._prev_q, clamped
-        self._prev_q = clamped
-        # Soft zone: near a limit, motion toward it is scaled by the fraction of the zone left.
         soft = cfg.joints.soft_zone_rad
-        if soft > 0:
-            room = np.where(clamped > jt.p, hi - jt.p, jt.p - lo)
-            scale = np.minimum(np.maximum(room / soft, 0.0), 1.0)
-            clamped = np.where(scale < 1.0, jt.p + (clamped - jt.p) * scale, clamped)
-        if not np.array_equal(clamped, q):
+        free: list[float] = []  # clamped into the band
+        out: list[float] = []  # and slowed in the soft zone
+        worst = 0.0  # max |out - measured|
+        for x, p_j, m_j, lo_j, hi_j in zip(
+            q.tolist(), p_l, m_l, self._q_lo_list, self._q_hi_list, strict=True
+        ):
+            c = min(max(x, lo_j), hi_j)
+            free.append(c)
+            # Soft zone: near a limit, motion toward it is scaled by the fraction of the zone left.
+            if soft > 0:
+                scale = min(max(((hi_j - p_j) if c > p_j else (p_j - lo_j)) / soft, 0.0), 1.0)
+                if scale < 1.0:
+                    c = p_j + (c - p_j) * scale
+            out.append(c)
+            worst = max(worst, abs(c - m_j))
+        # The target's own motion (before the soft zone, which depends on the filter's state).
+        prev_q, q_free = self._prev_q, np.array(free)
+        self._prev_q = q_free
+        if out != q.tolist():
             fired.append("joint_limit")
-            q = clamped
+            q = np.array(out)
 
-        off = q - m_q
-        if float(np.max(np.abs(off))) > track.max_joint_rad:
+        if worst > track.max_joint_rad:
+            off = q - m_q
             fired.append("tracking")
             if track.on_violation == "hold":
                 return None
