@@ -691,11 +691,13 @@ def _finite(x: Any) -> bool:
 
 def _measured_ok(m: Measured) -> bool:
     try:
+        qq = float(np.dot(m.ee.quaternion, m.ee.quaternion))
+        # A finite sum of squares has finite terms: the element-wise check only when it is not.
         return (
             _finite(m.ee.position)
-            and _finite(m.ee.quaternion)
+            and (math.isfinite(qq) or _finite(m.ee.quaternion))
             and _finite(m.joints)
-            and float(np.dot(m.ee.quaternion, m.ee.quaternion)) > 0.25
+            and qq > 0.25
         )
     except (TypeError, ValueError):
         return False
@@ -713,9 +715,10 @@ def _malformed(t: Target, dof: int) -> str | None:
             q = np.asarray(t.ee.quaternion, dtype=float)
             if p.shape != (3,) or q.shape != (4,):
                 return "invalid"
-            if not (_finite(p) and _finite(q)):
+            qq = float(q.dot(q))
+            if not (_finite(p) and (math.isfinite(qq) or _finite(q))):
                 return "non_finite"
-            if float(q.dot(q)) < 1e-6:
+            if qq < 1e-6:
                 return "invalid"
         else:
             j = np.asarray(t.joints, dtype=float)
