@@ -10,12 +10,24 @@ encoding and the stream all compete with the control loop for the event loop and
 
 Prints per rate: control period p50/p95/p99 and max, jitter (|period - nominal|) p99, overruns,
 time inside a tick p50/p99, round trip p50/p99, achieved request rate.
+
+``--tick-only`` measures the tick's own cost instead, in this process, without a server, a camera
+or the sim's physics: the agent's plan, shield (with the sim arm's IK), event bus, metrics and run
+statistics, on a robot whose ``read_state`` hands back one fixed reading (time stamped now) and
+whose commands do nothing. Ticks run back to back on a virtual clock at the control rate;
+observations go out every ``--replan-ms`` (default 33: one per camera frame) and each is answered
+``--rtt-ms`` later (default 5) with a 10-step chunk. Prints the tick (target, shield and IK,
+command, bookkeeping: ``ControlLoop.tick``), the scheduler task's check per tick, building the
+request's inputs (``Plan.request_inputs``) and taking the chunk in (``Plan.accept``), p50/p99/max
+in microseconds, and the whole per-tick cost on the event loop (tick + check, + request and
+intake on the ticks that have them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import socket
 import subprocess
@@ -23,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _stats import summarize, write_json
@@ -122,6 +135,177 @@ async def run_rate(port: int, rate_hz: float, seconds: float, camera: bool = Tru
     }
 
 
+class _StillRobot:
+    """The sim arm without its physics: ``read_state`` is one fixed reading stamped ``now``
+    (set by the bench), commands do nothing; IK and FK are the sim arm's (the shield uses them)."""
+
+    def __init__(self, sim: Any) -> None:
+        self._sim = sim
+        self.home_joints = sim.home_joints
+        self.inverse_kinematics = sim.inverse_kinematics
+        self.forward_kinematics = sim.forward_kinematics
+        self._state = sim.read_state()
+        self.now = self._state.time_s
+
+    def read_state(self) -> Any:
+        return dataclasses.replace(self._state, time_s=self.now)
+
+    def command_ee(self, pose: Any) -> None:
+        pass
+
+    def command_joints(self, joints: Any) -> None:
+        pass
+
+    def command_gripper(self, opening: float) -> None:
+        pass
+
+    def hold(self) -> None:
+        pass
+
+    def emergency_stop(self) -> None:
+        pass
+
+
+async def run_tick_only(
+    rate_hz: float, seconds: float, replan_s: float, rtt_s: float, profile: str | None = None
+) -> dict[str, object]:
+    """The tick's own cost (see the module docstring), ``seconds`` of virtual time at ``rate_hz``."""
+    from prometheus_client import CollectorRegistry
+
+    from robot_agent import startup
+    from robot_agent.control import ControlLoop
+    from robot_agent.drivers import create_robot
+    from robot_agent.events import EventBus
+    from robot_agent.metrics import AgentMetrics
+    from robot_agent.plan import Plan, trajectory_for
+    from robot_agent.policy_client import Backoff, Chunk
+    from robot_agent.scheduler import Scheduler
+    from robot_agent.summary import RunStats
+    from safety import EStop
+    from vla.v1 import policy_pb2 as pb
+
+    config = AgentConfig.load(
+        None, {"control.rate_hz": rate_hz, "metrics_port": None, "scheduler.replan_interval_s": replan_s}
+    )
+    robot = _StillRobot(create_robot(config.robot))
+    state = robot.read_state()
+    estop = EStop()
+    shield = startup.build_shield(
+        startup.load_safety(config.safety),
+        robot,
+        state,
+        kind="sim",
+        estop=estop,  # type: ignore[arg-type]
+    )
+    stats = RunStats(rate_hz=rate_hz, instruction="", server_address="bench")
+    events = EventBus([AgentMetrics(CollectorRegistry()), stats])
+    scheduler = Scheduler(config.scheduler, request_timeout_s=config.server.request_timeout_ms / 1000)
+    plan = Plan(events=events, scheduler=scheduler, backoff=Backoff(0.1, 2.0, 5.0, 0.0))
+    spec = pb.PolicySpec(
+        action_space="ee_delta", action_dim=7, state_dim=8, chunk_length=10, dt_s=0.1,
+        state_names=[f"joint_{i}" for i in range(7)] + ["gripper"],
+    )  # fmt: skip
+    space = startup.fit_policy(
+        spec, previous=None, robot=robot, robot_kind="sim", safety=shield.config,  # type: ignore[arg-type]
+        reference=state.ee.quaternion, address="bench",
+    )  # fmt: skip
+    plan.configure(space, trajectory_for(space, config.control))
+    plan.use_state_names(tuple(spec.state_names))
+    plan.observe(state)
+    plan.stream_up()
+
+    async def call(fn: Any, *args: Any) -> Any:  # the driver inline: no thread hop in the figure
+        return fn(*args)
+
+    loop = ControlLoop(
+        robot=robot, call_driver=call, shield=shield, plan=plan, events=events, estop=estop,  # type: ignore[arg-type]
+        rate_hz=rate_hz,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    period = 1.0 / rate_hz
+    t0 = time.monotonic()
+    ticks = int(seconds * rate_hz)
+    tick_us, check_us, request_us, accept_us, total_us = [], [], [], [], []
+    answer: tuple[float, int, float] | None = None  # (due, request id, capture time)
+    request_id = 0
+    holding_ticks = 0
+    clock = time.perf_counter
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    for k in range(ticks):
+        now = t0 + k * period
+        robot.now = now
+        reading = robot.read_state()
+        extra = 0.0
+        if answer is not None and answer[0] <= now:
+            actions = np.zeros((10, 7), dtype=np.float32)
+            actions[:, :3] = rng.normal(0.0, 0.002, (10, 3))
+            actions[:, 6] = 1.0
+            chunk = Chunk(answer[1], "OK", "", actions, 0.1, answer[2], now, 1.0)
+            a = clock()
+            plan.accept(chunk, now)
+            accept_us.append((clock() - a) * 1e6)
+            extra += accept_us[-1]
+            answer = None
+        a = clock()
+        await loop.tick(now, period, reading)
+        b = clock()
+        wants = plan.wants_observation(now)  # the scheduler task's check, woken by the tick
+        c = clock()
+        tick_us.append((b - a) * 1e6)
+        holding_ticks += loop.holding
+        check_us.append((c - b) * 1e6)
+        if wants and not estop.active:
+            a = clock()
+            plan.sending(now)
+            plan.request_inputs(now, reading)
+            request_id += 1
+            plan.sent(request_id, reading)
+            request_us.append((clock() - a) * 1e6)
+            extra += request_us[-1]
+            answer = (now + rtt_s, request_id, reading.time_s)
+        total_us.append(tick_us[-1] + check_us[-1] + extra)
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        profiler.dump_stats(profile)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    return {
+        "rate_hz": rate_hz,
+        "ticks": ticks,
+        "replan_s": replan_s,
+        "requests": request_id,
+        "chunks": plan.status.chunks,
+        "holding_ticks": holding_ticks,
+        "tick_us": summarize(tick_us),
+        "check_us": summarize(check_us),
+        "request_us": summarize(request_us),
+        "accept_us": summarize(accept_us),
+        "total_us": summarize(total_us),
+    }
+
+
+def _print_tick_only(results: list[dict[str, Any]]) -> None:
+    print("tick cost without the sim's physics, server or camera (driver inline); microseconds")
+    for r in results:
+        print(f"{r['rate_hz']:g} Hz: {r['ticks']} ticks, {r['requests']} requests, {r['chunks']} chunks, "
+              f"{r['holding_ticks']} ticks holding")  # fmt: skip
+    print(f"{'rate':>6} {'req/s':>6} {'part':<10} {'p50':>8} {'p99':>8} {'max':>8} {'n':>6}")
+    for r in results:
+        per_s = r["requests"] / (r["ticks"] / r["rate_hz"])
+        for part in ("tick", "check", "request", "accept", "total"):
+            s = r[f"{part}_us"]
+            if not s.get("count"):
+                continue
+            print(f"{r['rate_hz']:>4g}Hz {per_s:>6.1f} {part:<10} {s['p50']:>8.1f} {s['p99']:>8.1f} "
+                  f"{s['max']:>8.1f} {int(s['count']):>6d}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 250.0], help="(default: 100 250)")
@@ -130,7 +314,29 @@ def main() -> None:
         "--no-camera", action="store_true", help="baseline: a policy without images (default: off)"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (default: none)")
+    parser.add_argument(
+        "--tick-only", action="store_true",
+        help="the tick's own cost in this process: no server, camera or sim physics (default: off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replan-ms", type=float, default=1000 / 30, help="--tick-only: request every (default: 33.3)"
+    )
+    parser.add_argument("--rtt-ms", type=float, default=5.0, help="--tick-only: answer after (default: 5)")
+    parser.add_argument(
+        "--profile", metavar="PATH", help="--tick-only: cProfile the ticks into PATH, print the top"
+    )
     args = parser.parse_args()
+    if args.tick_only:
+        results_t = [
+            asyncio.run(
+                run_tick_only(rate, args.seconds, args.replan_ms / 1000, args.rtt_ms / 1000, args.profile)
+            )
+            for rate in args.rates
+        ]
+        _print_tick_only(results_t)
+        if args.json:
+            write_json(args.json, {"benchmark": "control_loop_tick_only", "results": results_t})
+        return
     try:
         import uvloop
 
