@@ -27,8 +27,6 @@ from __future__ import annotations
 import math
 from collections import deque
 
-import numpy as np
-
 from robot_agent.config import SchedulerConfig
 
 __all__ = ["RoundTripEstimator", "Scheduler"]
@@ -57,7 +55,7 @@ class RoundTripEstimator:
         self._prior_var = prior_std_s * prior_std_s
         self._first: float | None = None
         # Both figures change only when a sample arrives, but are asked for at every control
-        # tick; np.quantile costs ~0.1 ms, so they are computed once per sample.
+        # tick, so they are computed once per sample.
         self._cached: tuple[float, float] | None = None  # (typical, estimate)
 
     def add(self, rtt_s: float) -> None:
@@ -92,7 +90,7 @@ class RoundTripEstimator:
 
     def _typical(self) -> float:
         if self._samples:
-            return float(np.quantile(np.fromiter(self._samples, float), self._quantile))
+            return _quantile(sorted(self._samples), self._quantile)
         if self._first is not None:
             return min(self._first, max(self._initial, 1.0))
         return self._initial
@@ -103,11 +101,27 @@ class RoundTripEstimator:
                 return self._initial
             # Only the cold first call: it, capped, with the prior's spread; never below the guess.
             return max(self._initial, typical + self._k * math.sqrt(self._prior_var))
-        values = np.fromiter(self._samples, float)
-        n = values.size
-        mean = float(values.mean())
-        pooled_var = (float(((values - mean) ** 2).sum()) + self._prior_var) / n
+        # Plain floats over at most ``window`` samples: numpy's per-call overhead (~0.1 ms for
+        # the quantile, mean and variance) is most of the cost at this size.
+        values = self._samples
+        n = len(values)
+        mean = math.fsum(values) / n
+        pooled_var = (math.fsum((v - mean) ** 2 for v in values) + self._prior_var) / n
         return max(typical, mean + self._k * math.sqrt(pooled_var))
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of ``ordered`` (ascending, not empty), linearly interpolated between
+    order statistics, bit for bit numpy's default ``np.quantile(..., method="linear")`` (Hyndman and Fan's
+    definition 7), with numpy's own lerp (from the upper neighbour when past half-way)."""
+    n = len(ordered)
+    index = (n - 1) * q  # numpy's virtual index for "linear"
+    lo = math.floor(index)
+    hi = min(lo + 1, n - 1)
+    t = index - lo
+    a, b = ordered[lo], ordered[hi]
+    diff = b - a
+    return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t
 
 
 class Scheduler:
