@@ -10,6 +10,7 @@ moving targets and on ratchets.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +30,24 @@ ticks = st.tuples(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+KERNELS = ("_direct_kernel", "_step_kernel", "_commit_kernel")
+
+
+@pytest.fixture(params=["compiled", "interpreted"])
+def kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the loops run: compiled by numba, and as plain Python (numba absent)."""
+    if request.param == "interpreted":
+        for name in KERNELS:
+            kernel = getattr(motion, name)
+            monkeypatch.setattr(motion, name, getattr(kernel, "py_func", kernel))
+    return str(request.param)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     limits=st.tuples(st.floats(0.1, 3.0), st.floats(1.0, 30.0), st.floats(50.0, 5000.0)),
     walls=st.floats(0.05, 1.0),
@@ -38,6 +56,7 @@ ticks = st.tuples(
     sequence=st.lists(ticks, min_size=1, max_size=40),
 )
 def test_step_matches_the_numpy_filter_bit_for_bit(
+    kernels: str,
     limits: tuple[float, float, float],
     walls: float,
     seed: np.ndarray,
@@ -71,5 +90,8 @@ def test_step_matches_the_numpy_filter_bit_for_bit(
 
 def test_the_kernels_are_compiled_when_numba_is_installed() -> None:
     """The agent extra installs numba; without it the same loops run interpreted (slowly)."""
-    numba = __import__("pytest").importorskip("numba")
-    assert isinstance(motion._step_kernel, numba.core.registry.CPUDispatcher)
+    numba = pytest.importorskip("numba")
+    if numba.config.DISABLE_JIT:
+        pytest.skip("NUMBA_DISABLE_JIT is set")
+    for name in KERNELS:
+        assert isinstance(getattr(motion, name), numba.core.registry.CPUDispatcher), name
