@@ -1,3 +1,4 @@
+# safety/motion.py as of 718dedd (numpy), kept verbatim as the oracle of test_motion_kernels.py: do not edit.
 """A jerk-limited filter that keeps position, velocity, acceleration and jerk bounds at once.
 
 Why hand-written: Ruckig plans whole trajectories at a fixed cycle; the shield needs one step at
