@@ -76,6 +76,10 @@ class Curve:
         segment's). Used to freeze a blended plan exactly to second order (see ``trajectory``)."""
         raise NotImplementedError
 
+    def samples_at(self, ts: np.ndarray) -> np.ndarray:
+        """:meth:`sample` at each of ``ts`` ``[m]``: ``[m, D]``, the same values bit for bit."""
+        return np.array([self.sample(float(t)) for t in ts])
+
     def derivatives_at(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`derivatives` at each of ``ts`` ``[m]`` in ``[start, end]``: ``[m, D]`` each, the
         same values bit for bit, in one pass of array operations instead of ``m`` calls."""
@@ -106,6 +110,15 @@ class LinearCurve(Curve):
         k, h, s = self._segment(t)
         p0, p1 = self.values[k], self.values[k + 1]
         return (1.0 - s) * p0 + s * p1, (p1 - p0) / h, zero
+
+    @override
+    def samples_at(self, ts: np.ndarray) -> np.ndarray:
+        if self.times.shape[0] == 1:
+            return np.repeat(self.values[:1], ts.shape[0], axis=0)
+        k, _, s = self._segments(ts)
+        p0, p1 = self.values[k], self.values[k + 1]
+        line: np.ndarray = (1.0 - s) * p0 + s * p1
+        return line
 
     @override
     def derivatives_at(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,21 +176,31 @@ class HermiteCurve(Curve):
         if self.times.shape[0] == 1:
             first: np.ndarray = self.values[0]
             return first.copy()
-        k, h, s = self._segment(t)
+        return self._positions(*self._segment(t))
+
+    @override
+    def samples_at(self, ts: np.ndarray) -> np.ndarray:
+        if self.times.shape[0] == 1:
+            return np.repeat(self.values[:1], ts.shape[0], axis=0)
+        return self._positions(*self._segments(ts))
+
+    def _positions(self, k: Any, h: Any, s: Any) -> np.ndarray:
+        """The position in segment(s) ``k`` (see :meth:`_derivatives` for the shapes)."""
         p0: np.ndarray = self.values[k]
         p1: np.ndarray = self.values[k + 1]
         v0: np.ndarray = self.velocities[k] * h
         v1: np.ndarray = self.velocities[k + 1] * h
         s2, s3 = s * s, s * s * s
         if self.order == 3:
-            return (
+            cubic: np.ndarray = (
                 (2 * s3 - 3 * s2 + 1) * p0 + (s3 - 2 * s2 + s) * v0 + (-2 * s3 + 3 * s2) * p1 + (s3 - s2) * v1
             )
+            return cubic
         assert self.accelerations is not None
         a0: np.ndarray = self.accelerations[k] * h * h
         a1: np.ndarray = self.accelerations[k + 1] * h * h
         s4, s5 = s3 * s, s3 * s2
-        return (
+        quintic: np.ndarray = (
             (1 - 10 * s3 + 15 * s4 - 6 * s5) * p0
             + (s - 6 * s3 + 8 * s4 - 3 * s5) * v0
             + (0.5 * s2 - 1.5 * s3 + 1.5 * s4 - 0.5 * s5) * a0
@@ -185,6 +208,7 @@ class HermiteCurve(Curve):
             + (-4 * s3 + 7 * s4 - 3 * s5) * v1
             + (10 * s3 - 15 * s4 + 6 * s5) * p1
         )
+        return quintic
 
     @override
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -94,6 +94,17 @@ class _Continued:
         edge = np.minimum(np.maximum(ts, curve.start), curve.end)
         return _continued(ts, edge, *curve.derivatives_at(edge))
 
+    def samples_at(self, ts: np.ndarray) -> np.ndarray:
+        """:meth:`sample` at each of ``ts`` ``[m]``: ``[m, D]``, bit for bit."""
+        curve = self.curve
+        edge = np.minimum(np.maximum(ts, curve.start), curve.end)
+        p = curve.samples_at(edge)
+        outside = np.flatnonzero(edge != ts)
+        if outside.size:
+            v = curve.derivatives_at(edge[outside])[1]
+            p[outside] = p[outside] + v * (ts[outside] - edge[outside])[:, None]
+        return p
+
     def sample(self, t: float) -> np.ndarray:
         curve = self.curve
         if curve.start <= t <= curve.end:
@@ -140,6 +151,27 @@ class _Plan:
         o = self.old.sample(t)
         blended: np.ndarray = o + w * (x - o)
         return blended
+
+    def samples_at(self, ts: np.ndarray) -> np.ndarray:
+        """:meth:`sample` at each of ``ts`` ``[m]``: ``[m, D]``, the same values bit for bit."""
+        curve = self.curve
+        inside = (ts >= curve.start) & (ts <= curve.end)
+        if not inside.all():
+            out = np.empty((ts.shape[0], curve.values.shape[1]))
+            out[~inside] = self.derivatives_at(ts[~inside])[0]
+            if inside.any():
+                out[inside] = self.samples_at(ts[inside])
+            return out
+        x = curve.samples_at(ts)
+        old = self.old
+        if old is not None:
+            fading = np.flatnonzero(ts < self.t0 + self.length)
+            if fading.size:
+                at = ts[fading]
+                w = np.array([_smoothstep(float(t))[0] for t in (at - self.t0) / self.length])[:, None]
+                o = old.samples_at(at)
+                x[fading] = o + w * (x[fading] - o)
+        return x
 
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Position, velocity, acceleration at ``t``, the fade included (product rule), continued
@@ -308,9 +340,9 @@ class Trajectory:
         old_c: np.ndarray | None
         if plan is not None:
             plan.settle(now)
-            old = np.array(
-                [plan.sample(t) if t <= plan.end + _EPS else np.full(new.shape[1], np.nan) for t in times]
-            )
+            # The old plan's positions at the new times (sample() bit for bit), none past its end.
+            old = plan.samples_at(times)
+            old[times > plan.end + _EPS] = np.nan
             curve_times = plan.curve.times
             old_w = np.interp(times, curve_times, self._weights) if self._weights is not None else None
             old_c = (
@@ -394,4 +426,4 @@ class Trajectory:
         times = times[times > now + _EPS]
         if times.size == 0:
             return times, np.empty((0, plan.curve.values.shape[1]))
-        return times, np.array([plan.sample(float(t)) for t in times])
+        return times, plan.samples_at(times)

@@ -39,8 +39,13 @@ def test_derivatives_at_equals_scalar_derivatives(
         assert plan is not None
         ts = np.sort(rng.uniform(now - 0.3, plan.end + 0.3, 40))
         ts = np.concatenate([ts, [plan.curve.start, plan.end, plan.t0, plan.t0 + plan.length]])
-        for got, want in zip(plan.derivatives_at(ts), _scalar(plan, ts), strict=True):
+        got_all = plan.derivatives_at(ts)
+        for got, want in zip(got_all, _scalar(plan, ts), strict=True):
             np.testing.assert_array_equal(got, want)
+        # the positions are sample()'s too, and samples_at() gives them (add_chunk, remaining())
+        sampled = np.array([plan.sample(float(t)) for t in ts])
+        np.testing.assert_array_equal(got_all[0], sampled)
+        np.testing.assert_array_equal(plan.samples_at(ts), sampled)
         now += rng.uniform(0.01, 0.2)
 
 
@@ -52,3 +57,4 @@ def test_curves_one_and_many_waypoints(kind: str) -> None:
         ts = np.linspace(0.0, max(curve.end, 0.0), 9)
         for got, want in zip(curve.derivatives_at(ts), _scalar(curve, ts), strict=True):
             np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(curve.samples_at(ts), np.array([curve.sample(float(t)) for t in ts]))
