@@ -362,14 +362,15 @@ def main() -> None:
     print(f"control loop on {loop_name}, {os.cpu_count()} CPUs; {images}, observations every 33 ms; "
           f"server in another process")  # fmt: skip
     header = f"{'rate':>6} {'period p50':>10} {'p95':>7} {'p99':>7} {'max':>7} {'jitter p99':>10} {'overruns':>8} " \
-             f"{'tick p50':>8} {'tick p99':>8} {'rtt p50':>7} {'rtt p99':>7} {'req/s':>6}"  # fmt: skip
+             f"{'tick p50':>8} {'tick p99':>8} {'rtt p50':>7} {'rtt p99':>7} {'req/s':>6} {'achieved':>8}"  # fmt: skip
     print(header)
     for r in results:
         p, j, w, rt = r["period_ms"], r["jitter_ms"], r["tick_work_ms"], r["roundtrip_ms"]
         print(
             f"{r['rate_hz']:>4g}Hz {p['p50']:>8.3f}ms {p['p95']:>7.3f} {p['p99']:>7.3f} {p['max']:>7.2f} "
             f"{j['p99']:>8.3f}ms {r['overruns']:>8d} {w['p50']:>8.3f} {w['p99']:>8.3f} "
-            f"{rt.get('p50', float('nan')):>7.2f} {rt.get('p99', float('nan')):>7.2f} {r['requests_per_s']:>6.1f}"
+            f"{rt.get('p50', float('nan')):>7.2f} {rt.get('p99', float('nan')):>7.2f} {r['requests_per_s']:>6.1f} "
+            f"{r['achieved_rate_hz']:>6.1f}Hz"
         )
     if args.json:
         write_json(
