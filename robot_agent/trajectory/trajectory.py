@@ -340,6 +340,9 @@ class Trajectory:
         old_c: np.ndarray | None
         if plan is not None:
             plan.settle(now)
+        # A crossfade happens in time (the fade below); on the waypoints only ensembling mixes, so
+        # only ensembling reads the old plan at the new times (blend's "replace" ignores it).
+        if plan is not None and self.blend_mode not in ("crossfade", "replace"):
             # The old plan's positions at the new times (sample() bit for bit), none past its end.
             old = plan.samples_at(times)
             old[times > plan.end + _EPS] = np.nan
@@ -350,7 +353,6 @@ class Trajectory:
             )
         else:
             old = old_w = old_c = None
-        # A crossfade happens in time (the fade below); on the waypoints only ensembling mixes.
         blended = blend(
             "replace" if self.blend_mode == "crossfade" else self.blend_mode,
             new,
