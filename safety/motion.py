@@ -61,6 +61,14 @@ def _jit(fn: _F) -> _F:
         return cast(_F, numba.njit(error_model="numpy")(fn))
 
 
+def _kernel_array(x: Any) -> np.ndarray:
+    """``x`` as the one array type the kernels are compiled for (writable, C-contiguous
+    float64): ``x`` itself when it is one, else a copy."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous and x.flags.writeable:
+        return x
+    return np.array(x, dtype=np.float64, order="C")
+
+
 # Candidate accelerations per axis when a viability bound must be searched numerically.
 _GRID = 16
 
@@ -354,6 +362,10 @@ class Axes:
         be relaxed afterwards. The shield uses it to leave a keep-out zone, the workspace or a
         joint limit band monotonically (issue 10, kind 8).
         """
+        # The kernels were compiled for writable C-contiguous float64 arrays and a float dt
+        # (__init__); any other type (a read-only or strided target, a float32 dt) would compile
+        # a new specialisation, about a second, inside the control tick.
+        target, lo, hi, dt = _kernel_array(target), _kernel_array(lo), _kernel_array(hi), float(dt)
         if direction is None:
             vlo, vhi = self._vlo, self.vmax
         else:
@@ -414,7 +426,7 @@ class Axes:
 
     def commit(self, p_new: np.ndarray, dt: float) -> None:
         """Take ``p_new`` as the commanded position; v and a as a recording would compute them."""
-        self.p, self.v, self.a = _commit_kernel(np.asarray(p_new, dtype=float), self.p, self.v, dt)
+        self.p, self.v, self.a = _commit_kernel(_kernel_array(p_new), self.p, self.v, float(dt))
 
     # --- internals ------------------------------------------------------------------------------
 
