@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from robot_agent.sim import panda_chain
 from robot_agent.sim.clock import Clock, ManualClock, WallClock
 from robot_agent.sim.kinematics import JointLimits, pose_to_transform, solve_ik, tip_pose, tip_position
 from robot_agent.sim.world import SimWorld
@@ -127,6 +128,7 @@ class SimArm:
         self.gripper_speed = float(gripper_speed)
         self._rng = np.random.default_rng(seed)
         self._lock = threading.RLock()
+        panda_chain.load()  # the IK's compiled code, before the first tick asks for it
         # True model state.
         self._q = self.home_joints.copy()
         self._v = np.zeros(7)

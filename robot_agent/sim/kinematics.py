@@ -2,7 +2,7 @@
 
 These are the analytical solvers the real driver's arm uses, so joint limits, reach and IK failures
 behave like the real arm's. ``panda_py.fk`` returns the Franka Hand's default TCP (flange +
-0.1034 m along its z axis, between the fingertips): that is the gripper tip, and the end-effector
+0.103 m along its z axis, between the fingertips): that is the gripper tip, and the end-effector
 pose the simulated arm reports and tracks. Pure functions, safe to call from any thread.
 """
 
@@ -13,7 +13,8 @@ import math
 import numpy as np
 import panda_py
 
-from safety.rotations import matrix_to_quat, quat_to_matrix, quat_to_rotvec
+from robot_agent.sim.panda_chain import refine
+from safety.rotations import matrix_to_quat, quat_to_matrix
 from safety.types import Pose
 
 __all__ = ["JointLimits", "pose_to_transform", "solve_ik", "tip_pose", "tip_position"]
@@ -57,9 +58,9 @@ def pose_to_transform(pose: Pose) -> np.ndarray | None:
 def solve_ik(transform: np.ndarray, seed: np.ndarray, limits: JointLimits) -> tuple[np.ndarray | None, str]:
     """The joint solution of ``transform`` (4x4) nearest to ``seed`` (7 rad), through ``panda_py.ik``.
 
-    Small steps go through damped least squares on ``panda_py.fk`` from the seed (continuous,
-    all seven joints). The analytical solver covers larger moves; it takes joint 7 as given and
-    picks its branch from the seed, and fails in ways handled here: when the shoulder passes
+    Small steps go through damped least squares on the same chain from the seed (continuous,
+    all seven joints; :func:`robot_agent.sim.panda_chain.refine`, compiled, about 7 us). The
+    analytical solver covers larger moves; it takes joint 7 as given and picks its branch from the seed, and fails in ways handled here: when the shoulder passes
     straight up (joint 2 through 0) it flips joints 1 and 3 by pi, whereas ``(q1, q2, q3)`` and
     ``(q1 +- pi, -q2, q3 +- pi)`` are the same arm pose (the equivalent nearest the seed is kept),
     and with joint 7 fixed some poses have no solution (other values of joint 7 are tried last).
@@ -86,13 +87,14 @@ def solve_ik(transform: np.ndarray, seed: np.ndarray, limits: JointLimits) -> tu
                 best, best_jump = candidate, jump
         return best, best_jump
 
-    # 1. Small steps (what the agent sends every tick): damped least squares on panda_py.fk
-    # from the seed, the arm's own differential motion. It uses all seven joints, so it passes
+    # 1. Small steps (what the agent sends every tick): damped least squares on the Panda's
+    # chain (panda_chain.refine: panda_py.fk's, compiled) from the seed, the arm's own
+    # differential motion. It uses all seven joints, so it passes
     # where the closed form, which holds joint 7 fixed, has a singularity (joint 2 through 0) and
     # swings joints 1 and 3 (or flips them by pi).
     best: np.ndarray | None = None
     best_jump = math.inf
-    refined = _refine_ik(transform, seed, limits)
+    refined = refine(transform, seed, lo, hi)
     if refined is not None:
         best, best_jump = refined, float(np.max(np.abs(refined - seed)))
         if best_jump < _SMALL_IK_STEP_RAD:
@@ -115,31 +117,6 @@ def solve_ik(transform: np.ndarray, seed: np.ndarray, limits: JointLimits) -> tu
     if best_jump > _MAX_IK_JUMP_RAD:
         return None, f"IK needs a joint jump of {best_jump:.2f} rad from the last target"
     return best, ""
-
-
-def _pose_error(transform: np.ndarray, q: np.ndarray) -> np.ndarray:
-    current = np.asarray(panda_py.fk(q), dtype=float)
-    rot = transform[:3, :3] @ current[:3, :3].T
-    return np.concatenate([transform[:3, 3] - current[:3, 3], quat_to_rotvec(matrix_to_quat(rot))])
-
-
-def _refine_ik(transform: np.ndarray, seed: np.ndarray, limits: JointLimits) -> np.ndarray | None:
-    """Damped least squares on ``panda_py.fk`` (numerical Jacobian), from ``seed``."""
-    lo, hi = limits
-    q = np.asarray(seed, dtype=float).copy()
-    eps = 1e-6
-    for _ in range(30):
-        err = _pose_error(transform, q)
-        if np.linalg.norm(err[:3]) < 1e-4 and np.linalg.norm(err[3:]) < 1e-3:
-            return q if np.all(q >= lo) and np.all(q <= hi) else None
-        jac = np.empty((6, 7))
-        for j in range(7):
-            dq = np.zeros(7)
-            dq[j] = eps
-            jac[:, j] = (err - _pose_error(transform, q + dq)) / eps
-        step = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
-        q = np.clip(q + step, lo, hi)
-    return None
 
 
 def _shoulder_equivalents(q: np.ndarray) -> list[np.ndarray]:
