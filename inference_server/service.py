@@ -209,9 +209,6 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         self._limits = limits if limits is not None else Limits()
         self._sessions: dict[str, _Session] = {}
         self._backlogs: dict[int, Callable[[], int]] = {}
-        # Registered through add_to_server, parse_request refuses an oversize request from its
-        # wire bytes; the size is then not computed again (ByteSize() re-serialises the message).
-        self._wire_size_checked = False
 
     @property
     def open_streams(self) -> int:
@@ -240,7 +237,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                 response_serializer=pb.PolicySpec.SerializeToString,
             ),
             "Predict": grpc.stream_stream_rpc_method_handler(
-                self.Predict,
+                self._predict_sized_on_wire,
                 request_deserializer=functools.partial(
                     parse_request, max_request_bytes=self._max_request_bytes
                 ),
@@ -250,7 +247,16 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         name = pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
         server.add_registered_method_handlers(name, handlers)
-        self._wire_size_checked = True
+
+    async def _predict_sized_on_wire(
+        self, request_iterator: AsyncIterator[pb.PredictRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.PredictResponse]:
+        """Predict as :meth:`add_to_server` registers it: :func:`parse_request` has refused every
+        oversize request from its wire bytes, so the size is not computed again (``ByteSize()``
+        re-serialises the message). Per handler, not per service: the same service registered
+        elsewhere (the generated ``add_PolicyServiceServicer_to_server``) still checks sizes."""
+        async for response in self.Predict(request_iterator, context, _sized_on_wire=True):
+            yield response
 
     async def GetPolicySpec(
         self, request: pb.GetPolicySpecRequest, context: grpc.aio.ServicerContext
@@ -258,7 +264,10 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         return self._spec
 
     async def Predict(
-        self, request_iterator: AsyncIterator[pb.PredictRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[pb.PredictRequest],
+        context: grpc.aio.ServicerContext,
+        _sized_on_wire: bool = False,
     ) -> AsyncIterator[pb.PredictResponse]:
         limit = self._limits.max_streams
         if self._open_streams >= limit:
@@ -276,7 +285,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         self._stream_opened()
         self._backlogs[stream_id] = lambda: out.qsize() + len(outstanding)
         reader = asyncio.create_task(
-            self._read(stream_id, request_iterator, out, outstanding, sent, sessions)
+            self._read(stream_id, request_iterator, out, outstanding, sent, sessions, _sized_on_wire)
         )
         refused: _Refused | None = None
         try:
@@ -370,6 +379,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         outstanding: set[Pending],
         sent: asyncio.Event,
         sessions: set[str],
+        sized_on_wire: bool,
     ) -> None:
         loop = asyncio.get_running_loop()
         closing = asyncio.ensure_future(self._closing.wait())
@@ -400,7 +410,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                 except StopAsyncIteration:
                     break
                 arrival = self._clock()
-                wait_s = await self._handle(stream_id, request, arrival, loop, out, outstanding, sessions)
+                wait_s = await self._handle(
+                    stream_id, request, arrival, loop, out, outstanding, sessions, sized_on_wire
+                )
                 if wait_s > 0:  # over the rate: read nothing more until the bucket holds a request
                     await asyncio.wait((closing,), timeout=wait_s)
             if outstanding:
@@ -423,8 +435,10 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         out: asyncio.Queue[_Answer | None],
         outstanding: set[Pending],
         sessions: set[str],
+        sized_on_wire: bool,
     ) -> float:
-        """Answer or submit ``request``; the seconds the stream must wait before its next request."""
+        """Answer or submit ``request``; the seconds the stream must wait before its next request.
+        ``sized_on_wire``: :func:`parse_request` has already refused it if oversize."""
         if isinstance(request, Undecodable):
             logger.debug(
                 "Request %d on stream %d is refused: %s", request.request_id, stream_id, request.message
@@ -445,7 +459,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             )
             out.put_nowait(self._answer(request, arrival, self._clock(), result))
             return wait_s
-        max_bytes = None if self._wire_size_checked else self._max_request_bytes
+        max_bytes = None if sized_on_wire else self._max_request_bytes
         try:
             if self._decode_executor is not None and needs_decoding(request):
                 obs = await loop.run_in_executor(
