@@ -61,10 +61,13 @@ def _jit(fn: _F) -> _F:
         return cast(_F, numba.njit(error_model="numpy")(fn))
 
 
+_FLOAT64 = np.dtype(np.float64)
+
+
 def _kernel_array(x: Any) -> np.ndarray:
-    """``x`` as the one array type the kernels are compiled for (writable, C-contiguous
-    float64): ``x`` itself when it is one, else a copy."""
-    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous and x.flags.writeable:
+    """``x`` as the one array type the kernels are compiled for (writable, aligned, C-contiguous
+    float64; ``flags.carray``): ``x`` itself when it is one, else a copy."""
+    if type(x) is np.ndarray and x.flags.carray and x.dtype == _FLOAT64:
         return x
     return np.array(x, dtype=np.float64, order="C")
 
@@ -363,9 +366,10 @@ class Axes:
         joint limit band monotonically (issue 10, kind 8).
         """
         # The kernels were compiled for writable C-contiguous float64 arrays and a float dt
-        # (__init__); any other type (a read-only or strided target, a float32 dt) would compile
-        # a new specialisation, about a second, inside the control tick.
-        target, lo, hi, dt = _kernel_array(target), _kernel_array(lo), _kernel_array(hi), float(dt)
+        # (__init__); any other type (a caller's read-only or strided target, a float32 dt) would
+        # compile a new specialisation, about a second, inside the control tick. ``lo`` and
+        # ``hi`` are the caller's own bounds arrays, built once: they must be of that type.
+        target, dt = _kernel_array(target), float(dt)
         if direction is None:
             vlo, vhi = self._vlo, self.vmax
         else:
