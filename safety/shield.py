@@ -697,7 +697,7 @@ def _measured_ok(m: Measured) -> bool:
             _finite(m.ee.position)
             and (math.isfinite(qq) or _finite(m.ee.quaternion))
             and _finite(m.joints)
-            and qq > 0.25
+            and 0.25 < qq < math.inf  # finite terms whose squares overflow: no norm to divide by
         )
     except (TypeError, ValueError):
         return False
@@ -718,7 +718,7 @@ def _malformed(t: Target, dof: int) -> str | None:
             qq = float(q.dot(q))
             if not (_finite(p) and (math.isfinite(qq) or _finite(q))):
                 return "non_finite"
-            if qq < 1e-6:
+            if not 1e-6 <= qq < math.inf:  # too short to normalise, or its norm overflows
                 return "invalid"
         else:
             j = np.asarray(t.joints, dtype=float)
