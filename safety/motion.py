@@ -32,34 +32,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import numpy as np
 
+from safety.compiled import jit
+
 __all__ = ["Axes", "StepResult", "stop_distance"]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _jit(fn: _F) -> _F:
-    """``fn`` compiled by numba (``vla-deploy[agent]`` installs it), else ``fn`` itself.
-
-    The kernels below are plain loops over float64 scalars, written in the order of operations
-    of the numpy expressions they replaced, so compiled (no fastmath: IEEE arithmetic, no
-    contraction) and interpreted they give the same bits. numba removes numpy's per-call cost,
-    which dominated on 6- and 7-element arrays (bench/shield_cost.py). ``cache=True`` keeps the
-    compiled code beside the module, so only the first import on a machine pays the compile.
-    """
-    try:
-        import numba
-    except ImportError:  # safety is imported by the server too, which does not need speed here
-        return fn
-    # error_model="numpy": a division by zero gives inf or nan, as numpy did, and never raises.
-    try:
-        return cast(_F, numba.njit(cache=True, error_model="numpy")(fn))
-    except RuntimeError:  # no writable cache directory (a read-only install): compile per process
-        return cast(_F, numba.njit(error_model="numpy")(fn))
-
+# The kernels below (compiled by safety.compiled.jit) are plain loops over float64 scalars, written
+# in the order of operations of the numpy expressions they replaced, so compiled and interpreted
+# they give the same bits as the numpy filter did.
 
 _FLOAT64 = np.dtype(np.float64)
 
@@ -100,7 +83,7 @@ def stop_distance(v: np.ndarray, a: np.ndarray, amax: np.ndarray, jmax: np.ndarr
     return out
 
 
-@_jit
+@jit
 def _stop1(v: float, a: float, amax: float, jmax: float) -> float:
     """:func:`stop_distance` for one axis in plain floats, the same operations in the same order."""
     ap = a if a > 0.0 else 0.0
@@ -119,7 +102,7 @@ def _stop1(v: float, a: float, amax: float, jmax: float) -> float:
     return v0 * tau1 + (d2 if d2 > 0.0 else 0.0)
 
 
-@_jit
+@jit
 def _direct_kernel(
     target: np.ndarray,
     p: np.ndarray,
@@ -156,17 +139,17 @@ def _direct_kernel(
     return out
 
 
-@_jit
+@jit
 def _max(x: float, y: float) -> float:
     return x if x >= y else y
 
 
-@_jit
+@jit
 def _min(x: float, y: float) -> float:
     return x if x <= y else y
 
 
-@_jit
+@jit
 def _step_kernel(
     target: np.ndarray,
     direct: np.ndarray,
@@ -264,7 +247,7 @@ def _step_kernel(
     return out, flags
 
 
-@_jit
+@jit
 def _commit_kernel(
     p_new: np.ndarray, p: np.ndarray, v: np.ndarray, dt: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,26 +17,12 @@ when it is installed (``vla-deploy[agent]``), else interpreted (same results, sl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from safety.compiled import jit
+
 __all__ = ["forward", "load", "refine"]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _jit(fn: _F) -> _F:
-    """``fn`` compiled by numba (no fastmath: IEEE arithmetic), else ``fn`` itself."""
-    try:
-        import numba
-    except ImportError:
-        return fn
-    try:
-        return cast(_F, numba.njit(cache=True, error_model="numpy")(fn))
-    except RuntimeError:  # no writable cache directory (a read-only install): compile per process
-        return cast(_F, numba.njit(error_model="numpy")(fn))
 
 
 # Franka's modified DH table (joints 1-7, then the flange with theta = 0): metres and radians.
@@ -58,7 +44,7 @@ _ROTATION_TOLERANCE_RAD = 1e-3
 _SMALL_ANGLE = 1e-8  # safety.rotations._SMALL_ANGLE
 
 
-@_jit
+@jit
 def _fk_kernel(
     q: np.ndarray, a: np.ndarray, d: np.ndarray, ca: np.ndarray, sa: np.ndarray, out: np.ndarray
 ) -> None:
@@ -87,7 +73,7 @@ def _fk_kernel(
             out[i, 3] = m0 * t03 + m1 * t13 + m2 * t23 + m3
 
 
-@_jit
+@jit
 def _pose_error_kernel(
     target: np.ndarray,
     q: np.ndarray,
@@ -138,7 +124,7 @@ def _pose_error_kernel(
     err[3], err[4], err[5] = k * x, k * y, k * z
 
 
-@_jit
+@jit
 def _refine_kernel(
     target: np.ndarray,
     seed: np.ndarray,
