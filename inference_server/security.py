@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from inference_server.errors import ConfigError
+from vla.pem import read_pem
 
 if TYPE_CHECKING:  # cryptography is imported when make_certs runs (the server extra)
     from cryptography import x509
@@ -102,24 +103,14 @@ def server_credentials(cert: Path, key: Path, client_ca: Path | None = None) -> 
     Raises :class:`ConfigError` naming the field (``tls_cert``, ``tls_key``, ``tls_client_ca``) of a
     file that cannot be read or is not PEM.
     """
-    cert_pem = _read_pem(cert, "tls_cert", b"CERTIFICATE")
-    key_pem = _read_pem(key, "tls_key", b"PRIVATE KEY")
-    ca_pem = _read_pem(client_ca, "tls_client_ca", b"CERTIFICATE") if client_ca is not None else None
+    cert_pem = read_pem(cert, "tls_cert", b"CERTIFICATE", ConfigError)
+    key_pem = read_pem(key, "tls_key", b"PRIVATE KEY", ConfigError)
+    ca_pem = (
+        read_pem(client_ca, "tls_client_ca", b"CERTIFICATE", ConfigError) if client_ca is not None else None
+    )
     return grpc.ssl_server_credentials(
         [(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=ca_pem is not None
     )
-
-
-def _read_pem(path: Path, field: str, marker: bytes) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"{field} {path}: cannot read it ({exc.strerror or type(exc).__name__})", field=field
-        ) from None
-    if b"-----BEGIN " not in data or marker not in data:
-        raise ConfigError(f"{field} {path}: not a PEM file with a {marker.decode()}", field=field)
-    return data
 
 
 def _bearer(metadata: Sequence[tuple[str, Any]] | None) -> bytes | None:

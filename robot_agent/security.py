@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from robot_agent.errors import ConfigError, TransportSecurityError
+from vla.pem import read_pem
 
 if TYPE_CHECKING:
     from robot_agent.config import ServerConfig
@@ -80,27 +81,20 @@ class ChannelSecurity:
         credentials = None
         if self.tls:
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(self.tls_ca, "tls_ca", b"CERTIFICATE") if self.tls_ca else None,
-                private_key=_read(self.tls_key, "tls_key", b"PRIVATE KEY") if self.tls_key else None,
-                certificate_chain=_read(self.tls_cert, "tls_cert", b"CERTIFICATE") if self.tls_cert else None,
+                root_certificates=read_pem(self.tls_ca, "server.tls_ca", b"CERTIFICATE", ConfigError)
+                if self.tls_ca
+                else None,
+                private_key=read_pem(self.tls_key, "server.tls_key", b"PRIVATE KEY", ConfigError)
+                if self.tls_key
+                else None,
+                certificate_chain=read_pem(self.tls_cert, "server.tls_cert", b"CERTIFICATE", ConfigError)
+                if self.tls_cert
+                else None,
             )
         options = (("grpc.ssl_target_name_override", self.tls_server_name),) if self.tls_server_name else ()
         token = self.token or (_read_token(self.token_file) if self.token_file is not None else None)
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
         return LoadedSecurity(credentials, options, metadata)
-
-
-def _read(path: Path, name: str, marker: bytes) -> bytes:
-    where = f"server.{name}"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"{where} {path}: cannot read it ({exc.strerror or type(exc).__name__})", field=where
-        ) from None
-    if b"-----BEGIN " not in data or marker not in data:
-        raise ConfigError(f"{where} {path}: not a PEM file with a {marker.decode()}", field=where)
-    return data
 
 
 def _read_token(path: Path) -> str:
