@@ -42,7 +42,8 @@ from robot_agent.sim import panda_chain
 from robot_agent.sim.arm import PANDA_HOME_JOINTS, PANDA_JOINT_LIMITS, ArmReading
 from robot_agent.sim.clock import Clock, ManualClock, WallClock
 from robot_agent.sim.kinematics import pose_to_transform, solve_ik, tip_pose
-from robot_agent.sim.mujoco_scene import CUBE_HALF_M, PAD_THICKNESS_M, PHYSICS_DT_S, SceneIds, build
+from robot_agent.sim.mujoco_render import import_mujoco
+from robot_agent.sim.mujoco_scene import PAD_THICKNESS_M, PHYSICS_DT_S, SceneIds, build
 from robot_agent.sim.mujoco_task import PickPlaceScene, PickPlaceWorld
 from safety.types import Pose
 
@@ -97,8 +98,7 @@ class MujocoArm:
         state_noise_std: float = 0.0,
         seed: int | None = None,
     ) -> None:
-        import mujoco
-
+        mujoco = import_mujoco()
         if control_mode not in CONTROL_MODES:
             raise ValueError(f"MujocoArm: control_mode must be one of {CONTROL_MODES!r}, got {control_mode!r}")
         for name, value in (("command_latency_s", command_latency_s), ("state_noise_std", state_noise_std)):

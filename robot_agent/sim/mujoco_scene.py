@@ -75,7 +75,7 @@ PHYSICS_DT_S = 0.002
 JOINT_TORQUE_LIMITS = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
 #: The Franka Hand's TCP along the flange axis, metres (``panda_py.fk``'s end effector).
 HAND_TCP_M = 0.103
-FRONT_CAMERA = ((1.30, -0.30, 0.95), (0.40, 0.0, 0.18), 55.0)  # eye, look-at point, fovy (deg)
+FRONT_CAMERA = ((1.30, -0.30, 1.00), (0.36, 0.0, 0.28), 55.0)  # eye, look-at point, fovy (deg)
 
 
 class SceneError(RuntimeError):
@@ -130,7 +130,9 @@ def _quat_about_z(angle: float) -> list[float]:
 
 def _look_at_quat(eye: np.ndarray, target: np.ndarray) -> list[float]:
     """MuJoCo camera orientation (w, x, y, z): the camera looks along its -z, y up."""
-    import mujoco
+    from robot_agent.sim.mujoco_render import import_mujoco
+
+    mujoco = import_mujoco()
 
     back = eye - target
     back /= np.linalg.norm(back)
@@ -185,7 +187,9 @@ def build(*, conveyor: bool = False, mesh_faces: int | None = 1500) -> tuple[obj
     task; ``mesh_faces`` decimates each link mesh to about that many triangles for fast software
     rendering (None: the full meshes). Raises :class:`SceneError` when the Panda model is missing
     or MuJoCo rejects the scene."""
-    import mujoco
+    from robot_agent.sim.mujoco_render import import_mujoco
+
+    mujoco = import_mujoco()
 
     assets = panda_assets()
     try:
@@ -272,7 +276,9 @@ def build(*, conveyor: bool = False, mesh_faces: int | None = 1500) -> tuple[obj
 
 
 def _ids(model: object, conveyor: bool) -> SceneIds:
-    import mujoco
+    from robot_agent.sim.mujoco_render import import_mujoco
+
+    mujoco = import_mujoco()
 
     m = model
     obj = mujoco.mjtObj
