@@ -33,6 +33,7 @@ import collections
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -148,6 +149,7 @@ class MujocoArm:
         self._is_arm_geom[self._arm_geoms] = True
         self._cube_geom_colour = {g: c for c, g in ids.cube_geoms.items()}
         self._force = np.zeros(6)
+        self._step_observers: list[Callable[[MujocoArm], None]] = []
         self.world.bind(apply=self._apply_scene, sync=self.sync)
         self._apply_scene(self.world.scene)
 
@@ -214,11 +216,25 @@ class MujocoArm:
         from each geom's bounding box in the world frame: what a table check must bound."""
         with self._lock:
             self.sync()
-            m, d = self.model, self.data
-            g = self._arm_geoms
-            centre = d.geom_xpos[g] + np.einsum("nij,nj->ni", d.geom_xmat[g].reshape(-1, 3, 3), m.geom_aabb[g, :3])
-            half = np.einsum("nij,nj->ni", np.abs(d.geom_xmat[g].reshape(-1, 3, 3)), m.geom_aabb[g, 3:])
-            return float(np.min(centre[:, 2] - half[:, 2]))
+            return self.lowest_z_unsynced()
+
+    def lowest_z_unsynced(self) -> float:
+        """:meth:`arm_geom_lowest_z` at the last physics step, without advancing the physics: for
+        a step observer (:meth:`add_step_observer`), which runs inside :meth:`sync`."""
+        m, d = self.model, self.data
+        g = self._arm_geoms
+        centre = d.geom_xpos[g] + np.einsum("nij,nj->ni", d.geom_xmat[g].reshape(-1, 3, 3), m.geom_aabb[g, :3])
+        half = np.einsum("nij,nj->ni", np.abs(d.geom_xmat[g].reshape(-1, 3, 3)), m.geom_aabb[g, 3:])
+        return float(np.min(centre[:, 2] - half[:, 2]))
+
+    def add_step_observer(self, observer: Callable[[MujocoArm], None]) -> None:
+        """Call ``observer(arm)`` after every physics step (2 ms of sim time), under the arm's
+        lock, so a safety watch sees every state the physics passes through, not only the ones a
+        reader happens to sync to. The observer reads ``arm.data`` (and
+        :meth:`lowest_z_unsynced`, ``peak_*_force_n``) as they are; it must not call a method that
+        syncs (it would recurse) and should take microseconds (it runs 500 times a second)."""
+        with self._lock:
+            self._step_observers.append(observer)
 
     def link_positions(self) -> np.ndarray:
         """The origins of the arm's bodies (links, hand, fingers) now: ``[n, 3]`` metres."""
@@ -356,6 +372,8 @@ class MujocoArm:
                 self._t = t_next
                 self._watch_contacts()
                 self._report()
+                for observer in self._step_observers:
+                    observer(self)
 
     # -- internals -------------------------------------------------------------------------------
     def _apply_scene(self, scene: PickPlaceScene) -> None:
