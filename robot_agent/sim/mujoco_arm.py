@@ -60,6 +60,10 @@ JOINT_DAMPING = np.array([50.0, 50.0, 50.0, 20.0, 20.0, 20.0, 10.0])
 CARTESIAN_STIFFNESS = np.array([1000.0, 1000.0, 1000.0, 60.0, 60.0, 60.0])
 CARTESIAN_DAMPING = 2.0 * np.sqrt(CARTESIAN_STIFFNESS)
 NULLSPACE_STIFFNESS = 10.0
+NULLSPACE_DAMPING = 2.0 * math.sqrt(NULLSPACE_STIFFNESS)
+#: lambda^2 I of the damped null-space projector (the Jacobian's singular values at home are
+#: 0.22 .. 1.8, so it changes nothing away from a singularity).
+NULLSPACE_REGULARISATION = 1e-4 * np.eye(6)
 BRAKE_STIFFNESS = 4.0 * JOINT_STIFFNESS
 BRAKE_DAMPING = 4.0 * JOINT_DAMPING
 FINGER_MAX_M = 0.04  # each finger; the hand opens to 8 cm
@@ -145,7 +149,7 @@ class MujocoArm:
         self.peak_table_force_n = 0.0
         self.peak_contact_force_n = 0.0
         self._arm_geoms = np.array([g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in ids.arm_bodies])
-        self._is_arm_geom = np.zeros(self.model.ngeom, dtype=bool)
+        self._is_arm_geom = np.zeros(self.model.ngeom, dtype=np.bool_)
         self._is_arm_geom[self._arm_geoms] = True
         self._cube_geom_colour = {g: c for c, g in ids.cube_geoms.items()}
         self._force = np.zeros(6)
@@ -183,9 +187,10 @@ class MujocoArm:
             )
 
     def true_joints(self) -> np.ndarray:
+        """The joint angles without noise: ``[7]`` rad."""
         with self._lock:
             self.sync()
-            return self.data.qpos[self._qa].copy()
+            return np.array(self.data.qpos[self._qa], dtype=float)
 
     def true_ee(self) -> Pose:
         """The TCP pose without noise (for the expert and the judge)."""
@@ -240,7 +245,7 @@ class MujocoArm:
         """The origins of the arm's bodies (links, hand, fingers) now: ``[n, 3]`` metres."""
         with self._lock:
             self.sync()
-            return self.data.xpos[list(self.ids.arm_bodies)].copy()
+            return np.array(self.data.xpos[list(self.ids.arm_bodies)], dtype=float)
 
     # -- commanding ----------------------------------------------------------------------------
     def command_pose(self, pose: Pose) -> None:
@@ -319,11 +324,15 @@ class MujocoArm:
     def reset_fault(self) -> None:
         """Clear a latched emergency stop; the arm holds where it is."""
         with self._lock:
+            self.sync()
             if self._estop:
                 logger.info("Simulated Panda: emergency stop cleared.")
             self._estop = False
             if self._mode == "brake":
                 self._mode = "joint"
+                q = np.array(self.data.qpos[self._qa], dtype=float)
+                self._q_target = q
+                self._last_commanded_q = q.copy()
 
     def go_home(self) -> None:
         """Put the arm at home at rest with the gripper open, at once (the scene stays)."""
@@ -364,7 +373,8 @@ class MujocoArm:
             dt = self.physics_dt_s
             while self._t + dt <= now + 1e-9:
                 t_next = self._t + dt
-                while self._pending and self._pending[0][0] <= t_next:
+                # A command due at t drives the steps from t on (not the step ending at t).
+                while self._pending and self._pending[0][0] <= self._t + 1e-9:
                     _, kind, value = self._pending.popleft()
                     self._apply_command(kind, value)
                 self._control()
@@ -437,14 +447,20 @@ class MujocoArm:
             r = d.site_xmat[self.ids.tcp_site].reshape(3, 3)
             err = np.empty(6)
             err[:3] = d.site_xpos[self.ids.tcp_site] - self._x_target
-            rd = self._r_target
-            err[3:] = -0.5 * (np.cross(r[:, 0], rd[:, 0]) + np.cross(r[:, 1], rd[:, 1]) + np.cross(r[:, 2], rd[:, 2]))
+            # -1/2 sum_i r_i x rd_i (Siciliano eq. 3.85) is vee(R Rd^T - Rd R^T) / 2 (columns r_i,
+            # rd_i), since [a x b]_x = b a^T - a b^T: one 3x3 product instead of three np.cross.
+            s = r @ self._r_target.T
+            err[3] = 0.5 * (s[2, 1] - s[1, 2])
+            err[4] = 0.5 * (s[0, 2] - s[2, 0])
+            err[5] = 0.5 * (s[1, 0] - s[0, 1])
             twist = jac @ dq
             wrench = -CARTESIAN_STIFFNESS * err - CARTESIAN_DAMPING * twist
             tau = jac.T @ wrench
-            jpinv_t = np.linalg.pinv(jac.T, rcond=1e-2)
-            null = np.eye(7) - jac.T @ jpinv_t
-            tau += null @ (NULLSPACE_STIFFNESS * (self._q_null - q) - 2.0 * math.sqrt(NULLSPACE_STIFFNESS) * dq)
+            # Null-space torque (I - J^T J^T#) tau_n with J^T# = (J J^T)^-1 J, the pseudo-inverse of
+            # J^T at full rank; damped (J J^T + lambda^2 I) so that it stays bounded at a
+            # singularity: one 6x6 solve, about 1/4 the cost of np.linalg.pinv.
+            tau_n = NULLSPACE_STIFFNESS * (self._q_null - q) - NULLSPACE_DAMPING * dq
+            tau += tau_n - jac.T @ np.linalg.solve(jac @ jac.T + NULLSPACE_REGULARISATION, jac @ tau_n)
         elif self._mode == "brake":
             tau = BRAKE_STIFFNESS * (self._q_target - q) - BRAKE_DAMPING * dq
         else:
@@ -490,9 +506,9 @@ class MujocoArm:
             fingers = self.ids.finger_geoms
             for g1, g2 in geoms:
                 if g1 in fingers or g2 in fingers:
-                    colour = self._cube_geom_colour.get(int(g2 if g1 in fingers else g1))
-                    if colour is not None:
-                        gripping[colour] = True
+                    touched = self._cube_geom_colour.get(int(g2 if g1 in fingers else g1))
+                    if touched is not None:
+                        gripping[touched] = True
         pad = d.mocap_pos[ids.pad_mocap].copy()
         pad[2] = PAD_THICKNESS_M
         self.world.observe(self._t, tcp=d.site_xpos[ids.tcp_site].copy(), cubes=cubes, cube_yaw=yaw,

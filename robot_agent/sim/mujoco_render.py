@@ -1,7 +1,7 @@
 """Offscreen rendering of the MuJoCo scene, on demand, headless.
 
 Frames are drawn only when asked for (an observation, a video frame), never per physics step:
-software OpenGL on a CPU takes about 7 ms per frame of this scene (decimated meshes, shadows
+software OpenGL on a CPU takes about 8 ms per 224x224 frame of this scene (decimated meshes, shadows
 off), against 0.1 ms per physics step. A frame shows the state copied by
 :meth:`robot_agent.sim.mujoco_arm.MujocoArm.physics_state`, so drawing never holds the arm's lock,
 and its time is the sim time of that copy.
@@ -17,14 +17,27 @@ A ``mujoco.Renderer`` holds a GL context bound to the thread that made it, so
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
-__all__ = ["VIEWS", "SceneRenderer", "View", "import_mujoco"]
+if TYPE_CHECKING:
+    from robot_agent.sim.mujoco_arm import PhysicsState
+
+__all__ = ["VIEWS", "MjData", "MjModel", "MjSpec", "SceneRenderer", "View", "import_mujoco"]
+
+# MuJoCo (4.0) ships no type stubs (no ``py.typed``, no ``.pyi`` for ``mujoco`` itself), so its
+# objects are ``Any`` to mypy. These names mark where they cross into typed code.
+#: A compiled ``mujoco.MjModel``.
+MjModel: TypeAlias = Any
+#: A ``mujoco.MjData`` (the state of one simulation of an :data:`MjModel`).
+MjData: TypeAlias = Any
+#: A ``mujoco.MjSpec`` (an editable model before compilation).
+MjSpec: TypeAlias = Any
 
 View = Literal["front", "wrist"]
 VIEWS: tuple[View, ...] = ("front", "wrist")
@@ -34,9 +47,7 @@ def import_mujoco() -> ModuleType:
     """``import mujoco`` with a headless OpenGL backend chosen when none is set (see above)."""
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"
-    import mujoco
-
-    return mujoco
+    return importlib.import_module("mujoco")
 
 
 class SceneRenderer:
@@ -47,18 +58,21 @@ class SceneRenderer:
     (1280x960), ``RuntimeError`` (MuJoCo's) when no OpenGL context can be made.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: MjModel) -> None:
         mujoco = import_mujoco()
         self._mj = mujoco
         self.model = model
         self._local = threading.local()
         self._max = (int(model.vis.global_.offwidth), int(model.vis.global_.offheight))
 
-    def render(self, state: Any, view: str, width: int, height: int) -> np.ndarray:
+    def render(self, state: PhysicsState, view: str, width: int, height: int) -> np.ndarray:
+        """Draw ``view`` of ``state`` as RGB uint8 ``[height, width, 3]`` (see the class)."""
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}: must be one of {VIEWS!r}")
-        if not (8 <= width <= self._max[0] and 8 <= height <= self._max[1]):
-            raise ValueError(f"image size {width}x{height} outside 8x8 .. {self._max[0]}x{self._max[1]}")
+        sizes_are_ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (width, height))
+        if not (sizes_are_ints and 8 <= width <= self._max[0] and 8 <= height <= self._max[1]):
+            top = f"{self._max[0]}x{self._max[1]}"
+            raise ValueError(f"image size {width!r}x{height!r}: need whole pixels within 8x8 .. {top}")
         local = self._local
         if getattr(local, "data", None) is None:
             local.data = self._mj.MjData(self.model)

@@ -36,8 +36,11 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from robot_agent.sim.mujoco_render import MjModel, MjSpec, import_mujoco
 
 __all__ = [
     "BELT_HALF_WIDTH_M",
@@ -130,8 +133,6 @@ def _quat_about_z(angle: float) -> list[float]:
 
 def _look_at_quat(eye: np.ndarray, target: np.ndarray) -> list[float]:
     """MuJoCo camera orientation (w, x, y, z): the camera looks along its -z, y up."""
-    from robot_agent.sim.mujoco_render import import_mujoco
-
     mujoco = import_mujoco()
 
     back = eye - target
@@ -151,7 +152,10 @@ def _decimated(path: Path, faces: int) -> tuple[tuple[float, ...], tuple[int, ..
     flat vertex and face lists for ``MjsMesh.uservert`` / ``userface``. Cached per process."""
     import trimesh
 
-    mesh = trimesh.load(str(path), force="mesh", process=False)
+    loaded = trimesh.load(str(path), force="mesh", process=False)
+    if not isinstance(loaded, trimesh.Trimesh):
+        raise SceneError(f"{path} is not a triangle mesh (trimesh read a {type(loaded).__name__})")
+    mesh = loaded
     # The OBJ splits vertices along texture seams; decimating that tears the surface apart.
     mesh = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=True)
     mesh.merge_vertices(merge_tex=True, merge_norm=True)
@@ -163,7 +167,7 @@ def _decimated(path: Path, faces: int) -> tuple[tuple[float, ...], tuple[int, ..
     )
 
 
-def _simplify(spec: object, assets: Path, faces: int | None) -> None:
+def _simplify(spec: MjSpec, assets: Path, faces: int | None) -> None:
     """Replace each mesh file of ``spec`` by its decimation to ``faces`` triangles (None: keep
     them). Software rendering (Mesa, no GPU) spends its time on triangles: the full meshes
     (134 k triangles) take about 27 ms per frame on this machine's CPU, decimated to 1500 per
@@ -171,24 +175,22 @@ def _simplify(spec: object, assets: Path, faces: int | None) -> None:
     (its coordinates do not survive decimation) for the Panda's white and dark grey."""
     if faces is None:
         return
-    for mesh in spec.meshes:  # type: ignore[attr-defined]
+    for mesh in spec.meshes:
         vertices, triangles = _decimated(assets / mesh.file, faces)
         mesh.file = ""
         mesh.uservert = list(vertices)
         mesh.userface = list(triangles)
-    for material in spec.materials:  # type: ignore[attr-defined]
+    for material in spec.materials:
         if any(material.textures):
             material.textures = [""] * len(material.textures)
             material.rgba = [0.25, 0.25, 0.27, 1.0]
 
 
-def build(*, conveyor: bool = False, mesh_faces: int | None = 1500) -> tuple[object, SceneIds]:
+def build(*, conveyor: bool = False, mesh_faces: int | None = 1500) -> tuple[MjModel, SceneIds]:
     """Compile the scene: ``(mujoco.MjModel, SceneIds)``. ``conveyor`` adds the belt of the dynamic
     task; ``mesh_faces`` decimates each link mesh to about that many triangles for fast software
     rendering (None: the full meshes). Raises :class:`SceneError` when the Panda model is missing
     or MuJoCo rejects the scene."""
-    from robot_agent.sim.mujoco_render import import_mujoco
-
     mujoco = import_mujoco()
 
     assets = panda_assets()
@@ -275,15 +277,13 @@ def build(*, conveyor: bool = False, mesh_faces: int | None = 1500) -> tuple[obj
     return model, _ids(model, conveyor)
 
 
-def _ids(model: object, conveyor: bool) -> SceneIds:
-    from robot_agent.sim.mujoco_render import import_mujoco
-
+def _ids(model: MjModel, conveyor: bool) -> SceneIds:
     mujoco = import_mujoco()
 
     m = model
     obj = mujoco.mjtObj
 
-    def oid(kind: object, name: str) -> int:
+    def oid(kind: Any, name: str) -> int:
         i = mujoco.mj_name2id(m, kind, name)
         if i < 0:
             raise SceneError(f"the scene has no {name!r}")
@@ -325,9 +325,9 @@ def _ids(model: object, conveyor: bool) -> SceneIds:
     )
 
 
-def _descends(model: object, body: int, ancestor: int) -> bool:
+def _descends(model: MjModel, body: int, ancestor: int) -> bool:
     while body > 0:
         if body == ancestor:
             return True
-        body = int(model.body_parentid[body])  # type: ignore[attr-defined]
+        body = int(model.body_parentid[body])
     return ancestor == 0

@@ -196,12 +196,14 @@ class PickPlaceWorld:
         """The cubes where they are now (centre, yaw), in the scene's order."""
         with self._lock:
             live = self._live
-            return tuple(
-                Cube(c.colour, tuple(float(v) for v in live.cubes[c.colour]), self.cube_size,
-                     live.cube_yaw.get(c.colour, c.yaw))  # type: ignore[arg-type]
-                if c.colour in live.cubes else c
-                for c in self.scene.cubes
-            )  # fmt: skip
+            return tuple(self._live_cube(c, live) for c in self.scene.cubes)
+
+    def _live_cube(self, cube: Cube, live: _Live) -> Cube:
+        centre = live.cubes.get(cube.colour)
+        if centre is None:
+            return cube
+        position = (float(centre[0]), float(centre[1]), float(centre[2]))
+        return Cube(cube.colour, position, self.cube_size, live.cube_yaw.get(cube.colour, cube.yaw))
 
     @property
     def target_cube(self) -> Cube:
