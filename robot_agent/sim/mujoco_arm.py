@@ -19,6 +19,9 @@ drive a Franka:
   the documented limits by the actuators; the gripper is a width command (0 closed .. 1 = 8 cm);
 - an emergency stop brakes: the joints are held where they were with stiff, heavily damped
   gains (the real arm's brakes) and commands are ignored until :meth:`MujocoArm.reset_fault`.
+  The brake's damping is the joints' passive damping while it is on (MuJoCo integrates that
+  implicitly): as a torque computed once per 2 ms step it is unstable where two joint axes line
+  up (joints 1 and 3 at q2 = 0 counter-rotate with about 0.2 kg m^2: D dt / I = 400 * 0.002 / 0.2 > 2).
 
 Physics steps every 2 ms (500 Hz); the model advances lazily to ``clock.now()`` whenever the arm
 is touched (wall clock: real time; ``ManualClock``: only on ``step(dt)``, faster than real time).
@@ -134,6 +137,8 @@ class MujocoArm:
         self._estop = False
         self._ik_failing = False
         self._mode: Literal["joint", "cartesian", "brake"] = "joint"
+        self._free_damping = np.array(self.model.dof_damping[self._va], dtype=float)
+        self._braking = False
         self._q_target = self.home_joints.copy()
         self._q_null = self.home_joints.copy()
         self._x_target = np.zeros(3)
@@ -436,7 +441,15 @@ class MujocoArm:
             self._gripper_target = float(value)
             self.data.ctrl[self.ids.gripper_actuator] = self._gripper_target
 
+    def _set_brake(self, on: bool) -> None:
+        """The brake's damping as the arm joints' passive damping (implicit in MuJoCo's
+        integrator, stable at any gain), or the model's own damping back."""
+        if on != self._braking:
+            self.model.dof_damping[self._va] = self._free_damping + BRAKE_DAMPING if on else self._free_damping
+            self._braking = on
+
     def _control(self) -> None:
+        self._set_brake(self._mode == "brake")
         d = self.data
         q = d.qpos[self._qa]
         dq = d.qvel[self._va]
@@ -462,7 +475,7 @@ class MujocoArm:
             tau_n = NULLSPACE_STIFFNESS * (self._q_null - q) - NULLSPACE_DAMPING * dq
             tau += tau_n - jac.T @ np.linalg.solve(jac @ jac.T + NULLSPACE_REGULARISATION, jac @ tau_n)
         elif self._mode == "brake":
-            tau = BRAKE_STIFFNESS * (self._q_target - q) - BRAKE_DAMPING * dq
+            tau = BRAKE_STIFFNESS * (self._q_target - q)  # damping: the joints' own, see _set_brake
         else:
             tau = JOINT_STIFFNESS * (self._q_target - q) - JOINT_DAMPING * dq
         d.ctrl[self._act] = tau  # the actuators clip to the documented torque limits

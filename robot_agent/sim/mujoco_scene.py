@@ -11,7 +11,7 @@ which fails offline; ``robosuite`` and ``gymnasium-robotics`` bring whole framew
 What this module adds around them (:func:`build`), in the robot base frame (metres; the table top is
 the plane z = 0, x points away from the robot, as in the kinematic sim):
 
-- torque actuators on the seven joints, limited to the Panda's documented joint torques
+- rotor inertia (armature 0.1 kg m^2) on the seven joints, and torque actuators on them, limited to the Panda's documented joint torques
   (87, 87, 87, 87, 12, 12, 12 N m; Franka's "Robot and interface specifications"); the arm's
   controllers (:mod:`robot_agent.sim.mujoco_arm`) compute the torques. Gravity is compensated by
   MuJoCo (``gravcomp`` on the links, as the real arm's controller does);
@@ -76,6 +76,12 @@ TABLE_HALF = (0.55, 0.75, 0.025)  # metres; centre at (0.35, 0, -0.025)
 PHYSICS_DT_S = 0.002
 #: N m, per joint: Franka's documented maximum joint torques.
 JOINT_TORQUE_LIMITS = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
+#: kg m^2, each arm joint: the motors' reflected rotor inertia, which the dm-robotics-panda model
+#: leaves out (MuJoCo Menagerie's ``franka_emika_panda`` uses 0.1). Without it the wrist's inertia
+#: about joint 7 is about 0.007 kg m^2 and the impedance laws' damping, applied once per 2 ms step,
+#: is numerically unstable there (D dt / I = 10 * 0.002 / 0.007 > 2): the joint chatters at its
+#: torque limit and the e-stop brake does not stop the arm.
+JOINT_ARMATURE = 0.1
 #: The Franka Hand's TCP along the flange axis, metres (``panda_py.fk``'s end effector).
 HAND_TCP_M = 0.103
 FRONT_CAMERA = ((1.30, -0.30, 1.00), (0.36, 0.0, 0.28), 55.0)  # eye, look-at point, fovy (deg)
@@ -226,6 +232,7 @@ def build(*, conveyor: bool = False, mesh_faces: int | None = 1500) -> tuple[MjM
         geom.condim = 4
 
     for i in range(7):
+        spec.joint(f"panda_joint{i + 1}").armature = JOINT_ARMATURE
         act = spec.add_actuator(name=f"torque{i + 1}", target=f"panda_joint{i + 1}")
         act.trntype = mujoco.mjtTrn.mjTRN_JOINT
         act.gainprm[0] = 1.0
