@@ -120,6 +120,11 @@ def _default(dest: str, note: str = "") -> str:
     return f"(default: {shown}{', ' + note if note else ''})"
 
 
+#: ``eval --task``: ``robot_agent.drivers.sim.TASKS`` and ``robot_agent.evaluation``'s episode
+#: timeout, written out here because importing those loads the simulator (a test checks they agree).
+EVAL_TASKS = ("pick_place", "conveyor")
+EPISODE_TIMEOUT_S = 30.0
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 METRICS_OFF = ("off", "none")  # --metrics-port words for "no endpoint" (metrics_port = false)
 
@@ -323,11 +328,18 @@ def build_eval_parser() -> argparse.ArgumentParser:
         help="seed of the first scene; episode i uses seed+i (default: 0)",
     )
     parser.add_argument(
+        "--task",
+        choices=EVAL_TASKS,
+        help="the simulated task (sets robot.options.task of the MuJoCo arm): pick_place, or conveyor, "
+        "where the named cube rides a belt (default: pick_place, or the config's robot.options.task)",
+    )
+    parser.add_argument(
         "--episode-timeout",
         type=_positive_seconds,
-        default=15.0,
+        default=EPISODE_TIMEOUT_S,
         metavar="S",
-        help="an episode the world has not judged after S seconds counts as a timeout (default: 15)",
+        help="an episode the world has not judged after S seconds counts as a timeout; the world's own "
+        f"time limit (robot.options.time_limit_s, 25 s on MuJoCo) ends it first (default: {EPISODE_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--inject-latency-ms",
@@ -580,7 +592,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
-        config = AgentConfig.load(args.config, {**overrides_from_args(args), **token_from_env(os.environ)})
+        overrides = {**overrides_from_args(args), **token_from_env(os.environ)}
+        if getattr(args, "task", None) is not None:  # eval --task: an option of the sim robot, not a flag key
+            overrides["robot.options.task"] = args.task
+        config = AgentConfig.load(args.config, overrides)
         run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else default_run_dir(os.environ)
         if command in ("run", "check"):
             _refuse_if_driven(run_dir, config)

@@ -8,7 +8,9 @@ a benchmark script can call it; ``format_results`` prints the table.
 
 It lives beside the agent, not in the simulator package ``robot_agent.sim``: it runs the
 ``Agent``, and the simulator stays below the drivers and cameras that adapt it, importing nothing
-of the agent. Of the simulator it uses only the world's ``reset`` and ``evaluate`` (the judge).
+of the agent. Of the simulator it uses only the world's ``reset`` and ``evaluate`` (the judge,
+:class:`EpisodeWorld`): the MuJoCo arm's pick-and-place world
+(``robot.options.task = "pick_place"`` or ``"conveyor"``) or the kinematic arm's touch-a-cube one.
 
 Holds and deadline misses are counted per episode and in total: ``holds`` counts every hold once
 the policy was expected to answer (the first wait for the server is not one), ``misses`` every
@@ -33,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry
 
@@ -44,12 +46,38 @@ from robot_agent.drivers.base import Robot
 from robot_agent.errors import ConfigError
 from robot_agent.metrics import AgentMetrics
 from robot_agent.recorder import check_new_folder, jsonable, write_atomically
-from robot_agent.sim.world import SimWorld
+from robot_agent.sim.world import EpisodeResult
 from vla import eventloop
 
-__all__ = ["EpisodeOutcome", "EvalResults", "evaluate", "evaluate_sync", "format_results"]
+__all__ = [
+    "EPISODE_TIMEOUT_S",
+    "EpisodeOutcome",
+    "EpisodeWorld",
+    "EvalResults",
+    "evaluate",
+    "evaluate_sync",
+    "format_results",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Wall-clock seconds after which an episode the world has not judged counts as a timeout: the
+#: MuJoCo pick-and-place world's own limit (25 s of sim time) plus 5 s, so its judge ends an
+#: episode first.
+EPISODE_TIMEOUT_S = 30.0
+
+
+@runtime_checkable
+class EpisodeWorld(Protocol):
+    """What an evaluation asks of a simulated task: a new scene, and the judge's word on it."""
+
+    def reset(self, seed: int | None = None) -> str:
+        """New scene, arm home; returns the instruction."""
+        ...
+
+    def evaluate(self) -> EpisodeResult:
+        """Running, or the episode's final success / failure."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -137,12 +165,15 @@ async def evaluate(
     *,
     episodes: int,
     seed: int = 0,
-    episode_timeout_s: float = 15.0,
+    episode_timeout_s: float = EPISODE_TIMEOUT_S,
     robot: Robot | None = None,
     metrics: AgentMetrics | None = None,
     on_episode: Callable[[EpisodeOutcome], None] | None = None,
 ) -> EvalResults:
-    """Run ``episodes`` episodes on the simulated arm; the caller's ``robot`` is left connected."""
+    """Run ``episodes`` episodes on the simulated arm; the caller's ``robot`` is left connected.
+
+    Raises :class:`ConfigError` for ``episodes < 1``, a robot that is not the simulated arm (no
+    ``world`` with ``reset`` and ``evaluate``), or a camera that is not simulated."""
     if episodes < 1:
         raise ConfigError(f"episodes is {episodes}, must be >= 1", field="episodes")
     if config.record.dir:  # before any arm is touched: a recording is never overwritten
@@ -172,7 +203,7 @@ async def evaluate(
         robot = create_robot(config.robot)
         await asyncio.to_thread(robot.connect)
     world = getattr(robot, "world", None)  # the simulated arm's (SimRobot.world)
-    if not isinstance(world, SimWorld):
+    if not isinstance(world, EpisodeWorld):
         raise ConfigError(
             f"robot.kind is {config.robot.kind!r}: eval needs the simulated arm and its world (robot.kind = 'sim')",
             field="robot.kind",
@@ -212,7 +243,7 @@ def _write_json(path: Path, value: Any) -> None:
 async def _episode(
     config: AgentConfig,
     robot: Robot,
-    world: SimWorld,
+    world: EpisodeWorld,
     metrics: AgentMetrics,
     index: int,
     seed: int,
@@ -268,7 +299,7 @@ def evaluate_sync(
     *,
     episodes: int,
     seed: int = 0,
-    episode_timeout_s: float = 15.0,
+    episode_timeout_s: float = EPISODE_TIMEOUT_S,
     robot: Robot | None = None,
     metrics: AgentMetrics | None = None,
     on_episode: Callable[[EpisodeOutcome], None] | None = None,

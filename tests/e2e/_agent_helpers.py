@@ -39,8 +39,11 @@ def bundle(directory: Path, cls: str, *, chunk_length: int = 10, dt_s: float = 0
 
 
 def agent_config(port: int, **overrides: Any) -> AgentConfig:
-    """A test agent: sim arm and camera, no metrics port, fast reconnects."""
+    """A test agent: sim arm and camera, no metrics port, fast reconnects. The arm is the kinematic
+    sim (fast, no contact): these tests are about the loop, and the policies they serve (and the
+    committed demo policy) work at its touch-a-cube task."""
     base: dict[str, Any] = {
+        "robot.options.engine": "kinematic",
         "server.address": f"127.0.0.1:{port}",
         "server.connect_timeout_s": 0.3,
         "server.backoff_initial_s": 0.05,

@@ -13,6 +13,7 @@ from typing import Any
 from robot_agent.agent import Agent
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.runfile import RunFile, read_run
+from robot_agent.sim.arm import SimArm
 from safety.types import Pose
 from tests.e2e._agent_helpers import agent_config, running
 from tests.utils import poll_until
@@ -22,6 +23,7 @@ class CountingArm(SimRobot):
     """The simulated arm, counting motion commands and e-stops."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("arm", SimArm())  # the kinematic sim: fast, no contact
         super().__init__(**kwargs)
         self.commands = 0
         self.estops = 0

@@ -21,7 +21,8 @@ from tests.e2e._agent_helpers import agent_config, bundle, server_on
     ],
 )
 async def test_eval_with_a_policy_that_solves_the_task(tmp_path: Path, latency_ms: float, blend: str) -> None:
-    robot = SimRobot.from_config(RobotConfig(kind="sim"))
+    # The kinematic arm's touch-a-cube world: what the Oracle policy solves.
+    robot = SimRobot.from_config(RobotConfig(kind="sim", options={"engine": "kinematic"}))
     robot.connect()
     agent_policies.WORLDS["oracle"] = robot.world
     try:

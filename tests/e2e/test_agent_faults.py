@@ -13,6 +13,7 @@ import pytest
 from robot_agent.agent import Agent
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.errors import SpecMismatch
+from robot_agent.sim.arm import SimArm
 from safety.types import Pose
 from tests.e2e._agent_helpers import (
     agent_config,
@@ -30,7 +31,7 @@ class FlakyArm(SimRobot):
     """The simulated arm, whose driver throws on the ``fail_at``-th end-effector command."""
 
     def __init__(self, fail_at: int) -> None:
-        super().__init__()
+        super().__init__(SimArm())  # the kinematic sim: fast, no contact
         self.fail_at = fail_at
         self.commands = 0
         self.commands_after_failure = 0

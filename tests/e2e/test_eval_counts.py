@@ -15,7 +15,7 @@ from tests.e2e._agent_helpers import agent_config, bundle, read_jsonl, server_on
 
 
 async def test_every_chunk_late_shows_holds_and_misses_and_is_recorded(tmp_path: Path) -> None:
-    robot = SimRobot.from_config(RobotConfig(kind="sim"))
+    robot = SimRobot.from_config(RobotConfig(kind="sim", options={"engine": "kinematic"}))
     robot.connect()
     agent_policies.WORLDS["oracle"] = robot.world
     record = tmp_path / "runs"

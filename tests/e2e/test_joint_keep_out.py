@@ -143,7 +143,7 @@ def test_the_sim_arm_offers_fk_and_the_xarm_does_not() -> None:
 
     assert Robot.forward_kinematics is None and XArmRobot.forward_kinematics is None
     q = np.array([0.1, -0.5, 0.2, -2.0, 0.1, 1.8, 0.7])
-    robot = SimRobot.from_config(RobotConfig(options={"realtime": False, "seed": 0}))
+    robot = SimRobot.from_config(RobotConfig(options={"engine": "kinematic", "realtime": False, "seed": 0}))
     sim = robot.forward_kinematics(q)
     assert np.allclose(sim.position, np.asarray(panda_py.fk(q))[:3, 3])
     # The pose read_state reports is the FK of the measured joints: the frame the zones bound.

@@ -24,7 +24,15 @@ from robot_agent.errors import ConfigError
     ],
 )
 async def test_the_agent_refuses_limits_above_the_arms(safety: dict[str, object], message: str) -> None:
-    config = AgentConfig.load(None, {"server.address": "127.0.0.1:9", "metrics_port": None, "safety": safety})
+    config = AgentConfig.load(
+        None,
+        {
+            "server.address": "127.0.0.1:9",
+            "metrics_port": None,
+            "safety": safety,
+            "robot.options.engine": "kinematic",
+        },
+    )
     agent = Agent(config)
     with pytest.raises(ConfigError) as info:
         await agent.serve()

@@ -16,7 +16,7 @@ PARSERS = [cli.build_parser, cli.build_eval_parser, cli.build_check_parser]
 # Flags that set no config key: what to run, how to log, the eval's own counts.
 NOT_CONFIG = {
     "help", "config", "log_level", "debug", "token", "run_dir", "episodes", "seed", "episode_timeout",
-    "json", "min_success",
+    "json", "min_success", "task",
 }  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from robot_agent.metrics import AgentMetrics
 from robot_agent.plan import Plan
 from robot_agent.policy_client import Backoff, Chunk, ChunkProblem
 from robot_agent.scheduler import Scheduler
+from robot_agent.sim.arm import SimArm
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
 from safety import EStop, SafetyConfig, Shield
@@ -30,7 +31,7 @@ class Spy(SimRobot):
     """The simulated arm, remembering every command."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(SimArm())  # the kinematic sim: fast, no contact
         self.calls: list[tuple[str, Any]] = []
 
     def command_ee(self, pose: Pose) -> None:

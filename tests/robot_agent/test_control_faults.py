@@ -23,6 +23,7 @@ from robot_agent.events import EStopLatched, Event, EventBus, Hold, Resume, Tick
 from robot_agent.metrics import AgentMetrics
 from robot_agent.plan import Plan, StreamStatus
 from robot_agent.reasons import FAULT_REASONS, HOLD_REASONS, PLAN_KEEPING_REASONS
+from robot_agent.sim.arm import SimArm
 from robot_agent.summary import RunStats
 from robot_agent.trajectory import Trajectory
 from safety import EStop, SafetyConfig, Shield, StepRecord
@@ -37,7 +38,7 @@ class Spy(SimRobot):
     """The simulated arm, remembering every command it is given."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(SimArm())  # the kinematic sim: fast, no contact
         self.calls: list[str] = []
 
     def command_ee(self, pose: Pose) -> None:

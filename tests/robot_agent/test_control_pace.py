@@ -17,6 +17,7 @@ from robot_agent.drivers.base import RobotState
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.events import EventBus
 from robot_agent.metrics import AgentMetrics
+from robot_agent.sim.arm import SimArm
 from robot_agent.summary import RunStats
 from safety import EStop, SafetyConfig, Shield
 from tests.robot_agent.test_control import make_plan
@@ -27,7 +28,7 @@ class SlowRobot(SimRobot):
     """The simulated arm, taking ``read_s`` to read its state (a slow bus, a busy CPU)."""
 
     def __init__(self, read_s: float) -> None:
-        super().__init__()
+        super().__init__(SimArm())  # the kinematic sim: fast, no contact
         self.read_s = read_s
 
     def read_state(self) -> RobotState:
@@ -81,7 +82,7 @@ async def test_a_rate_the_driver_cannot_keep_is_warned_once_with_the_rate_achiev
 async def test_a_loop_that_keeps_its_rate_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="robot_agent.control")
     stats = RunStats()
-    loop = make_loop(SimRobot(), rate_hz=50.0, stats=stats)
+    loop = make_loop(SimRobot(SimArm()), rate_hz=50.0, stats=stats)
     await _run_until(loop, lambda: stats.ticks >= 60)  # two windows of 0.3 s, at least 50 ticks each
     assert not loop.rate_warned
     assert not [r for r in caplog.records if "cannot keep" in r.getMessage()]

@@ -26,6 +26,7 @@ from robot_agent.events import (
 from robot_agent.plan import Plan, PlanFault
 from robot_agent.policy_client import Backoff, Chunk, ChunkProblem
 from robot_agent.scheduler import Scheduler
+from robot_agent.sim.arm import SimArm
 from robot_agent.trajectory import Trajectory
 from tests.robot_agent._events import Events
 
@@ -34,7 +35,7 @@ BACKOFF_S = 0.1  # the first step of the answer backoff (no jitter): 0.1, 0.2, 0
 
 @pytest.fixture
 def state() -> RobotState:
-    robot = SimRobot()
+    robot = SimRobot(SimArm())  # the kinematic sim: fast, no contact
     robot.connect()
     return dataclasses.replace(robot.read_state(), time_s=10.0)
 

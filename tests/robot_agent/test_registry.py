@@ -15,7 +15,7 @@ from robot_agent.errors import ConfigError, MissingExtra
 
 
 def test_sim_is_built_by_name() -> None:
-    robot = create_robot(RobotConfig(kind="sim"))
+    robot = create_robot(RobotConfig(kind="sim", options={"engine": "kinematic"}))
     assert type(robot).__name__ == "SimRobot"
     assert camera_class("sim").__name__ == "SimCamera"
 
@@ -64,8 +64,11 @@ def test_every_camera_resolves_to_a_camera(kind: str) -> None:
 def test_from_config_is_declared_on_both_bases_a_wrapper_keeps_the_refusing_default() -> None:
     from robot_agent.cameras.base import Camera
     from robot_agent.drivers.sim import SimRobot
+    from robot_agent.sim.arm import SimArm
 
-    assert isinstance(camera_class("sim").from_config(CameraConfig(name="front"), robot=SimRobot()), Camera)
+    assert isinstance(
+        camera_class("sim").from_config(CameraConfig(name="front"), robot=SimRobot(SimArm())), Camera
+    )
 
     class Wrapped(Camera):  # built around another camera, not from a config
         def open(self) -> None: ...

@@ -23,6 +23,7 @@ from robot_agent.plan import Plan
 from robot_agent.policy_client import Backoff
 from robot_agent.scheduler import Scheduler
 from robot_agent.sender import ObservationSender, RequestShape
+from robot_agent.sim.arm import SimArm
 from robot_agent.trajectory import Trajectory
 from safety import EStop
 from tests.robot_agent._events import Events
@@ -108,7 +109,7 @@ class Rig:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    robot = SimRobot()
+    robot = SimRobot(SimArm())  # the kinematic sim: fast, no contact
     robot.connect()
     events = Events()
     bus = EventBus([events])
@@ -191,7 +192,7 @@ async def test_a_broken_stream_leaves_nothing_in_flight(rig: Rig) -> None:
 
 
 async def test_a_request_too_big_for_the_server_ends_the_task() -> None:
-    robot = SimRobot()
+    robot = SimRobot(SimArm())  # the kinematic sim: fast, no contact
     robot.connect()
     bus = EventBus([])
     scheduler = Scheduler(SchedulerConfig(), request_timeout_s=0.5)

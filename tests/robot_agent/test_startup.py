@@ -59,7 +59,7 @@ def config(**overrides: Any) -> AgentConfig:
         "server.address": f"127.0.0.1:{unused_port()}",
         "server.connect_timeout_s": 0.3,
         "metrics_port": None,
-        "robot.options": {"realtime": False, "seed": 0},
+        "robot.options": {"engine": "kinematic", "realtime": False, "seed": 0},
         "cameras": {"front": {"kind": "sim", "width": 64, "height": 48}},
     }
     base.update(overrides)
@@ -230,7 +230,9 @@ async def test_the_check_passes_what_the_agent_starts_with() -> None:
 
 
 async def _connected_sim(**options: Any) -> tuple[SimRobot, RobotState]:
-    robot = SimRobot.from_config(RobotConfig(options={"realtime": False, "seed": 0, **options}))
+    robot = SimRobot.from_config(
+        RobotConfig(options={"engine": "kinematic", "realtime": False, "seed": 0, **options})
+    )
     await startup.connect_robot(robot, RobotConfig(), asyncio.to_thread)
     return robot, await startup.read_first_state(robot, "sim", asyncio.to_thread)
 
@@ -240,7 +242,7 @@ async def test_a_drivers_own_error_passes_unchanged(monkeypatch: pytest.MonkeyPa
         raise DriverError("no Franka at 172.16.0.2 after 5 s")
 
     monkeypatch.setattr(SimRobot, "connect", refuse)
-    robot = SimRobot.from_config(RobotConfig(options={"realtime": False}))
+    robot = SimRobot.from_config(RobotConfig(options={"engine": "kinematic", "realtime": False}))
     with pytest.raises(DriverError) as info:
         await startup.connect_robot(robot, RobotConfig(kind="sim", ip="172.16.0.2"), asyncio.to_thread)
     assert str(info.value) == "no Franka at 172.16.0.2 after 5 s"
@@ -248,7 +250,7 @@ async def test_a_drivers_own_error_passes_unchanged(monkeypatch: pytest.MonkeyPa
 
 async def test_a_foreign_error_names_the_robot_and_where(monkeypatch: pytest.MonkeyPatch) -> None:
     does_not_connect(monkeypatch)
-    robot = SimRobot.from_config(RobotConfig(options={"realtime": False}))
+    robot = SimRobot.from_config(RobotConfig(options={"engine": "kinematic", "realtime": False}))
     with pytest.raises(DriverError) as info:
         await startup.connect_robot(robot, RobotConfig(kind="sim", ip="10.0.0.7"), asyncio.to_thread)
     assert str(info.value) == "robot sim at 10.0.0.7: connect failed: no arm on the bus"

@@ -19,6 +19,7 @@ from robot_agent.events import Connected, EventBus, Reconnected, StreamDown, Wai
 from robot_agent.plan import Plan
 from robot_agent.policy_client import Backoff, Chunk
 from robot_agent.scheduler import Scheduler
+from robot_agent.sim.arm import SimArm
 from robot_agent.stream import StreamTask
 from robot_agent.trajectory import Trajectory
 from tests.robot_agent._events import Events
@@ -60,7 +61,7 @@ class Script:
 
 
 def rig(script: Script) -> tuple[StreamTask, Plan, Events, list[pb.PolicySpec], asyncio.Event]:
-    robot = SimRobot()
+    robot = SimRobot(SimArm())  # the kinematic sim: fast, no contact
     robot.connect()
     state = robot.read_state()
     events = Events()

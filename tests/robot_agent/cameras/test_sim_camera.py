@@ -1,4 +1,5 @@
-"""The simulated camera: size, dtype, pacing, and that the picture follows the arm and the scene."""
+"""The simulated camera on the kinematic arm (``engine = "kinematic"``): size, dtype, pacing, and that
+the picture follows the arm and the scene. On MuJoCo: ``test_sim_camera_mujoco.py``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from robot_agent.sim.render import front_camera
 
 
 def manual_robot() -> SimRobot:
-    return SimRobot.from_config(RobotConfig(options={"realtime": False, "seed": 1}))
+    return SimRobot.from_config(RobotConfig(options={"engine": "kinematic", "realtime": False, "seed": 1}))
 
 
 @pytest.mark.parametrize(
@@ -71,7 +72,7 @@ def test_the_cubes_are_drawn_where_they_are() -> None:
 
 
 def test_read_is_paced_at_fps_on_the_wall_clock() -> None:
-    robot = SimRobot.from_config(RobotConfig())
+    robot = SimRobot.from_config(RobotConfig(options={"engine": "kinematic"}))
     camera = SimCamera.from_config(CameraConfig(name="c", width=64, height=48, fps=50), robot=robot)
     camera.open()
     times = [camera.read().time_s for _ in range(11)]

@@ -1,4 +1,5 @@
-"""The simulated Panda: real kinematics, limited tracking, latency, hold, e-stop, config."""
+"""The kinematic simulated Panda (``engine = "kinematic"``): real kinematics, limited tracking,
+latency, hold, e-stop, config. The MuJoCo engine's driver tests are in ``test_sim_robot_mujoco.py``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from safety.types import Pose
 
 
 def manual(**options: object) -> SimRobot:
-    return SimRobot.from_config(RobotConfig(options={"realtime": False, "seed": 0, **options}))
+    return SimRobot.from_config(
+        RobotConfig(options={"engine": "kinematic", "realtime": False, "seed": 0, **options})
+    )
 
 
 def run(robot: SimRobot, seconds: float, dt: float = 0.01) -> list[np.ndarray]:
@@ -162,7 +165,7 @@ def test_world_reset_sends_the_arm_home_and_the_world_sees_the_tip() -> None:
 
 
 def test_realtime_robot_advances_on_the_wall_clock() -> None:
-    robot = SimRobot.from_config(RobotConfig())
+    robot = SimRobot.from_config(RobotConfig(options={"engine": "kinematic"}))
     with pytest.raises(RuntimeError, match="wall clock"):
         robot.step(0.1)
     t0 = robot.read_state().time_s
@@ -188,7 +191,7 @@ def test_realtime_robot_advances_on_the_wall_clock() -> None:
 )
 def test_bad_options_are_refused_by_name(options: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        SimRobot.from_config(RobotConfig(options=options))
+        SimRobot.from_config(RobotConfig(options={"engine": "kinematic", **options}))
 
 
 def test_limits_are_the_documented_panda_ones() -> None:
