@@ -28,10 +28,10 @@ def grasp(arm: MujocoArm) -> None:
     """Go over the named cube (leading it by 2 s of belt travel on the conveyor), down, close."""
     world = arm.world
     lead = np.array([0.0, world.conveyor_speed * 2.0, 0.0])
-    go(arm, world.target_cube.top + [0, 0, 0.10] + lead, 1.0, 1.5)
-    go(arm, world.target_cube.top + [0, 0, -0.02], 1.0, 0.3 if world.conveyor else 0.5)
+    go(arm, world.target_cube.top + np.array([0, 0, 0.10]) + lead, 1.0, 1.5)
+    go(arm, world.target_cube.top + np.array([0, 0, -0.02]), 1.0, 0.3 if world.conveyor else 0.5)
     go(arm, arm.true_ee().position, 0.0, 0.6)
-    go(arm, arm.true_ee().position + [0, 0, 0.15], 0.0, 1.0)
+    go(arm, arm.true_ee().position + np.array([0, 0, 0.15]), 0.0, 1.0)
 
 
 def carry_to(arm: MujocoArm, xy: np.ndarray) -> None:
@@ -43,7 +43,7 @@ def carry_to(arm: MujocoArm, xy: np.ndarray) -> None:
 def release(arm: MujocoArm) -> None:
     """Open the hand and lift clear, then wait 1 s."""
     go(arm, arm.true_ee().position, 1.0, 0.5)
-    go(arm, arm.true_ee().position + [0, 0, 0.1], 1.0, 0.6)
+    go(arm, arm.true_ee().position + np.array([0, 0, 0.1]), 1.0, 0.6)
     for _ in range(50):
         arm.step(0.02)
 

@@ -81,7 +81,7 @@ def test_torques_never_exceed_the_documented_limits(arm: MujocoArm, mode: str) -
     if mode == "joints":
         arm.command_joints(arm.home_joints + FAR)
     else:
-        arm.command_pose(Pose(arm.true_ee().position + [0.3, 0.3, -0.4], DOWN))
+        arm.command_pose(Pose(arm.true_ee().position + np.array([0.3, 0.3, -0.4]), DOWN))
     arm.step(1.0)
     assert np.all(peak <= JOINT_TORQUE_LIMITS + 1e-9)
     assert np.any(peak >= JOINT_TORQUE_LIMITS - 1e-9)  # the command did saturate
@@ -103,7 +103,7 @@ def test_emergency_stop_brakes_refuses_commands_and_reset_fault_resumes(arm: Muj
     held = arm.true_joints()
     before = arm.rejected_commands
     arm.command_joints(arm.home_joints)
-    arm.command_pose(Pose(arm.true_ee().position + [0, 0, 0.1], DOWN))
+    arm.command_pose(Pose(arm.true_ee().position + np.array([0, 0, 0.1]), DOWN))
     arm.command_gripper(0.0)
     assert arm.rejected_commands == before + 3
     arm.step(0.5)
@@ -149,7 +149,7 @@ def test_same_seed_same_commands_bit_identical_and_noise_only_on_readings() -> N
     a, b = make_arm(), make_arm()
     for arm in (a, b):
         arm.world.reset(seed=5)
-        go(arm, arm.true_ee().position + [0.1, 0.1, -0.2], 0.0, 1.0)
+        go(arm, arm.true_ee().position + np.array([0.1, 0.1, -0.2]), 0.0, 1.0)
         arm.command_joints(arm.home_joints + FAR)
         arm.step(0.5)
     np.testing.assert_array_equal(a.data.qpos, b.data.qpos)
@@ -182,7 +182,7 @@ def test_clean_pick_never_touches_the_table(arm: MujocoArm) -> None:
     go(arm, np.array([0.5, 0.0, 0.025]), 1.0, 0.8)
     arm.step(0.3)
     go(arm, arm.true_ee().position, 0.0, 0.6)
-    go(arm, arm.true_ee().position + [0, 0, 0.15], 0.0, 1.0)
+    go(arm, arm.true_ee().position + np.array([0, 0, 0.15]), 0.0, 1.0)
     assert arm.world.cube("red").position[2] > 0.1  # it was picked
     assert arm.peak_table_force_n == 0.0
     assert arm.arm_geom_lowest_z() > 0.1
