@@ -184,6 +184,12 @@ class SimOptions:
                     f"robot.options.conveyor_speed is {self.conveyor_speed!r}: must be in (0, 0.2] m/s",
                     field="robot.options.conveyor_speed",
                 )
+        for name in ("command_latency_s", "state_noise_std"):
+            if getattr(self, name) < 0.0:
+                raise ConfigError(
+                    f"robot.options.{name} is {getattr(self, name)!r}: must be >= 0",
+                    field=f"robot.options.{name}",
+                )
         if self.time_limit_s is not None and not self.time_limit_s > 0.0:
             raise ConfigError(
                 f"robot.options.time_limit_s is {self.time_limit_s!r}: must be > 0 s",
