@@ -1,7 +1,7 @@
 """Offscreen rendering of the MuJoCo scene, on demand, headless.
 
 Frames are drawn only when asked for (an observation, a video frame), never per physics step:
-software OpenGL on a CPU takes about 8 ms per 224x224 frame of this scene (decimated meshes, shadows
+software OpenGL on a CPU takes 8-15 ms per 224x224 frame of this scene (decimated meshes, shadows
 off), against 0.1 ms per physics step. A frame shows the state copied by
 :meth:`robot_agent.sim.mujoco_arm.MujocoArm.physics_state`, so drawing never holds the arm's lock,
 and its time is the sim time of that copy.

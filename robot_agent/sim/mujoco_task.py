@@ -8,7 +8,7 @@ step (:meth:`PickPlaceWorld.observe`), so nothing between two looks is missed.
 Rules (issue 14), in the robot base frame (metres):
 
 - **success**: the named cube rests on the pad (its centre over the pad's footprint, its bottom
-  within 1 cm of the pad's top, speed under 2 cm/s relative to the pad) and the gripper has let go
+  within 1 cm of the pad's top, speed under 2 cm/s; the pad does not move) and the gripper has let go
   (no finger touches it), within ``time_limit_s`` of the reset;
 - **failure**: another cube moved more than ``DISTURB_LIMIT_M`` (3 cm) from where it started, a
   cube fell off the table, the tool (the TCP) left the workspace box ``WORKSPACE``, or the time
