@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from robot_agent.drivers.sim import ENGINES, TASKS
     from vla_demo.demo import DEFAULT_POLICY, DemoConfig
     from vla_demo.train import TrainConfig
 
@@ -103,10 +104,22 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         "--seed", type=int, default=d.seed, help=f"scene seed of the first episode {shown(d, 'seed')}"
     )
     demo.add_argument(
+        "--task",
+        default=d.task,
+        choices=TASKS,
+        help=f"pick_place, or conveyor: the named cube rides a belt (MuJoCo only) {shown(d, 'task')}",
+    )
+    demo.add_argument(
+        "--engine",
+        default=d.engine,
+        choices=ENGINES,
+        help=f"mujoco physics, or the kinematic touch-the-cube sim {shown(d, 'engine')}",
+    )
+    demo.add_argument(
         "--video",
         type=Path,
         default=d.video,
-        help=f"mp4 of the first episode, '' for none {shown(d, 'video')}",
+        help=f"mp4 of the first episode's front view (wrist view: <stem>_wrist.mp4), '' for none {shown(d, 'video')}",
     )
     demo.add_argument(
         "--inject-latency-ms",
@@ -326,6 +339,8 @@ def _run(args: argparse.Namespace) -> int:
             policy=args.policy,
             episodes=args.episodes,
             seed=args.seed,
+            task=args.task,
+            engine=args.engine,
             video=args.video if args.video is not None and str(args.video) not in ("", ".") else None,
             inject_latency_ms=args.inject_latency_ms,
             inject_jitter_ms=args.inject_jitter_ms,

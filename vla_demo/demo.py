@@ -2,10 +2,14 @@
 
 Starts ``inference-server`` as a child process on a free loopback port (as on a real setup, the
 policy runs in another process than the control loop), waits for its health check to say
-SERVING, then runs ``robot_agent.evaluation.evaluate`` for N episodes with random scenes and
-instructions, prints each result, the success rate and the latency summary, and saves a video of
-the first episode (a 480x480 view of the same scene, drawn from the simulation while the agent
-runs). The server is stopped in ``finally``.
+SERVING, then runs ``robot_agent.evaluation.evaluate`` for N episodes of the chosen task
+(``pick_place``, or ``conveyor``: the named cube rides a belt) on the chosen engine (``mujoco``,
+or the ``kinematic`` sim) with random scenes and instructions, prints each result, the success
+rate and the latency summary, and saves the video of the first episode: the front camera (the
+whole arm, the cubes and the pad) in ``video`` and the wrist camera beside it
+(``episode_000_wrist.mp4``), with the instruction and the status drawn over them. The video is
+recorded as snapshots while the agent runs and rendered once the episodes are over
+(:mod:`vla_demo.video` says why). The server is stopped in ``finally``.
 """
 
 from __future__ import annotations
@@ -23,18 +27,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from robot_agent.config import AgentConfig, ControlConfig, RobotConfig, ServerConfig
-from robot_agent.drivers.sim import SimRobot
+from robot_agent.drivers.sim import DEFAULTS, ENGINES, TASKS, SimRobot
 from robot_agent.evaluation import EpisodeOutcome, EvalResults, evaluate_sync
 from robot_agent.metrics import AgentMetrics
-from robot_agent.sim.render import render
+from vla_demo.video import (
+    DEFAULT_SIZES,
+    EpisodeRecorder,
+    SceneSource,
+    VideoError,
+    scene_source,
+    write_episode_videos,
+)
 
-__all__ = ["DemoConfig", "DemoError", "latency_summary", "run_demo", "serve_bundle"]
+__all__ = ["ENGINES", "TASKS", "DemoConfig", "DemoError", "latency_summary", "run_demo", "serve_bundle"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +57,53 @@ class DemoError(Exception):
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """What ``python -m vla_demo`` runs. ``task``: ``pick_place`` or ``conveyor`` (MuJoCo only;
+    the kinematic engine has its touch-the-cube task); ``video``: the front view of the first
+    episode (the wrist view goes beside it, ``<stem>_wrist.mp4``), None for none; ``video_fps``:
+    frames per second of sim time; ``episode_timeout_s``: the world's time limit per episode,
+    None for the engine's (25 s MuJoCo, 15 s kinematic; the evaluation waits 1 s more). Raises
+    ``ValueError`` naming a field out of range."""
+
     policy: Path = DEFAULT_POLICY
     episodes: int = 10
     seed: int = 0
+    task: str = "pick_place"
+    engine: str = "mujoco"
     video: Path | None = Path("runs/demo/episode_000.mp4")
+    video_fps: float = 15.0
     inject_latency_ms: float = 0.0
     inject_jitter_ms: float = 0.0
     blend: str = "crossfade"
     interpolation: str = "minimum_jerk"
-    episode_timeout_s: float = 15.0
+    episode_timeout_s: float | None = None
     server_start_timeout_s: float = 120.0
     server_address: str | None = None  # an already running server: start none
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"DemoConfig.task is {self.task!r}: must be one of {TASKS!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"DemoConfig.engine is {self.engine!r}: must be one of {ENGINES!r}")
+        if self.engine == "kinematic" and self.task != "pick_place":
+            raise ValueError(
+                f'DemoConfig.task is {self.task!r}: the kinematic engine has one task; use engine "mujoco"'
+            )
+        for name in ("video_fps", "episode_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"DemoConfig.{name} is {value!r}: must be a finite number > 0")
+
+    @property
+    def time_limit_s(self) -> float:
+        """The episode's time limit (s): ``episode_timeout_s``, else the engine's default."""
+        if self.episode_timeout_s is not None:
+            return self.episode_timeout_s
+        return float(DEFAULTS[self.engine]["time_limit_s"])  # type: ignore[index, arg-type]
+
+    @property
+    def task_name(self) -> str:
+        """The task as printed: ``pick_place``, ``conveyor``, or ``touch`` (kinematic engine)."""
+        return self.task if self.engine == "mujoco" else "touch"
 
 
 def _free_port() -> int:
@@ -120,55 +166,6 @@ def _wait_serving(address: str, proc: subprocess.Popen[bytes], tail: list[bytes]
             time.sleep(0.1)
 
 
-class VideoRecorder:
-    """Draws the simulation at ``fps`` into an mp4 while the agent runs (its own thread)."""
-
-    def __init__(self, robot: SimRobot, path: Path, *, size: int = 480, fps: float = 15.0) -> None:
-        self.robot = robot
-        self.path = path
-        self.size = size
-        self.fps = fps
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.frames = 0
-
-    def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._run, name="demo-video", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        writer = cv2.VideoWriter(
-            str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (self.size, self.size)
-        )
-        if not writer.isOpened():
-            logger.warning("Cannot write video %s (no mp4 encoder in this OpenCV)", self.path)
-            return
-        period = 1.0 / self.fps
-        next_t = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                ee, gripper, _ = self.robot.snapshot()
-                world = self.robot.world
-                frame = cv2.cvtColor(render(world, ee, gripper, self.size, self.size), cv2.COLOR_RGB2BGR)
-                result = world.evaluate()
-                text = f"{world.instruction}  [{result.status} {result.elapsed_s:4.1f}s]"
-                cv2.putText(
-                    frame, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1, cv2.LINE_AA
-                )
-                writer.write(frame)
-                self.frames += 1
-                next_t += period
-                self._stop.wait(max(0.0, next_t - time.monotonic()))
-        finally:
-            writer.release()
-
-
 def _quantile_from_histogram(metrics: AgentMetrics, q: float) -> float | None:
     """Upper bucket bound holding quantile ``q`` of ``vla_agent_roundtrip_seconds``."""
     buckets: list[tuple[float, float]] = []
@@ -214,21 +211,34 @@ def format_episode(e: EpisodeOutcome) -> str:
     return f"episode {e.episode:>2} seed {e.seed:>4}  {mark} {t}  {e.instruction!r:<40} {reached}; {e.reason}"
 
 
+def sim_options(config: DemoConfig) -> dict[str, Any]:
+    """``[robot.options]`` of the simulated arm for ``config``: wall clock, engine, task (MuJoCo
+    only), time limit."""
+    options: dict[str, Any] = {"realtime": True, "engine": config.engine, "time_limit_s": config.time_limit_s}
+    if config.engine == "mujoco":
+        options["task"] = config.task
+    return options
+
+
 def agent_config(address: str, config: DemoConfig) -> AgentConfig:
+    """The agent's config for the demo: the server at ``address`` (with the injected latency),
+    the simulated arm (:func:`sim_options`), the blend and interpolation, no metrics port."""
     return AgentConfig(
         server=ServerConfig(
             address=address,
             inject_latency_ms=config.inject_latency_ms,
             inject_jitter_ms=config.inject_jitter_ms,
         ),
-        robot=RobotConfig(kind="sim", options={"realtime": True, "time_limit_s": config.episode_timeout_s}),
+        robot=RobotConfig(kind="sim", options=sim_options(config)),
         control=ControlConfig(blend=config.blend, interpolation=config.interpolation),
         metrics_port=None,
     )
 
 
 def run_demo(config: DemoConfig, *, out: Callable[[str], Any] = print) -> EvalResults:
-    """Serve (unless ``server_address``), evaluate, print; returns the results."""
+    """Serve (unless ``server_address``), evaluate, print; then render the first episode's video
+    (``config.video``; a video that cannot be written is a warning line, not an error). Returns
+    the results. Raises :class:`DemoError` when the server does not come up."""
     with contextlib.ExitStack() as stack:
         address = config.server_address
         if address is None:
@@ -241,15 +251,17 @@ def run_demo(config: DemoConfig, *, out: Callable[[str], Any] = print) -> EvalRe
         robot.connect()
         metrics = AgentMetrics(CollectorRegistry())
         out(
-            f"Running {config.episodes} episodes on the simulated arm (added latency {config.inject_latency_ms:g} ms, "
-            f"blend {config.blend}) ..."
+            f"Running {config.episodes} {config.task_name} episodes on the simulated arm ({config.engine}; "
+            f"added latency {config.inject_latency_ms:g} ms, blend {config.blend}) ..."
         )
+        source = scene_source(robot, DEFAULT_SIZES) if config.video is not None else None
+        recorder = EpisodeRecorder(source, robot.world, metrics, fps=config.video_fps) if source else None
         results: list[EpisodeOutcome] = []
-        first = _episodes(agent, config, robot, metrics, config.seed, 1, out, video=config.video)
+        first = _episodes(agent, config, robot, metrics, config.seed, 1, out, recorder=recorder)
         results += first.episodes
         if config.episodes > 1:
             rest = _episodes(
-                agent, config, robot, metrics, config.seed + 1, config.episodes - 1, out, video=None
+                agent, config, robot, metrics, config.seed + 1, config.episodes - 1, out, recorder=None
             )
             results += [replace(e, episode=e.episode + 1) for e in rest.episodes]
         robot.stop()
@@ -259,13 +271,32 @@ def run_demo(config: DemoConfig, *, out: Callable[[str], Any] = print) -> EvalRe
         wrong = sum(e.reached is not None and e.reached != e.target for e in results)
         median = f"{times[len(times) // 2]:.2f} s" if times else "-"
         out(
-            f"success rate {n_ok}/{len(results)} ({final.success_rate:.0%}); wrong cube touched {wrong}; "
+            f"success rate {n_ok}/{len(results)} ({final.success_rate:.0%}); wrong cube {wrong}; "
             f"time to success median {median}"
         )
         out("latency: " + latency_summary(final, metrics))
-        if config.video is not None and config.video.exists():
-            out(f"video of episode 0: {config.video}")
+        if recorder is not None and source is not None and config.video is not None:
+            _write_video(recorder, source, config.video, config.video_fps, out)
         return final
+
+
+def _write_video(
+    recorder: EpisodeRecorder, source: SceneSource, path: Path, fps: float, out: Callable[[str], Any]
+) -> None:
+    """Render the recorded first episode (after the run: no control tick waits on a renderer)."""
+    snapshots = recorder.episode()
+    start = time.monotonic()
+    try:
+        written = write_episode_videos(snapshots, source, path, fps=fps)
+    except VideoError as exc:
+        out(f"no video: {exc}")
+        return
+    finally:
+        source.close()
+    took = time.monotonic() - start
+    files = ", ".join(f"{view} {p} ({n} frames)" for view, (p, n) in written.items())
+    late = f"; {recorder.late} snapshots late" if recorder.late else ""
+    out(f"video of episode 0 at {fps:g} fps: {files}; rendered in {took:.1f} s{late}")
 
 
 def _episodes(
@@ -277,9 +308,8 @@ def _episodes(
     n: int,
     out: Callable[[str], Any],
     *,
-    video: Path | None,
+    recorder: EpisodeRecorder | None,
 ) -> EvalResults:
-    recorder = VideoRecorder(robot, video) if video is not None else None
     offset = seed - config.seed
 
     def on_episode(e: EpisodeOutcome) -> None:
@@ -289,7 +319,7 @@ def _episodes(
         recorder.start()
     try:
         return evaluate_sync(
-            agent, episodes=n, seed=seed, episode_timeout_s=config.episode_timeout_s + 1.0, robot=robot,
+            agent, episodes=n, seed=seed, episode_timeout_s=config.time_limit_s + 1.0, robot=robot,
             metrics=metrics, on_episode=on_episode,
         )  # fmt: skip
     finally:

@@ -13,7 +13,8 @@ from vla_demo.demo import DemoConfig
 from vla_demo.train import TrainConfig
 
 # argparse dest -> dataclass field, per command (policy is shown relative to the checkout).
-DEMO = {"episodes": "episodes", "seed": "seed", "video": "video", "inject_latency_ms": "inject_latency_ms",
+DEMO = {"episodes": "episodes", "seed": "seed", "task": "task", "engine": "engine", "video": "video",
+        "inject_latency_ms": "inject_latency_ms",
         "inject_jitter_ms": "inject_jitter_ms", "blend": "blend", "server": "server_address"}  # fmt: skip
 TRAIN = {"seed": "seed", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "threads": "threads",
          "max_steps": "max_steps"}  # fmt: skip
