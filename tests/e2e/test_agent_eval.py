@@ -63,3 +63,24 @@ async def test_eval_refuses_a_robot_without_a_world(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="eval needs the simulated arm"):
         await evaluate(agent_config(1), episodes=1, robot=NoWorld())  # type: ignore[arg-type]
+
+
+async def test_eval_runs_the_mujoco_conveyor_task_it_builds_from_the_config(tmp_path: Path) -> None:
+    """The default engine end to end: eval builds the MuJoCo arm from ``[robot]`` (task =
+    "conveyor", as ``--task conveyor`` sets it), the sim camera renders its scene for the policy,
+    and the pick-and-place judge scores each episode (a policy that stays put runs out of time)."""
+    from robot_agent.sim.mujoco_task import PICK_PLACE_TEMPLATES
+
+    async with server_on(bundle(tmp_path / "still", "Still", name="still-mujoco")) as server:
+        config = agent_config(
+            server.port, **{"robot.options": {"task": "conveyor", "time_limit_s": 1.5, "seed": 0}}
+        )
+        results = await evaluate(config, episodes=2, seed=4, episode_timeout_s=20.0)
+    assert [e.status for e in results.episodes] == ["failure", "failure"], format_results(results)
+    for episode in results.episodes:
+        assert episode.reason == "timeout after 1.5 s"
+        assert episode.time_to_success_s is None and episode.chunks > 0
+        phrasings = {t.format(colour=episode.target) for t in PICK_PLACE_TEMPLATES}
+        assert episode.instruction in phrasings  # the pick-and-place world's, not touch-a-cube
+    assert agent_policies.CALLS["still-mujoco"]  # the policy was asked, with MuJoCo frames
+    assert "success rate      0/2 (0%)" in format_results(results)
