@@ -5,9 +5,9 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 EXTRAS ?= server,agent,franka,xarm,realsense,dev
 
-.PHONY: demo test typecheck install sysdeps proto lint bench clean fuzz
+.PHONY: demo test typecheck install sysdeps simdeps proto lint bench clean fuzz
 
-demo: $(STAMP)
+demo: $(STAMP) simdeps
 	$(PY) -m vla_demo
 
 test: $(STAMP) sysdeps typecheck
@@ -20,29 +20,46 @@ typecheck: $(STAMP)
 install: $(STAMP)
 
 # torch==2.13.0 first: a plain `torch` requirement with nothing installed pulls a multi-GB CUDA build.
+# dm-robotics-panda --no-deps: the MuJoCo sim reads only the Franka Panda and Hand model files it
+# ships (MJCF and meshes, Apache-2.0); its declared dependencies (the dm_robotics stack: moma,
+# agentflow, controllers...) are heavy and none of them is imported here.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[$(EXTRAS)]'
+	$(PIP) install -q --no-deps 'dm-robotics-panda>=0.4.8'
 	touch $(STAMP)
 
-# System packages the tests need: libusb for pyrealsense2, Prometheus (and promtool) for the
-# monitoring tests, Debian's docker-compose (v1) whose `config` validates compose files without an
-# engine. Installed only when missing and only as root (CI runs as root).
-sysdeps:
-	@missing=""; \
-	ldconfig -p | grep -q libusb-1.0.so.0 || missing="$$missing libusb-1.0-0"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
-	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+# Installs the Debian packages in $(1) that are missing, only as root (CI runs as root); else says so.
+define apt_install
+	@missing="$(strip $(1))"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing system packages:$$missing"; \
+	    echo "installing system packages: $$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "missing system packages:$$missing (tests that need them are skipped)"; \
+	    echo "missing system packages: $$missing (what needs them fails or is skipped)"; \
 	  fi; \
 	fi
+endef
+
+# Mesa's EGL and its software rasteriser (swrast), with which MuJoCo renders the sim's cameras
+# headless (MUJOCO_GL=egl: no display, no GPU): `make demo` and `make test` need them.
+simdeps:
+	$(call apt_install,$(shell \
+	  ldconfig -p | grep -q libEGL_mesa.so.0 || echo libegl1 libegl-mesa0; \
+	  ldconfig -p | grep -q 'libOpenGL.so.0\|libGL.so.1' || echo libgl1; \
+	  ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || echo libgl1-mesa-dri))
+
+# System packages the tests need besides: libusb for pyrealsense2, Prometheus (and promtool) for
+# the monitoring tests, Debian's docker-compose (v1) whose `config` validates compose files
+# without an engine.
+sysdeps: simdeps
+	$(call apt_install,$(shell \
+	  ldconfig -p | grep -q libusb-1.0.so.0 || echo libusb-1.0-0; \
+	  command -v promtool >/dev/null || echo prometheus; \
+	  command -v docker-compose >/dev/null || echo docker-compose))
 
 proto: $(STAMP)
 	$(PY) -m vla._codegen
