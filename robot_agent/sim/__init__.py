@@ -1,15 +1,27 @@
-"""The simulator, all of it: a Franka Panda on a table with three cubes and an instruction.
+"""The simulators, all of them: a Franka Panda on a table with three cubes and an instruction.
 
-- ``world.py``: ``SimWorld`` holds the scene and judges an episode.
-- ``arm.py``: ``SimArm``, the simulated Panda's tracking dynamics, latency, noise and e-stop;
-  ``kinematics.py``: its forward and inverse kinematics (panda-python's).
-- ``render.py``: draws the scene from a fixed or a wrist view; ``clock.py``: wall or manual time.
+Two engines, picked by the ``sim`` robot's ``[robot.options] engine``:
 
-Nothing here knows the agent: ``robot_agent.drivers.sim.SimRobot`` adapts a ``SimArm`` to the
-``Robot`` interface and ``robot_agent.cameras.sim.SimCamera`` adapts the renderer to ``Camera``.
-Pure numpy and OpenCV (and panda-python for the kinematics), so it runs on any laptop and in CI.
-``arm`` and ``kinematics`` are imported by name (``robot_agent.sim.arm``), not from here, so the
-world and the clock load without panda-python.
+- **MuJoCo** (``engine = "mujoco"``, the default; the demo, ``robot-agent eval`` and the safety
+  tests run on it): ``mujoco_scene.py`` builds the scene (the Panda and Franka Hand from the
+  installed ``dm-robotics-panda``, table, cubes, pad, optional conveyor, front and wrist cameras);
+  ``mujoco_arm.py``: ``MujocoArm``, the torque-driven arm under Franka's Cartesian or joint
+  impedance laws, latency, noise, e-stop brake, contact-force watch; ``mujoco_task.py``:
+  ``PickPlaceWorld``, the pick-and-place scenes (static or on the conveyor) and their judge;
+  ``mujoco_render.py``: offscreen rendering on demand, headless (EGL).
+- **Kinematic** (``engine = "kinematic"``; fast, no contact, for the loop's unit tests):
+  ``arm.py``: ``SimArm``, joint targets tracked first-order under velocity and acceleration limits;
+  ``world.py``: ``SimWorld``, the touch-a-cube task and its judge (and ``EpisodeResult``, which
+  both worlds return); ``render.py``: draws that scene with OpenCV.
+
+Shared: ``kinematics.py`` and ``panda_chain.py`` (panda-python's FK/IK, which both arms report
+and the joint mode uses), ``clock.py`` (wall or manual time: manual runs faster than real time).
+
+Nothing here knows the agent: ``robot_agent.drivers.sim.SimRobot`` adapts either arm to the
+``Robot`` interface and ``robot_agent.cameras.sim.SimCamera`` renders either scene as a
+``Camera``. The arms and the MuJoCo modules are imported by name (``robot_agent.sim.arm``,
+``robot_agent.sim.mujoco_arm``), not from here, so the world and the clock load without
+panda-python or MuJoCo.
 """
 
 from __future__ import annotations
