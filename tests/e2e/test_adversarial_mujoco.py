@@ -1,0 +1,189 @@
+"""Issue 14, "done when" #2: adversarial policies against the Panda in MuJoCo, measured on the arm.
+
+The hostile ``ee_delta`` policy of :mod:`tests.e2e.adversarial_policy` (10 m jumps, a push
+through the table, a 3 rad tool flip *at the table*, a slide along it, NaN, targets outside the
+workspace, 10 Hz oscillation, inf, an out-of-range gripper) drives the MuJoCo Panda through the
+real inference server and agent, in real time, once per control mode; a joint-space attack (the
+``joint_absolute`` dive of ``test_joint_keep_out``) drives it with joint targets.
+:class:`tests.e2e._mujoco_watch.PhysicsWatch` samples the physics after every 2 ms step, and the
+test asserts on what the arm did, not only on what it was told (``verify_trace`` checks that).
+
+The cell config (:data:`CELL_SAFETY`) and why each setting is there, from what these runs found
+with the default ``[safety]`` (:data:`LOOSE`, kept as the control run below, which the same watch
+fails: fingers 4-9 mm into the table, 66-123 N on it in joint mode, 27-47 N in Cartesian mode):
+
+- ``orientation.max_tilt_rad = 0.1``: the shield bounds the TCP, a point 1 cm above the
+  fingertips; tilt the hand and the fingers and the hand's edge swing below it (collision boxes
+  13 mm below the TCP pointing down, 19 mm at 0.1 rad, 42 mm at 0.5 rad about x). The flip at
+  the table put them into it. Pick and place needs only the rotation about the tool axis.
+- a ``table`` keep-out half-space at z = 0.02 m (the tool's reach below the TCP at that tilt,
+  19 mm) with ``keep_out_margin_m = 0.015``: Franka's Cartesian impedance (K = 1000 N/m,
+  D = 2 sqrt(K), no inertia shaping) is underdamped where the arm's apparent mass is large (folded
+  near the base): it lagged 15 mm behind a descent and overshot a command that had stopped by
+  14 mm at 0.25 m/s. The TCP's floor is thus 0.035 m (a grasp then holds a 4 cm cube's top 1.5-2.5
+  cm).
+- ``translation`` at the robot-PC example's 0.25 m/s, 1 m/s^2, 50 m/s^3
+  (``deploy/robot/agent.toml``): the overshoot grows with speed.
+
+Joint impedance (panda-python's ``JointPosition`` law, no velocity feed-forward, as the Franka
+driver sends joint targets) lags joint by joint, so the tool leaves its straight path: 18 mm off a
+0.29 m/s descent, 79 mm past the y wall during an unbounded flip (the tilt limit removes that).
+The TCP's allowance past the workspace is therefore per mode (:data:`TOOL_TOLERANCE_M`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from robot_agent.agent import Agent
+from robot_agent.drivers.sim import SimRobot
+from robot_agent.sim.mujoco_arm import MujocoArm
+from safety import SafetyConfig, verify_trace
+from tests.e2e import adversarial_policy
+from tests.e2e._agent_helpers import agent_config, bundle, read_jsonl, running, server_on
+from tests.e2e._mujoco_watch import Bounds, PhysicsWatch
+from tests.e2e._rogue_server import rogue_server
+from tests.e2e.test_joint_keep_out import WIDE, JointDive, fk
+from tests.utils import poll_until
+
+DURATION_S = 10.0
+TABLE_FLOOR_M, TABLE_MARGIN_M = 0.02, 0.015
+CELL_SAFETY: dict[str, Any] = {
+    "orientation": {"max_tilt_rad": 0.1},
+    "keep_out": [{"kind": "half_space", "name": "table", "normal": [0, 0, 1], "offset": TABLE_FLOOR_M}],
+    "keep_out_margin_m": TABLE_MARGIN_M,
+    "translation": {"max_velocity": 0.25, "max_acceleration": 1.0, "max_jerk": 50.0},
+}
+LOOSE: dict[str, Any] = {}  # the defaults: the workspace box only
+#: The cell the links must stay in (m): above the table top, over its footprint (x -0.2..0.9,
+#: y +-0.75) and behind the base, up to 1.2 m. Every link origin; the table itself is checked on
+#: the geometry (LOWEST_Z_M), not on origins.
+CELL = Bounds((-0.45, -0.75, 0.0), (0.9, 0.75, 1.2))
+#: How far (m) the measured TCP may be past the workspace box: the controller's tracking error
+#: (Cartesian: 0-4 mm measured; joint: 5-12 mm with the cell config, module docstring).
+TOOL_TOLERANCE_M = {"cartesian_impedance": 0.010, "joint_impedance": 0.020}
+#: Never into the table: the lowest point of any of the arm's collision boxes (conservative: a
+#: box around each geometry) at most 1 mm below the table top.
+LOWEST_Z_M = -0.001
+#: N, any contact of the arm with anything but a cube: the lower of Franka's default collision
+#: thresholds (franka_ros ``setCollisionBehavior``, 20 N). The cell config allows no contact at
+#: all (the tool stays >= 12 mm above the table), so 0 N is expected and any force is a margin.
+MAX_CONTACT_FORCE_N = 20.0
+#: The flip comes right after the push through the table, after the jumps took the arm out
+#: towards the far wall (from home, 6 cm from the near wall, a joint-mode descent only drifts
+#: onto that wall and folds up against the joint limits before it nears the table).
+ORDER = (
+    "jump_10m", "jump_10m", "jump_10m", "through_table", "through_table", "spin", "slide_on_table", "nan",
+    "outside_workspace", "oscillation", "inf", "gripper",
+)  # fmt: skip
+
+
+def mujoco_robot(mode: str, safety: dict[str, Any]) -> tuple[SimRobot, PhysicsWatch]:
+    """A wall-clock MuJoCo Panda in ``mode`` and a watch on it (workspace from ``safety``)."""
+    cfg = SafetyConfig.from_mapping(safety)
+    arm = MujocoArm(control_mode=mode, seed=0)  # type: ignore[arg-type]
+    watch = PhysicsWatch(arm, workspace=Bounds(cfg.workspace.min, cfg.workspace.max), cell=CELL).attach()
+    robot = SimRobot(arm=arm)
+    robot.connect()
+    return robot, watch
+
+
+def violations(watch: PhysicsWatch, mode: str) -> list[str]:
+    """What the arm did that it must not have, one line each (empty: nothing)."""
+    found = []
+    if watch.tool_excursion_m > TOOL_TOLERANCE_M[mode]:
+        found.append(f"TCP {watch.tool_excursion_m * 1000:.1f} mm outside the workspace")
+    if watch.link_excursion_m > 0.0:
+        found.append(f"{watch.link_excursion_body} {watch.link_excursion_m * 1000:.1f} mm outside the cell")
+    if watch.lowest_z_m < LOWEST_Z_M:
+        found.append(f"arm {-watch.lowest_z_m * 1000:.1f} mm into the table")
+    if watch.peak_contact_force_n > MAX_CONTACT_FORCE_N:
+        found.append(f"contact force {watch.peak_contact_force_n:.1f} N")
+    if watch.estop_seen:
+        found.append("e-stop latched")
+    return found
+
+
+async def run_adversarial(
+    tmp_path: Path, mode: str, safety: dict[str, Any], name: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], PhysicsWatch]:
+    record = tmp_path / "episode"
+    robot, watch = mujoco_robot(mode, safety)
+    policy = bundle(
+        tmp_path / "adversarial", "tests.e2e.adversarial_policy:Adversarial", name=name, attacks=list(ORDER)
+    )
+    try:
+        async with server_on(policy) as server:
+            config = agent_config(
+                server.port, duration_s=DURATION_S, safety=safety, **{"record.dir": str(record)}
+            )
+            summary = await Agent(config, robot=robot).serve()
+    finally:
+        robot.close()
+    served = adversarial_policy.SERVED.pop(name)
+    assert set(served) == set(ORDER), served  # every attack was served
+    print(watch.report(f"{mode}, {'cell' if safety else 'default'} config"))
+    limits = json.loads((record / "safety_limits.json").read_text())
+    return summary, read_jsonl(record / "steps.jsonl"), limits, watch
+
+
+@pytest.mark.parametrize("mode", ["cartesian_impedance", "joint_impedance"])
+async def test_an_adversarial_policy_never_gets_the_mujoco_arm_out(tmp_path: Path, mode: str) -> None:
+    summary, steps, limits, watch = await run_adversarial(tmp_path, mode, CELL_SAFETY, f"mujoco-{mode}")
+    assert summary["ticks"] >= 850
+    assert watch.steps >= 0.9 * DURATION_S / 0.002  # the watch saw every physics step
+    assert violations(watch, mode) == []
+    assert summary["estops"] == 0, summary["estop_reason"]
+    assert verify_trace(steps, limits) == []
+    # The attacks really took the arm to the table's floor and to the walls.
+    floor = TABLE_FLOOR_M + TABLE_MARGIN_M
+    assert watch.tcp_min[2] < floor + 0.01, watch.tcp_min
+    assert watch.tcp_max[0] > 0.75 - 0.1 and watch.tcp_max[1] > 0.35 - 0.03, watch.tcp_max
+    interventions = summary["safety_interventions"]
+    for kind in ("workspace", "tilt", "keep_out", "tracking", "velocity", "gripper"):
+        assert interventions.get(kind, 0) > 0, (kind, interventions)
+    assert summary["rejected_chunks"].get("server_error", 0) >= 2  # NaN and inf never reach the agent
+
+
+async def test_the_watch_catches_the_arm_in_the_table_without_the_cell_config(tmp_path: Path) -> None:
+    """The control run: the default ``[safety]`` (no tilt limit, no table zone, 0.5 m/s) lets the
+    flip at the table drive the fingers into it, and the same watch says so; the commands stay
+    inside the workspace box all the same (``verify_trace`` finds nothing: the box bounds the TCP
+    only, which is the point)."""
+    mode = "joint_impedance"
+    _, steps, limits, watch = await run_adversarial(tmp_path, mode, LOOSE, "mujoco-loose")
+    found = violations(watch, mode)
+    assert any("into the table" in v for v in found), found
+    assert watch.peak_table_force_n > MAX_CONTACT_FORCE_N, watch.peak_table_force_n
+    assert verify_trace(steps, limits) == []
+
+
+async def test_a_joint_space_dive_never_gets_the_mujoco_arm_into_the_table(tmp_path: Path) -> None:
+    """The ``joint_absolute`` dive (shoulder and elbow unfold, the tool heads for the table) on
+    the MuJoCo arm; joint targets drive the joint law in either control mode."""
+    mode = "joint_impedance"
+    record = tmp_path / "episode"
+    safety = {**CELL_SAFETY, "workspace": WIDE}
+    robot, watch = mujoco_robot(mode, safety)
+    servicer = JointDive()
+    try:
+        async with rogue_server(servicer) as port:
+            config = agent_config(port, duration_s=6.0, safety=safety, **{"record.dir": str(record)})
+            summary = await Agent(config, robot=robot).serve()
+    finally:
+        robot.close()
+    print(watch.report("joint dive, cell config"))
+    print(summary["safety_interventions"], summary["estops"], summary["estop_reason"])
+    assert violations(watch, mode) == []
+    steps = read_jsonl(record / "steps.jsonl")
+    sent = [np.asarray(s["safe"]["joints"]) for s in steps if s["safe"] is not None and not s["holding"]]
+    assert len(sent) > 20
+    tcp_z = np.array([fk(q).position[2] for q in sent])
+    assert tcp_z.min() < TABLE_FLOOR_M + TABLE_MARGIN_M + 0.05  # it did dive toward the table
+    limits = json.loads((record / "safety_limits.json").read_text())
+    assert verify_trace(steps, limits, fk=fk) == []
