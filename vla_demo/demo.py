@@ -36,7 +36,6 @@ from robot_agent.drivers.sim import DEFAULTS, ENGINES, TASKS, SimRobot
 from robot_agent.evaluation import EpisodeOutcome, EvalResults, evaluate_sync
 from robot_agent.metrics import AgentMetrics
 from vla_demo.video import (
-    DEFAULT_SIZES,
     EpisodeRecorder,
     SceneSource,
     VideoError,
@@ -254,7 +253,7 @@ def run_demo(config: DemoConfig, *, out: Callable[[str], Any] = print) -> EvalRe
             f"Running {config.episodes} {config.task_name} episodes on the simulated arm ({config.engine}; "
             f"added latency {config.inject_latency_ms:g} ms, blend {config.blend}) ..."
         )
-        source = scene_source(robot, DEFAULT_SIZES) if config.video is not None else None
+        source = scene_source(robot) if config.video is not None else None
         recorder = EpisodeRecorder(source, robot.world, metrics, fps=config.video_fps) if source else None
         results: list[EpisodeOutcome] = []
         first = _episodes(agent, config, robot, metrics, config.seed, 1, out, recorder=recorder)

@@ -16,8 +16,8 @@ Why after and not live, measured on the 2-core development CPU (EGL, Mesa softwa
 shadows off): a 640x480 front frame takes about 14 ms and a 480x360 wrist frame about 8 ms, so
 live drawing at 15 fps would take about a third of a core beside the real-time control loop and
 the physics; afterwards it is about 0.35 s of rendering per second of episode, and no tick can be
-late because of it. The kinematic sim's OpenCV drawings (about 3 ms a frame) have no state to copy
-(its world is redrawn from the live scene), so its snapshots are the drawn frames themselves.
+late because of it. The kinematic sim's snapshots are its tip pose, gripper and cubes, drawn after
+the episode the same way by its OpenCV renderer (about 3 ms a frame).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import cv2
@@ -120,38 +121,34 @@ class MujocoScene:
 
 
 class KinematicScene:
-    """Snapshots of the kinematic sim (``robot.snapshot()`` and ``robot.world``): each capture is
-    the frames themselves, drawn at once with OpenCV at ``sizes`` (about 3 ms per 640x480 frame)."""
+    """Snapshots of the kinematic sim: the tip pose, the gripper opening and the cubes (its world
+    is immutable tuples, and nothing moves the cubes), drawn later with its OpenCV renderer (about
+    3 ms per 640x480 frame). ``robot``: a ``SimRobot`` with ``engine = "kinematic"``."""
 
-    def __init__(self, robot: Any, sizes: Mapping[str, tuple[int, int]] = DEFAULT_SIZES) -> None:
+    def __init__(self, robot: Any) -> None:
         self.robot = robot
-        self.sizes = dict(sizes)
 
     def capture(self) -> tuple[float, Any]:
-        from robot_agent.sim.render import render
-
         ee, gripper, time_s = self.robot.snapshot()
-        world = self.robot.world
-        frames = {view: render(world, ee, gripper, w, h, view) for view, (w, h) in self.sizes.items()}
-        return float(time_s), frames
+        return float(time_s), (ee, gripper, tuple(self.robot.world.cubes))
 
     def draw(self, scene: Any, view: str, width: int, height: int) -> np.ndarray:
-        frame: np.ndarray = scene[view]
-        if frame.shape[:2] != (height, width):
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-        return frame
+        from robot_agent.sim.render import render
+
+        ee, gripper, cubes = scene
+        return render(SimpleNamespace(cubes=cubes), ee, gripper, width, height, view)  # type: ignore[arg-type]
 
     def close(self) -> None:
         pass
 
 
-def scene_source(robot: Any, sizes: Mapping[str, tuple[int, int]] = DEFAULT_SIZES) -> SceneSource:
+def scene_source(robot: Any) -> SceneSource:
     """The source for ``robot`` (a ``SimRobot``): MuJoCo when its arm has ``physics_state``,
-    else the kinematic sim's drawings."""
+    else the kinematic sim's."""
     arm = getattr(robot, "arm", None)
     if callable(getattr(arm, "physics_state", None)) and hasattr(arm, "model"):
         return MujocoScene(arm)
-    return KinematicScene(robot, sizes)
+    return KinematicScene(robot)
 
 
 def _hold_count(metrics: Any) -> tuple[int, bool]:

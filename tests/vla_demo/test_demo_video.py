@@ -75,7 +75,7 @@ def mujoco_robot() -> SimRobot:
 def test_mujoco_episode_video_has_every_frame_at_its_size(mujoco_robot: SimRobot, tmp_path: Path) -> None:
     robot = mujoco_robot
     robot.world.reset(3)
-    source = scene_source(robot, SMALL)
+    source = scene_source(robot)
     assert isinstance(source, MujocoScene)
     recorder = EpisodeRecorder(source, robot.world, fps=10.0)
     for _ in range(6):  # 0.5 s of sim time, a snapshot every 0.1 s
@@ -98,7 +98,7 @@ def test_mujoco_episode_video_has_every_frame_at_its_size(mujoco_robot: SimRobot
 
 def test_kinematic_engine_still_makes_both_videos(tmp_path: Path) -> None:
     robot = _robot("kinematic")
-    source = scene_source(robot, SMALL)
+    source = scene_source(robot)
     assert isinstance(source, KinematicScene)
     recorder = EpisodeRecorder(source, robot.world, fps=5.0)
     for _ in range(3):
@@ -116,7 +116,7 @@ def test_recorder_thread_samples_status_and_counts_holds() -> None:
     robot = _robot("kinematic")
     metrics = AgentMetrics(CollectorRegistry())
     metrics.hold.labels("stall").inc()  # before the recording: not counted
-    recorder = EpisodeRecorder(KinematicScene(robot, SMALL), robot.world, metrics, fps=50.0)
+    recorder = EpisodeRecorder(KinematicScene(robot), robot.world, metrics, fps=50.0)
     recorder.start()
     metrics.hold.labels("waiting_for_server").inc()  # the first wait is not a hold
     metrics.hold.labels("deadline_miss").inc(2)
@@ -262,7 +262,7 @@ def test_demo_config_names_the_bad_field(kwargs: dict[str, Any], message: str) -
 
 def test_sampling_does_not_hold_the_arm_lock_while_drawing(mujoco_robot: SimRobot) -> None:
     """Drawing a snapshot must not block the arm: another thread commands it meanwhile."""
-    source = scene_source(mujoco_robot, SMALL)
+    source = scene_source(mujoco_robot)
     _, state = source.capture()
     done = threading.Event()
 
