@@ -44,12 +44,12 @@ from robot_agent.agent import Agent
 from robot_agent.drivers.sim import SimRobot
 from robot_agent.sim.mujoco_arm import MujocoArm
 from safety import SafetyConfig, verify_trace
+from safety.config import tool_tilt
 from tests.e2e import adversarial_policy
-from tests.e2e._agent_helpers import agent_config, bundle, read_jsonl, running, server_on
+from tests.e2e._agent_helpers import agent_config, bundle, read_jsonl, server_on
 from tests.e2e._mujoco_watch import Bounds, PhysicsWatch
 from tests.e2e._rogue_server import rogue_server
 from tests.e2e.test_joint_keep_out import WIDE, JointDive, fk
-from tests.utils import poll_until
 
 DURATION_S = 10.0
 TABLE_FLOOR_M, TABLE_MARGIN_M = 0.02, 0.015
@@ -165,7 +165,9 @@ async def test_the_watch_catches_the_arm_in_the_table_without_the_cell_config(tm
 
 async def test_a_joint_space_dive_never_gets_the_mujoco_arm_into_the_table(tmp_path: Path) -> None:
     """The ``joint_absolute`` dive (shoulder and elbow unfold, the tool heads for the table) on
-    the MuJoCo arm; joint targets drive the joint law in either control mode."""
+    the MuJoCo arm, in a workspace wide enough that the table stops it; joint targets drive the
+    joint law in either control mode, so one mode is enough. The dive asks again after every
+    hold: 50 refusals in a row would latch the shield's documented e-stop, the only one allowed."""
     mode = "joint_impedance"
     record = tmp_path / "episode"
     safety = {**CELL_SAFETY, "workspace": WIDE}
@@ -177,13 +179,17 @@ async def test_a_joint_space_dive_never_gets_the_mujoco_arm_into_the_table(tmp_p
             summary = await Agent(config, robot=robot).serve()
     finally:
         robot.close()
-    print(watch.report("joint dive, cell config"))
-    print(summary["safety_interventions"], summary["estops"], summary["estop_reason"])
-    assert violations(watch, mode) == []
     steps = read_jsonl(record / "steps.jsonl")
     sent = [np.asarray(s["safe"]["joints"]) for s in steps if s["safe"] is not None and not s["holding"]]
-    assert len(sent) > 20
-    tcp_z = np.array([fk(q).position[2] for q in sent])
-    assert tcp_z.min() < TABLE_FLOOR_M + TABLE_MARGIN_M + 0.05  # it did dive toward the table
+    tcp = [fk(q) for q in sent]
+    tilt = max(tool_tilt(np.array([1.0, 0.0, 0.0, 0.0]), pose.quaternion) for pose in tcp)
+    print(watch.report("joint dive, cell config"), f"; commanded tool tilt up to {tilt:.2f} rad")
+    found = violations(watch, mode)
+    if summary["estops"]:  # the documented stop: the shield's refusals in a row
+        assert "consecutive safety interventions" in summary["estop_reason"], summary["estop_reason"]
+        found.remove("e-stop latched")
+    assert found == []
+    assert summary["safety_interventions"].get("keep_out", 0) > 0  # the table stopped it
+    assert min(pose.position[2] for pose in tcp) < TABLE_FLOOR_M + TABLE_MARGIN_M + 0.01  # at the floor
     limits = json.loads((record / "safety_limits.json").read_text())
     assert verify_trace(steps, limits, fk=fk) == []
