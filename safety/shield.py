@@ -122,6 +122,9 @@ class Shield:
         self._fk_pen: np.ndarray | None = None
         self._fk_seed: np.ndarray | None = None
         self._fk_pen_zero = False  # whether _fk_pen is all zeros (then a cheaper check will do)
+        # The tilt a joint command's tool may have (rad): max_tilt_rad, or more while the last
+        # command (after a seed: the seed) was tilted beyond it; None after a seed, until needed.
+        self._fk_tilt_bound: float | None = None
         self._zones = Zones(config.workspace, config.keep_out, config.keep_out_margin_m)
         t, r, j = config.translation, config.rotation, config.joints
         # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
@@ -555,12 +558,49 @@ class Shield:
         if self._fk is not None:
             if self._zones.raw_keep_out:
                 self._check_arm_in_zone(np.asarray(measured.ee.position, dtype=float), fired)
+            tilt = self._fk_tilt(q_new)
+            if tilt is not None and tilt > self._fk_tilt_limit() + 1e-9:
+                fired.append("tilt")  # the tool's tilt is bounded for joint commands too
+                return None
             kind = self._fk_check(q_new)
             if kind is not None:
                 fired.append(kind)
                 return None
+            if tilt is not None:
+                self._fk_tilt_bound = max(tilt, self._fk_tilt_limit_rad())
         jt.commit(q_new, dt)
         return None, q_new
+
+    def _fk_tilt_limit_rad(self) -> float:
+        limit = self.config.orientation.max_tilt_rad
+        assert limit is not None
+        return float(limit)
+
+    def _fk_tilt(self, q: np.ndarray) -> float | None:
+        """The tilt (rad) of the tool axis at joints ``q`` through the FK, from
+        ``orientation.nominal_quaternion``; None without a tilt limit; inf if the FK fails (a
+        tilt not known is not known to be allowed)."""
+        if self.config.orientation.max_tilt_rad is None:
+            return None
+        assert self._fk is not None
+        try:
+            quat = np.asarray(self._fk(q).quaternion, dtype=float)
+        except Exception:
+            logger.debug("FK raised for %s", q, exc_info=True)
+            return math.inf
+        if quat.shape != (4,) or not _finite(quat):
+            return math.inf
+        return float(tool_tilt(np.asarray(self.config.orientation.nominal_quaternion), quat))
+
+    def _fk_tilt_limit(self) -> float:
+        """How tilted (rad) a joint command's tool may be: ``max_tilt_rad``, or the last allowed
+        command's (after a seed: the seed's) tilt when that was beyond it, so that from a tilted
+        pose joint commands only straighten the tool (as the keep-out zones' depth bound)."""
+        if self._fk_tilt_bound is None:
+            seed = self._fk_tilt(self._fk_seed) if self._fk_seed is not None else None
+            limit = self._fk_tilt_limit_rad()
+            self._fk_tilt_bound = limit if seed is None or not math.isfinite(seed) else max(limit, seed)
+        return self._fk_tilt_bound
 
     def _fk_position(self, q: np.ndarray) -> np.ndarray | None:
         """The end-effector position of joints ``q`` through the FK; None if it fails."""
@@ -657,6 +697,7 @@ class Shield:
         self._ik_q = None
         # The FK of the seed's joints, for the joint commands' depth bound: only when needed.
         self._fk_pen = None
+        self._fk_tilt_bound = None
         self._fk_seed = self._joints.p.copy() if self._fk is not None else None
 
 
