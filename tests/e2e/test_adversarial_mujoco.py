@@ -10,7 +10,8 @@ test asserts on what the arm did, not only on what it was told (``verify_trace``
 
 The cell config (:data:`CELL_SAFETY`) and why each setting is there, from what these runs found
 with the default ``[safety]`` (:data:`LOOSE`, kept as the control run below, which the same watch
-fails: fingers 4-9 mm into the table, 66-123 N on it in joint mode, 27-47 N in Cartesian mode):
+fails: the boxes of the fingers 2-9 mm into the table, 54-123 N on it in joint mode, 27-47 N in
+Cartesian mode):
 
 - ``orientation.max_tilt_rad = 0.1``: the shield bounds the TCP, a point 1 cm above the
   fingertips; tilt the hand and the fingers and the hand's edge swing below it (collision boxes
@@ -29,6 +30,12 @@ Joint impedance (panda-python's ``JointPosition`` law, no velocity feed-forward,
 driver sends joint targets) lags joint by joint, so the tool leaves its straight path: 18 mm off a
 0.29 m/s descent, 79 mm past the y wall during an unbounded flip (the tilt limit removes that).
 The TCP's allowance past the workspace is therefore per mode (:data:`TOOL_TOLERANCE_M`).
+
+The joint dive found that the shield applied ``max_tilt_rad`` to end-effector commands only: the
+dive was sent with the tool tilted 0.48 rad under a 0.1 rad limit (``verify_trace`` silent). The
+shield now bounds a joint command's tool tilt through the FK (``tests/safety/test_joint_tilt.py``);
+with the limit the dive is held at the tilt (and the refusals in a row latch the documented
+e-stop), without it the table zone holds it.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from tests.e2e._rogue_server import rogue_server
 from tests.e2e.test_joint_keep_out import WIDE, JointDive, fk
 
 DURATION_S = 10.0
+DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # the tool pointing down: orientation.nominal_quaternion's default
 TABLE_FLOOR_M, TABLE_MARGIN_M = 0.02, 0.015
 CELL_SAFETY: dict[str, Any] = {
     "orientation": {"max_tilt_rad": 0.1},
@@ -145,7 +153,8 @@ async def test_an_adversarial_policy_never_gets_the_mujoco_arm_out(tmp_path: Pat
     assert watch.tcp_min[2] < floor + 0.01, watch.tcp_min
     assert watch.tcp_max[0] > 0.75 - 0.1 and watch.tcp_max[1] > 0.35 - 0.03, watch.tcp_max
     interventions = summary["safety_interventions"]
-    for kind in ("workspace", "tilt", "keep_out", "tracking", "velocity", "gripper"):
+    # (keep_out need not fire: the motion filter may brake to the floor within its limits)
+    for kind in ("workspace", "tilt", "tracking", "velocity", "gripper"):
         assert interventions.get(kind, 0) > 0, (kind, interventions)
     assert summary["rejected_chunks"].get("server_error", 0) >= 2  # NaN and inf never reach the agent
 
@@ -163,33 +172,60 @@ async def test_the_watch_catches_the_arm_in_the_table_without_the_cell_config(tm
     assert verify_trace(steps, limits) == []
 
 
-async def test_a_joint_space_dive_never_gets_the_mujoco_arm_into_the_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("tilt_limit", "stopped_by"),
+    [
+        pytest.param(True, "tilt", id="cell"),  # the unfolding tilts the tool: the tilt limit stops it
+        pytest.param(False, "keep_out", id="no_tilt_limit"),  # then the table zone does
+    ],
+)
+async def test_a_joint_space_dive_never_gets_the_mujoco_arm_into_the_table(
+    tmp_path: Path, tilt_limit: bool, stopped_by: str
+) -> None:
     """The ``joint_absolute`` dive (shoulder and elbow unfold, the tool heads for the table) on
     the MuJoCo arm, in a workspace wide enough that the table stops it; joint targets drive the
     joint law in either control mode, so one mode is enough. The dive asks again after every
     hold: 50 refusals in a row would latch the shield's documented e-stop, the only one allowed."""
     mode = "joint_impedance"
     record = tmp_path / "episode"
-    safety = {**CELL_SAFETY, "workspace": WIDE}
+    safety: dict[str, Any] = {**CELL_SAFETY, "workspace": WIDE}
+    if not tilt_limit:
+        del safety["orientation"]
     robot, watch = mujoco_robot(mode, safety)
     servicer = JointDive()
     try:
         async with rogue_server(servicer) as port:
-            config = agent_config(port, duration_s=6.0, safety=safety, **{"record.dir": str(record)})
+            config = agent_config(port, duration_s=5.0, safety=safety, **{"record.dir": str(record)})
             summary = await Agent(config, robot=robot).serve()
     finally:
         robot.close()
     steps = read_jsonl(record / "steps.jsonl")
-    sent = [np.asarray(s["safe"]["joints"]) for s in steps if s["safe"] is not None and not s["holding"]]
-    tcp = [fk(q) for q in sent]
-    tilt = max(tool_tilt(np.array([1.0, 0.0, 0.0, 0.0]), pose.quaternion) for pose in tcp)
-    print(watch.report("joint dive, cell config"), f"; commanded tool tilt up to {tilt:.2f} rad")
+    limit = CELL_SAFETY["orientation"]["max_tilt_rad"] if tilt_limit else np.inf
+    tcp, over = [], 0.0  # over: how far a command's tilt went past its bound (rad)
+    bound = limit
+    for s in steps:
+        if s["safe"] is None or s["holding"]:
+            bound = None  # after a hold the shield starts again from the measured pose
+            continue
+        if bound is None:  # the seed: from a pose tilted past the limit, commands only straighten
+            bound = max(limit, tool_tilt(DOWN, np.asarray(s["measured"]["ee"][3:])))
+        pose = fk(np.asarray(s["safe"]["joints"]))
+        tcp.append(pose)
+        over = max(over, tool_tilt(DOWN, pose.quaternion) - bound)
+    tilt = max(tool_tilt(DOWN, pose.quaternion) for pose in tcp)
+    print(
+        watch.report(f"joint dive, {'cell' if tilt_limit else 'no tilt limit'}"),
+        f"; commanded tilt {tilt:.2f} rad",
+    )
     found = violations(watch, mode)
     if summary["estops"]:  # the documented stop: the shield's refusals in a row
         assert "consecutive safety interventions" in summary["estop_reason"], summary["estop_reason"]
         found.remove("e-stop latched")
     assert found == []
-    assert summary["safety_interventions"].get("keep_out", 0) > 0  # the table stopped it
-    assert min(pose.position[2] for pose in tcp) < TABLE_FLOOR_M + TABLE_MARGIN_M + 0.01  # at the floor
+    assert summary["safety_interventions"].get(stopped_by, 0) > 0, summary["safety_interventions"]
+    if tilt_limit:
+        assert over <= 1e-6, over
+    else:
+        assert min(pose.position[2] for pose in tcp) < TABLE_FLOOR_M + TABLE_MARGIN_M + 0.01  # at the floor
     limits = json.loads((record / "safety_limits.json").read_text())
     assert verify_trace(steps, limits, fk=fk) == []
