@@ -118,3 +118,24 @@ def test_frames_render_off_the_arms_lock_from_another_thread() -> None:
     thread.join(timeout=30)
     assert not thread.is_alive(), f"render in a second thread hung ({time.monotonic() - start:.1f} s)"
     assert np.array_equal(out[0], here)
+
+
+def test_renders_headless_with_no_display_and_no_mujoco_gl_set() -> None:
+    """A robot PC or CI runner without X: the camera picks EGL (Mesa's software EGL) by itself."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "from robot_agent.cameras.sim import SimCamera\n"
+        "from robot_agent.config import CameraConfig, RobotConfig\n"
+        "from robot_agent.drivers.sim import SimRobot\n"
+        "robot = SimRobot.from_config(RobotConfig(options={'realtime': False, 'seed': 0}))\n"
+        "frame = SimCamera.from_config(CameraConfig(name='front', width=32, height=24), robot=robot).read()\n"
+        "print(os.environ['MUJOCO_GL'], frame.rgb.shape, int(frame.rgb.std() > 10))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "egl (24, 32, 3) 1"
