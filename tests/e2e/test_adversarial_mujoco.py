@@ -167,8 +167,9 @@ async def test_the_watch_catches_the_arm_in_the_table_without_the_cell_config(tm
     mode = "joint_impedance"
     _, steps, limits, watch = await run_adversarial(tmp_path, mode, LOOSE, "mujoco-loose")
     found = violations(watch, mode)
-    assert any("into the table" in v for v in found), found
-    assert watch.peak_table_force_n > MAX_CONTACT_FORCE_N, watch.peak_table_force_n
+    assert any("contact force" in v for v in found), found
+    # It is the table the hand hit (1.9-8.9 mm into it, 54-123 N in the runs measured).
+    assert watch.peak_table_force_n > MAX_CONTACT_FORCE_N and watch.lowest_z_m < 0.0, found
     assert verify_trace(steps, limits) == []
 
 
