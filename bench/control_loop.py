@@ -101,8 +101,11 @@ def start_server(bundle: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("inference server did not start within 60 s")
 
 
-async def run_rate(port: int, rate_hz: float, seconds: float, camera: bool = True) -> dict[str, object]:
+async def run_rate(
+    port: int, rate_hz: float, seconds: float, camera: bool = True, engine: str = "kinematic"
+) -> dict[str, object]:
     overrides: dict[str, object] = {
+        "robot.options": {"engine": engine},
         "server.address": f"127.0.0.1:{port}",
         "control.rate_hz": rate_hz,
         "duration_s": seconds,
@@ -167,7 +170,8 @@ class _StillRobot:
 
 
 async def run_tick_only(
-    rate_hz: float, seconds: float, replan_s: float, rtt_s: float, profile: str | None = None
+    rate_hz: float, seconds: float, replan_s: float, rtt_s: float, profile: str | None = None,
+    engine: str = "kinematic",
 ) -> dict[str, object]:
     """The tick's own cost (see the module docstring), ``seconds`` of virtual time at ``rate_hz``."""
     from prometheus_client import CollectorRegistry
@@ -185,8 +189,10 @@ async def run_tick_only(
     from vla.v1 import policy_pb2 as pb
 
     config = AgentConfig.load(
-        None, {"control.rate_hz": rate_hz, "metrics_port": None, "scheduler.replan_interval_s": replan_s}
-    )
+        None,
+        {"control.rate_hz": rate_hz, "metrics_port": None, "scheduler.replan_interval_s": replan_s,
+         "robot.options": {"engine": engine}},
+    )  # fmt: skip
     robot = _StillRobot(create_robot(config.robot))
     state = robot.read_state()
     estop = EStop()
@@ -325,11 +331,16 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="PATH", help="--tick-only: cProfile the ticks into PATH, print the top"
     )
+    parser.add_argument(
+        "--engine", choices=("kinematic", "mujoco"), default="kinematic",
+        help="the sim arm: kinematic (its physics costs microseconds, so the figures are the "
+        "agent's) or mujoco (2 ms rigid-body steps on the driver thread) (default: kinematic)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.tick_only:
         results_t = [
             asyncio.run(
-                run_tick_only(rate, args.seconds, args.replan_ms / 1000, args.rtt_ms / 1000, args.profile)
+                run_tick_only(rate, args.seconds, args.replan_ms / 1000, args.rtt_ms / 1000, args.profile, args.engine)
             )
             for rate in args.rates
         ]
@@ -354,7 +365,7 @@ def main() -> None:
         results = []
         try:
             for rate in args.rates:
-                results.append(runner(run_rate(port, rate, args.seconds, camera=not args.no_camera)))
+                results.append(runner(run_rate(port, rate, args.seconds, camera=not args.no_camera, engine=args.engine)))
         finally:
             server.terminate()
             server.wait(10)
