@@ -6,6 +6,24 @@ constructor, so a typo or an impossible limit fails before the arm moves, whethe
 from a file or from code, with a message that names the field and the value. Defaults are for a Franka Panda on a table, deliberately
 well below the arm's documented limits (kept here as ``PANDA_*`` for reference) for a first run.
 
+The tool (``[safety.tool]``): the shield bounds the TCP by the workspace box, and the tool's
+extent by the floor and the zones. A command is allowed only if the TCP is inside the
+workspace box (as always) and every tool point, placed by the command's pose
+(``position + R(quaternion) @ point``), is at or above the workspace's ``min`` z and outside
+every keep-out zone grown by ``keep_out_margin_m`` (the TCP itself counts as a point). The
+workspace's x/y walls and ceiling bound the TCP only. Against planes (the floor, half-spaces)
+the check is exact for the convex hull of the points (a hull's lowest point is a vertex);
+against box and sphere zones it is exact for the points themselves: add points for a tool with
+long edges near such zones. The default, :data:`FRANKA_HAND_POINTS`, bounds the Franka Hand
+as dm-robotics-panda models it (``dm_robotics/panda/assets/panda/panda_hand.xml``, mounted on
+the flange rotated -pi/4 about its axis, TCP 0.1034 m along it, as ``robot_agent.sim`` does):
+the four lower corners of the two fingers' extent over their whole stroke (each finger's
+collision box at ``pos 0 0.015 0.032 size 0.012 0.015 0.022`` in a finger frame 0.0584 m along
+the hand axis, the finger sliding 0..0.04 m; its visual mesh reaches 13.1 mm past the TCP,
+the collision box 9.4 mm: 14 mm is used), and the eight corners of the hand's bounding box
+(x +-0.032, y +-0.108, z from 0.032 to 0.131 m behind the TCP). The arm's links are not
+points: they stay the FK's and the joint limits' business.
+
 Example::
 
     [safety]
@@ -31,6 +49,12 @@ Example::
 
     [safety.translation]
     max_velocity = 0.5       # m/s, norm of the end-effector's linear velocity
+
+    [safety.tool]
+    # Points (m, in the TCP frame: z along the tool axis, toward the fingertips) that bound the
+    # tool; every one of them stays above the workspace floor and out of every keep-out zone.
+    # Default: the Franka Hand's (FRANKA_HAND_POINTS); points = [] for a bare flange.
+    points = [[0.012, 0.07, 0.014], [-0.012, 0.07, 0.014], [0.012, -0.07, 0.014], [-0.012, -0.07, 0.014]]
 """
 
 from __future__ import annotations
@@ -51,6 +75,7 @@ from .rotations import quat_to_matrix
 from .types import Pose
 
 __all__ = [
+    "FRANKA_HAND_POINTS",
     "PANDA_CARTESIAN_LIMITS",
     "PANDA_HOME_JOINTS",
     "PANDA_JOINT_ACCELERATION",
@@ -69,6 +94,7 @@ __all__ = [
     "KeepOutSphere",
     "OrientationLimit",
     "SafetyConfig",
+    "ToolGeometry",
     "TrackingLimits",
 ]
 
@@ -158,6 +184,54 @@ class KeepOutHalfSpace:
 
 
 KeepOut = Union[KeepOutBox, KeepOutSphere, KeepOutHalfSpace]  # noqa: UP007 (a runtime alias)
+
+
+# The Franka Hand's extent in its TCP frame (metres; z along the tool axis, toward the fingertips),
+# from dm-robotics-panda's model (dm_robotics/panda/assets/panda/panda_hand.xml; TCP at 0.1034 m
+# along the hand axis): the fingertips over the fingers' whole stroke (x +-0.012, y +-0.070: a
+# finger's collision box spans y 0.000..0.030 closed, 0.040..0.070 open; the finger mesh ends
+# 13.1 mm past the TCP, rounded out to 14 mm), then the hand's bounding box (x +-0.032, y +-0.108,
+# 32 to 131 mm behind the TCP). Measured on the compiled MuJoCo scene (robot_agent.sim).
+FRANKA_HAND_POINTS: tuple[Vec3, ...] = (
+    (0.012, 0.070, 0.014),
+    (-0.012, 0.070, 0.014),
+    (0.012, -0.070, 0.014),
+    (-0.012, -0.070, 0.014),
+    (0.032, 0.108, -0.032),
+    (-0.032, 0.108, -0.032),
+    (0.032, -0.108, -0.032),
+    (-0.032, -0.108, -0.032),
+    (0.032, 0.108, -0.131),
+    (-0.032, 0.108, -0.131),
+    (0.032, -0.108, -0.131),
+    (-0.032, -0.108, -0.131),
+)
+
+
+@dataclass(frozen=True)
+class ToolGeometry:
+    """Points (metres, TCP frame, shape ``(n, 3)``) that bound the tool the arm carries.
+
+    Every point of every command stays at or above the workspace floor (its ``min`` z) and out
+    of every keep-out zone grown by ``keep_out_margin_m`` (see the module docstring). Default:
+    the Franka Hand's (:data:`FRANKA_HAND_POINTS`); ``points = []`` bounds the TCP only (a bare
+    flange, or a tool whose extent the workspace box already allows for).
+    """
+
+    points: tuple[Vec3, ...] = FRANKA_HAND_POINTS
+
+    def __post_init__(self) -> None:
+        value = self.points
+        if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes):
+            try:
+                pts = tuple(tuple(float(x) for x in p) for p in value)
+            except (TypeError, ValueError):
+                return  # SafetyConfig's checks name the point
+            object.__setattr__(self, "points", pts)
+
+    def as_array(self) -> np.ndarray:
+        """The points as a float64 array of shape ``(n, 3)`` (``(0, 3)`` for none)."""
+        return np.asarray(self.points, dtype=float).reshape(-1, 3)
 
 
 @dataclass(frozen=True)
@@ -268,6 +342,7 @@ class SafetyConfig:
     keep_out_margin_m: float = 0.005
     on_workspace_violation: Literal["clamp", "reject"] = "clamp"
     orientation: OrientationLimit = field(default_factory=OrientationLimit)
+    tool: ToolGeometry = field(default_factory=ToolGeometry)
     translation: CartesianLimits = field(default_factory=lambda: CartesianLimits(0.5, 2.0, 100.0))
     rotation: CartesianLimits = field(default_factory=lambda: CartesianLimits(1.0, 4.0, 200.0))
     joints: JointLimits = field(default_factory=JointLimits)
@@ -431,6 +506,8 @@ def _as_floats(obj: Any, *names: str) -> None:
 
 # --- validation ---------------------------------------------------------------------------------
 
+_TOOL_REACH_M = 1.0  # a tool point farther from the TCP than this is a typo (mm for m), not a tool
+
 
 def _fmt(v: Sequence[float] | np.ndarray) -> str:
     return "(" + ", ".join(f"{float(x):.4g}" for x in v) + ")"
@@ -513,6 +590,19 @@ def _validate(c: SafetyConfig) -> None:
         t = c.orientation.max_tilt_rad
         _positive(t, "safety.orientation.max_tilt_rad")
         _need(t <= math.pi, "safety.orientation.max_tilt_rad", f"must be at most pi, got {t!r}")
+    pts = c.tool.points
+    _need(
+        isinstance(pts, tuple) and all(isinstance(p, tuple) for p in pts),
+        "safety.tool.points",
+        f"must be a list of [x, y, z] points (m), got {pts!r}",
+    )
+    for k, p in enumerate(pts):
+        v = _vector(p, 3, f"safety.tool.points[{k}]")
+        _need(
+            float(np.linalg.norm(v)) <= _TOOL_REACH_M,
+            f"safety.tool.points[{k}]",
+            f"is {_fmt(v)}, {float(np.linalg.norm(v)):.3g} m from the TCP (at most {_TOOL_REACH_M} m)",
+        )
     for group in ("translation", "rotation"):
         lim = getattr(c, group)
         for name in ("max_velocity", "max_acceleration", "max_jerk"):

@@ -25,6 +25,17 @@ outside them, no deeper than the command before (else a hold); without FK the jo
 checked against the joint band only (the agent refuses joint policies with keep-out zones then).
 Orientations are compared and differenced as rotations, whatever their sign or representative
 (issue 10, kind 5).
+
+The tool (``safety.tool``): its points, placed by a command's pose, stay at or above the
+workspace floor and out of every grown zone, for end-effector commands and (through the FK)
+joint commands alike. An end-effector target is first moved so that its tool is out at its own
+orientation and at the last command's (clamp mode; in reject mode a target whose tool is in
+is held); the motion filter's floor for the TCP is raised by how far the tool reaches below it
+at either orientation, whatever the rotation about the vertical (as far as braking from the
+current state allows); and every command is checked last: no tool point deeper than the
+command before it (after a seed: than the seed's), else a hold (``workspace`` for the floor,
+``keep_out`` for a zone). From a seed with the tool in (the arm tilted into the floor's band),
+commands thus only bring it out.
 """
 
 from __future__ import annotations
@@ -93,6 +104,7 @@ logger = logging.getLogger(__name__)
 _SQRT3 = math.sqrt(3.0)
 _INF3 = np.full(3, np.inf)
 _NO3 = np.zeros(3, dtype=bool)
+_UNIT_QUAT = np.array([0.0, 0.0, 0.0, 1.0])
 
 
 class Shield:
@@ -125,7 +137,13 @@ class Shield:
         # The tilt a joint command's tool may have (rad): max_tilt_rad, or more while the last
         # command (after a seed: the seed) was tilted beyond it; None after a seed, until needed.
         self._fk_tilt_bound: float | None = None
-        self._zones = Zones(config.workspace, config.keep_out, config.keep_out_margin_m)
+        self._zones = Zones(
+            config.workspace, config.keep_out, config.keep_out_margin_m, config.tool.as_array()
+        )
+        # The tool's depths (Zones.tool_penetration) of the last end-effector command: the next
+        # may be no deeper. None after a seed: then the seed pose's (_tool_seed).
+        self._tool_pen: np.ndarray | None = None
+        self._tool_seed: Pose | None = None
         t, r, j = config.translation, config.rotation, config.joints
         # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
         # One 6-axis group, translation then rotation, so each tick is one vectorised step.
@@ -283,6 +301,13 @@ class Shield:
                 fired.append("tilt")
                 quat = self._untilt(quat, tilt, max_tilt)
 
+        zones = self._zones
+        if zones.has_tool:
+            moved = self._tool_target(pos, quat, fired)
+            if moved is None:
+                return None
+            pos = moved
+
         # The allowed target before the clamps that depend on the arm and the filter (tracking,
         # box): its motion is the target's own, which the filter may follow (see below).
         prev_aim, prev_quat = self._prev_aim, self._prev_quat
@@ -329,6 +354,20 @@ class Shield:
                 if bool((down[:3] >= cand_lo).all() and (up[:3] <= cand_hi).all()):
                     self._set_box(cand_lo, cand_hi)
                     lo, hi = self._box
+        lo6 = self._lo6
+        if zones.has_tool:
+            # The TCP's floor for the tool at either orientation, whatever the turn about the
+            # vertical between them; raised only as far as braking from here stays above it.
+            floor = max(zones.tool_floor(quat), zones.tool_floor(self._quat))
+            if floor > lo[2]:
+                floor = min(floor, float(ee.envelope()[0][2]))
+                if floor > lo[2]:
+                    lo = lo.copy()
+                    lo[2] = floor
+                    lo6 = lo6.copy()
+                    lo6[2] = floor
+                    if inside and pos[2] < floor:
+                        inside = False
         # Inside the box the clamp would give pos itself, value for value.
         aim = pos if inside else np.minimum(np.maximum(pos, lo), hi)
         if not inside and bool((aim != pos).any()) and direction is None:
@@ -357,7 +396,7 @@ class Shield:
         if direction is not None:
             up, down = direction
             ratchet = (np.concatenate([up, _NO3]), np.concatenate([down, _NO3]))
-        x_new, res = ee.step(np.concatenate([aim, err]), dt, self._lo6, self._hi6, target_velocity, ratchet)
+        x_new, res = ee.step(np.concatenate([aim, err]), dt, lo6, self._hi6, target_velocity, ratchet)
         _record(res, fired, "workspace")
         p_new = x_new[:3]
         if not res.changed or bool(res.direct[3:].all()):
@@ -366,6 +405,11 @@ class Shield:
         else:
             q_new = quat_normalize(quat_multiply(rotvec_to_quat(x_new[3:]), self._quat))
             turned = quat_to_rotvec(quat_multiply(q_new, quat_conjugate(self._quat)))
+        if zones.has_tool:
+            kind = self._tool_check(p_new, q_new)
+            if kind is not None:  # a turn the translation could not rise for in time
+                fired.append(kind)
+                return None
         # Commit what a recording will see: the increment between the quaternions sent.
         ee.commit(np.concatenate([p_new, turned]), dt)
         self._quat = q_new
@@ -411,6 +455,50 @@ class Shield:
             fired.append("joint_limit")
             return None
         return pose, None
+
+    def _tool_target(self, pos: np.ndarray, quat: np.ndarray, fired: list[str]) -> np.ndarray | None:
+        """``pos`` moved so that the tool is out at the target's orientation ``quat`` and at the
+        last command's (clamp mode; at ``quat`` alone if no point suits both); None (hold) if
+        the tool is in at ``quat`` and reject mode or no position can take it out."""
+        zones = self._zones
+        kind = zones.tool_violation(pos, quat)
+        if kind is None and zones.tool_violation(pos, self._quat) is None:
+            return pos
+        if kind is not None:
+            fired.append(kind)
+            if self.config.on_workspace_violation == "reject":
+                return None
+        moved = zones.project_tool(pos, (quat, self._quat))
+        if moved is None:
+            moved = zones.project_tool(pos, (quat,))
+        if moved is None:
+            if kind is None:
+                return pos
+            fired.append(kind)
+            return None
+        if kind is None and bool((moved != pos).any()):
+            fired.append(zones.tool_violation(pos, self._quat) or "workspace")
+        return moved
+
+    def _tool_check(self, p: np.ndarray, quat: np.ndarray) -> str | None:
+        """``"workspace"`` (a tool point below the floor) or ``"keep_out"`` if the command pose
+        ``(p, quat)`` puts a tool point deeper than the command before it (after a seed: than
+        the seed's pose); None if allowed, and then its depths become the next bound."""
+        zones = self._zones
+        if self._tool_pen is None:
+            seed = self._tool_seed
+            self._tool_pen = (
+                zones.tool_penetration(np.asarray(seed.position, dtype=float), np.asarray(seed.quaternion))
+                if seed is not None
+                else np.zeros(1 + len(zones.keep_out))
+            )
+        pen = zones.tool_penetration(p, quat)
+        over = pen - self._tool_pen
+        k = int(np.argmax(over))
+        if over[k] > 1e-9:
+            return "workspace" if k == 0 else "keep_out"
+        self._tool_pen = pen
+        return None
 
     def _penetration(self, q: np.ndarray) -> np.ndarray:
         """How far each joint is outside the margin band (0 inside); zeros if the shape is off."""
@@ -602,37 +690,57 @@ class Shield:
             self._fk_tilt_bound = limit if seed is None or not math.isfinite(seed) else max(limit, seed)
         return self._fk_tilt_bound
 
-    def _fk_position(self, q: np.ndarray) -> np.ndarray | None:
-        """The end-effector position of joints ``q`` through the FK; None if it fails."""
+    def _fk_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The end-effector position and quaternion of joints ``q`` through the FK; None if it
+        fails (the quaternion is checked only when the tool has points)."""
         assert self._fk is not None
         try:
-            p = np.asarray(self._fk(q).position, dtype=float)
+            pose = self._fk(q)
+            p = np.asarray(pose.position, dtype=float)
+            quat = np.asarray(pose.quaternion, dtype=float) if self._zones.has_tool else _UNIT_QUAT
         except Exception:  # an FK that raises gives no position: the command cannot be checked
             logger.debug("FK raised for %s", q, exc_info=True)
             return None
-        return p if p.shape == (3,) and _finite(p) else None
+        if p.shape != (3,) or not _finite(p) or quat.shape != (4,) or not _finite(quat):
+            return None
+        if not float(quat.dot(quat)) > 1e-12:
+            return None
+        return p, quat
+
+    def _fk_penetration(self, p: np.ndarray, quat: np.ndarray) -> np.ndarray:
+        """Zones.penetration of the end effector, then (with a tool) Zones.tool_penetration."""
+        pen = self._zones.penetration(p)
+        if not self._zones.has_tool:
+            return pen
+        return np.concatenate([pen, self._zones.tool_penetration(p, quat)])
 
     def _fk_check(self, q: np.ndarray) -> str | None:
         """``"workspace"`` or ``"keep_out"`` if joint command ``q`` puts the end effector outside
         the workspace or inside a grown zone deeper than the command before it (after a seed:
         than the seed); None if allowed, and then its depths become the next command's bound."""
+        zones = self._zones
+        n_zones = len(zones.keep_out)
         if self._fk_pen is None:
-            seed = self._fk_position(self._fk_seed) if self._fk_seed is not None else None
+            seed = self._fk_pose(self._fk_seed) if self._fk_seed is not None else None
             # A seed whose FK fails allows no depth at all (strict).
             self._fk_pen = (
-                self._zones.penetration(seed) if seed is not None else np.zeros(3 + len(self._zones.keep_out))
+                self._fk_penetration(*seed)
+                if seed is not None
+                else np.zeros(3 + n_zones + ((1 + n_zones) if zones.has_tool else 0))
             )
             self._fk_pen_zero = not bool(self._fk_pen.any())
-        p = self._fk_position(q)
-        if p is None:
+        pose = self._fk_pose(q)
+        if pose is None:
             return "workspace"  # a position not known is not known to be inside the workspace
-        if self._fk_pen_zero and self._zones.violation(p) is None:
+        p, quat = pose
+        if self._fk_pen_zero and zones.violation(p) is None and zones.tool_violation(p, quat) is None:
             return None  # the common case, on plain floats: allowed, and the depths stay zero
-        pen = self._zones.penetration(p)
+        pen = self._fk_penetration(p, quat)
         over = pen - self._fk_pen
         k = int(np.argmax(over))
         if over[k] > 1e-9:
-            return "workspace" if k < 3 else "keep_out"
+            # Past the workspace box (TCP), or a tool point below the floor: workspace.
+            return "workspace" if k < 3 or k == 3 + n_zones else "keep_out"
         self._fk_pen = pen
         self._fk_pen_zero = not bool(pen.any())
         return None
@@ -699,6 +807,8 @@ class Shield:
         self._fk_pen = None
         self._fk_tilt_bound = None
         self._fk_seed = self._joints.p.copy() if self._fk is not None else None
+        self._tool_pen = None
+        self._tool_seed = measured.ee
 
 
 def _record(res: StepResult, fired: list[str], position_kind: str | None) -> None:

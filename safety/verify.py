@@ -23,6 +23,10 @@ than the command before it (per workspace axis, per zone, per joint past its ban
 shield only ever moved the arm out, and once out it stays out. Given the arm's forward
 kinematics (``fk``), joint commands are checked the same way at their end-effector position
 ``fk(joints)``, from the FK of the seed's joints (as :class:`~safety.shield.Shield` does).
+The tool's points (``safety.tool``) are placed by each command's pose (its quaternion; for a
+joint command the FK's) and checked the same way: at or above the workspace floor and out of
+every grown zone, or no deeper than the command before it after a seed with the tool in (the
+record's ``safe`` pose and ``measured`` pose carry all it needs).
 
 Finite differences of float64 cannot resolve less than a few ulps of the coordinates divided by
 ``dt^k``; the check allows that much beyond ``rel_tol * limit``, no more.
@@ -81,7 +85,7 @@ def verify_trace(
     the joint band only.
     """
     cfg = _config(limits)
-    zones = Zones(cfg.workspace, cfg.keep_out, cfg.keep_out_margin_m)
+    zones = Zones(cfg.workspace, cfg.keep_out, cfg.keep_out_margin_m, cfg.tool.as_array())
     j = cfg.joints
     q_lo = np.asarray(j.min) + j.margin_rad
     q_hi = np.asarray(j.max) - j.margin_rad
@@ -97,10 +101,11 @@ def verify_trace(
     # How deep in a forbidden region (per workspace axis and grown zone; per joint past its
     # band) the next command may be: 0, except after a seed there, and then never deeper than
     # the command before it (the shield only moves out).
-    allow_ee = np.zeros(3 + len(zones.keep_out))
+    # Then the tool's points: below the floor, in each grown zone (Zones.tool_penetration).
+    allow_ee = np.zeros(4 + 2 * len(zones.keep_out))
     allow_q = np.zeros(q_lo.shape)
-    # The same for the FK position of joint commands, from the FK of the seed's joints.
-    allow_fk = np.zeros(3 + len(zones.keep_out))
+    # The same for the FK pose of joint commands, from the FK of the seed's joints.
+    allow_fk = np.zeros(4 + 2 * len(zones.keep_out))
     prev_time: float | None = None
     fresh = True  # the next moving tick starts from its measured state (after a start or a hold)
     for i, rec in enumerate(_records(steps)):
@@ -112,7 +117,7 @@ def verify_trace(
         fresh = hold
         if seed is not None:  # the shield was reseeded at rest at this measured state
             allow_ee, allow_q = _allowance(
-                zones, q_lo, q_hi, seed.ee.position, seed.joints, allow_ee, allow_q
+                zones, q_lo, q_hi, seed.ee.position, seed.ee.quaternion, seed.joints, allow_ee, allow_q
             )
             if fk is not None:
                 allow_fk = _fk_allowance(zones, fk, seed.joints, q_lo.shape, allow_fk)
@@ -131,12 +136,14 @@ def verify_trace(
                 g.restart(None)
             continue
         if hold:  # a hold commands the measured state and reseeds the shield there
-            allow_ee, allow_q = _allowance(zones, q_lo, q_hi, pos, joints, allow_ee, allow_q)
+            allow_ee, allow_q = _allowance(zones, q_lo, q_hi, pos, quat, joints, allow_ee, allow_q)
             if fk is not None:
                 allow_fk = _fk_allowance(zones, fk, joints, q_lo.shape, allow_fk)
         elif pos is not None and pos.shape == (3,):
-            pen = zones.penetration(pos)
-            out.extend(_zone_violation(i, pen, allow_ee, f"end-effector position {pos.tolist()} is"))
+            pen = _pose_penetration(zones, pos, quat)
+            out.extend(
+                _zone_violation(i, pen, allow_ee, f"end-effector pose {pos.tolist()} {_q(quat)} puts", zones)
+            )
             allow_ee = pen
         if joints is not None and joints.shape == q_lo.shape and not hold:
             over = np.maximum(np.maximum(joints - q_hi, q_lo - joints), 0.0)
@@ -195,6 +202,7 @@ def _allowance(
     q_lo: np.ndarray,
     q_hi: np.ndarray,
     position: Any,
+    quaternion: Any,
     joints: Any,
     allow_ee: np.ndarray,
     allow_q: np.ndarray,
@@ -203,7 +211,7 @@ def _allowance(
     the seed does not give keeps its allowance."""
     p = _vec(position)
     if p is not None and p.shape == (3,) and bool(np.all(np.isfinite(p))):
-        allow_ee = zones.penetration(p)
+        allow_ee = _pose_penetration(zones, p, _vec(quaternion))
     q = _vec(joints)
     if q is not None and q.shape == q_lo.shape and bool(np.all(np.isfinite(q))):
         allow_q = np.maximum(np.maximum(q - q_hi, q_lo - q), 0.0)
@@ -218,35 +226,62 @@ def _fk_allowance(
     q = _vec(joints)
     if q is None or q.shape != shape or not bool(np.all(np.isfinite(q))):
         return allow_fk
-    p = _fk_position(fk, q)
-    return zones.penetration(p) if p is not None else np.zeros_like(allow_fk)
+    pose = _fk_pose(fk, q)
+    return _pose_penetration(zones, *pose) if pose is not None else np.zeros_like(allow_fk)
 
 
 def _check_fk(
     i: int, zones: Zones, fk: FK, joints: np.ndarray, allow_fk: np.ndarray
 ) -> tuple[list[Violation], np.ndarray]:
-    """A joint command's FK position against the allowed depths; the new allowance."""
-    p = _fk_position(fk, joints)
-    if p is None:
+    """A joint command's FK pose against the allowed depths; the new allowance."""
+    pose = _fk_pose(fk, joints)
+    if pose is None:
         return [
             Violation(i, "workspace", math.nan, 0.0, "the forward kinematics failed on a command")
         ], allow_fk
-    pen = zones.penetration(p)
-    what = f"joint command {joints.tolist()} puts the end effector at {p.tolist()},"
-    return _zone_violation(i, pen, allow_fk, what), pen
+    pen = _pose_penetration(zones, *pose)
+    what = f"joint command {joints.tolist()} puts the end effector at {pose[0].tolist()} {_q(pose[1])},"
+    return _zone_violation(i, pen, allow_fk, what, zones), pen
 
 
-def _zone_violation(i: int, pen: np.ndarray, allow: np.ndarray, what: str) -> list[Violation]:
-    """A ``workspace`` / ``keep_out`` violation where a penetration (m; per workspace axis, then
-    per grown zone) is deeper than allowed, naming ``what`` went in; [] if none is."""
+def _pose_penetration(zones: Zones, p: np.ndarray, quat: np.ndarray | None) -> np.ndarray:
+    """``Zones.penetration`` of the TCP, then ``Zones.tool_penetration`` of the tool at the pose;
+    a quaternion that is missing or not a finite non-zero 4-vector puts the tool infinitely deep
+    (a tool whose pose is not known is not known to be out) when the tool has points."""
+    n = len(zones.keep_out)
+    tool = np.zeros(1 + n)
+    if zones.has_tool:
+        if quat is None or quat.shape != (4,) or not bool(np.all(np.isfinite(quat))) or not quat.any():
+            tool = np.full(1 + n, math.inf)
+        else:
+            tool = zones.tool_penetration(p, quat)
+    return np.concatenate([zones.penetration(p), tool])
+
+
+def _q(quat: np.ndarray | None) -> str:
+    return "" if quat is None else f"(quaternion {np.asarray(quat).tolist()})"
+
+
+def _zone_violation(i: int, pen: np.ndarray, allow: np.ndarray, what: str, zones: Zones) -> list[Violation]:
+    """A ``workspace`` / ``keep_out`` violation where a penetration (m; per workspace axis, per
+    grown zone, then the tool's below the floor and per grown zone) is deeper than allowed,
+    naming ``what`` went in; [] if none is."""
     k = int(np.argmax(pen - allow))
     if pen[k] <= allow[k] + 1e-9:
         return []
-    where = "the workspace" if k < 3 else f"keep_out[{k - 3}] (grown by the margin)"
+    n = len(zones.keep_out)
+    if k < 3:
+        kind, where = "workspace", "the workspace"
+    elif k < 3 + n:
+        kind, where = "keep_out", f"keep_out[{k - 3}] (grown by the margin)"
+    elif k == 3 + n:
+        kind, where = "workspace", "the workspace floor (a tool point)"
+    else:
+        kind, where = "keep_out", f"keep_out[{k - 4 - n}] (grown by the margin; a tool point)"
     return [
         Violation(
             i,
-            "workspace" if k < 3 else "keep_out",
+            kind,
             float(pen[k]),
             float(allow[k]),
             f"{what} {pen[k] * 1000:.4f} mm outside {where}, the previous command {allow[k] * 1000:.4f} mm",
@@ -254,12 +289,14 @@ def _zone_violation(i: int, pen: np.ndarray, allow: np.ndarray, what: str) -> li
     ]
 
 
-def _fk_position(fk: FK, q: np.ndarray) -> np.ndarray | None:
+def _fk_pose(fk: FK, q: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
     try:
-        p = np.asarray(fk(q).position, dtype=float)
+        pose = fk(q)
+        p = np.asarray(pose.position, dtype=float)
+        quat = np.asarray(pose.quaternion, dtype=float)
     except Exception:  # a failing FK is reported, not raised
         return None
-    return p if p.shape == (3,) and bool(np.all(np.isfinite(p))) else None
+    return (p, quat) if p.shape == (3,) and bool(np.all(np.isfinite(p))) else None
 
 
 class _Chain:

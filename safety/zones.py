@@ -11,15 +11,24 @@ the zones are grown by it here, so that the arm's own tracking error cannot carr
 zone itself. A third job follows from that: when the arm is already inside (it was seeded
 there after a hold, having strayed further than the margin), ``escape`` says which way each
 axis may move so that every penetration depth only decreases, and where the nearest way out is.
+
+The tool (``safety.tool``): points in the TCP frame that bound the tool. Given a pose,
+``tool_penetration`` says how far the deepest of them is below the workspace floor and inside
+each grown zone; ``project_tool`` moves a target's TCP so that all of them are out at the given
+orientations; ``tool_floor`` bounds, for any rotation about the vertical, how far the tool
+reaches below its TCP (the motion filter's floor for the TCP).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
+from .compiled import jit
 from .config import Box, KeepOut, KeepOutBox, KeepOutHalfSpace, KeepOutSphere
+from .rotations import quat_to_matrix
 
 __all__ = ["Zones", "inflate"]
 
@@ -30,7 +39,15 @@ _PROJECT_ROUNDS = 64  # only a target that needs them pays for them
 class Zones:
     """The allowed set, precomputed as arrays for the per-tick hot path."""
 
-    def __init__(self, workspace: Box, keep_out: tuple[KeepOut, ...], margin: float = 0.0) -> None:
+    def __init__(
+        self,
+        workspace: Box,
+        keep_out: tuple[KeepOut, ...],
+        margin: float = 0.0,
+        tool: np.ndarray | None = None,
+    ) -> None:
+        """``tool``: the tool's points in the TCP frame, metres, shape ``(n, 3)`` (None or
+        ``n = 0``: the TCP only)."""
         self.lo = np.asarray(workspace.min, dtype=float)
         self.hi = np.asarray(workspace.max, dtype=float)
         #: The zones as configured (what the arm itself must never enter)...
@@ -59,6 +76,22 @@ class Zones:
             for z in keep_out
             if isinstance(z, KeepOutHalfSpace)
         ]
+        pts = np.zeros((0, 3)) if tool is None else np.asarray(tool, dtype=float).reshape(-1, 3)
+        #: The tool's points, TCP frame, ``(n, 3)``; ``has_tool``: n > 0.
+        self.tool = np.ascontiguousarray(pts)
+        self.has_tool = len(pts) > 0
+        self._tool_z = np.ascontiguousarray(pts[:, 2])
+        self._tool_rho = np.ascontiguousarray(np.hypot(pts[:, 0], pts[:, 1]))
+        # The zones for the kernel: kind (0 box, 1 ball, 2 plane) and six parameters each.
+        self._kinds = np.array([_KIND[z.kind] for z in keep_out], dtype=np.int64)
+        self._params = np.zeros((len(keep_out), 6))
+        for k, (_, f) in enumerate(self._fast):
+            self._params[k, : len(f)] = f
+        # The highest floor for the tool's lowest point: the workspace's, or a level plane's
+        # (a table zone, normal straight up) above it. Planes at a slant are left to the check.
+        level = [c for n, c in self._planes if abs(n[0]) < 1e-12 and abs(n[1]) < 1e-12 and n[2] > 0]
+        self.tool_floor_z = max([float(self.lo[2]), *level])
+        self._tool_out = np.zeros(1 + len(keep_out))
 
     # --- targets ----------------------------------------------------------------------------
 
@@ -133,6 +166,92 @@ class Zones:
         i = _first_inside(self._fast_raw, p.tolist(), 0.0)
         return None if i is None else (i, _depth(self.raw_keep_out[i], p))
 
+    # --- the tool ---------------------------------------------------------------------------
+
+    def tool_penetration(self, p: np.ndarray, quat: np.ndarray) -> np.ndarray:
+        """How deep the tool's points are at the pose ``(p, quat)``, metres, 0 where allowed.
+
+        Shape ``(1 + len(keep_out),)``: how far the lowest point is below the workspace floor
+        (``min`` z), then, per grown zone, the depth of the deepest point in it (as
+        :meth:`penetration` measures it). All zeros without tool points. A new array each call.
+        """
+        out = np.zeros(1 + len(self.keep_out))
+        if self.has_tool:
+            _tool_depths(
+                np.ascontiguousarray(p, dtype=float),
+                np.ascontiguousarray(quat, dtype=float),
+                self.tool,
+                float(self.lo[2]),
+                self._kinds,
+                self._params,
+                out,
+            )
+        return out
+
+    def tool_violation(self, p: np.ndarray, quat: np.ndarray) -> str | None:
+        """``"workspace"`` (a point below the floor) or ``"keep_out"`` if the tool at the pose
+        ``(p, quat)`` is not allowed, else None."""
+        if not self.has_tool:
+            return None
+        out = self._tool_out
+        _tool_depths(
+            np.ascontiguousarray(p, dtype=float),
+            np.ascontiguousarray(quat, dtype=float),
+            self.tool,
+            float(self.lo[2]),
+            self._kinds,
+            self._params,
+            out,
+        )
+        if out[0] > 0.0:
+            return "workspace"
+        return "keep_out" if bool((out[1:] > 0.0).any()) else None
+
+    def tool_floor(self, quat: np.ndarray) -> float:
+        """The lowest z (m) the TCP may have at orientation ``quat``, or any rotation of it about
+        the vertical: ``tool_floor_z`` (the workspace floor, or a level plane zone's grown top
+        above it) plus how far the tool reaches below its TCP. A point ``t`` of the tool is at
+        ``u . t`` above the TCP, ``u`` the vertical in the tool frame; over every rotation about
+        the vertical that is at least ``u_z t_z - sqrt(1 - u_z^2) |t_xy|`` (Cauchy-Schwarz). The
+        TCP's own floor (the workspace box) is not included."""
+        if not self.has_tool:
+            return -math.inf
+        return self.tool_floor_z + _reach_below(
+            np.ascontiguousarray(quat, dtype=float), self._tool_z, self._tool_rho
+        )
+
+    def project_tool(self, p: np.ndarray, quats: tuple[np.ndarray, ...]) -> np.ndarray | None:
+        """A TCP position near ``p`` that puts the TCP in the workspace and out of every grown
+        zone, and every tool point, at each orientation in ``quats``, at or above the floor and
+        out of every grown zone; None if the rounds of :meth:`project` find none.
+
+        Alternating projections as in :meth:`project`: the floor lifts the TCP by the lowest
+        point's depth; a zone pushes the TCP by the push that takes its deepest point out.
+        """
+        offsets = np.concatenate([np.zeros((1, 3))] + [self.tool @ quat_to_matrix(q).T for q in quats])
+        floor = float(self.lo[2]) - float(offsets[:, 2].min())
+        if floor > self.hi[2]:
+            return None
+        q: np.ndarray = np.minimum(np.maximum(p, self.lo), self.hi)
+        for _ in range(_PROJECT_ROUNDS):
+            moved = False
+            if q[2] < floor:
+                q = q.copy()
+                q[2] = floor
+                moved = True
+            for z in self.keep_out:
+                pts = q + offsets
+                depth = np.array([_depth(z, x) for x in pts])
+                k = int(np.argmax(depth))
+                if depth[k] > 0.0:
+                    q = np.minimum(np.maximum(q + (_push_out(z, pts[k]) - pts[k]), self.lo), self.hi)
+                    moved = True
+            if not moved:
+                return q
+        if self.violation(q) is None and all(self.tool_violation(q, x) is None for x in quats):
+            return q
+        return None
+
     # --- motion -----------------------------------------------------------------------------
 
     def free_box(self, p: np.ndarray, toward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,6 +307,65 @@ class Zones:
             lo = np.where(n > 0, p + s * (lo - p), lo)
             hi = np.where(n < 0, p + s * (hi - p), hi)
         return lo, hi
+
+
+_KIND = {"box": 0, "sphere": 1, "half_space": 2}
+
+
+@jit
+def _tool_depths(
+    p: np.ndarray,
+    quat: np.ndarray,
+    pts: np.ndarray,
+    floor_z: float,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[0]``: how far the lowest of ``pts`` (TCP frame) at the pose ``(p, quat)`` (x, y, z,
+    w; normalised here) is below ``floor_z``; ``out[1 + k]``: the depth of the deepest point in
+    zone ``k`` (``kinds``/``params`` as :func:`_as_floats`); 0 where none is in."""
+    x, y, z, w = quat[0], quat[1], quat[2], quat[3]
+    s = 2.0 / (x * x + y * y + z * z + w * w)
+    r00, r01, r02 = 1.0 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)
+    r10, r11, r12 = s * (x * y + z * w), 1.0 - s * (x * x + z * z), s * (y * z - x * w)
+    r20, r21, r22 = s * (x * z - y * w), s * (y * z + x * w), 1.0 - s * (x * x + y * y)
+    for k in range(out.shape[0]):
+        out[k] = 0.0
+    for i in range(pts.shape[0]):
+        tx, ty, tz = pts[i, 0], pts[i, 1], pts[i, 2]
+        wx = p[0] + r00 * tx + r01 * ty + r02 * tz
+        wy = p[1] + r10 * tx + r11 * ty + r12 * tz
+        wz = p[2] + r20 * tx + r21 * ty + r22 * tz
+        d = floor_z - wz
+        if d > out[0]:
+            out[0] = d
+        for k in range(kinds.shape[0]):
+            f = params[k]
+            if kinds[k] == 0:
+                d = min(wx - f[0], wy - f[1], wz - f[2], f[3] - wx, f[4] - wy, f[5] - wz)
+            elif kinds[k] == 1:
+                dx, dy, dz = wx - f[0], wy - f[1], wz - f[2]
+                d = f[3] - math.sqrt(dx * dx + dy * dy + dz * dz)
+            else:
+                d = f[3] - (f[0] * wx + f[1] * wy + f[2] * wz)
+            if d > out[1 + k]:
+                out[1 + k] = d
+
+
+@jit
+def _reach_below(quat: np.ndarray, tz: np.ndarray, rho: np.ndarray) -> float:
+    """The most any point (axial ``tz``, radial ``rho``, TCP frame) can be below the TCP at
+    orientation ``quat`` turned by any angle about the vertical (m; negative: all above)."""
+    x, y, z, w = quat[0], quat[1], quat[2], quat[3]
+    uz = 1.0 - 2.0 * (x * x + y * y) / (x * x + y * y + z * z + w * w)  # R[2, 2]
+    sz = math.sqrt(max(0.0, 1.0 - uz * uz))
+    reach = -math.inf
+    for i in range(tz.shape[0]):
+        r = -uz * tz[i] + sz * rho[i]
+        if r > reach:
+            reach = r
+    return reach
 
 
 def inflate(zone: KeepOut, margin: float) -> KeepOut:

@@ -25,6 +25,7 @@ PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCh
 DT = 0.01
 MARGIN = 0.005
 LOOSE = {"max_translation_m": 10.0, "max_rotation_rad": 4.0, "max_joint_rad": 10.0}
+NO_TOOL = {"points": []}  # these tests are about the TCP's zones (test_tool_points.py: the tool's)
 WS_MIN = np.array([0.25, -0.35, 0.02])  # the default workspace
 WS_MAX = np.array([0.75, 0.35, 0.70])
 # Time the default rate limits need to leave a few centimetres of penetration, with room.
@@ -149,7 +150,7 @@ unit = st.floats(0.0, 0.999)
 )
 def test_seeded_inside_a_zone_commands_only_move_out(name: str, u: tuple, targets: tuple) -> None:
     zone = ZONES[name]
-    shield = Shield(SafetyConfig.from_mapping({"tracking": LOOSE, "keep_out": [zone]}))
+    shield = Shield(SafetyConfig.from_mapping({"tracking": LOOSE, "keep_out": [zone], "tool": NO_TOOL}))
     seed = _inside_zone(name, u)
     assert depth(zone, seed) > 0
     decisions, records = run(shield, measured_at(seed), expand(targets))
@@ -171,7 +172,7 @@ wall_offset = st.floats(1e-4, 0.05)
 def test_seeded_outside_a_workspace_wall_commands_only_move_back(
     axis: int, side: int, offset: float, other: tuple, targets: list
 ) -> None:
-    shield = Shield(SafetyConfig.from_mapping({"tracking": LOOSE}))
+    shield = Shield(SafetyConfig.from_mapping({"tracking": LOOSE, "tool": NO_TOOL}))
     seed = WS_MIN + (WS_MAX - WS_MIN) * np.array(other)
     seed[axis] = WS_MAX[axis] + offset if side > 0 else WS_MIN[axis] - offset
     decisions, records = run(shield, measured_at(seed), expand(targets))
@@ -201,7 +202,7 @@ def _assert_penetration_only_falls(pen, seed: np.ndarray, decisions: list) -> No
 def test_seeded_past_a_joint_limit_commands_only_move_back(
     joint: int, side: int, offset: float, targets: list
 ) -> None:
-    shield = Shield(SafetyConfig.from_mapping({"tracking": LOOSE}))
+    shield = Shield(SafetyConfig.from_mapping({"tracking": LOOSE, "tool": NO_TOOL}))
     cfg = shield.config.joints
     lo = np.array(cfg.min) + cfg.margin_rad
     hi = np.array(cfg.max) - cfg.margin_rad
@@ -229,7 +230,9 @@ def test_a_slide_along_the_table_after_a_sag_into_it_climbs_out_and_stays_out() 
     to 2.6 mm inside the plane for 560 ticks and dipped back 20 um after climbing out."""
     table = {"kind": "half_space", "name": "table", "normal": [0, 0, 1], "offset": 0.05}
     for margin in (0.0, MARGIN):
-        shield = Shield(SafetyConfig.from_mapping({"keep_out": [table], "keep_out_margin_m": margin}))
+        shield = Shield(
+            SafetyConfig.from_mapping({"keep_out": [table], "keep_out_margin_m": margin, "tool": NO_TOOL})
+        )
         seed = np.array([0.4, 0.0, 0.048])  # 2 mm below the plane
         slide = [
             Target(time_s=0.0, ee=Pose(np.array([0.4 + 0.3 * min(k / 100, 1.0), 0.2, 0.05]), HOME_QUATERNION))
@@ -252,7 +255,7 @@ def test_the_old_free_box_would_let_a_command_dip_back() -> None:
     """Once out, the box excludes the zone again: a target asking to go back in is clamped at
     the (grown) surface, not let back down to the depth of the seed."""
     table = {"kind": "half_space", "normal": [0, 0, 1], "offset": 0.05}
-    shield = Shield(SafetyConfig.from_mapping({"keep_out": [table], "tracking": LOOSE}))
+    shield = Shield(SafetyConfig.from_mapping({"keep_out": [table], "tracking": LOOSE, "tool": NO_TOOL}))
     up = [Target(time_s=0.0, ee=Pose(np.array([0.4, 0.0, 0.1]), HOME_QUATERNION))] * 100
     down = [Target(time_s=0.0, ee=Pose(np.array([0.4, 0.0, 0.0]), HOME_QUATERNION))] * 200
     decisions, _ = run(shield, measured_at(np.array([0.4, 0.0, 0.045])), up + down)
@@ -297,7 +300,7 @@ def test_an_arm_that_strays_past_the_margin_is_reported(caplog: pytest.LogCaptur
     """The margin's check: commands keep 5 mm off the table; an arm measured inside the table
     itself has a tracking error beyond the margin: keep_out fires and one warning says so."""
     table = {"kind": "half_space", "name": "table", "normal": [0, 0, 1], "offset": 0.05}
-    shield = Shield(SafetyConfig.from_mapping({"keep_out": [table]}))
+    shield = Shield(SafetyConfig.from_mapping({"keep_out": [table], "tool": NO_TOOL}))
     shield.reset(home_measured())
     sagged = measured_at(np.array([0.307, 0.0, 0.048]))
     sagged = Measured(time_s=0.0, ee=sagged.ee, joints=sagged.joints, gripper=1.0)
@@ -305,7 +308,7 @@ def test_an_arm_that_strays_past_the_margin_is_reported(caplog: pytest.LogCaptur
     d = shield.filter(Target(time_s=0.0, ee=Pose(HOME_POSITION, HOME_QUATERNION)), home_measured(), 0.0, DT)
     assert d.fired == ()  # an arm well above the table: nothing to report
     fired = []
-    shield = Shield(SafetyConfig.from_mapping({"keep_out": [table], "tracking": LOOSE}))
+    shield = Shield(SafetyConfig.from_mapping({"keep_out": [table], "tracking": LOOSE, "tool": NO_TOOL}))
     above = measured_at(np.array([0.307, 0.0, 0.06]))
     shield.reset(above)
     assert shield.filter(Target(time_s=0.0, ee=above.ee), above, 0.0, DT).fired == ()

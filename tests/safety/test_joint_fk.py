@@ -50,6 +50,7 @@ def config(**overrides: object) -> SafetyConfig:
         "keep_out": [TABLE],
         "keep_out_margin_m": MARGIN,
         "estop_after_interventions": 0,
+        "tool": {"points": []},  # the TCP's zones here; test_tool_points.py checks the tool's
     }
     return SafetyConfig.from_mapping({**base, **overrides})
 

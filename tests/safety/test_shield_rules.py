@@ -138,7 +138,9 @@ def test_target_outside_workspace_is_clamped_and_reached() -> None:
     shield = fresh(tracking=LOOSE)
     decisions, records, measured = drive(shield, lambda now: ee([1.5, 0.0, -0.3], t=now), 400)
     assert "workspace" in decisions[0].fired
-    np.testing.assert_allclose(measured.ee.position, [0.75, 0.0, 0.02], atol=1e-3)
+    # The TCP at the x wall; the default tool's fingertips (14 mm past the TCP, pointing down)
+    # on the floor, not the TCP.
+    np.testing.assert_allclose(measured.ee.position, [0.75, 0.0, 0.02 + 0.014], atol=1e-3)
     assert verify_trace(records, shield.config) == []
 
 
@@ -186,13 +188,16 @@ def test_keep_out_reject_mode_holds() -> None:
 
 def test_motion_goes_around_no_zone_it_cannot_cross() -> None:
     # Target beyond a box wall between the arm and it: the arm stops at the wall, the margin
-    # (keep_out_margin_m, 5 mm by default) short of it.
+    # (keep_out_margin_m, 5 mm by default) short of it; with the default tool, its hand's
+    # corners (32 mm ahead of the TCP along x) stop there.
     wall = {"kind": "box", "min": [0.4, -0.35, 0.02], "max": [0.45, 0.35, 0.7]}
-    shield = fresh(tracking=LOOSE, keep_out=[wall])
-    _, records, measured = drive(shield, lambda now: ee([0.6, 0.0, 0.487], t=now), 300)
-    assert verify_trace(records, shield.config) == []
-    assert measured.ee.position[0] == pytest.approx(0.395, abs=1e-3)
-    assert measured.ee.position[0] <= 0.395
+    for points, stop in (([], 0.395), (None, 0.395 - 0.032)):
+        tool = {} if points is None else {"tool": {"points": points}}
+        shield = fresh(tracking=LOOSE, keep_out=[wall], **tool)
+        _, records, measured = drive(shield, lambda now: ee([0.6, 0.0, 0.487], t=now), 300)
+        assert verify_trace(records, shield.config) == []
+        assert measured.ee.position[0] == pytest.approx(stop, abs=1e-3)
+        assert measured.ee.position[0] <= stop + 1e-9
 
 
 # --- orientation ------------------------------------------------------------------------------
