@@ -143,6 +143,7 @@ class Shield:
         # The tool's depths (Zones.tool_penetration) of the last end-effector command: the next
         # may be no deeper. None after a seed: then the seed pose's (_tool_seed).
         self._tool_pen: np.ndarray | None = None
+        self._tool_pen_zero = False  # whether _tool_pen is known to be all zeros
         self._tool_seed: Pose | None = None
         t, r, j = config.translation, config.rotation, config.joints
         # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
@@ -177,6 +178,11 @@ class Shield:
                 stop_distance(self._ee.vmax[3:4], np.zeros(1), self._ee.amax[3:4], self._ee.jmax[3:4])[0]
             ),
         )
+        # The farthest the filter can travel braking along z, from any state it can be in.
+        self._worst_stop_z = float(
+            stop_distance(self._ee.vmax[2:3], self._ee.amax[2:3], self._ee.amax[2:3], self._ee.jmax[2:3])[0]
+        )
+        self._tool_buf = np.zeros(1 + len(self._zones.keep_out))
         self._set_box(self._zones.lo, self._zones.hi)
         self._mode: str | None = None  # "ee" or "joints" once seeded
         self._gripper: float | None = None
@@ -302,11 +308,14 @@ class Shield:
                 quat = self._untilt(quat, tilt, max_tilt)
 
         zones = self._zones
-        if zones.has_tool:
-            moved = self._tool_target(pos, quat, fired)
-            if moved is None:
-                return None
-            pos = moved
+        tool_floor = -math.inf
+        if not (zones.tool_clear(pos.tolist()) and zones.tool_clear(self._ee.p[:3].tolist())):
+            k_target, k_last, tool_floor = zones.tool_tick(pos, quat, self._quat)
+            if k_target >= 0 or k_last >= 0:
+                moved = self._tool_target(pos, quat, k_target, fired)
+                if moved is None:
+                    return None
+                pos = moved
 
         # The allowed target before the clamps that depend on the arm and the filter (tracking,
         # box): its motion is the target's own, which the filter may follow (see below).
@@ -355,12 +364,13 @@ class Shield:
                     self._set_box(cand_lo, cand_hi)
                     lo, hi = self._box
         lo6 = self._lo6
-        if zones.has_tool:
+        if tool_floor > -math.inf:
             # The TCP's floor for the tool at either orientation, whatever the turn about the
             # vertical between them; raised only as far as braking from here stays above it.
-            floor = max(zones.tool_floor(quat), zones.tool_floor(self._quat))
+            floor = tool_floor
             if floor > lo[2]:
-                floor = min(floor, float(ee.envelope()[0][2]))
+                if float(ee.p[2]) - self._worst_stop_z < floor:  # else braking stays above it
+                    floor = min(floor, float(ee.envelope()[0][2]))
                 if floor > lo[2]:
                     lo = lo.copy()
                     lo[2] = floor
@@ -405,7 +415,9 @@ class Shield:
         else:
             q_new = quat_normalize(quat_multiply(rotvec_to_quat(x_new[3:]), self._quat))
             turned = quat_to_rotvec(quat_multiply(q_new, quat_conjugate(self._quat)))
-        if zones.has_tool:
+        if self._tool_pen_zero and zones.tool_clear(p_new.tolist()):
+            pass  # far from the floor and every zone: every depth stays zero
+        elif zones.has_tool:
             kind = self._tool_check(p_new, q_new)
             if kind is not None:  # a turn the translation could not rise for in time
                 fired.append(kind)
@@ -456,14 +468,15 @@ class Shield:
             return None
         return pose, None
 
-    def _tool_target(self, pos: np.ndarray, quat: np.ndarray, fired: list[str]) -> np.ndarray | None:
+    def _tool_target(
+        self, pos: np.ndarray, quat: np.ndarray, k_target: int, fired: list[str]
+    ) -> np.ndarray | None:
         """``pos`` moved so that the tool is out at the target's orientation ``quat`` and at the
         last command's (clamp mode; at ``quat`` alone if no point suits both); None (hold) if
-        the tool is in at ``quat`` and reject mode or no position can take it out."""
+        the tool is in at ``quat`` (``k_target`` >= 0, as Zones.tool_tick) and reject mode or no
+        position can take it out."""
         zones = self._zones
-        kind = zones.tool_violation(pos, quat)
-        if kind is None and zones.tool_violation(pos, self._quat) is None:
-            return pos
+        kind = None if k_target < 0 else ("workspace" if k_target == 0 else "keep_out")
         if kind is not None:
             fired.append(kind)
             if self.config.on_workspace_violation == "reject":
@@ -492,12 +505,11 @@ class Shield:
                 if seed is not None
                 else np.zeros(1 + len(zones.keep_out))
             )
-        pen = zones.tool_penetration(p, quat)
-        over = pen - self._tool_pen
-        k = int(np.argmax(over))
-        if over[k] > 1e-9:
+        k = zones.tool_over(p, quat, self._tool_pen, self._tool_buf)
+        if k >= 0:
             return "workspace" if k == 0 else "keep_out"
-        self._tool_pen = pen
+        self._tool_pen, self._tool_buf = self._tool_buf, self._tool_pen
+        self._tool_pen_zero = not bool(self._tool_pen.any())
         return None
 
     def _penetration(self, q: np.ndarray) -> np.ndarray:
@@ -808,6 +820,7 @@ class Shield:
         self._fk_tilt_bound = None
         self._fk_seed = self._joints.p.copy() if self._fk is not None else None
         self._tool_pen = None
+        self._tool_pen_zero = False  # known only once _tool_check has computed the seed's
         self._tool_seed = measured.ee
 
 

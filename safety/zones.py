@@ -34,6 +34,7 @@ __all__ = ["Zones", "inflate"]
 
 _PUSH = 1e-9  # metres past a zone's surface, so a projected point is strictly outside it
 _PROJECT_ROUNDS = 64  # only a target that needs them pays for them
+_TOOL_ROUNDS = 32  # the tool's projection: compiled rounds (a few microseconds each at most)
 
 
 class Zones:
@@ -92,6 +93,11 @@ class Zones:
         level = [c for n, c in self._planes if abs(n[0]) < 1e-12 and abs(n[1]) < 1e-12 and n[2] > 0]
         self.tool_floor_z = max([float(self.lo[2]), *level])
         self._tool_out = np.zeros(1 + len(keep_out))
+        # No point is farther than this from the TCP (m): beyond it from everything, no
+        # orientation can put one in (tool_clear, on plain floats).
+        self._tool_reach = float(np.linalg.norm(pts, axis=1).max()) * (1 + 1e-9) + 1e-9 if len(pts) else 0.0
+        self._floor_z = float(self.lo[2])
+        self._tool_zero = np.zeros(1 + len(keep_out))
 
     # --- targets ----------------------------------------------------------------------------
 
@@ -177,35 +183,54 @@ class Zones:
         """
         out = np.zeros(1 + len(self.keep_out))
         if self.has_tool:
-            _tool_depths(
-                np.ascontiguousarray(p, dtype=float),
-                np.ascontiguousarray(quat, dtype=float),
-                self.tool,
-                float(self.lo[2]),
-                self._kinds,
-                self._params,
-                out,
-            )
+            self.tool_over(p, quat, out, out)
         return out
+
+    def tool_over(self, p: np.ndarray, quat: np.ndarray, allow: np.ndarray, out: np.ndarray) -> int:
+        """:meth:`tool_penetration` written into ``out``; the index of the first depth deeper than
+        ``allow`` (same shape) by more than 1e-9 m, or -1. ``out`` may be ``allow`` (then the
+        comparison is with zeros' worth of nothing: pass distinct arrays to compare)."""
+        return int(
+            _tool_depths(_f64(p), _f64(quat), self.tool, self._floor_z, self._kinds, self._params, allow, out)
+        )
 
     def tool_violation(self, p: np.ndarray, quat: np.ndarray) -> str | None:
         """``"workspace"`` (a point below the floor) or ``"keep_out"`` if the tool at the pose
         ``(p, quat)`` is not allowed, else None."""
         if not self.has_tool:
             return None
-        out = self._tool_out
-        _tool_depths(
-            np.ascontiguousarray(p, dtype=float),
-            np.ascontiguousarray(quat, dtype=float),
+        k = self.tool_over(p, quat, self._tool_zero, self._tool_out)
+        return None if k < 0 else ("workspace" if k == 0 else "keep_out")
+
+    def tool_clear(self, p: list[float]) -> bool:
+        """Whether the TCP at ``p`` (a list ``[x, y, z]``) is so far above the floor and so far
+        from every grown zone that no orientation can put a tool point in (plain floats: the
+        common case costs no kernel call). True without tool points."""
+        if not self.has_tool:
+            return True
+        reach = self._tool_reach
+        return p[2] - reach >= self._floor_z and _first_inside(self._fast, p, -reach) is None
+
+    def tool_tick(self, p: np.ndarray, quat: np.ndarray, quat_last: np.ndarray) -> tuple[int, int, float]:
+        """One compiled call for a tick's target: the first depth index (as :meth:`tool_over`
+        against zeros: 0 the floor, ``1 + k`` zone k; -1 none) of the tool at ``(p, quat)`` and
+        at ``(p, quat_last)``, and ``max(tool_floor(quat), tool_floor(quat_last))``. Only with
+        tool points."""
+        k, k_last, floor = _tool_tick(
+            _f64(p),
+            _f64(quat),
+            _f64(quat_last),
             self.tool,
-            float(self.lo[2]),
+            self._tool_z,
+            self._tool_rho,
+            self._floor_z,
+            self.tool_floor_z,
             self._kinds,
             self._params,
-            out,
+            self._tool_zero,
+            self._tool_out,
         )
-        if out[0] > 0.0:
-            return "workspace"
-        return "keep_out" if bool((out[1:] > 0.0).any()) else None
+        return int(k), int(k_last), float(floor)
 
     def tool_floor(self, quat: np.ndarray) -> float:
         """The lowest z (m) the TCP may have at orientation ``quat``, or any rotation of it about
@@ -213,44 +238,25 @@ class Zones:
         above it) plus how far the tool reaches below its TCP. A point ``t`` of the tool is at
         ``u . t`` above the TCP, ``u`` the vertical in the tool frame; over every rotation about
         the vertical that is at least ``u_z t_z - sqrt(1 - u_z^2) |t_xy|`` (Cauchy-Schwarz). The
-        TCP's own floor (the workspace box) is not included."""
+        TCP's own floor (the workspace box) is not included; -inf without tool points."""
         if not self.has_tool:
             return -math.inf
-        return self.tool_floor_z + _reach_below(
-            np.ascontiguousarray(quat, dtype=float), self._tool_z, self._tool_rho
-        )
+        reach: float = _reach_below(_f64(quat), self._tool_z, self._tool_rho)
+        return self.tool_floor_z + reach
 
     def project_tool(self, p: np.ndarray, quats: tuple[np.ndarray, ...]) -> np.ndarray | None:
         """A TCP position near ``p`` that puts the TCP in the workspace and out of every grown
         zone, and every tool point, at each orientation in ``quats``, at or above the floor and
-        out of every grown zone; None if the rounds of :meth:`project` find none.
+        out of every grown zone; None if :data:`_TOOL_ROUNDS` rounds find none.
 
-        Alternating projections as in :meth:`project`: the floor lifts the TCP by the lowest
-        point's depth; a zone pushes the TCP by the push that takes its deepest point out.
+        Alternating projections as in :meth:`project` (compiled): the floor lifts the TCP by
+        the lowest point's depth; a zone pushes the TCP by the push that takes its deepest point
+        (the TCP counts as one) just out.
         """
         offsets = np.concatenate([np.zeros((1, 3))] + [self.tool @ quat_to_matrix(q).T for q in quats])
-        floor = float(self.lo[2]) - float(offsets[:, 2].min())
-        if floor > self.hi[2]:
-            return None
-        q: np.ndarray = np.minimum(np.maximum(p, self.lo), self.hi)
-        for _ in range(_PROJECT_ROUNDS):
-            moved = False
-            if q[2] < floor:
-                q = q.copy()
-                q[2] = floor
-                moved = True
-            for z in self.keep_out:
-                pts = q + offsets
-                depth = np.array([_depth(z, x) for x in pts])
-                k = int(np.argmax(depth))
-                if depth[k] > 0.0:
-                    q = np.minimum(np.maximum(q + (_push_out(z, pts[k]) - pts[k]), self.lo), self.hi)
-                    moved = True
-            if not moved:
-                return q
-        if self.violation(q) is None and all(self.tool_violation(q, x) is None for x in quats):
-            return q
-        return None
+        q = np.minimum(np.maximum(_f64(p), self.lo), self.hi)
+        ok = _project_points(q, offsets, self.lo, self.hi, self._kinds, self._params, _TOOL_ROUNDS)
+        return q if ok else None
 
     # --- motion -----------------------------------------------------------------------------
 
@@ -312,6 +318,28 @@ class Zones:
 _KIND = {"box": 0, "sphere": 1, "half_space": 2}
 
 
+def _f64(x: np.ndarray) -> np.ndarray:
+    """``x`` as a C-contiguous float64 array (itself when it is one): the kernels' one type."""
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous:
+        return x
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+@jit
+def _zone_depth(kind: int, f: np.ndarray, wx: float, wy: float, wz: float) -> float:
+    """Depth of the point ``(wx, wy, wz)`` in one zone (``kind`` 0 box, 1 ball, 2 plane; ``f`` as
+    :func:`_as_floats`): the distance to its nearest exit, negative outside."""
+    d: float
+    if kind == 0:
+        d = min(wx - f[0], wy - f[1], wz - f[2], f[3] - wx, f[4] - wy, f[5] - wz)
+    elif kind == 1:
+        dx, dy, dz = wx - f[0], wy - f[1], wz - f[2]
+        d = f[3] - math.sqrt(dx * dx + dy * dy + dz * dz)
+    else:
+        d = f[3] - (f[0] * wx + f[1] * wy + f[2] * wz)
+    return d
+
+
 @jit
 def _tool_depths(
     p: np.ndarray,
@@ -320,37 +348,138 @@ def _tool_depths(
     floor_z: float,
     kinds: np.ndarray,
     params: np.ndarray,
+    allow: np.ndarray,
     out: np.ndarray,
-) -> None:
+) -> int:
     """``out[0]``: how far the lowest of ``pts`` (TCP frame) at the pose ``(p, quat)`` (x, y, z,
     w; normalised here) is below ``floor_z``; ``out[1 + k]``: the depth of the deepest point in
-    zone ``k`` (``kinds``/``params`` as :func:`_as_floats`); 0 where none is in."""
+    zone ``k`` (``kinds``/``params`` as :func:`_as_floats`); 0 where none is in. Returns the
+    first index where ``out`` exceeds ``allow`` by more than 1e-9, or -1."""
     x, y, z, w = quat[0], quat[1], quat[2], quat[3]
     s = 2.0 / (x * x + y * y + z * z + w * w)
     r00, r01, r02 = 1.0 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)
     r10, r11, r12 = s * (x * y + z * w), 1.0 - s * (x * x + z * z), s * (y * z - x * w)
     r20, r21, r22 = s * (x * z - y * w), s * (y * z + x * w), 1.0 - s * (x * x + y * y)
-    for k in range(out.shape[0]):
-        out[k] = 0.0
+    n = out.shape[0]
+    deepest = np.zeros(n)
     for i in range(pts.shape[0]):
         tx, ty, tz = pts[i, 0], pts[i, 1], pts[i, 2]
         wx = p[0] + r00 * tx + r01 * ty + r02 * tz
         wy = p[1] + r10 * tx + r11 * ty + r12 * tz
         wz = p[2] + r20 * tx + r21 * ty + r22 * tz
         d = floor_z - wz
-        if d > out[0]:
-            out[0] = d
+        if d > deepest[0]:
+            deepest[0] = d
+        for k in range(kinds.shape[0]):
+            d = _zone_depth(kinds[k], params[k], wx, wy, wz)
+            if d > deepest[1 + k]:
+                deepest[1 + k] = d
+    worst = -1
+    for k in range(n):
+        if worst < 0 and deepest[k] > allow[k] + 1e-9:
+            worst = k
+    for k in range(n):
+        out[k] = deepest[k]
+    return worst
+
+
+@jit
+def _tool_tick(
+    p: np.ndarray,
+    quat: np.ndarray,
+    quat_last: np.ndarray,
+    pts: np.ndarray,
+    tz: np.ndarray,
+    rho: np.ndarray,
+    floor_z: float,
+    tool_floor_z: float,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    zero: np.ndarray,
+    scratch: np.ndarray,
+) -> tuple[int, int, float]:
+    """:meth:`Zones.tool_tick`'s work in one call."""
+    k = _tool_depths(p, quat, pts, floor_z, kinds, params, zero, scratch)
+    k_last = _tool_depths(p, quat_last, pts, floor_z, kinds, params, zero, scratch)
+    reach = max(_reach_below(quat, tz, rho), _reach_below(quat_last, tz, rho))
+    return k, k_last, tool_floor_z + reach
+
+
+@jit
+def _project_points(
+    q: np.ndarray,
+    offsets: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    rounds: int,
+) -> bool:
+    """Move ``q`` (in place) until every ``q + offsets[i]`` is at or above ``lo[2]`` and outside
+    every zone, ``q`` inside ``[lo, hi]``: per round, lift by the lowest point's depth, then push
+    by each zone's deepest point's way out (as :func:`_push_out`), clamping into the box after
+    each. True if a round moved nothing (all out), False after ``rounds`` rounds."""
+    floor = lo[2]
+    for i in range(offsets.shape[0]):
+        if lo[2] - offsets[i, 2] > floor:
+            floor = lo[2] - offsets[i, 2]
+    if floor > hi[2]:
+        return False
+    for _ in range(rounds):
+        moved = False
+        if q[2] < floor:
+            q[2] = floor
+            moved = True
         for k in range(kinds.shape[0]):
             f = params[k]
+            best, bi = 0.0, -1
+            for i in range(offsets.shape[0]):
+                d = _zone_depth(kinds[k], f, q[0] + offsets[i, 0], q[1] + offsets[i, 1], q[2] + offsets[i, 2])
+                if d > best:
+                    best, bi = d, i
+            if bi < 0:
+                continue
+            moved = True
+            wx, wy, wz = q[0] + offsets[bi, 0], q[1] + offsets[bi, 1], q[2] + offsets[bi, 2]
+            dx, dy, dz = 0.0, 0.0, 0.0
             if kinds[k] == 0:
-                d = min(wx - f[0], wy - f[1], wz - f[2], f[3] - wx, f[4] - wy, f[5] - wz)
+                # The nearest face, low faces first on a tie (as _push_out).
+                faces = (wx - f[0], wy - f[1], wz - f[2], f[3] - wx, f[4] - wy, f[5] - wz)
+                j, dmin = 0, faces[0]
+                for m in range(1, 6):
+                    if faces[m] < dmin:
+                        j, dmin = m, faces[m]
+                if j == 0:
+                    dx = -(dmin + 1e-9)
+                elif j == 1:
+                    dy = -(dmin + 1e-9)
+                elif j == 2:
+                    dz = -(dmin + 1e-9)
+                elif j == 3:
+                    dx = dmin + 1e-9
+                elif j == 4:
+                    dy = dmin + 1e-9
+                else:
+                    dz = dmin + 1e-9
             elif kinds[k] == 1:
-                dx, dy, dz = wx - f[0], wy - f[1], wz - f[2]
-                d = f[3] - math.sqrt(dx * dx + dy * dy + dz * dz)
+                ux, uy, uz = wx - f[0], wy - f[1], wz - f[2]
+                r = math.sqrt(ux * ux + uy * uy + uz * uz)
+                if r > 1e-12:
+                    ux, uy, uz = ux / r, uy / r, uz / r
+                else:
+                    ux, uy, uz = 0.0, 0.0, 1.0
+                dx = f[0] + ux * (f[3] + 1e-9) - wx
+                dy = f[1] + uy * (f[3] + 1e-9) - wy
+                dz = f[2] + uz * (f[3] + 1e-9) - wz
             else:
-                d = f[3] - (f[0] * wx + f[1] * wy + f[2] * wz)
-            if d > out[1 + k]:
-                out[1 + k] = d
+                push = f[3] - (f[0] * wx + f[1] * wy + f[2] * wz) + 1e-9
+                dx, dy, dz = push * f[0], push * f[1], push * f[2]
+            q[0] = min(max(q[0] + dx, lo[0]), hi[0])
+            q[1] = min(max(q[1] + dy, lo[1]), hi[1])
+            q[2] = min(max(q[2] + dz, lo[2]), hi[2])
+        if not moved:
+            return True
+    return False
 
 
 @jit
