@@ -153,7 +153,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     demo.add_argument("--json", type=Path, help="also write the results as JSON here (default: none)")
 
     gen = command("generate", "record noisy expert demonstrations")
-    gen.add_argument("--episodes", type=int, default=1200, help="expert episodes (default: 1200)")
+    gen.add_argument("--episodes", type=int, default=800, help="expert episodes (default: 800)")
     gen.add_argument(
         "--seed", type=int, default=0, help="first scene seed, offset from 1_000_000 (default: 0)"
     )
@@ -167,7 +167,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         "--data", type=Path, help=f"npz from generate, made if missing (default: {DEFAULT_DATA})"
     )
     train.add_argument(
-        "--episodes", type=int, default=1200, help="expert episodes when generating (default: 1200)"
+        "--episodes", type=int, default=800, help="expert episodes when generating (default: 800)"
     )
     train.add_argument("--seed", type=int, default=t.seed, help=f"data and training seed {shown(t, 'seed')}")
     train.add_argument(
@@ -206,6 +206,12 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     ev.add_argument("--replan-ms", type=float, default=100.0, help="time between observations (default: 100)")
     ev.add_argument(
         "--runtime", choices=["torch", "onnx"], help="run the model with this instead (default: the bundle's)"
+    )
+    ev.add_argument(
+        "--task",
+        default="pick_place",
+        choices=TASKS,
+        help="pick_place, or conveyor: the named cube rides a belt (default: pick_place)",
     )
     return parser, commands
 
@@ -393,6 +399,7 @@ def _run(args: argparse.Namespace) -> int:
             latency_s=args.latency_ms / 1000,
             replan_s=args.replan_ms / 1000,
             runtime=args.runtime,
+            conveyor=args.task == "conveyor",
         )
         for r in summary_eval.results:
             print(f"{r.instruction!r:<40} {r.status:<8} {r.reason}")

@@ -1,37 +1,44 @@
-"""Demonstrations for behaviour cloning: the scripted expert, perturbed, in the fast simulation.
+"""Demonstrations for behaviour cloning: the scripted pick-and-place expert, perturbed, in the
+manual-clock MuJoCo simulation.
 
-Each episode draws its own execution conditions (how often a new chunk is asked for, how late
-it arrives, how hard the executed targets are pushed around, where the arm starts), so the
+Each episode draws its own execution conditions (static or conveyor task, how often a new chunk
+is asked for, how late it arrives, how hard the executed targets are pushed around), so the
 recorded states cover what the served loop meets, including the way back from a push. Labels are
 always the clean expert chunk from the state actually reached, never the noisy command.
+Episodes run in worker processes (one MuJoCo model and renderer each).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-from robot_agent.sim.clock import ManualClock
-from robot_agent.sim.render import render
-from robot_agent.sim.world import SimWorld
 from vla_demo.rollout import Noise, Observation, run_episode
-from vla_demo.task import IMAGE_SIZE, make_sim_robot, tokenize
+from vla_demo.task import IMAGE_SIZE, tokenize
 
-__all__ = ["Dataset", "generate"]
+__all__ = ["CONVEYOR_SHARE", "TRAIN_SEED_BASE", "Dataset", "generate"]
 
 logger = logging.getLogger(__name__)
+
+#: Training scenes use seeds from here on, so evaluation seeds (0, 1, 2, ... in ``robot-agent
+#: eval`` and :mod:`vla_demo.evaluate`) are scenes the policy has never seen.
+TRAIN_SEED_BASE = 1_000_000
+#: The share of episodes on the conveyor task, so ``eval --task conveyor`` has a policy that tries.
+CONVEYOR_SHARE = 0.3
+TARGET_NAMES = ("cube_x", "cube_y", "cube_z", "pad_x", "pad_y")
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Samples ``N``: images uint8 ``[N, S, S, 3]``, state float32 ``[N, 3]``, tokens int64
-    ``[N, T]``, actions float32 ``[N, H, 7]`` (ee_delta), episode index ``[N]``, and the named
-    cube's top centre ``[N, 3]`` (privileged: an auxiliary training target, never an input)."""
+    """Samples ``N``: images uint8 ``[N, S, S, 3]``, state float32 ``[N, 4]``, tokens int64
+    ``[N, T]``, actions float32 ``[N, H, 7]`` (ee_delta, gripper absolute), episode index ``[N]``,
+    and ``target`` float32 ``[N, 5]`` (``TARGET_NAMES``: the named cube's centre and the pad's
+    centre; privileged, an auxiliary training target, never an input)."""
 
     images: np.ndarray
     state: np.ndarray
@@ -50,93 +57,150 @@ class Dataset:
 
     @classmethod
     def load(cls, path: Path, *, seed: int = 0) -> Dataset:
-        """Read ``path``; data saved without targets gets them from the scene seeds (``seed`` as
-        given to :func:`generate`)."""
+        """Read ``path`` (written by :meth:`save`); ``seed`` is unused (kept for the CLI)."""
+        del seed
         with np.load(path) as f:
-            arrays = {k: f[k] for k in f.files}
-        if "target" not in arrays:
-            arrays["target"] = _targets(arrays["episode"], seed)
-        return cls(**{k: arrays[k] for k in ("images", "state", "tokens", "actions", "episode", "target")})
+            return cls(**{k: f[k] for k in ("images", "state", "tokens", "actions", "episode", "target")})
 
-
-def _targets(episode: np.ndarray, seed: int) -> np.ndarray:
-    world = SimWorld(clock=ManualClock())
-    tops = {}
-    for ep in np.unique(episode):
-        world.reset(TRAIN_SEED_BASE + seed + int(ep))
-        tops[int(ep)] = world.target_cube.top.astype(np.float32)
-    return np.stack([tops[int(ep)] for ep in episode])
-
-
-#: Training scenes use seeds from here on, so evaluation seeds (0, 1, 2, ... by default in
-#: ``robot-agent eval``) are scenes the policy has never seen.
-TRAIN_SEED_BASE = 1_000_000
-
-
-def generate(episodes: int, *, seed: int = 0, image_size: int = IMAGE_SIZE, progress: bool = True) -> Dataset:
-    """Record ``episodes`` perturbed expert episodes (scene seeds ``TRAIN_SEED_BASE + seed + i``)."""
-    robot = make_sim_robot(realtime=False, seed=seed, physics_dt_s=0.005)
-    rng = np.random.default_rng(seed)
-    images: list[np.ndarray] = []
-    states: list[np.ndarray] = []
-    tokens: list[np.ndarray] = []
-    actions: list[np.ndarray] = []
-    index: list[int] = []
-    targets: list[np.ndarray] = []
-    failures = 0
-    for ep in tqdm(range(episodes), desc="expert episodes", unit="ep", disable=not progress):
-        scale = 0.0 if rng.random() < 0.15 else rng.uniform(0.5, 1.5)
-        noise = None if scale == 0 else Noise(std_m=0.015 * scale, kick_probability_per_s=0.3 * scale)
-        # A fifth of the episodes render a 640x480 render shrunk to the input size, as the agent
-        # does with a default-sized camera, so both routes look familiar to the policy.
-        big = rng.random() < 0.2
-
-        def record(obs: Observation, chunk: np.ndarray, ep: int = ep, big: bool = big) -> None:
-            image = obs.image
-            if big:
-                ee, gripper, _ = robot.snapshot()
-                image = cv2.resize(
-                    render(robot.world, ee, gripper, 640, 480),
-                    (image_size, image_size),
-                    interpolation=cv2.INTER_AREA,
-                )
-            assert image is not None
-            images.append(image)
-            states.append(obs.state)
-            tokens.append(tokenize(obs.instruction))
-            actions.append(chunk)
-            index.append(ep)
-            targets.append(robot.world.target_cube.top.astype(np.float32))
-
-        result = run_episode(
-            robot,
-            lambda obs: _expert(robot, obs),
-            seed=TRAIN_SEED_BASE + seed + ep,
-            replan_s=float(rng.choice([0.1, 0.2, 0.3, 0.5])),
-            latency_s=float(rng.uniform(0.0, 0.4)),
-            noise=noise,
-            record=record,
-            image_size=image_size,
-            needs_image=False,
-            dwell_after_success_s=float(rng.uniform(0.3, 1.0)),
-            start_offset_m=0.15 if rng.random() < 0.4 else 0.0,
+    @classmethod
+    def concat(cls, parts: list[Dataset]) -> Dataset:
+        """One dataset of ``parts``, episode indices renumbered to stay distinct."""
+        offset = 0
+        episodes = []
+        for part in parts:
+            episodes.append(part.episode + offset)
+            offset += int(part.episode.max(initial=-1)) + 1
+        return cls(
+            images=np.concatenate([p.images for p in parts]),
+            state=np.concatenate([p.state for p in parts]),
+            tokens=np.concatenate([p.tokens for p in parts]),
+            actions=np.concatenate([p.actions for p in parts]),
+            episode=np.concatenate(episodes),
+            target=np.concatenate([p.target for p in parts]),
         )
-        failures += not result.success
+
+
+@dataclass(frozen=True)
+class _Job:
+    episode: int
+    seed: int
+    image_size: int
+    policy: str | None = None  # a bundle to act (DAgger); None: the expert acts
+    expert_share: float = 0.0  # with a bundle: the share of chunks the expert still gives
+
+
+_ROBOTS: dict[bool, object] = {}
+_POLICIES: dict[str, object] = {}
+
+
+def _bundle_policy(path: str):  # type: ignore[no-untyped-def]
+    """The worker's copy of a bundle as a policy (loaded once per process)."""
+    if path not in _POLICIES:
+        from vla_demo.evaluate import BundlePolicy
+
+        _POLICIES[path] = BundlePolicy(path)
+    return _POLICIES[path]
+
+
+def _robot(conveyor: bool):  # type: ignore[no-untyped-def]
+    """The worker's robot for a task (made once per process: a MuJoCo model and renderer)."""
+    from robot_agent.sim.mujoco_render import SceneRenderer
+    from vla_demo.task import make_sim_robot
+
+    if conveyor not in _ROBOTS:
+        robot = make_sim_robot(conveyor=conveyor)
+        _ROBOTS[conveyor] = (robot, SceneRenderer(robot.arm.model))  # type: ignore[attr-defined]
+    return _ROBOTS[conveyor]
+
+
+def _episode(job: _Job) -> tuple[int, dict[str, np.ndarray], bool]:
+    """One perturbed expert episode; its samples as arrays, and whether it succeeded."""
+    from vla_demo.expert import scene_of
+    from vla_demo.rollout import expert_policy
+
+    rng = np.random.default_rng([job.seed, job.episode])
+    conveyor = bool(rng.random() < CONVEYOR_SHARE)
+    robot, renderer = _robot(conveyor)
+    scale = 0.0 if rng.random() < 0.2 else rng.uniform(0.5, 1.5)
+    noise = None if scale == 0 else Noise(std_m=0.008 * scale, kick_probability_per_s=0.15 * scale)
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "state", "tokens", "actions", "target")}
+
+    def record(obs: Observation, chunk: np.ndarray) -> None:
+        assert obs.image is not None
+        scene = scene_of(robot.world)
+        rows["images"].append(obs.image)
+        rows["state"].append(obs.state)
+        rows["tokens"].append(tokenize(obs.instruction))
+        rows["actions"].append(chunk)
+        rows["target"].append(np.array([*scene.cube, *scene.pad[:2]], dtype=np.float32))
+
+    policy = expert_policy(robot)
+    if job.policy is not None:
+        learned, expert = _bundle_policy(job.policy), policy
+        share = job.expert_share
+
+        def policy(obs: Observation) -> np.ndarray:
+            return expert(obs) if rng.random() < share else learned(obs)
+
+        noise = None if scale == 0 else Noise(std_m=0.004 * scale, kick_probability_per_s=0.05 * scale)
+    result = run_episode(
+        robot,
+        policy,
+        seed=TRAIN_SEED_BASE + job.seed * 100_000 + job.episode,
+        replan_s=float(rng.choice([0.1, 0.2, 0.3, 0.5])),
+        latency_s=float(rng.uniform(0.0, 0.3)),
+        noise=noise,
+        record=record,
+        image_size=job.image_size,
+        needs_image=job.policy is not None,
+        renderer=renderer,
+        dwell_after_success_s=float(rng.uniform(0.3, 1.0)),
+    )
+    arrays = {k: np.stack(v) for k, v in rows.items()}
+    return job.episode, arrays, result.success
+
+
+def generate(
+    episodes: int,
+    *,
+    seed: int = 0,
+    image_size: int = IMAGE_SIZE,
+    progress: bool = True,
+    workers: int = 2,
+    policy: Path | str | None = None,
+    expert_share: float = 0.3,
+) -> Dataset:
+    """Record ``episodes`` perturbed expert episodes (scene seeds ``TRAIN_SEED_BASE + seed * 100000
+    + i``, a ``CONVEYOR_SHARE`` of them on the conveyor) in ``workers`` processes (1: in this one).
+
+    With ``policy`` (a bundle folder), that policy acts instead, the expert giving an
+    ``expert_share`` of the chunks, and every visited state is still labelled by the expert
+    (DAgger, Ross et al. 2011): the data then covers the states the learned policy reaches."""
+    bundle = str(policy) if policy is not None else None
+    jobs = [_Job(i, seed, image_size, bundle, expert_share) for i in range(episodes)]
+    results: list[tuple[int, dict[str, np.ndarray], bool]] = []
+    bar = tqdm(total=episodes, desc="expert episodes", unit="ep", disable=not progress)
+    if workers <= 1:
+        for job in jobs:
+            results.append(_episode(job))
+            bar.update(1)
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for out in pool.imap_unordered(_episode, jobs, chunksize=4):
+                results.append(out)
+                bar.update(1)
+    bar.close()
+    results.sort(key=lambda r: r[0])
+    failures = sum(not ok for _, _, ok in results)
     if failures:
         logger.info(
             "%d of %d expert episodes failed (perturbed); their samples are kept.", failures, episodes
         )
     return Dataset(
-        images=np.stack(images),
-        state=np.stack(states).astype(np.float32),
-        tokens=np.stack(tokens),
-        actions=np.stack(actions).astype(np.float32),
-        episode=np.array(index, dtype=np.int32),
-        target=np.stack(targets),
+        images=np.concatenate([r[1]["images"] for r in results]),
+        state=np.concatenate([r[1]["state"] for r in results]).astype(np.float32),
+        tokens=np.concatenate([r[1]["tokens"] for r in results]),
+        actions=np.concatenate([r[1]["actions"] for r in results]).astype(np.float32),
+        episode=np.concatenate([np.full(len(r[1]["state"]), r[0], dtype=np.int32) for r in results]),
+        target=np.concatenate([r[1]["target"] for r in results]),
     )
-
-
-def _expert(robot, obs: Observation) -> np.ndarray:  # type: ignore[no-untyped-def]
-    from vla_demo.expert import expert_chunk
-
-    return expert_chunk(obs.state, robot.world.target_cube.top)

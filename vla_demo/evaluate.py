@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from inference_server.backends import Batch, create_backend
 from inference_server.bundle import load_bundle
+from robot_agent.sim.mujoco_render import SceneRenderer
 from robot_agent.sim.world import EpisodeResult
 from vla_demo.rollout import Observation, run_episode
 from vla_demo.task import CAMERA, make_sim_robot
@@ -81,15 +82,26 @@ def evaluate_offline(
     seeds: Sequence[int] | None = None,
     runtime: str | None = None,
     progress: bool = True,
+    conveyor: bool = False,
 ) -> EvalSummary:
+    """Run ``bundle`` on scene seeds ``seeds`` (default ``0 .. episodes - 1``) of the static
+    pick-and-place task, or the conveyor task with ``conveyor``; chunks arrive ``latency_s``
+    after their observation, one is asked for every ``replan_s``."""
     policy = BundlePolicy(bundle, runtime=runtime)
-    robot = make_sim_robot(realtime=False, seed=0)
+    robot = make_sim_robot(conveyor=conveyor, seed=0)
+    renderer = SceneRenderer(robot.arm.model)  # type: ignore[attr-defined]
     seeds = list(seeds) if seeds is not None else [EVAL_SEED_BASE + i for i in range(episodes)]
     results = []
     for seed in tqdm(seeds, desc="offline eval", unit="ep", disable=not progress):
         results.append(
             run_episode(
-                robot, policy, seed=seed, latency_s=latency_s, replan_s=replan_s, image_size=policy.image_size
+                robot,
+                policy,
+                seed=seed,
+                latency_s=latency_s,
+                replan_s=replan_s,
+                image_size=policy.image_size,
+                renderer=renderer,
             )
         )
     return EvalSummary(tuple(results))

@@ -6,7 +6,11 @@ cube; a spatial soft-argmax turns feature maps into image coordinates, which is 
 needs (where the cube is relative to the gripper) and which a small CNN learns quickly. Inputs
 follow the server's tensor convention: ``front`` float ``[B, 3, H, W]`` in ``[0, 1]``, ``state``
 ``[B, S]`` normalised, plus ``instruction`` int64 token ids ``[B, T]``; output: normalised
-actions ``[B, chunk_length, action_dim]``.
+actions ``[B, chunk_length, action_dim]``, the last entry (the gripper) squashed into ``[0, 1]``
+by a sigmoid (the bundle's gripper statistics are mean 0, std 1, so it is the opening itself).
+
+An auxiliary head estimates where the named cube (x, y, z) and the pad (x, y) are, in the
+state's normalised units; the action head gets those and their offsets from the tool.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ class TinyVLA(nn.Module):
         *,
         vocab_size: int,
         image_size: int = 96,
-        state_dim: int = 3,
+        state_dim: int = 4,
         chunk_length: int = 16,
         action_dim: int = 7,
+        target_dim: int = 5,
         width: int = 32,
         embed_dim: int = 32,
         hidden: int = 256,
@@ -51,6 +56,7 @@ class TinyVLA(nn.Module):
         super().__init__()
         self.chunk_length = chunk_length
         self.action_dim = action_dim
+        self.target_dim = target_dim
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         half = width // 2
         side = (image_size + 3) // 4
@@ -64,11 +70,15 @@ class TinyVLA(nn.Module):
         # One keypoint chosen by the instruction: score = features . query(words), soft-argmax.
         self.query = nn.Linear(embed_dim, width)
         self.attend = SpatialSoftArgmax(side, side)
-        # And one straight from the pixels' colour: score = w(words) . rgb at half resolution. It
-        # is linear in w, so the gradient finds "the named colour" within a few hundred steps,
-        # where a deep score map may wander for thousands.
-        self.colour_query = nn.Linear(embed_dim, 4)
-        self.colour_attend = SpatialSoftArgmax(image_size // 2, image_size // 2, log_temperature=-3.0)
+        # And one straight from the pixels' colour, at full resolution (a 4 cm cube is about 5
+        # pixels across at 128): a per-pixel MLP of the RGB whose hidden units the words modulate
+        # (FiLM), so the score map lights up the named colour alone and its soft-argmax places the
+        # cube to a fraction of a pixel. Shallow on purpose: the gradient finds "the named
+        # colour" within a few hundred steps, where a deep score map may wander for thousands.
+        self.colour_hidden = nn.Conv2d(3, 16, 1)
+        self.colour_film = nn.Linear(embed_dim, 32)
+        self.colour_score = nn.Conv2d(16, 1, 1)
+        self.colour_attend = SpatialSoftArgmax(image_size, image_size, log_temperature=-1.0)
         self.film3 = nn.Linear(embed_dim, 2 * width)
         self.keypoints = SpatialSoftArgmax(side, side)
         ys, xs = torch.meshgrid(
@@ -78,9 +88,11 @@ class TinyVLA(nn.Module):
         self.state_mlp = nn.Sequential(nn.Linear(state_dim, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
         # Where the named cube is (x, y, in the state's normalised units), trained with an
         # auxiliary loss: the head then only has to turn "cube there, tip here" into a path.
-        self.locate = nn.Sequential(nn.Linear(2 * width + embed_dim + 4, 128), nn.ReLU(), nn.Linear(128, 2))
+        self.locate = nn.Sequential(
+            nn.Linear(2 * width + embed_dim + 4 + state_dim, 128), nn.ReLU(), nn.Linear(128, target_dim)
+        )
         self.head = nn.Sequential(
-            nn.Linear(2 * width + 64 + embed_dim + 4, hidden),
+            nn.Linear(2 * width + 64 + embed_dim + 2 * target_dim, hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden),
             nn.ReLU(),
@@ -92,12 +104,15 @@ class TinyVLA(nn.Module):
         return (self.embed(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def forward(self, front: torch.Tensor, state: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_target(front, state, instruction)[0]
+        raw = self.forward_with_target(front, state, instruction)[0]
+        return torch.cat([raw[..., :-1], torch.sigmoid(raw[..., -1:])], dim=-1)
 
     def forward_with_target(
         self, front: torch.Tensor, state: torch.Tensor, instruction: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actions and the estimated target position (the auxiliary output used in training)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Actions with the gripper as a logit ``[B, H, A]``, the estimated target positions
+        ``[B, target_dim]`` and where the colour pathway sees the named cube in the image
+        ``[B, 2]`` (soft-argmax units): the auxiliary outputs used in training."""
         words = self.encode_instruction(instruction)
         coords = self.coords.expand(front.shape[0], -1, -1, -1).to(front.dtype)
         gamma, beta = self.film1(words).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
@@ -110,13 +125,11 @@ class TinyVLA(nn.Module):
         points = self.keypoints(features)
         score = (features * self.query(words).unsqueeze(-1).unsqueeze(-1)).sum(1, keepdim=True)
         named = self.attend(score)
-        colour_w = self.colour_query(words)
-        small = nn.functional.avg_pool2d(front, 2)
-        colour_score = (small * colour_w[:, :3, None, None]).sum(1, keepdim=True) + colour_w[
-            :, 3:, None, None
-        ]
-        by_colour = self.colour_attend(colour_score)
-        target = self.locate(torch.cat([points, words, named, by_colour], dim=1))
-        offset = target - state[:, :2]
+        gamma, beta = self.colour_film(words).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        hidden = torch.relu(self.colour_hidden(front) * (1 + gamma) + beta)
+        by_colour = self.colour_attend(self.colour_score(hidden))
+        target = self.locate(torch.cat([points, words, named, by_colour, state], dim=1))
+        # cube (x, y, z) and pad (x, y) relative to the tool (x, y, z) / (x, y)
+        offset = target - torch.cat([state[:, :3], state[:, :2]], dim=1)
         features = torch.cat([points, self.state_mlp(state), words, target, offset], dim=1)
-        return self.head(features).reshape(-1, self.chunk_length, self.action_dim), target
+        return self.head(features).reshape(-1, self.chunk_length, self.action_dim), target, by_colour

@@ -10,9 +10,9 @@ import re
 
 import numpy as np
 
-from robot_agent.config import RobotConfig
 from robot_agent.drivers.sim import SimRobot
-from robot_agent.sim.world import COLOURS, INSTRUCTION_TEMPLATES
+from robot_agent.sim.mujoco_scene import CUBE_COLOURS
+from robot_agent.sim.mujoco_task import PICK_PLACE_TEMPLATES
 
 __all__ = [
     "ACTION_DIM",
@@ -24,14 +24,19 @@ __all__ = [
     "MAX_TOKENS",
     "STATE_NAMES",
     "VOCAB",
+    "front_pixels",
     "make_sim_robot",
     "state_of",
     "tokenize",
 ]
 
 CAMERA = "front"
-IMAGE_SIZE = 96  # square; the sim camera keeps its framing at any size, the agent resizes to this
-STATE_NAMES = ("ee_x", "ee_y", "ee_z")
+# Square. The front camera frames the whole arm, so a 4 cm cube is about 5 pixels across at 128
+# (4 at 96): 128 gives the soft-argmax keypoints the resolution a 1 cm grasp tolerance needs.
+IMAGE_SIZE = 128
+# The tool centre point (metres, base frame) and the measured gripper opening (0 closed .. 1 =
+# 8 cm): the opening tells the policy which phase it is in (open, closing, holding a cube).
+STATE_NAMES = ("ee_x", "ee_y", "ee_z", "gripper")
 ACTION_NAMES = ("dx", "dy", "dz", "drx", "dry", "drz", "gripper")
 ACTION_DIM = len(ACTION_NAMES)
 # 16 actions 0.1 s apart: 1.6 s of plan, so even 400 ms of added latency leaves most of a chunk
@@ -42,13 +47,13 @@ MAX_TOKENS = 8
 
 # The words of every instruction template, the colours, and a few common extras; anything else
 # maps to <unk>, so an unseen phrasing still works as long as it names a colour.
-_EXTRA_WORDS = ("a", "at", "please", "point", "tap", "on", "box", "object", "toward", "towards", "of")
+_EXTRA_WORDS = ("a", "at", "please", "it", "on", "onto", "box", "object", "in", "into", "of", "and")
 VOCAB: tuple[str, ...] = (
     "<pad>",
     "<unk>",
     *sorted(
-        {w for t in INSTRUCTION_TEMPLATES for w in re.findall(r"[a-z]+", t.replace("{colour}", ""))}
-        | set(COLOURS)
+        {w for t in PICK_PLACE_TEMPLATES for w in re.findall(r"[a-z]+", t.replace("{colour}", ""))}
+        | set(CUBE_COLOURS)
         | set(_EXTRA_WORDS)
     ),
 )
@@ -64,11 +69,42 @@ def tokenize(
     return np.array(ids + [0] * (max_tokens - len(ids)), dtype=np.int64)
 
 
-def make_sim_robot(*, realtime: bool, seed: int | None = None, **options: object) -> SimRobot:
-    """A simulated Panda in a fresh world (manual clock unless ``realtime``)."""
-    return SimRobot.from_config(RobotConfig(options={"realtime": realtime, "seed": seed, **options}))
+def make_sim_robot(*, conveyor: bool = False, seed: int | None = None) -> SimRobot:
+    """A simulated Panda in MuJoCo on a manual clock (advance it with ``step``), the static
+    pick-and-place task or, with ``conveyor``, the dynamic one."""
+    from robot_agent.sim.clock import ManualClock
+    from robot_agent.sim.mujoco_arm import MujocoArm
+    from robot_agent.sim.mujoco_task import PickPlaceWorld
+
+    clock = ManualClock()
+    world = PickPlaceWorld(clock=clock, seed=seed, conveyor=conveyor)
+    return SimRobot(arm=MujocoArm(clock=clock, world=world, seed=seed))
 
 
 def state_of(robot: SimRobot) -> np.ndarray:
-    """The policy's state vector (``STATE_NAMES``) from a robot reading, float32."""
-    return np.asarray(robot.read_state().ee.position, dtype=np.float32)
+    """The policy's state vector (``STATE_NAMES``) from a robot reading, float32 ``[4]``."""
+    reading = robot.read_state()
+    return np.array([*reading.ee.position, reading.gripper], dtype=np.float32)
+
+
+def front_pixels(points: np.ndarray, image_size: int = IMAGE_SIZE) -> np.ndarray:
+    """Where base-frame points ``[N, 3]`` (metres) appear in the front camera's square image of
+    ``image_size``: ``[N, 2]`` (x right, y down), in the units of the model's soft-argmax (-1 at
+    the first pixel's centre, +1 at the last's). Pinhole projection with the scene camera's pose
+    and vertical field of view (MuJoCo cameras look along their -z, y up)."""
+    from robot_agent.sim.mujoco_render import import_mujoco
+    from robot_agent.sim.mujoco_scene import build
+
+    mujoco = import_mujoco()
+    model, _ = build(conveyor=False)
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    mujoco.mj_camlight(model, data)
+    cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
+    rotation = data.cam_xmat[cam].reshape(3, 3)
+    local = (np.asarray(points, dtype=float) - data.cam_xpos[cam]) @ rotation  # = R^T (p - c)
+    focal = (image_size / 2) / np.tan(np.radians(model.cam_fovy[cam]) / 2)
+    depth = -local[:, 2]
+    u = focal * local[:, 0] / depth + image_size / 2
+    v = -focal * local[:, 1] / depth + image_size / 2
+    return np.column_stack([u - 0.5, v - 0.5]) * (2 / (image_size - 1)) - 1

@@ -33,20 +33,26 @@ from vla_demo.task import (
     MAX_TOKENS,
     STATE_NAMES,
     VOCAB,
+    front_pixels,
 )
 
-__all__ = ["TrainConfig", "export_bundle", "train"]
+__all__ = ["REPRODUCE", "TrainConfig", "export_bundle", "train"]
+
+#: The command that made the committed bundle (policies/demo).
+REPRODUCE = "python -m vla_demo train --out policies/demo --episodes 800 --epochs 6"
 
 logger = logging.getLogger(__name__)
 
 _STD_FLOOR = 0.01  # entries that never vary (rotation, gripper) keep a small, harmless scale
-# Loss weight per action entry: positions matter; the constant rotation and gripper just stay put.
-_LOSS_WEIGHTS = torch.tensor([1.0, 1.0, 1.0, 0.05, 0.05, 0.05, 0.05])
+# Loss weight per action entry: positions matter; the constant rotation just stays put. The
+# gripper (absolute, 0 or 1 in the labels) has its own loss: binary cross-entropy on its logit.
+_LOSS_WEIGHTS = torch.tensor([1.0, 1.0, 1.0, 0.05, 0.05, 0.05, 0.0])
+_GRIPPER_LOSS_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 3
+    epochs: int = 6
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -71,9 +77,17 @@ class Stats:
         return cls(
             state_mean=data.state.mean(0).astype(np.float32),
             state_std=np.maximum(data.state.std(0), _STD_FLOOR).astype(np.float32),
-            action_mean=flat.mean(0).astype(np.float32),
-            action_std=np.maximum(flat.std(0), _STD_FLOOR).astype(np.float32),
+            # The gripper leaves the model as an opening in [0, 1] (a sigmoid): identity scaling.
+            action_mean=np.append(flat[:, :-1].mean(0), 0.0).astype(np.float32),
+            action_std=np.append(np.maximum(flat[:, :-1].std(0), _STD_FLOOR), 1.0).astype(np.float32),
         )
+
+    def target_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std for the auxiliary targets (cube x, y, z, pad x, y): the state's, so the
+        model's estimates and the tool position are in the same units."""
+        mean = np.concatenate([self.state_mean[:3], self.state_mean[:2]])
+        std = np.concatenate([self.state_std[:3], self.state_std[:2]])
+        return mean, std
 
 
 def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -89,16 +103,24 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train(
-    data: Dataset, config: TrainConfig = TrainConfig(), *, progress: bool = True
+    data: Dataset,
+    config: TrainConfig = TrainConfig(),
+    *,
+    progress: bool = True,
+    init: tuple[TinyVLA, Stats] | None = None,
 ) -> tuple[TinyVLA, Stats, dict[str, Any]]:
-    """Train on ``data``; returns the model (eval mode), the normalisation stats and a report."""
+    """Train on ``data``; returns the model (eval mode), the normalisation stats and a report.
+    ``init``: continue from this model with its statistics (fine-tuning on aggregated data)."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     generator = torch.Generator().manual_seed(config.seed)
-    stats = Stats.of(data)
     image_size = data.images.shape[1]
-    model = TinyVLA(vocab_size=len(VOCAB), image_size=image_size, state_dim=len(STATE_NAMES),
-                    chunk_length=CHUNK_LENGTH, action_dim=ACTION_DIM)  # fmt: skip
+    if init is not None:
+        model, stats = init
+    else:
+        stats = Stats.of(data)
+        model = TinyVLA(vocab_size=len(VOCAB), image_size=image_size, state_dim=len(STATE_NAMES),
+                        chunk_length=CHUNK_LENGTH, action_dim=ACTION_DIM)  # fmt: skip
     episodes = np.unique(data.episode)
     rng = np.random.default_rng(config.seed)
     val_episodes = rng.choice(episodes, max(1, int(len(episodes) * config.val_fraction)), replace=False)
@@ -110,7 +132,12 @@ def train(
     state = torch.from_numpy((data.state - stats.state_mean) / stats.state_std)
     tokens = torch.from_numpy(data.tokens)
     actions = torch.from_numpy((data.actions - stats.action_mean) / stats.action_std)
-    targets = torch.from_numpy((data.target[:, :2] - stats.state_mean[:2]) / stats.state_std[:2])
+    target_mean, target_std = stats.target_scale()
+    targets = torch.from_numpy(((data.target - target_mean) / target_std).astype(np.float32))
+    gripper_labels = torch.from_numpy(data.actions[..., -1].astype(np.float32))
+    # Where the named cube is in the image: the colour pathway's soft-argmax is pulled there
+    # directly, so it locks onto a 5-pixel cube long before the action loss alone would find it.
+    pixels = torch.from_numpy(front_pixels(data.target[:, :3], image_size).astype(np.float32))
 
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -127,10 +154,16 @@ def train(
         x = images[index].permute(0, 3, 1, 2).float() / 255.0
         if augment and config.augment:
             x = _augment(x, generator)
-        pred, target = model.forward_with_target(x, state[index], tokens[index])
+        pred, target, seen = model.forward_with_target(x, state[index], tokens[index])
         action_loss = nn.functional.smooth_l1_loss(pred, actions[index], reduction="none", beta=0.1)
+        gripper_loss = nn.functional.binary_cross_entropy_with_logits(pred[..., -1], gripper_labels[index])
         target_loss = nn.functional.smooth_l1_loss(target, targets[index], beta=0.05)
-        return (action_loss * weights).mean() + config.target_loss_weight * target_loss
+        pixel_loss = nn.functional.smooth_l1_loss(seen, pixels[index], beta=0.02)
+        return (
+            (action_loss * weights).mean()
+            + _GRIPPER_LOSS_WEIGHT * gripper_loss
+            + config.target_loss_weight * (target_loss + pixel_loss)
+        )
 
     start = time.perf_counter()
     step = 0
@@ -158,10 +191,11 @@ def train(
         idx = torch.from_numpy(val_idx[:1024])
         pred = model(images[idx].permute(0, 3, 1, 2).float() / 255.0, state[idx], tokens[idx]).numpy()
         err = (pred - actions[idx].numpy())[..., :3] * stats.action_std[:3]
-        _, target = model.forward_with_target(
+        _, target, _ = model.forward_with_target(
             images[idx].permute(0, 3, 1, 2).float() / 255.0, state[idx], tokens[idx]
         )
-        target_err = (target.numpy() - targets[idx].numpy()) * stats.state_std[:2]
+        target_err = (target.numpy() - targets[idx].numpy())[:, :3] * target_std[:3]
+        gripper_err = np.abs(pred[..., -1] - gripper_labels[idx].numpy()) > 0.5
     report = {
         "samples": len(data),
         "episodes": len(episodes),
@@ -172,6 +206,7 @@ def train(
         "val_chunk_position_error_m_mean": round(float(np.linalg.norm(err, axis=-1).mean()), 4),
         "val_first_step_position_error_m_mean": round(float(np.linalg.norm(err[:, 1], axis=-1).mean()), 4),
         "val_target_position_error_m_mean": round(float(np.linalg.norm(target_err, axis=-1).mean()), 4),
+        "val_gripper_error_rate": round(float(gripper_err.mean()), 4),
         "config": asdict(config),
     }
     return model, stats, report
@@ -240,7 +275,8 @@ def _fmt(values: np.ndarray) -> str:
 
 def _manifest(stats: Stats, size: int, name: str, version: str, report: dict[str, Any] | None) -> str:
     lines = [
-        "# The demo policy: touch the named cube (vla_demo). Reproduce: python -m vla_demo train --out policies/demo",
+        "# The demo policy: pick up the named cube and put it on the pad (vla_demo, MuJoCo).",
+        f"# Reproduce: {REPRODUCE}",
         "# backend python: the plugin tokenises the instruction, which the tensor backends do not feed,",
         "# then runs model.pt2 (torch.export) or model.onnx (onnxruntime) as [extra] runtime says.",
         f'name = "{name}"',
@@ -254,7 +290,7 @@ def _manifest(stats: Stats, size: int, name: str, version: str, report: dict[str
         'action_space = "ee_delta"',
         "action_names = [" + ", ".join(f'"{n}"' for n in ACTION_NAMES) + "]",
         "state_names = [" + ", ".join(f'"{n}"' for n in STATE_NAMES) + "]",
-        'description = "Tiny VLA (CNN + word embeddings + state MLP, chunk head), behaviour-cloned from a scripted expert in the simulated cube task."',
+        'description = "Tiny VLA (CNN + word embeddings + state MLP, chunk head), behaviour-cloned from a scripted pick-and-place expert in the MuJoCo Panda sim (static and conveyor)."',
         "",
         f"[cameras.{CAMERA}]",
         f"height = {size}",
@@ -281,7 +317,33 @@ def _manifest(stats: Stats, size: int, name: str, version: str, report: dict[str
     ]
     if report:
         lines += ["", "[extra.training]"]
-        for key in ("samples", "episodes", "steps", "train_seconds", "val_chunk_position_error_m_mean"):
+        for key in ("samples", "episodes", "steps", "train_seconds", "val_chunk_position_error_m_mean",
+                    "val_target_position_error_m_mean", "val_gripper_error_rate"):  # fmt: skip
             if report.get(key) is not None:
                 lines.append(f"{key} = {report[key]}")
     return "\n".join(lines) + "\n"
+
+
+def load_trained(bundle: Path) -> tuple[TinyVLA, Stats]:
+    """The model and statistics of a bundle written by :func:`export_bundle`, to train further
+    (the weights from ``model.pt2``, the statistics from ``policy.toml``). Raises ``KeyError``
+    when the weights do not fit a :class:`TinyVLA` of this task."""
+    import tomllib
+
+    manifest = tomllib.loads((bundle / "policy.toml").read_text())
+    norm = manifest["normalization"]
+    stats = Stats(
+        state_mean=np.array(norm["state"]["mean"], dtype=np.float32),
+        state_std=np.array(norm["state"]["std"], dtype=np.float32),
+        action_mean=np.array(norm["actions"]["mean"], dtype=np.float32),
+        action_std=np.array(norm["actions"]["std"], dtype=np.float32),
+    )
+    size = int(manifest["cameras"][CAMERA]["height"])
+    model = TinyVLA(vocab_size=len(VOCAB), image_size=size, state_dim=len(STATE_NAMES),
+                    chunk_length=CHUNK_LENGTH, action_dim=ACTION_DIM)  # fmt: skip
+    program = torch.export.load(str(bundle / "model.pt2"))
+    weights = {k.removeprefix("model."): v for k, v in program.state_dict.items()}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or [k for k in missing if not k.endswith(("xs", "ys", "coords"))]:
+        raise KeyError(f"{bundle}/model.pt2 does not fit TinyVLA: missing {missing}, unexpected {unexpected}")
+    return model, stats
