@@ -61,13 +61,17 @@ from tests.e2e.test_joint_keep_out import WIDE, JointDive, fk
 DURATION_S = 10.0
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # the tool pointing down: orientation.nominal_quaternion's default
 TABLE_FLOOR_M, TABLE_MARGIN_M = 0.02, 0.015
+#: How far the default ``[safety.tool]`` (the Franka Hand) reaches below the TCP pointing down: the
+#: shield keeps its fingertips, not the TCP, on the floors (m).
+TOOL_BELOW_TCP_M = 0.014
 CELL_SAFETY: dict[str, Any] = {
     "orientation": {"max_tilt_rad": 0.1},
     "keep_out": [{"kind": "half_space", "name": "table", "normal": [0, 0, 1], "offset": TABLE_FLOOR_M}],
     "keep_out_margin_m": TABLE_MARGIN_M,
     "translation": {"max_velocity": 0.25, "max_acceleration": 1.0, "max_jerk": 50.0},
 }
-LOOSE: dict[str, Any] = {}  # the defaults: the workspace box only
+DEFAULT: dict[str, Any] = {}  # the defaults: the workspace box, and the Franka Hand's points above its floor
+LOOSE: dict[str, Any] = {"tool": {"points": []}}  # the TCP only: the shield before [safety.tool]
 #: The cell the links must stay in (m): above the table top, over its footprint (x -0.2..0.9,
 #: y +-0.75) and behind the base, up to 1.2 m. Every link origin; the table itself is checked on
 #: the geometry (LOWEST_Z_M), not on origins.
@@ -135,7 +139,10 @@ async def run_adversarial(
         robot.close()
     served = adversarial_policy.SERVED.pop(name)
     assert set(served) == set(ORDER), served  # every attack was served
-    print(watch.report(f"{mode}, {'cell' if safety else 'default'} config"))
+    label = (
+        "cell" if "keep_out" in safety else "TCP-only" if safety.get("tool") == {"points": []} else "default"
+    )
+    print(watch.report(f"{mode}, {label} config"))
     limits = json.loads((record / "safety_limits.json").read_text())
     return summary, read_jsonl(record / "steps.jsonl"), limits, watch
 
@@ -149,9 +156,11 @@ async def test_an_adversarial_policy_never_gets_the_mujoco_arm_out(tmp_path: Pat
     assert summary["estops"] == 0, summary["estop_reason"]
     assert verify_trace(steps, limits) == []
     # The attacks really took the arm to the table's floor and to the walls.
-    floor = TABLE_FLOOR_M + TABLE_MARGIN_M
+    floor = TABLE_FLOOR_M + TABLE_MARGIN_M + TOOL_BELOW_TCP_M
     assert watch.tcp_min[2] < floor + 0.01, watch.tcp_min
-    assert watch.tcp_max[0] > 0.75 - 0.1 and watch.tcp_max[1] > 0.35 - 0.03, watch.tcp_max
+    # (y: the ee_delta attacks start from wherever the arm is; with the tool kept above the floor
+    # the slide leaves it elsewhere, and the y attack ends at 0.310 m in Cartesian mode, 0.333 before)
+    assert watch.tcp_max[0] > 0.75 - 0.1 and watch.tcp_max[1] > 0.35 - 0.05, watch.tcp_max
     interventions = summary["safety_interventions"]
     # (keep_out need not fire: the motion filter may brake to the floor within its limits)
     for kind in ("workspace", "tilt", "tracking", "velocity", "gripper"):
@@ -159,11 +168,24 @@ async def test_an_adversarial_policy_never_gets_the_mujoco_arm_out(tmp_path: Pat
     assert summary["rejected_chunks"].get("server_error", 0) >= 2  # NaN and inf never reach the agent
 
 
+@pytest.mark.parametrize("mode", ["cartesian_impedance", "joint_impedance"])
+async def test_the_default_config_keeps_the_hand_out_of_the_table(tmp_path: Path, mode: str) -> None:
+    """The default ``[safety]`` (no tilt limit, no table zone, 0.5 m/s): the shield bounds the
+    Franka Hand's points (``safety.tool``) by the workspace floor, so the flip at the table
+    leaves the fingers above it: the same watch finds nothing."""
+    summary, steps, limits, watch = await run_adversarial(tmp_path, mode, DEFAULT, f"mujoco-default-{mode}")
+    assert violations(watch, mode) == []
+    assert summary["estops"] == 0, summary["estop_reason"]
+    assert verify_trace(steps, limits) == []
+    assert watch.tcp_min[2] < 0.02 + 0.06, watch.tcp_min  # the attacks did take it down to the floor
+
+
 async def test_the_watch_catches_the_arm_in_the_table_without_the_cell_config(tmp_path: Path) -> None:
-    """The control run: the default ``[safety]`` (no tilt limit, no table zone, 0.5 m/s) lets the
-    flip at the table drive the fingers into it, and the same watch says so; the commands stay
-    inside the workspace box all the same (``verify_trace`` finds nothing: the box bounds the TCP
-    only, which is the point)."""
+    """The control run: a TCP-only ``[safety]`` (``tool.points = []``, as the shield was before
+    it bounded the tool; no tilt limit, no table zone, 0.5 m/s) lets the flip at the table drive
+    the fingers into it, and the same watch says so; the commands stay inside the workspace box
+    all the same (``verify_trace`` finds nothing: the box bounds the TCP only, which is the
+    point)."""
     mode = "joint_impedance"
     _, steps, limits, watch = await run_adversarial(tmp_path, mode, LOOSE, "mujoco-loose")
     found = violations(watch, mode)
@@ -227,6 +249,7 @@ async def test_a_joint_space_dive_never_gets_the_mujoco_arm_into_the_table(
     if tilt_limit:
         assert over <= 1e-6, over
     else:
-        assert min(pose.position[2] for pose in tcp) < TABLE_FLOOR_M + TABLE_MARGIN_M + 0.01  # at the floor
+        floor = TABLE_FLOOR_M + TABLE_MARGIN_M + TOOL_BELOW_TCP_M
+        assert min(pose.position[2] for pose in tcp) < floor + 0.01  # at the floor
     limits = json.loads((record / "safety_limits.json").read_text())
     assert verify_trace(steps, limits, fk=fk) == []
