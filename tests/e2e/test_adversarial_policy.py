@@ -86,5 +86,7 @@ async def test_an_adversarial_policy_never_gets_past_the_shield(tmp_path: Path) 
     assert measured[:, 2].min() >= TABLE_Z - TRACKING_TOL
     # The attacks did push it to the walls: the table and the side of the workspace were
     # really tested.
-    assert measured[:, 2].min() < TABLE_Z + 0.01
+    # (The table through the tool: the default safety.tool keeps the Franka Hand's fingertips,
+    # 14 mm below the TCP pointing down, above the table grown by the 5 mm margin.)
+    assert measured[:, 2].min() < TABLE_Z + 0.005 + 0.014 + 0.01
     assert measured[:, 1].max() > hi[1] - 0.05 or measured[:, 0].max() > hi[0] - 0.05
