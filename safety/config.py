@@ -386,7 +386,8 @@ class SafetyConfig:
         """Check the limits against a robot: the home pose must be reachable and allowed, the
         joint range inside the robot's, the Cartesian limits at most the robot's.
 
-        Called by the agent once it knows the robot (its home pose and hard joint limits).
+        Called by the agent once it knows the robot (its home pose and hard joint limits). A
+        home :class:`Pose` must also keep every ``tool`` point above the floor and out of the zones.
         ``robot_cartesian_limits`` is ``((m/s, m/s^2, m/s^3), (rad/s, rad/s^2, rad/s^3))`` for the
         tool's translation and rotation, by default the Panda's documented ones
         (:data:`PANDA_CARTESIAN_LIMITS`); ``None`` skips that check. ``robot_joint_rates`` is
@@ -434,6 +435,23 @@ class SafetyConfig:
                         f"safety.keep_out[{i}] ({zone.kind} {zone.name!r}) contains the home pose position {shown}",
                         field=f"safety.keep_out[{i}]",
                     )
+            if isinstance(home, Pose) and self.tool.points:
+                pts = p + self.tool.as_array() @ quat_to_matrix(np.asarray(home.quaternion, dtype=float)).T
+                k = int(np.argmin(pts[:, 2]))
+                if pts[k, 2] < self.workspace.min[2]:
+                    raise SafetyConfigError(
+                        f"safety.tool.points[{k}] is at z = {pts[k, 2]:.4f} at the home pose, below the "
+                        f"workspace floor {self.workspace.min[2]:g}",
+                        field=f"safety.tool.points[{k}]",
+                    )
+                for i, zone in enumerate(self.keep_out):
+                    for k, x in enumerate(pts):
+                        if _zone_contains(zone, x):
+                            raise SafetyConfigError(
+                                f"safety.keep_out[{i}] ({zone.kind} {zone.name!r}) contains "
+                                f"safety.tool.points[{k}] at the home pose: {_fmt(x)}",
+                                field=f"safety.keep_out[{i}]",
+                            )
             tilt = self.orientation.max_tilt_rad
             if isinstance(home, Pose) and tilt is not None:
                 angle = tool_tilt(np.asarray(self.orientation.nominal_quaternion), home.quaternion)

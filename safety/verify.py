@@ -78,7 +78,9 @@ def verify_trace(
 
     ``steps``: :class:`StepRecord` s, or the agent recorder's ``steps.jsonl`` lines (parsed
     objects, read with :meth:`StepRecord.from_json`; ValueError on a malformed one).
-    ``limits``: a SafetyConfig, its ``to_dict()``, or a ``Shield.limits_report()``.
+    ``limits``: a SafetyConfig, its ``to_dict()``, or a ``Shield.limits_report()`` (one
+    without ``config.tool``, written before the shield bounded the tool, is read as
+    ``tool.points = []``: that shield bounded the TCP only).
     ``fk``: the arm's forward kinematics, ``fk(joints) -> Pose``; with it a joint command's
     end-effector position is checked against the workspace and the grown keep-out zones
     (``workspace`` / ``keep_out`` violations); without it joint commands are checked against
@@ -396,4 +398,12 @@ def _config(limits: SafetyConfig | Mapping[str, Any]) -> SafetyConfig:
     data: Mapping[str, Any] | Sequence[Any] = (
         limits.get("config", limits) if isinstance(limits, Mapping) else limits
     )
+    if (
+        isinstance(limits, Mapping)
+        and "config" in limits
+        and isinstance(data, Mapping)
+        and "tool" not in data
+    ):
+        # A limits report written before safety.tool existed: that shield bounded the TCP only.
+        data = {**data, "tool": {"points": []}}
     return SafetyConfig.from_mapping(data)  # type: ignore[arg-type]

@@ -188,8 +188,8 @@ class Zones:
 
     def tool_over(self, p: np.ndarray, quat: np.ndarray, allow: np.ndarray, out: np.ndarray) -> int:
         """:meth:`tool_penetration` written into ``out``; the index of the first depth deeper than
-        ``allow`` (same shape) by more than 1e-9 m, or -1. ``out`` may be ``allow`` (then the
-        comparison is with zeros' worth of nothing: pass distinct arrays to compare)."""
+        ``allow`` (same shape) by more than 1e-9 m, or -1 (all compared before ``out`` is
+        written, so ``out`` may be ``allow``). Only with tool points."""
         return int(
             _tool_depths(_f64(p), _f64(quat), self.tool, self._floor_z, self._kinds, self._params, allow, out)
         )

@@ -290,3 +290,37 @@ def test_verify_trace_finds_a_tool_point_below_the_floor_from_the_recorded_pose(
         for v in verify_trace(records, SafetyConfig.from_mapping({"tool": {"points": []}}))
         if v.kind == "workspace"
     ] == []
+
+
+def test_a_limits_report_from_before_the_tool_is_read_as_tcp_only() -> None:
+    """A recording made by a TCP-only shield (its limits report has no ``tool``) is checked as
+    that shield worked; today's reports carry the points and are checked with them."""
+    from safety import Shield as _Shield
+
+    report = _Shield(SafetyConfig()).limits_report()
+    assert report["config"]["tool"]["points"]
+    seed = home_measured()
+    low = Target(time_s=0.01, ee=Pose(np.array([0.307, 0.0, 0.03]), tilted((0.5, 0.0, 0.0))))
+    records = [
+        StepRecord(time_s=0.0, measured=seed, raw=None, safe=None, fired=(), holding=True),
+        StepRecord(time_s=0.01, measured=seed, raw=low, safe=low, fired=(), holding=False),
+    ]
+    assert any("tool point" in v.message for v in verify_trace(records, report))
+    old = {**report, "config": {k: v for k, v in report["config"].items() if k != "tool"}}
+    assert not any("tool point" in v.message for v in verify_trace(records, old))
+
+
+def test_a_home_pose_that_puts_the_tool_below_the_floor_is_refused() -> None:
+    cfg = SafetyConfig.from_mapping({"workspace": {"min": [0.25, -0.35, 0.2], "max": [0.75, 0.35, 0.7]}})
+    cfg.validate_against(home=Pose(np.array([0.307, 0.0, 0.487]), HOME_QUATERNION))
+    with pytest.raises(
+        SafetyConfigError, match=r"safety.tool.points\[\d+\] is at z = 0.1960 at the home pose"
+    ):
+        cfg.validate_against(home=Pose(np.array([0.307, 0.0, 0.21]), HOME_QUATERNION))
+    table = {"kind": "half_space", "name": "table", "normal": [0, 0, 1], "offset": 0.3}
+    with pytest.raises(
+        SafetyConfigError, match=r"safety.keep_out\[0\] \(half_space 'table'\) contains safety.tool"
+    ):
+        SafetyConfig.from_mapping({"keep_out": [table]}).validate_against(
+            home=Pose(np.array([0.307, 0.0, 0.31]), HOME_QUATERNION)
+        )
