@@ -137,6 +137,7 @@ class Shield:
         # The tilt a joint command's tool may have (rad): max_tilt_rad, or more while the last
         # command (after a seed: the seed) was tilted beyond it; None after a seed, until needed.
         self._fk_tilt_bound: float | None = None
+        self._fk_memo: tuple[np.ndarray, Pose] | None = None  # (q, fk(q)) within one joint command
         self._zones = Zones(
             config.workspace, config.keep_out, config.keep_out_margin_m, config.tool.as_array()
         )
@@ -658,11 +659,14 @@ class Shield:
         if self._fk is not None:
             if self._zones.raw_keep_out:
                 self._check_arm_in_zone(np.asarray(measured.ee.position, dtype=float), fired)
+            self._fk_memo = None  # the tilt and the zone checks share one FK call of q_new
             tilt = self._fk_tilt(q_new)
             if tilt is not None and tilt > self._fk_tilt_limit() + 1e-9:
                 fired.append("tilt")  # the tool's tilt is bounded for joint commands too
+                self._fk_memo = None
                 return None
             kind = self._fk_check(q_new)
+            self._fk_memo = None
             if kind is not None:
                 fired.append(kind)
                 return None
@@ -684,7 +688,7 @@ class Shield:
             return None
         assert self._fk is not None
         try:
-            quat = np.asarray(self._fk(q).quaternion, dtype=float)
+            quat = np.asarray(self._fk_of(q).quaternion, dtype=float)
         except Exception:
             logger.debug("FK raised for %s", q, exc_info=True)
             return math.inf
@@ -702,12 +706,23 @@ class Shield:
             self._fk_tilt_bound = limit if seed is None or not math.isfinite(seed) else max(limit, seed)
         return self._fk_tilt_bound
 
+    def _fk_of(self, q: np.ndarray) -> Pose:
+        """``fk(q)``, once per joint command: the tilt and the zone checks of the same array
+        ``q`` share the call (raises what the FK raises)."""
+        assert self._fk is not None
+        memo = self._fk_memo
+        if memo is not None and memo[0] is q:
+            return memo[1]
+        pose = self._fk(q)
+        self._fk_memo = (q, pose)
+        return pose
+
     def _fk_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The end-effector position and quaternion of joints ``q`` through the FK; None if it
         fails (the quaternion is checked only when the tool has points)."""
         assert self._fk is not None
         try:
-            pose = self._fk(q)
+            pose = self._fk_of(q)
             p = np.asarray(pose.position, dtype=float)
             quat = np.asarray(pose.quaternion, dtype=float) if self._zones.has_tool else _UNIT_QUAT
         except Exception:  # an FK that raises gives no position: the command cannot be checked
