@@ -743,8 +743,9 @@ class Shield:
 
     def _fk_check(self, q: np.ndarray) -> str | None:
         """``"workspace"`` or ``"keep_out"`` if joint command ``q`` puts the end effector outside
-        the workspace or inside a grown zone deeper than the command before it (after a seed:
-        than the seed); None if allowed, and then its depths become the next command's bound."""
+        the workspace or inside a grown zone, or a tool point (at the FK's orientation) below
+        the floor or inside a grown zone, deeper than the command before it (after a seed: than
+        the seed); None if allowed, and then its depths become the next command's bound."""
         zones = self._zones
         n_zones = len(zones.keep_out)
         if self._fk_pen is None:
