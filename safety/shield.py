@@ -49,7 +49,7 @@ import numpy as np
 
 from .config import SafetyConfig, tool_tilt
 from .estop import EStop
-from .motion import Axes, StepResult, stop_distance
+from .motion import Axes, StepResult, _stop1, stop_distance
 from .rotations import (
     quat_conjugate,
     quat_multiply,
@@ -370,8 +370,13 @@ class Shield:
             # vertical between them; raised only as far as braking from here stays above it.
             floor = tool_floor
             if floor > lo[2]:
-                if float(ee.p[2]) - self._worst_stop_z < floor:  # else braking stays above it
-                    floor = min(floor, float(ee.envelope()[0][2]))
+                z = float(ee.p[2])
+                if z - self._worst_stop_z < floor:  # else braking stays above it
+                    # Where braking down from here may reach (Axes.envelope's, on z alone).
+                    low = z - float(
+                        _stop1(-float(ee.v[2]), -float(ee.a[2]), float(ee.amax[2]), float(ee.jmax[2]))
+                    )
+                    floor = min(floor, low)
                 if floor > lo[2]:
                     lo = lo.copy()
                     lo[2] = floor
