@@ -48,6 +48,8 @@ _STD_FLOOR = 0.01  # entries that never vary (rotation, gripper) keep a small, h
 # gripper (absolute, 0 or 1 in the labels) has its own loss: binary cross-entropy on its logit.
 _LOSS_WEIGHTS = torch.tensor([1.0, 1.0, 1.0, 0.05, 0.05, 0.05, 0.0])
 _GRIPPER_LOSS_WEIGHT = 0.2
+#: The token ids of red, green and blue: the model's fixed colour pathway looks for these.
+COLOUR_IDS = (VOCAB.index("red"), VOCAB.index("green"), VOCAB.index("blue"))
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def train(
     else:
         stats = Stats.of(data)
         model = TinyVLA(vocab_size=len(VOCAB), image_size=image_size, state_dim=len(STATE_NAMES),
-                        chunk_length=CHUNK_LENGTH, action_dim=ACTION_DIM)  # fmt: skip
+                        chunk_length=CHUNK_LENGTH, action_dim=ACTION_DIM, colour_ids=COLOUR_IDS)  # fmt: skip
     episodes = np.unique(data.episode)
     rng = np.random.default_rng(config.seed)
     val_episodes = rng.choice(episodes, max(1, int(len(episodes) * config.val_fraction)), replace=False)
@@ -340,7 +342,7 @@ def load_trained(bundle: Path) -> tuple[TinyVLA, Stats]:
     )
     size = int(manifest["cameras"][CAMERA]["height"])
     model = TinyVLA(vocab_size=len(VOCAB), image_size=size, state_dim=len(STATE_NAMES),
-                    chunk_length=CHUNK_LENGTH, action_dim=ACTION_DIM)  # fmt: skip
+                    chunk_length=CHUNK_LENGTH, action_dim=ACTION_DIM, colour_ids=COLOUR_IDS)  # fmt: skip
     program = torch.export.load(str(bundle / "model.pt2"))
     weights = {k.removeprefix("model."): v for k, v in program.state_dict.items()}
     missing, unexpected = model.load_state_dict(weights, strict=False)
