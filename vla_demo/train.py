@@ -39,7 +39,15 @@ from vla_demo.task import (
 __all__ = ["REPRODUCE", "TrainConfig", "export_bundle", "train"]
 
 #: The command that made the committed bundle (policies/demo).
-REPRODUCE = "python -m vla_demo train --out policies/demo --episodes 800 --epochs 6"
+#: Base behaviour cloning (800 expert episodes, 4 epochs, bundle A), then DAgger rounds: A ->
+#: B (120 episodes, seed 1, expert share 0.3, 2 epochs on base data), B -> C (120, seed 2, 0.1,
+#: base + round-1 data).
+REPRODUCE = (
+    "python -m vla_demo train --out build/vla_demo/A --episodes 800 --epochs 4; "
+    "python -m vla_demo.dagger build/vla_demo/A build/vla_demo/B 120 2 1 0.3 build/vla_demo/data-800-s0.npz; "
+    "python -m vla_demo.dagger build/vla_demo/B policies/demo 120 2 2 0.1 build/vla_demo/data-800-s0.npz "
+    "build/vla_demo/dagger-A-120.npz"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ COLOUR_IDS = (VOCAB.index("red"), VOCAB.index("green"), VOCAB.index("blue"))
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 6
+    epochs: int = 4
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4

@@ -1,7 +1,8 @@
-"""The committed demo bundle, served for real on loopback, drives the simulated arm to the named
-cube: the closed loop of ``make demo`` (server, agent, shield, sim), in real time.
+"""The committed demo bundle, served for real on loopback, picks up the named cube and puts it on
+the pad in the MuJoCo sim: the closed loop of ``make demo`` (server, agent, shield, sim), in real
+time.
 
-CI-sized: 10 episodes (about 40 s of wall clock), with no added latency and with 100 ms added on the
+CI-sized: 10 episodes (about 80 s of wall clock), with no added latency and with 100 ms added on the
 agent's side of the stream. The full targets (30 episodes >= 80 %, and >= 70 % with 100 ms added
 latency) are measured by ``python -m vla_demo --episodes 30`` and ``bench/latency_sweep.py``; here
 the bound is 7 of 10 for both: a policy at the measured rate (>= 90 %)
@@ -30,7 +31,7 @@ MIN_SUCCESSES = 7
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize(
     "inject_latency_ms",
     [
@@ -38,18 +39,16 @@ MIN_SUCCESSES = 7
         100.0,  # a slow network: chunks are scheduled ahead and blended
     ],
 )
-async def test_served_demo_policy_touches_the_named_cube(inject_latency_ms: float) -> None:
+async def test_served_demo_policy_puts_the_named_cube_on_the_pad(inject_latency_ms: float) -> None:
     if not (Path(DEFAULT_POLICY) / "policy.toml").exists():
         pytest.skip(f"no demo bundle at {DEFAULT_POLICY} (python -m vla_demo train)")
     async with run_server(ServerConfig(policy=Path(DEFAULT_POLICY), metrics_port=None)) as server:
-        # The committed policy was trained on the kinematic touch-a-cube task: it stays there until the
-        # pick-and-place policy replaces it (issue 14).
-        demo = DemoConfig(inject_latency_ms=inject_latency_ms, engine="kinematic")
+        demo = DemoConfig(inject_latency_ms=inject_latency_ms, engine="mujoco", task="pick_place")
         config = agent_config(f"127.0.0.1:{server.port}", demo)
         robot = SimRobot.from_config(config.robot)
         robot.connect()
         results = await evaluate(
-            config, episodes=EPISODES, seed=0, episode_timeout_s=16.0, robot=robot,
+            config, episodes=EPISODES, seed=0, episode_timeout_s=30.0, robot=robot,
             metrics=AgentMetrics(CollectorRegistry()),
         )  # fmt: skip
     outcomes = results.episodes
@@ -59,8 +58,7 @@ async def test_served_demo_policy_touches_the_named_cube(inject_latency_ms: floa
     )
     successes = [e for e in outcomes if e.success]
     assert len(successes) >= MIN_SUCCESSES, [(e.instruction, e.status, e.reason) for e in outcomes]
-    # The instruction matters: every success reached the cube it named, no episode touched another.
+    # The instruction matters: every success placed the cube it named.
     assert all(e.reached == e.target and e.target in e.instruction for e in successes)
-    assert not [e for e in outcomes if e.reached is not None and e.reached != e.target]
     # Several different cubes were asked for, so a policy that always goes to one colour fails.
     assert len({e.target for e in outcomes}) == 3
