@@ -47,7 +47,9 @@ async def run_scenario(
     tmp_path: Path, name: str, margin: float, **limits: Any
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     record = tmp_path / "episode"
-    safety = {"keep_out": [TABLE], "keep_out_margin_m": margin, **limits}
+    # The TCP's own zone semantics (the tool's extent has its own tests: tests/safety/test_tool_points.py
+    # and test_adversarial_mujoco.py), so the tool is the TCP alone here.
+    safety = {"keep_out": [TABLE], "keep_out_margin_m": margin, "tool": {"points": []}, **limits}
     async with server_on(slide_and_flip_bundle(tmp_path / "policy", name)) as server:
         agent = Agent(agent_config(server.port, duration_s=8.0, safety=safety, **{"record.dir": str(record)}))
         summary = await agent.serve()
