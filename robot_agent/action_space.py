@@ -180,6 +180,12 @@ class ActionSpace:
         self._ref = quat_normalize(reference) if reference is not None else np.array([0.0, 0.0, 0.0, 1.0])
         self._ref_inv = quat_conjugate(self._ref)
 
+    @property
+    def bounded_columns(self) -> tuple[int, ...]:
+        """Waypoint columns that are bounded and step-like: the gripper (last, 0 closed .. 1
+        open). The ``Trajectory`` interpolates them without overshoot (``bounded_columns``)."""
+        return (self.waypoint_dim - 1,)
+
     # --- robot state <-> waypoint -----------------------------------------------------------
     def waypoint_of(self, state: RobotState) -> np.ndarray:
         """The waypoint the arm is at: where a hold keeps it and a new trajectory starts from."""

@@ -402,4 +402,5 @@ def trajectory_for(space: ActionSpace, control: ControlConfig) -> Trajectory:
         control_dt=1.0 / control.rate_hz,
         ruckig_limits=(velocity, acceleration, jerk),
         unwrap=space.unwrap_waypoints,
+        bounded_columns=space.bounded_columns,
     )

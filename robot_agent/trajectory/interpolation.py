@@ -7,6 +7,16 @@ Stateless curves through time-stamped waypoints ``values[k]`` at ``times[k]``:
 - ``minimum_jerk``: quintic Hermite (the minimum-jerk segment for given end position, velocity and
   acceleration), continuous velocity and acceleration.
 
+Bounded, step-like columns (the gripper: 0 closed .. 1 open, a step where the policy closes it)
+are given as ``bounded``: every mode interpolates them linearly, so a sample lies between the two
+waypoints either side and never outside their range. A finite-difference Hermite overshoots a
+step (the tangent at the step's top is the central difference, not zero: the demo's "open",
+interpolated minimum-jerk, reached 1.044, clamped by the shield as an intervention); shape-preserving tangents
+(Fritsch & Carlson, "Monotone Piecewise Cubic Interpolation", SIAM J. Numer. Anal. 17(2), 1980)
+would fix the cubic only, and a gripper takes a width command and moves at its own speed, so a
+linear command is what it can follow. Outside ``[start, end]`` a bounded column is held (zero
+velocity, see :meth:`Curve.held`), where the other columns continue at their end velocity.
+
 The jerk-limited mode is stateful and lives in :mod:`robot_agent.trajectory.ruckig_follower`.
 ``start_velocity`` lets a new curve leave its first waypoint at the velocity the previous one had,
 so switching chunks does not kink the path.
@@ -15,6 +25,7 @@ so switching chunks does not kink the path.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,9 +35,12 @@ __all__ = ["Curve", "HermiteCurve", "LinearCurve", "make_curve"]
 
 
 class Curve:
-    """A curve through waypoints; ``sample`` is defined on ``[times[0], times[-1]]``."""
+    """A curve through waypoints ``values [n, D]`` at ``times [n]`` (seconds); ``sample`` is
+    defined on ``[times[0], times[-1]]``. ``bounded``: indices of columns interpolated linearly
+    whatever the mode (see the module docs). Raises ``ValueError`` for mismatched shapes, times
+    not strictly increasing or a column index outside ``[0, D)``."""
 
-    def __init__(self, times: np.ndarray, values: np.ndarray) -> None:
+    def __init__(self, times: np.ndarray, values: np.ndarray, *, bounded: Sequence[int] = ()) -> None:
         times = np.asarray(times, dtype=float)
         values = np.asarray(values, dtype=float)
         if times.ndim != 1 or values.ndim != 2 or values.shape[0] != times.shape[0] or times.shape[0] < 1:
@@ -36,6 +50,40 @@ class Curve:
         self.times = times
         self.values = values
         self._times: list[float] = times.tolist()
+        columns = sorted({int(c) for c in bounded})
+        if columns and not (columns[0] >= 0 and columns[-1] < values.shape[1]):
+            raise ValueError(
+                f"bounded columns {columns} outside the {values.shape[1]} columns of the waypoints"
+            )
+        self.bounded: tuple[int, ...] = tuple(columns)
+        self._bounded = np.array(columns, dtype=int)
+
+    def held(self, velocity: np.ndarray) -> np.ndarray:
+        """``velocity`` ``[D]`` or ``[m, D]`` with the bounded columns zeroed: the velocity at
+        which the curve is continued outside ``[start, end]`` (a gripper holds its last command;
+        extrapolating it would leave the waypoints' range). The same array when none is bounded."""
+        if not self.bounded:
+            return velocity
+        out = np.array(velocity, dtype=float)
+        out[..., self._bounded] = 0.0
+        return out
+
+    def _linear_bounded(
+        self, k: Any, h: Any, s: Any, p: np.ndarray, v: np.ndarray | None = None, a: np.ndarray | None = None
+    ) -> None:
+        """Overwrite the bounded columns of ``p`` (and ``v``, ``a`` when given) in segment(s)
+        ``k`` with the straight line between the waypoints: ``(1 - s) * p0 + s * p1``, within
+        ``[min(p0, p1), max(p0, p1)]`` for ``s`` in ``[0, 1]``."""
+        if not self.bounded:
+            return
+        cols = self._bounded
+        p0 = self.values[k][..., cols]
+        p1 = self.values[k + 1][..., cols]
+        p[..., cols] = (1.0 - s) * p0 + s * p1
+        if v is not None:
+            v[..., cols] = (p1 - p0) / h
+        if a is not None:
+            a[..., cols] = 0.0
 
     @property
     def start(self) -> float:
@@ -135,7 +183,9 @@ class HermiteCurve(Curve):
 
     The velocity (and, quintic, acceleration) at each waypoint are finite differences of the
     waypoints, unless given as ``velocities`` / ``accelerations`` ``[n, D]``: then the curve
-    passes through the exact state at each waypoint (how a blended plan is frozen).
+    passes through the exact state at each waypoint (how a blended plan is frozen). The
+    ``bounded`` columns are linear between waypoints (given velocities and accelerations are
+    ignored there), so they never leave the range of the two waypoints either side.
     """
 
     def __init__(
@@ -147,8 +197,9 @@ class HermiteCurve(Curve):
         start_velocity: np.ndarray | None = None,
         velocities: np.ndarray | None = None,
         accelerations: np.ndarray | None = None,
+        bounded: Sequence[int] = (),
     ) -> None:
-        super().__init__(times, values)
+        super().__init__(times, values, bounded=bounded)
         if order not in (3, 5):
             raise ValueError(f"order must be 3 or 5, got {order}")
         self.order = order
@@ -195,6 +246,7 @@ class HermiteCurve(Curve):
             cubic: np.ndarray = (
                 (2 * s3 - 3 * s2 + 1) * p0 + (s3 - 2 * s2 + s) * v0 + (-2 * s3 + 3 * s2) * p1 + (s3 - s2) * v1
             )
+            self._linear_bounded(k, h, s, cubic)
             return cubic
         assert self.accelerations is not None
         a0: np.ndarray = self.accelerations[k] * h * h
@@ -208,6 +260,7 @@ class HermiteCurve(Curve):
             + (-4 * s3 + 7 * s4 - 3 * s5) * v1
             + (10 * s3 - 15 * s4 + 6 * s5) * p1
         )
+        self._linear_bounded(k, h, s, quintic)
         return quintic
 
     @override
@@ -241,7 +294,7 @@ class HermiteCurve(Curve):
                 + (3 * s2 - 2 * s) * v1
             )
             d2 = (12 * s - 6) * p0 + (6 * s - 4) * v0 + (-12 * s + 6) * p1 + (6 * s - 2) * v1
-            return p, d1 / h, d2 / (h * h)
+            return self._with_bounded(k, h, s, p, d1 / h, d2 / (h * h))
         assert self.accelerations is not None
         a0, a1 = self.accelerations[k] * h * h, self.accelerations[k + 1] * h * h
         s4, s5 = s3 * s, s3 * s2
@@ -267,7 +320,16 @@ class HermiteCurve(Curve):
             + (3 * s - 12 * s2 + 10 * s3) * a1
             + (-24 * s + 84 * s2 - 60 * s3) * v1
         )
-        return p, d1 / h, d2 / (h * h)
+        return self._with_bounded(k, h, s, p, d1 / h, d2 / (h * h))
+
+    def _with_bounded(
+        self, k: Any, h: Any, s: Any, p: np.ndarray, v: np.ndarray, a: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``p, v, a`` with the bounded columns linear (:meth:`Curve._linear_bounded`)."""
+        if self.bounded:
+            p, v, a = np.array(p, dtype=float), np.array(v, dtype=float), np.array(a, dtype=float)
+            self._linear_bounded(k, h, s, p, v, a)
+        return p, v, a
 
 
 def _tangents(times: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -284,13 +346,18 @@ def _tangents(times: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def make_curve(
-    kind: str, times: np.ndarray, values: np.ndarray, start_velocity: np.ndarray | None = None
+    kind: str,
+    times: np.ndarray,
+    values: np.ndarray,
+    start_velocity: np.ndarray | None = None,
+    bounded: Sequence[int] = (),
 ) -> Curve:
-    """The curve for interpolation mode ``kind`` (``ruckig`` follows a linear curve)."""
+    """The curve for interpolation mode ``kind`` (``ruckig`` follows a linear curve), with the
+    ``bounded`` columns linear. Raises ``ValueError`` for an unknown ``kind``."""
     if kind in ("linear", "ruckig"):
-        return LinearCurve(times, values)
+        return LinearCurve(times, values, bounded=bounded)
     if kind == "cubic":
-        return HermiteCurve(times, values, order=3, start_velocity=start_velocity)
+        return HermiteCurve(times, values, order=3, start_velocity=start_velocity, bounded=bounded)
     if kind == "minimum_jerk":
-        return HermiteCurve(times, values, order=5, start_velocity=start_velocity)
+        return HermiteCurve(times, values, order=5, start_velocity=start_velocity, bounded=bounded)
     raise ValueError(f"unknown interpolation {kind!r}")

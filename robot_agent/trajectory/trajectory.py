@@ -60,12 +60,14 @@ def _smoothstep(tau: float) -> tuple[float, float, float]:
 
 
 def _continued(
-    ts: np.ndarray, edge: np.ndarray, p: np.ndarray, v: np.ndarray, a: np.ndarray
+    curve: Curve, ts: np.ndarray, edge: np.ndarray, p: np.ndarray, v: np.ndarray, a: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The state ``p, v, a`` ``[m, D]`` at ``edge`` ``[m]`` (``ts`` clamped to a curve's span),
-    continued at constant velocity to ``ts`` where they differ (as the scalar paths do)."""
+    """The state ``p, v, a`` ``[m, D]`` at ``edge`` ``[m]`` (``ts`` clamped to ``curve``'s span),
+    continued at constant velocity to ``ts`` where they differ (as the scalar paths do); the
+    curve's bounded columns are held there (:meth:`Curve.held`)."""
     outside = np.flatnonzero(edge != ts)
     if outside.size:
+        v[outside] = curve.held(v[outside])
         p[outside] = p[outside] + v[outside] * (ts[outside] - edge[outside])[:, None]
         a[outside] = 0.0
     return p, v, a
@@ -73,7 +75,7 @@ def _continued(
 
 class _Continued:
     """A curve continued at its end velocities outside ``[start, end]`` (what a plan would have
-    done next, while it still weighs in a fade)."""
+    done next, while it still weighs in a fade); its bounded columns (the gripper) are held."""
 
     __slots__ = ("curve",)
 
@@ -86,13 +88,14 @@ class _Continued:
         p, v, a = curve.derivatives(edge)
         if edge == t:
             return p, v, a
+        v = curve.held(v)
         return p + v * (t - edge), v, np.zeros_like(a)
 
     def derivatives_at(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`derivatives` at each of ``ts`` ``[m]``: ``[m, D]`` each, bit for bit."""
         curve = self.curve
         edge = np.minimum(np.maximum(ts, curve.start), curve.end)
-        return _continued(ts, edge, *curve.derivatives_at(edge))
+        return _continued(curve, ts, edge, *curve.derivatives_at(edge))
 
     def samples_at(self, ts: np.ndarray) -> np.ndarray:
         """:meth:`sample` at each of ``ts`` ``[m]``: ``[m, D]``, bit for bit."""
@@ -101,7 +104,7 @@ class _Continued:
         p = curve.samples_at(edge)
         outside = np.flatnonzero(edge != ts)
         if outside.size:
-            v = curve.derivatives_at(edge[outside])[1]
+            v = curve.held(curve.derivatives_at(edge[outside])[1])
             p[outside] = p[outside] + v * (ts[outside] - edge[outside])[:, None]
         return p
 
@@ -180,6 +183,7 @@ class _Plan:
         edge = min(max(t, curve.start), curve.end)
         if edge != t:
             p, v, a = self.derivatives(edge)
+            v = curve.held(v)
             return p + v * (t - edge), v, np.zeros_like(a)
         px, vx, ax = curve.derivatives(t)
         if not self._fading(t):
@@ -214,7 +218,7 @@ class _Plan:
                 p[fading] = po + s0 * d
                 v[fading] = vo + s0 * dv + s1 * rate * d
                 a[fading] = ao + s0 * da + 2.0 * s1 * rate * dv + s2 * rate * rate * d
-        return _continued(ts, edge, p, v, a)
+        return _continued(curve, ts, edge, p, v, a)
 
     def frozen(self, now: float, until: float, dt: float) -> _Continued:
         """This plan from ``now`` on, as a curve that costs one curve to sample, valid to ``until``.
@@ -224,7 +228,8 @@ class _Plan:
         fade away from it starts C2, without a jump) and at knots every ``dt / 2`` to ``until``
         (plus one ``dt`` before ``now``, where the next chunk's curve may start): a C2 copy,
         within the interpolation error of a quintic on that grid, of a curve that is itself C2
-        (minimum jerk) or close (cubic; for linear it smooths the corners).
+        (minimum jerk) or close (cubic; for linear it smooths the corners). The bounded columns
+        stay linear between the knots' exact positions, so they stay within the plan's range.
         """
         if not self._fading(now):
             return _Continued(self.curve)
@@ -234,7 +239,14 @@ class _Plan:
         knots = np.concatenate([[now - dt], now + span * np.arange(count + 1) / count])
         positions, velocities, accelerations = self.derivatives_at(knots)
         return _Continued(
-            HermiteCurve(knots, positions, order=5, velocities=velocities, accelerations=accelerations)
+            HermiteCurve(
+                knots,
+                positions,
+                order=5,
+                velocities=velocities,
+                accelerations=accelerations,
+                bounded=self.curve.bounded,
+            )
         )
 
     def settle(self, now: float) -> None:
@@ -258,6 +270,14 @@ class Trajectory:
     ``unwrap(waypoints [n, D], near [D]) -> [n, D]`` gives the same targets in the coordinates
     nearest ``near``, row after row (``ActionSpace.unwrap_waypoints``); without it, waypoints
     are taken as they come (fine for joint spaces, whose angles do not wrap).
+
+    ``bounded_columns``: the step-like, bounded components (the gripper, 0 closed .. 1 open;
+    ``ActionSpace.bounded_columns``). Whatever ``interpolation``, they are interpolated linearly
+    and held outside a curve's span, so each target lies within the range of the waypoints either
+    side of it (blends are convex combinations, so within the range of the chunks' values). Under
+    Ruckig the follower tracks that curve a little ahead, to a target at rest: each tick's
+    time-optimal plan stops at or before the previous target, so it does not pass the range
+    either (checked on random chunks in the tests).
     """
 
     def __init__(
@@ -270,8 +290,10 @@ class Trajectory:
         control_dt: float = 0.01,
         ruckig_limits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         unwrap: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        bounded_columns: tuple[int, ...] = (),
     ) -> None:
         self._unwrap = unwrap
+        self.bounded_columns = tuple(bounded_columns)
         self.blend_mode = blend_mode
         self.crossfade_steps = crossfade_steps
         self.ensemble_decay = ensemble_decay
@@ -332,6 +354,8 @@ class Trajectory:
             before = waypoints[first - 1]
         elif waypoints.shape[0] > 1:
             before = 2.0 * waypoints[0] - waypoints[1]
+            # A bounded column has no trend to extrapolate (a step would land outside its range).
+            before[list(self.bounded_columns)] = waypoints[0, list(self.bounded_columns)]
         else:
             before = waypoints[0]
         times, new = times[future], waypoints[future]
@@ -388,7 +412,13 @@ class Trajectory:
             start_velocity = None
         all_times = np.concatenate([[first_time], times])
         all_values = np.vstack([first_value[None, :], blended.values])
-        curve = make_curve(self.interpolation, all_times, all_values, start_velocity=start_velocity)
+        curve = make_curve(
+            self.interpolation,
+            all_times,
+            all_values,
+            start_velocity=start_velocity,
+            bounded=self.bounded_columns,
+        )
         if plan is None:
             self._plan = _Plan(curve)
         else:
