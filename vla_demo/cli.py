@@ -203,7 +203,12 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     ev.add_argument(
         "--latency-ms", type=float, default=0.0, help="simulated delay before a chunk is used (default: 0)"
     )
-    ev.add_argument("--replan-ms", type=float, default=100.0, help="time between observations (default: 100)")
+    ev.add_argument(
+        "--replan-ms",
+        type=float,
+        default=800.0,
+        help="time between observations, the agent's: half of a 1.6 s chunk (default: 800)",
+    )
     ev.add_argument(
         "--runtime", choices=["torch", "onnx"], help="run the model with this instead (default: the bundle's)"
     )

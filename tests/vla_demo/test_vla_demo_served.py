@@ -57,8 +57,10 @@ async def test_served_demo_policy_puts_the_named_cube_on_the_pad(inject_latency_
         e.roundtrip_p50_s is not None and e.roundtrip_p50_s >= inject_latency_ms / 1000 for e in outcomes
     )
     successes = [e for e in outcomes if e.success]
+    print(f"served, {inject_latency_ms:g} ms added: {len(successes)}/{len(outcomes)} succeeded")
     assert len(successes) >= MIN_SUCCESSES, [(e.instruction, e.status, e.reason) for e in outcomes]
     # The instruction matters: every success placed the cube it named.
     assert all(e.reached == e.target and e.target in e.instruction for e in successes)
-    # Several different cubes were asked for, so a policy that always goes to one colour fails.
-    assert len({e.target for e in outcomes}) == 3
+    # Several different cubes were asked for, so a policy that always goes to one colour fails
+    # (scene seeds 0..9 of the pick-and-place task name two of the three colours).
+    assert len({e.target for e in outcomes}) >= 2
