@@ -79,7 +79,8 @@ class Curve:
         cols = self._bounded
         p0 = self.values[k][..., cols]
         p1 = self.values[k + 1][..., cols]
-        p[..., cols] = (1.0 - s) * p0 + s * p1
+        # Clipped: (1 - s) * p0 + s * p1 can round an ulp past p0 == p1, or past p1 at s = 1.
+        p[..., cols] = np.clip((1.0 - s) * p0 + s * p1, np.minimum(p0, p1), np.maximum(p0, p1))
         if v is not None:
             v[..., cols] = (p1 - p0) / h
         if a is not None:
@@ -145,10 +146,12 @@ class LinearCurve(Curve):
         if self.times.shape[0] == 1:
             first: np.ndarray = self.values[0]
             return first.copy()
-        k, _, s = self._segment(t)
+        k, h, s = self._segment(t)
         p0: np.ndarray = self.values[k]
         p1: np.ndarray = self.values[k + 1]
-        return (1.0 - s) * p0 + s * p1
+        line: np.ndarray = (1.0 - s) * p0 + s * p1
+        self._linear_bounded(k, h, s, line)
+        return line
 
     @override
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,15 +160,18 @@ class LinearCurve(Curve):
             return self.values[0].copy(), zero, zero.copy()
         k, h, s = self._segment(t)
         p0, p1 = self.values[k], self.values[k + 1]
-        return (1.0 - s) * p0 + s * p1, (p1 - p0) / h, zero
+        p = (1.0 - s) * p0 + s * p1
+        self._linear_bounded(k, h, s, p)
+        return p, (p1 - p0) / h, zero
 
     @override
     def samples_at(self, ts: np.ndarray) -> np.ndarray:
         if self.times.shape[0] == 1:
             return np.repeat(self.values[:1], ts.shape[0], axis=0)
-        k, _, s = self._segments(ts)
+        k, h, s = self._segments(ts)
         p0, p1 = self.values[k], self.values[k + 1]
         line: np.ndarray = (1.0 - s) * p0 + s * p1
+        self._linear_bounded(k, h, s, line)
         return line
 
     @override
@@ -175,7 +181,9 @@ class LinearCurve(Curve):
             return np.repeat(self.values[:1], ts.shape[0], axis=0), zero, zero.copy()
         k, h, s = self._segments(ts)
         p0, p1 = self.values[k], self.values[k + 1]
-        return (1.0 - s) * p0 + s * p1, (p1 - p0) / h, zero
+        p = (1.0 - s) * p0 + s * p1
+        self._linear_bounded(k, h, s, p)
+        return p, (p1 - p0) / h, zero
 
 
 class HermiteCurve(Curve):

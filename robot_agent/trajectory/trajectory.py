@@ -73,6 +73,19 @@ def _continued(
     return p, v, a
 
 
+def _between(curve: Curve, old: np.ndarray, blended: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``blended`` (``old + w * (new - old)``, ``w`` in [0, 1]; ``[D]`` or ``[m, D]``) with its
+    bounded columns kept between ``old`` and ``new``, where rounding could put them an ulp
+    outside. The same array when ``curve`` bounds nothing."""
+    if not curve.bounded:
+        return blended
+    cols = list(curve.bounded)
+    lo = np.minimum(old[..., cols], new[..., cols])
+    hi = np.maximum(old[..., cols], new[..., cols])
+    blended[..., cols] = np.clip(blended[..., cols], lo, hi)
+    return blended
+
+
 class _Continued:
     """A curve continued at its end velocities outside ``[start, end]`` (what a plan would have
     done next, while it still weighs in a fade); its bounded columns (the gripper) are held."""
@@ -152,7 +165,7 @@ class _Plan:
         assert self.old is not None
         w = _smoothstep((t - self.t0) / self.length)[0]
         o = self.old.sample(t)
-        blended: np.ndarray = o + w * (x - o)
+        blended: np.ndarray = _between(curve, o, o + w * (x - o), x)
         return blended
 
     def samples_at(self, ts: np.ndarray) -> np.ndarray:
@@ -173,7 +186,7 @@ class _Plan:
                 at = ts[fading]
                 w = np.array([_smoothstep(float(t))[0] for t in (at - self.t0) / self.length])[:, None]
                 o = old.samples_at(at)
-                x[fading] = o + w * (x[fading] - o)
+                x[fading] = _between(curve, o, o + w * (x[fading] - o), x[fading])
         return x
 
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,7 +207,7 @@ class _Plan:
         rate = 1.0 / self.length
         d, dv, da = px - po, vx - vo, ax - ao
         return (
-            po + s0 * d,
+            _between(curve, po, po + s0 * d, px),
             vo + s0 * dv + s1 * rate * d,
             ao + s0 * da + 2.0 * s1 * rate * dv + s2 * rate * rate * d,
         )
@@ -215,7 +228,7 @@ class _Plan:
                 s0, s1, s2 = (np.array([step[i] for step in steps])[:, None] for i in range(3))
                 rate = 1.0 / self.length
                 d, dv, da = p[fading] - po, v[fading] - vo, a[fading] - ao
-                p[fading] = po + s0 * d
+                p[fading] = _between(curve, po, po + s0 * d, p[fading])
                 v[fading] = vo + s0 * dv + s1 * rate * d
                 a[fading] = ao + s0 * da + 2.0 * s1 * rate * dv + s2 * rate * rate * d
         return _continued(curve, ts, edge, p, v, a)
