@@ -190,6 +190,11 @@ class SimOptions:
                     f"robot.options.{name} is {getattr(self, name)!r}: must be >= 0",
                     field=f"robot.options.{name}",
                 )
+        if self.seed is not None and self.seed < 0:
+            raise ConfigError(
+                f"robot.options.seed is {self.seed!r}: must be >= 0 (numpy's seeds are non-negative)",
+                field="robot.options.seed",
+            )
         if self.time_limit_s is not None and not self.time_limit_s > 0.0:
             raise ConfigError(
                 f"robot.options.time_limit_s is {self.time_limit_s!r}: must be > 0 s",

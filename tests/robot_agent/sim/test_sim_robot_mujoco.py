@@ -141,6 +141,8 @@ def test_time_limit_and_seed_reach_the_world() -> None:
         ({"gripper_speed": 1.0}, "robot.options.gripper_speed"),
         ({"command_latency_s": -0.1}, "robot.options.command_latency_s"),
         ({"state_noise_std": -1.0}, "robot.options.state_noise_std"),
+        ({"seed": -1}, "robot.options.seed"),
+        ({"engine": "kinematic", "seed": -1}, "robot.options.seed"),
         ({"task": "conveyor", "conveyor_speed": 0.0}, "robot.options.conveyor_speed"),
     ],
 )
