@@ -24,7 +24,8 @@ from typing import Literal
 import numpy as np
 
 from robot_agent.sim import panda_chain
-from robot_agent.sim.clock import Clock, ManualClock, WallClock
+from robot_agent.sim.arm_base import SimArmBase
+from robot_agent.sim.clock import Clock, WallClock
 from robot_agent.sim.kinematics import JointLimits, pose_to_transform, solve_ik, tip_pose, tip_position
 from robot_agent.sim.world import SimWorld
 from safety.arms import PANDA
@@ -74,7 +75,7 @@ class ArmReading:
     estopped: bool
 
 
-class SimArm:
+class SimArm(SimArmBase):
     """The simulated Panda in ``world`` (a new ``SimWorld`` on ``clock`` when not given).
 
     ``max_joint_velocity`` (rad/s) and ``max_joint_acceleration`` (rad/s^2) are 7 values each,
@@ -301,31 +302,7 @@ class SimArm:
             self._gripper = self._gripper_target = 1.0
             self.world.observe_tip(tip_position(self._q), self._t)
 
-    # -- kinematics --------------------------------------------------------------------------
-    def inverse_kinematics(self, pose: Pose, seed: np.ndarray) -> np.ndarray | None:
-        """The joints (7 rad) the arm would be sent to for ``pose`` (the solver ``command_pose``
-        uses), near ``seed``; None when unreachable. Pure: touches no state."""
-        transform = pose_to_transform(pose)
-        if transform is None:
-            return None
-        q, _ = solve_ik(transform, np.asarray(seed, dtype=float), self.joint_limits)
-        return q
-
-    def forward_kinematics(self, joints: np.ndarray) -> Pose:
-        """The tip pose (the Franka Hand's TCP) at ``joints`` (7 rad). Pure."""
-        return tip_pose(np.asarray(joints, dtype=float))
-
     # -- time --------------------------------------------------------------------------------
-    def step(self, dt_s: float) -> None:
-        """Advance a manual-clock simulation by ``dt_s`` seconds. Raises ``RuntimeError`` on the
-        wall clock."""
-        if not isinstance(self.clock, ManualClock):
-            raise RuntimeError(
-                "SimRobot.step: this robot runs on the wall clock; build it with realtime = false"
-            )
-        self.clock.advance(dt_s)
-        self.sync()
-
     def sync(self) -> None:
         """Advance the model to the clock's now in fixed sub-steps, applying due commands and
         reporting the tip to the world at each sub-step."""
@@ -370,9 +347,3 @@ class SimArm:
     def _queue(self, kind: Literal["joints", "gripper"], value: np.ndarray | float) -> None:
         self.sync()
         self._pending.append((self._t + self.command_latency_s, kind, value))
-
-    def _refuse_if_estopped(self, what: str) -> bool:
-        if self._estop:
-            self.rejected_commands += 1
-            logger.debug("Simulated Panda: %s ignored, emergency stop latched.", what)
-        return self._estop

@@ -44,7 +44,8 @@ import numpy as np
 
 from robot_agent.sim import panda_chain
 from robot_agent.sim.arm import PANDA_HOME_JOINTS, PANDA_JOINT_LIMITS, ArmReading
-from robot_agent.sim.clock import Clock, ManualClock, WallClock
+from robot_agent.sim.arm_base import SimArmBase
+from robot_agent.sim.clock import Clock, WallClock
 from robot_agent.sim.kinematics import pose_to_transform, solve_ik, tip_pose
 from robot_agent.sim.mujoco_render import import_mujoco
 from robot_agent.sim.mujoco_scene import PAD_THICKNESS_M, PHYSICS_DT_S, SceneIds, build
@@ -85,7 +86,7 @@ class PhysicsState:
     mocap_quat: np.ndarray
 
 
-class MujocoArm:
+class MujocoArm(SimArmBase):
     """The Panda in the MuJoCo scene, judged by ``world`` (a new :class:`PickPlaceWorld` on
     ``clock`` when not given; its ``conveyor`` decides whether the scene has the belt).
 
@@ -347,29 +348,7 @@ class MujocoArm:
             self._mj.mj_forward(self.model, self.data)
             self._report()
 
-    # -- kinematics ------------------------------------------------------------------------------
-    def inverse_kinematics(self, pose: Pose, seed: np.ndarray) -> np.ndarray | None:
-        """The joints (7 rad) reaching ``pose`` near ``seed`` (panda-python's IK, the one joint
-        mode uses); None when unreachable. Pure."""
-        transform = pose_to_transform(pose)
-        if transform is None:
-            return None
-        q, _ = solve_ik(transform, np.asarray(seed, dtype=float), self.joint_limits)
-        return q
-
-    def forward_kinematics(self, joints: np.ndarray) -> Pose:
-        """The TCP pose at ``joints`` (7 rad); equal to the model's ``tcp`` site. Pure."""
-        return tip_pose(np.asarray(joints, dtype=float))
-
     # -- time ----------------------------------------------------------------------------------
-    def step(self, dt_s: float) -> None:
-        """Advance a manual-clock simulation by ``dt_s`` seconds. Raises ``RuntimeError`` on the
-        wall clock."""
-        if not isinstance(self.clock, ManualClock):
-            raise RuntimeError("SimRobot.step: this robot runs on the wall clock; build it with realtime = false")
-        self.clock.advance(dt_s)
-        self.sync()
-
     def sync(self) -> None:
         """Run the physics up to the clock's now in 2 ms steps, applying due commands and
         letting the world judge after each step."""
@@ -543,11 +522,3 @@ class MujocoArm:
     def _queue(self, kind: str, value: Any) -> None:
         self.sync()
         self._pending.append((self._t + self.command_latency_s, kind, value))
-
-    def _refuse_if_estopped(self, what: str) -> bool:
-        if self._estop:
-            self.rejected_commands += 1
-            logger.debug("Simulated Panda: %s ignored, emergency stop latched.", what)
-        return self._estop
-
-

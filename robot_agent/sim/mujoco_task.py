@@ -40,7 +40,7 @@ from robot_agent.sim.mujoco_scene import (
     PAD_HALF_M,
     PAD_THICKNESS_M,
 )
-from robot_agent.sim.world import Cube, EpisodeResult, Status
+from robot_agent.sim.world import Cube, EpisodeJudge, EpisodeResult
 
 __all__ = [
     "DISTURB_LIMIT_M",
@@ -98,7 +98,7 @@ class _Live:
     pad_speed: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
 
-class PickPlaceWorld:
+class PickPlaceWorld(EpisodeJudge):
     """The scenes and the judge of "put the named cube on the pad".
 
     ``conveyor``: the dynamic variant (the arm's scene must have the belt). ``time_limit_s``: the
@@ -274,24 +274,10 @@ class PickPlaceWorld:
             if elapsed > self.time_limit_s:
                 self._finish("failure", f"timeout after {self.time_limit_s:g} s", elapsed, None)
 
-    def evaluate(self) -> EpisodeResult:
-        """The episode's result so far: running, or a final success / failure with its reason."""
-        if self._sync is not None:
-            self._sync()
-        with self._lock:
-            if self._result is not None:
-                return self._result
-            elapsed = self.clock.now() - self._t0
-            if elapsed > self.time_limit_s:
-                self._finish("failure", f"timeout after {self.time_limit_s:g} s", elapsed, None)
-                assert self._result is not None
-                return self._result
-            return EpisodeResult("running", "", self.instruction, self.target, elapsed)
-
     # -- internals ----------------------------------------------------------------------------
-    def _finish(self, status: Status, reason: str, elapsed: float, reached: str | None) -> None:
-        self._result = EpisodeResult(status, reason, self.instruction, self.target, elapsed, reached,
-                                     elapsed if status == "success" else None)  # fmt: skip
+    def _words(self) -> tuple[str, str]:
+        return self.scene.instruction, self.scene.target
+
 
     def _draw(self, rng: np.random.Generator) -> PickPlaceScene:
         colours = list(CUBE_COLOURS)

@@ -28,6 +28,7 @@ __all__ = [
     "CUBE_SIZE_M",
     "INSTRUCTION_TEMPLATES",
     "Cube",
+    "EpisodeJudge",
     "EpisodeResult",
     "SimWorld",
 ]
@@ -103,7 +104,41 @@ class EpisodeResult:
         return self.status == "success"
 
 
-class SimWorld:
+class EpisodeJudge:
+    """Mixin of both worlds (this one and ``mujoco_task.PickPlaceWorld``): the result so far and
+    how an episode ends. Needs ``clock``, ``time_limit_s``, ``_words()`` (the instruction and the
+    named cube) and the guarded ``_lock``, ``_sync``, ``_t0``, ``_result``."""
+
+    clock: Clock
+    time_limit_s: float
+    _lock: threading.RLock
+    _sync: Callable[[], None] | None
+    _t0: float
+    _result: EpisodeResult | None
+
+    def evaluate(self) -> EpisodeResult:
+        """The episode's result so far: running, or a final success / failure with its reason."""
+        if self._sync is not None:
+            self._sync()
+        with self._lock:
+            if self._result is not None:
+                return self._result
+            elapsed = self.clock.now() - self._t0
+            if elapsed > self.time_limit_s:
+                self._finish("failure", f"timeout after {self.time_limit_s:g} s", elapsed, None)
+                assert self._result is not None
+                return self._result
+            return EpisodeResult("running", "", *self._words(), elapsed)
+
+    def _words(self) -> tuple[str, str]:  # pragma: no cover - every world defines it
+        raise NotImplementedError
+
+    def _finish(self, status: Status, reason: str, elapsed: float, reached: str | None) -> None:
+        self._result = EpisodeResult(status, reason, *self._words(), elapsed, reached,
+                                     elapsed if status == "success" else None)  # fmt: skip
+
+
+class SimWorld(EpisodeJudge):
     """The scene and its judge. Thread-safe: the control thread reports the tip while the
     camera thread draws and the evaluator asks for the result.
 
@@ -221,31 +256,9 @@ class SimWorld:
             if elapsed > self.time_limit_s:
                 self._finish("failure", f"timeout after {self.time_limit_s:g} s", elapsed, None)
 
-    def evaluate(self) -> EpisodeResult:
-        """The episode's result so far: running, or a final success / failure with its reason."""
-        if self._sync is not None:
-            self._sync()
-        with self._lock:
-            if self._result is not None:
-                return self._result
-            elapsed = self.clock.now() - self._t0
-            if elapsed > self.time_limit_s:
-                self._finish("failure", f"timeout after {self.time_limit_s:g} s", elapsed, None)
-                assert self._result is not None
-                return self._result
-            return EpisodeResult("running", "", self.instruction, self.target, elapsed)
-
     # -- internals ----------------------------------------------------------------------------
-    def _finish(self, status: Status, reason: str, elapsed: float, reached: str | None) -> None:
-        self._result = EpisodeResult(
-            status,
-            reason,
-            self.instruction,
-            self.target,
-            elapsed,
-            reached,
-            elapsed if status == "success" else None,
-        )
+    def _words(self) -> tuple[str, str]:
+        return self.instruction, self.target
 
     def _new_scene(self, rng: np.random.Generator) -> None:
         half = self.cube_size / 2
