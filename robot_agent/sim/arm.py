@@ -149,16 +149,6 @@ class SimArm(SimArmBase):
         self.world.bind(on_reset=self.go_home, sync=self.sync)
         self.world.observe_tip(tip_position(self._q), self._t)
 
-    @property
-    def realtime(self) -> bool:
-        """True on the wall clock (the model runs in real time)."""
-        return isinstance(self.clock, WallClock)
-
-    @property
-    def estopped(self) -> bool:
-        """True while an emergency stop is latched (until :meth:`reset_fault`)."""
-        return self._estop
-
     # -- reading -----------------------------------------------------------------------------
     def read(self) -> ArmReading:
         """The arm now, with the configured noise on the joints."""

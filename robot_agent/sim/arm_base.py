@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from robot_agent.sim.clock import Clock, ManualClock
+from robot_agent.sim.clock import Clock, ManualClock, WallClock
 from robot_agent.sim.kinematics import JointLimits, pose_to_transform, solve_ik, tip_pose
 from safety.types import Pose
 
@@ -24,6 +24,16 @@ class SimArmBase:
     clock: Clock
     rejected_commands: int
     _estop: bool
+
+    @property
+    def realtime(self) -> bool:
+        """True on the wall clock (the model runs in real time)."""
+        return isinstance(self.clock, WallClock)
+
+    @property
+    def estopped(self) -> bool:
+        """True while an emergency stop is latched (until ``reset_fault``)."""
+        return self._estop
 
     def sync(self) -> None:  # pragma: no cover - every arm defines it
         raise NotImplementedError

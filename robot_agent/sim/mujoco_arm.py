@@ -164,16 +164,6 @@ class MujocoArm(SimArmBase):
         self._apply_scene(self.world.scene)
 
     # -- state ---------------------------------------------------------------------------------
-    @property
-    def realtime(self) -> bool:
-        """True on the wall clock (the physics runs in real time)."""
-        return isinstance(self.clock, WallClock)
-
-    @property
-    def estopped(self) -> bool:
-        """True while an emergency stop is latched (until :meth:`reset_fault`)."""
-        return self._estop
-
     def read(self) -> ArmReading:
         """The arm now (joints with the configured noise; ee is the FK of the reported joints)."""
         with self._lock:
