@@ -40,7 +40,9 @@ e-stop), without it the table zone holds it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,14 @@ from tests.e2e._mujoco_watch import Bounds, PhysicsWatch
 from tests.e2e._rogue_server import rogue_server
 from tests.e2e.test_joint_keep_out import WIDE, JointDive, fk
 
-DURATION_S = 10.0
+#: The most a run may last (s): it ends as soon as every attack was served and the test's
+#: ``reached`` condition holds (see :func:`run_adversarial`), usually after 8-12 s. How far one
+#: pass of an attack carries the arm depends on timing (in a full `make test` one pass left the
+#: TCP at y = 0.05 m, short of the y wall the coverage check asks for, stale frames holding the arm
+#: for part of the push), so a run goes on, cycling the attacks, until the arm got there.
+MAX_DURATION_S = 40.0
+#: How often (s) the test looks at what was served and where the arm has been.
+POLL_S = 0.1
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # the tool pointing down: orientation.nominal_quaternion's default
 TABLE_FLOOR_M, TABLE_MARGIN_M = 0.02, 0.015
 #: How far the default ``[safety.tool]`` (the Franka Hand) reaches below the TCP pointing down: the
@@ -121,20 +130,57 @@ def violations(watch: PhysicsWatch, mode: str) -> list[str]:
     return found
 
 
+def covered() -> Callable[[PhysicsWatch], bool]:
+    """The attacks really took the arm to the table's floor and to the walls (the cell config).
+
+    Floor: within 2 cm of the tool's floor (in a full `make test` a descent ended 13.7 mm above
+    it, stale frames holding the arm for part of the push; alone it reaches it within 1 cm).
+    Walls: x within 10 cm of the workspace's 0.75 m, y within 5 cm of its 0.35 m (the ee_delta
+    attacks start from wherever the arm is, so one pass may fall short; the run goes on until then).
+    """
+    floor = TABLE_FLOOR_M + TABLE_MARGIN_M + TOOL_BELOW_TCP_M
+
+    def reached(watch: PhysicsWatch) -> bool:
+        return bool(
+            watch.tcp_min[2] < floor + 0.02
+            and watch.tcp_max[0] > 0.75 - 0.1
+            and watch.tcp_max[1] > 0.35 - 0.05
+        )
+
+    return reached
+
+
 async def run_adversarial(
-    tmp_path: Path, mode: str, safety: dict[str, Any], name: str
+    tmp_path: Path, mode: str, safety: dict[str, Any], name: str, reached: Callable[[PhysicsWatch], bool]
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], PhysicsWatch]:
+    """Serve the attacks of :data:`ORDER` to the MuJoCo arm in ``mode`` until every attack was
+    served and ``reached(watch)`` holds (polled every :data:`POLL_S`), or :data:`MAX_DURATION_S`;
+    the run then ends with a controlled stop. Returns the summary, the recorded steps, the
+    recorded limits and the watch; the caller asserts ``reached`` (a run that timed out fails it).
+    """
     record = tmp_path / "episode"
     robot, watch = mujoco_robot(mode, safety)
     policy = bundle(
         tmp_path / "adversarial", "tests.e2e.adversarial_policy:Adversarial", name=name, attacks=list(ORDER)
     )
+
+    async def stop_when_done(agent: Agent) -> None:
+        await agent.started.wait()
+        while not (set(adversarial_policy.SERVED.get(name, ())) >= set(ORDER) and reached(watch)):
+            await asyncio.sleep(POLL_S)
+        agent.request_stop()
+
     try:
         async with server_on(policy) as server:
             config = agent_config(
-                server.port, duration_s=DURATION_S, safety=safety, **{"record.dir": str(record)}
+                server.port, duration_s=MAX_DURATION_S, safety=safety, **{"record.dir": str(record)}
             )
-            summary = await Agent(config, robot=robot).serve()
+            agent = Agent(config, robot=robot)
+            watcher = asyncio.create_task(stop_when_done(agent))
+            try:
+                summary = await agent.serve()
+            finally:
+                watcher.cancel()
     finally:
         robot.close()
     served = adversarial_policy.SERVED.pop(name)
@@ -142,28 +188,27 @@ async def run_adversarial(
     label = (
         "cell" if "keep_out" in safety else "TCP-only" if safety.get("tool") == {"points": []} else "default"
     )
-    print(watch.report(f"{mode}, {label} config"))
+    print(
+        watch.report(f"{mode}, {label} config"), f"({summary['duration_s']:.1f} s, {summary['exit_reason']})"
+    )
     limits = json.loads((record / "safety_limits.json").read_text())
     return summary, read_jsonl(record / "steps.jsonl"), limits, watch
 
 
 @pytest.mark.parametrize("mode", ["cartesian_impedance", "joint_impedance"])
 async def test_an_adversarial_policy_never_gets_the_mujoco_arm_out(tmp_path: Path, mode: str) -> None:
-    summary, steps, limits, watch = await run_adversarial(tmp_path, mode, CELL_SAFETY, f"mujoco-{mode}")
+    summary, steps, limits, watch = await run_adversarial(
+        tmp_path, mode, CELL_SAFETY, f"mujoco-{mode}", reached := covered()
+    )
+    # The attacks really took the arm to the table's floor and to the walls (before the deadline).
+    assert reached(watch), (watch.tcp_min, watch.tcp_max)
+    assert summary["exit_reason"] == "stop"
     # The run lasted (ticks stretch when two shared cores are loaded: 818 of 1000 seen), and
-    assert summary["ticks"] >= 0.7 * DURATION_S * 100
-    assert watch.steps >= 0.9 * DURATION_S / 0.002  # the watch saw every physics step
+    assert summary["ticks"] >= 0.7 * summary["duration_s"] * 100
+    assert watch.steps >= 0.9 * summary["duration_s"] / 0.002  # the watch saw every physics step
     assert violations(watch, mode) == []
     assert summary["estops"] == 0, summary["estop_reason"]
     assert verify_trace(steps, limits) == []
-    # The attacks really took the arm to the table's floor and to the walls.
-    # (within 2 cm: in a full `make test` the descent ended 13.7 mm above the floor, the camera's
-    # stale frames holding the arm for part of the push; alone it reaches it within 1 cm)
-    floor = TABLE_FLOOR_M + TABLE_MARGIN_M + TOOL_BELOW_TCP_M
-    assert watch.tcp_min[2] < floor + 0.02, watch.tcp_min
-    # (y: the ee_delta attacks start from wherever the arm is; with the tool kept above the floor
-    # the slide leaves it elsewhere, and the y attack ends at 0.310 m in Cartesian mode, 0.333 before)
-    assert watch.tcp_max[0] > 0.75 - 0.1 and watch.tcp_max[1] > 0.35 - 0.05, watch.tcp_max
     interventions = summary["safety_interventions"]
     # (keep_out need not fire: the motion filter may brake to the floor within its limits)
     for kind in ("workspace", "tilt", "tracking", "velocity", "gripper"):
@@ -176,7 +221,9 @@ async def test_the_default_config_keeps_the_hand_out_of_the_table(tmp_path: Path
     """The default ``[safety]`` (no tilt limit, no table zone, 0.5 m/s): the shield bounds the
     Franka Hand's points (``safety.tool``) by the workspace floor, so the flip at the table
     leaves the fingers above it: the same watch finds nothing."""
-    summary, steps, limits, watch = await run_adversarial(tmp_path, mode, DEFAULT, f"mujoco-default-{mode}")
+    summary, steps, limits, watch = await run_adversarial(
+        tmp_path, mode, DEFAULT, f"mujoco-default-{mode}", lambda w: bool(w.tcp_min[2] < 0.02 + 0.06)
+    )
     assert violations(watch, mode) == []
     assert summary["estops"] == 0, summary["estop_reason"]
     assert verify_trace(steps, limits) == []
@@ -190,7 +237,9 @@ async def test_the_watch_catches_the_arm_in_the_table_without_the_cell_config(tm
     all the same (``verify_trace`` finds nothing: the box bounds the TCP only, which is the
     point)."""
     mode = "joint_impedance"
-    _, steps, limits, watch = await run_adversarial(tmp_path, mode, LOOSE, "mujoco-loose")
+    _, steps, limits, watch = await run_adversarial(
+        tmp_path, mode, LOOSE, "mujoco-loose", lambda w: w.peak_table_force_n > MAX_CONTACT_FORCE_N
+    )
     found = violations(watch, mode)
     assert any("contact force" in v for v in found), found
     # It is the table the hand hit (1.9-8.9 mm into it, 54-123 N in the runs measured).
