@@ -4,9 +4,18 @@ Each control tick Ruckig computes the next state (position, velocity, accelerati
 toward a point a little ahead on the curve within per-axis velocity, acceleration and jerk limits.
 It carries its state across chunks, so a chunk switch never jumps; ``reset`` puts it at rest at
 the held pose when leaving hold.
+
+Bounded columns (the gripper, 0 closed .. 1 open) stay within the range of the positions the
+follower was given since its last reset (the reset pose and every target). Aiming at a target at
+rest, each time-optimal plan stops at or before it, so in exact arithmetic the follower never
+leaves that range; Ruckig's floating point did, by an ulp (a gripper at -2e-18 below 0.0 found
+by hypothesis), so the position is clipped to the range and, where it was, the column's velocity
+and acceleration set to zero, as at a hard stop.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from ruckig import InputParameter, OutputParameter, Result, Ruckig
@@ -15,10 +24,20 @@ __all__ = ["RuckigFollower"]
 
 
 class RuckigFollower:
-    """One Ruckig instance over all degrees of freedom, stepped once per control tick."""
+    """One Ruckig instance over all degrees of freedom, stepped once per control tick.
+
+    ``control_dt`` in s; limits ``[D]`` per degree of freedom, in the targets' units per s, s^2
+    and s^3; ``bounded``: indices of the bounded columns (module docstring).
+    """
 
     def __init__(
-        self, control_dt: float, max_velocity: np.ndarray, max_acceleration: np.ndarray, max_jerk: np.ndarray
+        self,
+        control_dt: float,
+        max_velocity: np.ndarray,
+        max_acceleration: np.ndarray,
+        max_jerk: np.ndarray,
+        *,
+        bounded: Sequence[int] = (),
     ):
         self.dofs = len(max_velocity)
         self._otg = Ruckig(self.dofs, control_dt)
@@ -30,6 +49,9 @@ class RuckigFollower:
         self._input.max_jerk = np.asarray(max_jerk, dtype=float).tolist()
         self._dt = control_dt
         self._initialised = False
+        self._bounded = [int(c) for c in bounded]
+        self._lo = np.zeros(len(self._bounded))  # the range given since reset, per bounded column
+        self._hi = np.zeros(len(self._bounded))
 
     def reset(self, position: np.ndarray) -> None:
         """Start at rest at ``position``."""
@@ -37,6 +59,9 @@ class RuckigFollower:
         self._input.current_velocity = [0.0] * self.dofs
         self._input.current_acceleration = [0.0] * self.dofs
         self._initialised = True
+        if self._bounded:
+            self._lo = np.asarray(position, dtype=float)[self._bounded]
+            self._hi = self._lo.copy()
 
     @property
     def initialised(self) -> bool:
@@ -55,4 +80,25 @@ class RuckigFollower:
         if result not in (Result.Working, Result.Finished):
             raise RuntimeError(f"ruckig failed: {result}")
         self._output.pass_to_input(self._input)
-        return np.array(self._output.new_position)
+        position = np.array(self._output.new_position)
+        if self._bounded:
+            self._keep_bounded(position, np.asarray(target, dtype=float)[self._bounded])
+        return position
+
+    def _keep_bounded(self, position: np.ndarray, target: np.ndarray) -> None:
+        """Clip the bounded columns of ``position`` (in place, and in the follower's state) to
+        the range given since reset, ``target`` included."""
+        np.minimum(self._lo, target, out=self._lo)
+        np.maximum(self._hi, target, out=self._hi)
+        cols = self._bounded
+        clipped = np.clip(position[cols], self._lo, self._hi)
+        off = clipped != position[cols]
+        if not off.any():
+            return
+        position[cols] = clipped
+        state = self._input
+        pos, vel, acc = state.current_position, state.current_velocity, state.current_acceleration
+        for c, value, hit in zip(cols, clipped.tolist(), off.tolist(), strict=True):
+            if hit:
+                pos[c], vel[c], acc[c] = value, 0.0, 0.0
+        state.current_position, state.current_velocity, state.current_acceleration = pos, vel, acc

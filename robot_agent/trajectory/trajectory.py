@@ -290,7 +290,8 @@ class Trajectory:
     side of it (blends are convex combinations, so within the range of the chunks' values). Under
     Ruckig the follower tracks that curve a little ahead, to a target at rest: each tick's
     time-optimal plan stops at or before the previous target, so it does not pass the range
-    either (checked on random chunks in the tests).
+    either (checked on random chunks in the tests); the follower clips the ulp its floating point
+    can pass it by (:mod:`robot_agent.trajectory.ruckig_follower`).
     """
 
     def __init__(
@@ -318,7 +319,7 @@ class Trajectory:
         if interpolation == "ruckig":
             if ruckig_limits is None:
                 raise ValueError("interpolation 'ruckig' needs ruckig_limits (velocity, acceleration, jerk)")
-            self._follower = RuckigFollower(control_dt, *ruckig_limits)
+            self._follower = RuckigFollower(control_dt, *ruckig_limits, bounded=self.bounded_columns)
         self._control_dt = control_dt
 
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from robot_agent.trajectory import HermiteCurve, Trajectory, make_curve
@@ -179,6 +179,8 @@ chunk_lists = st.lists(
 
 @settings(max_examples=40, deadline=None)
 @given(chunk_lists, st.sampled_from(MODES), st.sampled_from(BLENDS), st.integers(0, 2**31 - 1))
+# Found in a full `make test`: Ruckig closing the gripper from the held 0.5 to 0.0 ended at -2e-18.
+@example([([0.0, 0.0, 0.0, 0.0], 0.5), ([0.0, 0.0, 0.0, 0.0], 0.125)], "ruckig", "replace", 0)
 def test_the_gripper_target_stays_in_range_at_every_mode_and_blend(
     specs: list[tuple[list[float], float]], interpolation: str, blend_mode: str, seed: int
 ) -> None:
