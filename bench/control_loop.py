@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _control_timing import MODES, BenchAgent, LagProbe, Sentinel, cpu_hogs, thread_times, thread_usage
 from _stats import summarize, write_json
 
-from robot_agent.agent import Agent
 from robot_agent.config import AgentConfig
 
 POLICY = """
@@ -101,9 +101,23 @@ def start_server(bundle: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("inference server did not start within 60 s")
 
 
-async def run_rate(
-    port: int, rate_hz: float, seconds: float, camera: bool = True, engine: str = "kinematic"
+def _ms(values: Any) -> dict[str, float]:
+    return summarize(np.asarray(values, dtype=np.float64) * 1e3)
+
+
+async def run_cell(
+    port: int,
+    rate_hz: float,
+    seconds: float,
+    *,
+    hogs: int,
+    mode: str,
+    camera: bool = True,
+    engine: str = "kinematic",
 ) -> dict[str, object]:
+    """One cell: the agent for ``seconds`` at ``rate_hz`` with control ``mode`` (``_control_timing.MODES``)
+    while ``hogs`` CPU-bound processes run (started by the caller). Timings skip the first second
+    (connect, camera open, first chunk) and the last half second."""
     overrides: dict[str, object] = {
         "robot.options": {"engine": engine},
         "server.address": f"127.0.0.1:{port}",
@@ -115,17 +129,42 @@ async def run_rate(
     if camera:
         overrides["cameras"] = {"front": {"kind": "sim", "width": 640, "height": 480, "fps": 30}}
     config = AgentConfig.load(None, overrides)
-    agent = Agent(config)
-    summary = await agent.serve()
-    stats = agent.stats
+    agent = BenchAgent(config, mode)
+    window: dict[str, Any] = {}
+
+    async def measure() -> None:
+        await agent.started.wait()
+        await asyncio.sleep(1.0)
+        window["start"], before = time.monotonic(), thread_times()
+        await asyncio.sleep(max(0.5, seconds - 1.5))
+        window["end"], after = time.monotonic(), thread_times()
+        window["threads"] = thread_usage(before, after, window["end"] - window["start"])
+
+    with LagProbe(asyncio.get_running_loop()) as probe:
+        measuring = asyncio.create_task(measure())
+        summary = await agent.serve()
+        if not measuring.done():
+            measuring.cancel()
+    stats, times = agent.stats, agent.times
     periods = stats.periods.values()
     # Skip the first second: startup (connect, camera open, first chunk) is not the steady state.
     skip = int(rate_hz)
     steady = periods[skip:] if periods.size > 2 * skip else periods
     nominal = 1.0 / rate_hz
+    start, end = window.get("start", -np.inf), window.get("end", np.inf)
+    deadline = np.asarray(times.deadline)
+    n = min(deadline.size, len(times.entered), len(times.woke), len(times.started))
+    deadline = deadline[:n]
+    entered, woke, started = (np.asarray(x[:n]) for x in (times.entered, times.woke, times.started))
+    keep = (deadline >= start) & (deadline <= end)
+    deadline, entered, woke, started = deadline[keep], entered[keep], woke[keep], started[keep]
     return {
         "rate_hz": rate_hz,
         "seconds": seconds,
+        "hogs": hogs,
+        "control": mode,
+        "sched": times.sched or "default",
+        "load_average": os.getloadavg(),
         "ticks": summary["ticks"],
         "achieved_rate_hz": summary["achieved_rate_hz"],
         "overruns": summary["control_overruns"],
@@ -135,6 +174,16 @@ async def run_rate(
         "roundtrip_ms": summarize(stats.roundtrips.values() * 1e3),
         "requests_per_s": summary["chunks"] / summary["duration_s"] if summary["duration_s"] else 0.0,
         "holds": summary["holds"],
+        "late_ms": {
+            "start": _ms(started - deadline),
+            "behind": _ms(np.maximum(0.0, entered - deadline)),
+            "wake": _ms(woke - np.maximum(deadline, entered)),
+            "handoff": _ms(started - woke),
+            "command": _ms([d for t, d in times.command if start <= t <= end]),
+            "lock_wait": _ms([d for t, d in times.lock_wait if start <= t <= end]),
+        },
+        "loop_lag_ms": _ms([lag for t, lag in probe.lags if start <= t <= end]),
+        "threads": window.get("threads", {}),
     }
 
 
@@ -314,8 +363,25 @@ def _print_tick_only(results: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 250.0], help="(default: 100 250)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per rate (default: 10)")
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[100.0, 250.0, 500.0], help="(default: 100 250 500)"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="per cell (default: 10)")
+    parser.add_argument(
+        "--hogs", type=int, nargs="+", default=[0, 2], metavar="N",
+        help="run each rate with N CPU-bound processes (pure Python spinning, nice 0) beside the agent, "
+        "started before and killed after each cell (default: 0 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--control", nargs="+", choices=MODES, default=list(MODES), metavar="MODE",
+        help="control modes to compare: event_loop (the agent's), dedicated (prototype: the tick in "
+        "its own thread), dedicated-rt (that thread at SCHED_FIFO, else nice -10) (default: all three)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--switch-interval-ms", type=float, default=None,
+        help="sys.setswitchinterval for the run: how long a thread may hold the GIL while another "
+        "waits (default: Python's, 5 ms)",
+    )  # fmt: skip
     parser.add_argument(
         "--no-camera", action="store_true", help="baseline: a policy without images (default: off)"
     )
@@ -348,6 +414,8 @@ def main() -> None:
         if args.json:
             write_json(args.json, {"benchmark": "control_loop_tick_only", "results": results_t})
         return
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     try:
         import uvloop
 
@@ -355,6 +423,8 @@ def main() -> None:
         loop_name = "uvloop"
     except ImportError:  # pragma: no cover
         runner, loop_name = asyncio.run, "asyncio"
+    cells = [(rate, hogs, mode) for rate in args.rates for hogs in args.hogs for mode in args.control]
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
         bundle.mkdir()
@@ -362,27 +432,30 @@ def main() -> None:
         (bundle / "policy.py").write_text(POLICY)
         port = _free_port()
         server = start_server(bundle, port)
-        results = []
         try:
-            for rate in args.rates:
-                results.append(runner(run_rate(port, rate, args.seconds, camera=not args.no_camera, engine=args.engine)))
+            for i, (rate, hogs, mode) in enumerate(cells, 1):
+                print(f"[{i}/{len(cells)}] {rate:g} Hz, {hogs} CPU hogs, control {mode}, {args.seconds:g} s ...",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                with cpu_hogs(hogs), Sentinel(rate, realtime=mode == "dedicated-rt") as sentinel:
+                    cell = runner(
+                        run_cell(port, rate, args.seconds, hogs=hogs, mode=mode, camera=not args.no_camera,
+                                 engine=args.engine)
+                    )  # fmt: skip
+                cell["sentinel_wake_ms"] = sentinel.result
+                results.append(cell)
+                print(f"    jitter p99 {cell['jitter_ms']['p99']:.3f} ms, {cell['overruns']} overruns, "
+                      f"{cell['achieved_rate_hz']:.1f} Hz, load {cell['load_average'][0]:.2f}",
+                      file=sys.stderr, flush=True)  # fmt: skip
         finally:
             server.terminate()
             server.wait(10)
     images = "no camera" if args.no_camera else "camera 640x480 @ 30 fps -> 224x224"
-    print(f"control loop on {loop_name}, {os.cpu_count()} CPUs; {images}, observations every 33 ms; "
-          f"server in another process")  # fmt: skip
-    header = f"{'rate':>6} {'period p50':>10} {'p95':>7} {'p99':>7} {'max':>7} {'jitter p99':>10} {'overruns':>8} " \
-             f"{'tick p50':>8} {'tick p99':>8} {'rtt p50':>7} {'rtt p99':>7} {'req/s':>6} {'achieved':>8}"  # fmt: skip
-    print(header)
-    for r in results:
-        p, j, w, rt = r["period_ms"], r["jitter_ms"], r["tick_work_ms"], r["roundtrip_ms"]
-        print(
-            f"{r['rate_hz']:>4g}Hz {p['p50']:>8.3f}ms {p['p95']:>7.3f} {p['p99']:>7.3f} {p['max']:>7.2f} "
-            f"{j['p99']:>8.3f}ms {r['overruns']:>8d} {w['p50']:>8.3f} {w['p99']:>8.3f} "
-            f"{rt.get('p50', float('nan')):>7.2f} {rt.get('p99', float('nan')):>7.2f} {r['requests_per_s']:>6.1f} "
-            f"{r['achieved_rate_hz']:>6.1f}Hz"
-        )
+    switch = sys.getswitchinterval() * 1000
+    print(f"control loop on {loop_name}, {os.cpu_count()} CPUs, GIL switch interval {switch:g} ms; {images}, "
+          f"observations every 33 ms; server in another process; CPU hogs: pure-Python spinning processes "
+          f"(nice 0) started before and killed after each cell; load average at the end "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+    _print_cells(results)
     if args.json:
         write_json(
             args.json,
@@ -390,10 +463,52 @@ def main() -> None:
                 "benchmark": "control_loop",
                 "event_loop": loop_name,
                 "camera": not args.no_camera,
+                "switch_interval_ms": switch,
                 "results": results,
             },
         )
         print(f"wrote {args.json}")
+
+
+def _print_cells(results: list[dict[str, Any]]) -> None:
+    """The jitter table, then where the delay came from (see ``_control_timing``)."""
+    print("\nperiod and jitter (ms; jitter = |period - nominal|; overruns over the whole run)")
+    print(f"{'rate':>6} {'hogs':>4} {'control':<12} {'achieved':>8} {'period p50':>10} {'p99':>7} {'max':>7} "
+          f"{'jitter p99':>10} {'overruns':>8} {'tick p50':>8} {'tick p99':>8} {'rtt p50':>7} {'req/s':>6} "
+          f"{'load':>5}")  # fmt: skip
+    for r in results:
+        p, j, w, rt = r["period_ms"], r["jitter_ms"], r["tick_work_ms"], r["roundtrip_ms"]
+        print(
+            f"{r['rate_hz']:>4g}Hz {r['hogs']:>4d} {r['control']:<12} {r['achieved_rate_hz']:>6.1f}Hz "
+            f"{p['p50']:>10.3f} {p['p99']:>7.3f} {p['max']:>7.2f} {j['p99']:>10.3f} {r['overruns']:>8d} "
+            f"{w['p50']:>8.3f} {w['p99']:>8.3f} {rt.get('p50', float('nan')):>7.2f} {r['requests_per_s']:>6.1f} "
+            f"{r['load_average'][0]:>5.2f}"
+        )
+    print(
+        "\nwhere the delay came from, p99 ms (start: deadline -> tick starts = behind + wake + handoff; "
+        "command: deadline -> driver command; loop lag: a callback posted to the event loop every 10 ms; "
+        "process wake: a separate process waking at the same rate and scheduling, how late)"
+    )
+    print(f"{'rate':>6} {'hogs':>4} {'control':<12} {'start':>6} {'behind':>6} {'wake':>6} {'handoff':>7} "
+          f"{'command':>7} {'lock':>6} {'loop lag':>8} {'process wake':>12} | CPU ms/s (run-queue wait ms/s): "
+          f"loop, driver, control, encode, camera, other")  # fmt: skip
+    for r in results:
+        late, th = r["late_ms"], r["threads"]
+
+        def p99(s: dict[str, float]) -> str:
+            return f"{s['p99']:.2f}" if s.get("count") else "-"
+
+        use = "  ".join(
+            f"{th[k]['cpu_ms_per_s']:.0f} ({th[k]['runq_ms_per_s']:.0f})" if k in th else "-"
+            for k in ("loop", "driver", "control", "encode", "camera", "other")
+        )
+        print(
+            f"{r['rate_hz']:>4g}Hz {r['hogs']:>4d} {r['control']:<12} {p99(late['start']):>6} {p99(late['behind']):>6} "
+            f"{p99(late['wake']):>6} {p99(late['handoff']):>7} {p99(late['command']):>7} {p99(late['lock_wait']):>6} "
+            f"{p99(r['loop_lag_ms']):>8} {p99(r['sentinel_wake_ms']):>12} | {use}"
+        )
+    for sched in sorted({r["sched"] for r in results if r["control"] == "dedicated-rt"}):
+        print(f"dedicated-rt control thread: {sched}")
 
 
 if __name__ == "__main__":
