@@ -3,10 +3,8 @@ flags and plot on made-up results (matplotlib's Agg backend; the PNG is read bac
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,23 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from robot_agent.evaluation import EpisodeOutcome, EvalResults
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from tests.utils import bench_script
 
 
 @pytest.fixture(scope="module")
 def sweep() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCH))  # the script imports its sibling _stats
-    try:
-        spec = importlib.util.spec_from_file_location("latency_sweep", BENCH / "latency_sweep.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["latency_sweep"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
+    with bench_script("latency_sweep") as module:
         yield module
-    finally:
-        sys.modules.pop("latency_sweep", None)
-        sys.path.remove(str(BENCH))
 
 
 def _episode(

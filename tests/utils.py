@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 import inspect
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -237,3 +240,24 @@ async def wait_for(awaitable: Awaitable[Any], timeout: float = 5.0) -> Any:
     """``await`` with a timeout, for one-liners in tests."""
     async with asyncio.timeout(timeout):
         return await awaitable
+
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@contextlib.contextmanager
+def bench_script(name: str) -> Iterator[ModuleType]:
+    """``bench/NAME.py`` imported as module ``NAME``, with ``bench/`` on ``sys.path`` (the scripts
+    import their siblings, ``_stats``...) and in ``sys.modules`` (dataclasses look their module up
+    there) until the block ends."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
+        sys.path.remove(str(BENCH))

@@ -1,0 +1,461 @@
+"""Batching across sessions: throughput and round trips of 1-8 robot sessions against one server.
+
+Builds the example CNN bundle (``inference-server new-bundle``: two 224x224 cameras, an 8-value
+state, chunks of 16x7) in a temporary folder, then for each server setting (``--max-batch`` x
+``--delays-ms``) starts ``inference-server`` in a subprocess (a free port, no metrics, the
+server's own defaults for everything else but the per-session request rate, raised so that a
+session sending as fast as it is answered is not refused) and runs 1, 2, 4, 8 concurrent
+sessions against it, ``--seconds`` each. A session is a process of its own holding one Predict
+stream and sending in lockstep, as a robot does: the next request when the answer has arrived
+(no think time, so the cell measures how many answers the server gives, not a robot's rate). Its
+request is built once (two raw RGB frames, ~300 KB) and sent again with a new ``request_id``.
+
+Per setting and session count: answers/s over all sessions, round trip p50/p99 pooled and of the
+worst session (highest p99), the batch size the server formed (from each answer's
+``timing.batch_size``: per model call, ``answers / sum(1 / batch_size)``), its queue time, and
+where the CPU went over the window: the sessions' processes, the server's and the machine's (of
+``os.cpu_count()`` cores; other jobs included), so a client side that is the bottleneck shows.
+Then the ratios the issue asks for: throughput of 8 sessions batched over 8 sessions at
+``max_batch = 1``, and p99 at 8 sessions batched over one session's p99 at ``max_batch = 1``
+(target: >= 2x and < 2x).
+
+    python bench/batching.py [--seconds 8] [--sessions 1 2 4 8] [--max-batch 1 8]
+                             [--delays-ms 0 2] [--backend torch|onnx] [--json out.json]
+
+``max_batch = 1`` runs once, at delay 0: a batch of one is full as soon as a request waits, so
+the worker never waits for more (``ModelWorker._wait_for_fuller_batch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from _stats import summarize, write_json
+from grpc_overhead import child_env, free_port, scene, stop, wait_serving
+
+from vla import eventloop
+from vla.codec import encode_image_into, to_tensor
+from vla.v1 import policy_pb2 as pb
+from vla.v1 import policy_pb2_grpc
+
+DEFAULT_SESSIONS = (1, 2, 4, 8)
+DEFAULT_MAX_BATCH = (1, 8)
+DEFAULT_DELAYS_MS = (0.0, 2.0)
+DEFAULT_SECONDS = 8.0
+#: Round trips each session makes before the window opens (connection, first-call costs).
+WARMUP_ROUND_TRIPS = 20
+#: Wall seconds a server setting costs beyond its cells (start, load, warm-up, stop); an estimate.
+SERVER_START_S = 12.0
+#: Wall seconds a cell costs beyond ``--seconds`` (sessions connect and warm up); an estimate.
+CELL_OVERHEAD_S = 2.0
+#: Issue 13's targets: 8 sessions batched give at least this times the throughput of max_batch = 1 ...
+TARGET_THROUGHPUT_RATIO = 2.0
+#: ... with a p99 round trip under this times the p99 of one session at max_batch = 1.
+TARGET_P99_RATIO = 2.0
+CAMERAS = ("front", "wrist")  # inference_server.new_bundle.CAMERAS, not imported: it would pull torch
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A server setting: ``max_batch`` and ``max_queue_delay_ms``."""
+
+    max_batch: int
+    delay_ms: float
+
+    @property
+    def label(self) -> str:
+        return f"max_batch {self.max_batch}, delay {self.delay_ms:g} ms"
+
+
+def server_settings(max_batches: Sequence[int], delays_ms: Sequence[float]) -> list[Setting]:
+    """Every ``max_batch`` x delay, ``max_batch = 1`` at delay 0 only (it never waits for more)."""
+    out = []
+    for max_batch, delay in itertools.product(max_batches, delays_ms):
+        setting = Setting(max_batch, 0.0 if max_batch == 1 else float(delay))
+        if setting not in out:
+            out.append(setting)
+    return out
+
+
+def time_estimate_s(settings: Sequence[Setting], sessions: Sequence[int], seconds: float) -> float:
+    """Wall seconds the run should take: the windows plus the overheads above."""
+    return len(settings) * (SERVER_START_S + len(sessions) * (seconds + CELL_OVERHEAD_S))
+
+
+# -- results: pure functions of what the sessions and /proc said ----------------------------------
+
+
+def cell_row(
+    setting: Setting,
+    sessions: Sequence[Mapping[str, Any]],
+    *,
+    window_s: float,
+    server_cpu_s: float,
+    machine_busy_s: float,
+    load_avg: float,
+) -> dict[str, Any]:
+    """The JSON row of one cell from each session's result (:func:`run_session`'s dict).
+
+    ``window_s`` (s) is the measured window; ``server_cpu_s`` and ``machine_busy_s`` are CPU
+    seconds spent in it (the server process; every core of the machine), reported as cores in use.
+    Raises ``RuntimeError`` naming the session and its first error when any answer was not OK.
+    """
+    for i, s in enumerate(sessions):
+        if s["errors"]:
+            raise RuntimeError(
+                f"{setting.label}, session {i}: {s['errors']} answers not OK: {s['first_error']}"
+            )
+    rtts = [np.asarray(s["rtt_ms"], dtype=np.float64) for s in sessions]
+    pooled = np.concatenate(rtts)
+    batches = np.concatenate([np.asarray(s["batch"], dtype=np.float64) for s in sessions])
+    worst = max(range(len(rtts)), key=lambda i: float(np.percentile(rtts[i], 99)) if rtts[i].size else 0.0)
+    answers = int(pooled.size)
+    return {
+        "max_batch": setting.max_batch,
+        "delay_ms": setting.delay_ms,
+        "sessions": len(sessions),
+        "window_s": window_s,
+        "answers": answers,
+        "throughput_hz": answers / window_s,
+        "round_trip_ms": summarize(pooled, percentiles=(50, 99)),
+        "worst_session": {"index": worst, **summarize(rtts[worst], percentiles=(50, 99))},
+        # Per model call: a call of b answers b requests, so it counts 1/b for each of them.
+        "batch_per_call": float(answers / np.sum(1.0 / batches)) if answers else 0.0,
+        "batch_per_request": float(batches.mean()) if answers else 0.0,
+        "queue_ms": summarize(np.concatenate([s["queue_ms"] for s in sessions]), percentiles=(50, 99)),
+        "inference_ms": summarize(
+            np.concatenate([s["inference_ms"] for s in sessions]), percentiles=(50, 99)
+        ),
+        "client_cores": sum(s["cpu_s"] for s in sessions) / window_s,
+        "server_cores": server_cpu_s / window_s,
+        "machine_cores": machine_busy_s / window_s,
+        "load_avg_1min": load_avg,
+    }
+
+
+def _find(
+    rows: Sequence[Mapping[str, Any]], max_batch: int, delay_ms: float, sessions: int
+) -> Mapping[str, Any] | None:
+    for r in rows:
+        if (r["max_batch"], r["delay_ms"], r["sessions"]) == (max_batch, delay_ms, sessions):
+            return r
+    return None
+
+
+def ratios(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per batched setting (``max_batch > 1``), at the largest session count ``n`` measured: its
+    throughput over ``max_batch = 1``'s at ``n``, and its pooled (and worst session's) p99 over the
+    p99 of one session at ``max_batch = 1``; ``met`` when both reach issue 13's targets. Empty when
+    the baselines (``max_batch = 1`` at 1 and at ``n`` sessions) were not measured."""
+    if not rows:
+        return []
+    n = max(r["sessions"] for r in rows)
+    base, single = _find(rows, 1, 0.0, n), _find(rows, 1, 0.0, 1)
+    if base is None or single is None:
+        return []
+    single_p99 = single["round_trip_ms"]["p99"]
+    out = []
+    for r in rows:
+        if r["sessions"] != n or r["max_batch"] == 1:
+            continue
+        throughput = r["throughput_hz"] / base["throughput_hz"]
+        p99 = r["round_trip_ms"]["p99"] / single_p99
+        out.append({
+            "max_batch": r["max_batch"], "delay_ms": r["delay_ms"], "sessions": n,
+            "throughput_ratio": throughput, "p99_ratio": p99,
+            "worst_session_p99_ratio": r["worst_session"]["p99"] / single_p99,
+            "met": throughput >= TARGET_THROUGHPUT_RATIO and p99 < TARGET_P99_RATIO,
+        })  # fmt: skip
+    return out
+
+
+def verdict(r: Mapping[str, Any]) -> str:
+    """One line: the two ratios of a :func:`ratios` entry against the targets, and met or missed."""
+    return (
+        f"max_batch {r['max_batch']}, delay {r['delay_ms']:g} ms, {r['sessions']} sessions: throughput "
+        f"{r['throughput_ratio']:.2f}x max_batch 1 (target >= {TARGET_THROUGHPUT_RATIO:g}x), p99 "
+        f"{r['p99_ratio']:.2f}x one session's (target < {TARGET_P99_RATIO:g}x; worst session "
+        f"{r['worst_session_p99_ratio']:.2f}x): {'MET' if r['met'] else 'MISSED'}"
+    )
+
+
+TABLE_HEADER = (
+    "max_batch  delay ms  sessions  answers/s  p50 ms  p99 ms  worst p50  worst p99  "
+    "batch  queue p50  model p50  client cores  server cores  machine cores"
+)
+
+
+def table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows as a fixed-width table (ms, answers/s, mean batch per model call, cores in use)."""
+    lines = [TABLE_HEADER]
+    for r in rows:
+        rt, worst = r["round_trip_ms"], r["worst_session"]
+        lines.append(
+            f"{r['max_batch']:>9}  {r['delay_ms']:>8g}  {r['sessions']:>8}  {r['throughput_hz']:>9.1f}  "
+            f"{rt['p50']:>6.2f}  {rt['p99']:>6.2f}  {worst['p50']:>9.2f}  {worst['p99']:>9.2f}  "
+            f"{r['batch_per_call']:>5.2f}  {r['queue_ms']['p50']:>9.2f}  {r['inference_ms']['p50']:>9.2f}  "
+            f"{r['client_cores']:>12.2f}  {r['server_cores']:>12.2f}  {r['machine_cores']:>13.2f}"
+        )
+    return "\n".join(lines)
+
+
+def progress_line(index: int, total: int, row: Mapping[str, Any], left_s: float) -> str:
+    """``[3/12] max_batch 8, delay 0 ms, 4 sessions: 512.0 answers/s ... (about 2.1 min left)``."""
+    return (
+        f"[{index}/{total}] max_batch {row['max_batch']}, delay {row['delay_ms']:g} ms, {row['sessions']} sessions: "
+        f"{row['throughput_hz']:.1f} answers/s, p50 {row['round_trip_ms']['p50']:.2f} ms, p99 "
+        f"{row['round_trip_ms']['p99']:.2f} ms, batch {row['batch_per_call']:.2f}, load {row['load_avg_1min']:.2f} "
+        f"(about {left_s / 60:.1f} min left)"
+    )
+
+
+# -- sessions: one process each, driven over a pipe ------------------------------------------------
+
+
+def build_request(index: int) -> pb.PredictRequest:
+    """Session ``index``'s request: two raw 224x224 camera frames and a zero state."""
+    request = pb.PredictRequest(session_id=f"session-{index}", state=to_tensor(np.zeros(8, np.float32)))
+    for k, name in enumerate(CAMERAS):
+        encode_image_into(request.images[name], scene(2 * index + k))
+    return request
+
+
+async def run_session(target: str, index: int, conn: Connection) -> dict[str, Any]:
+    """One lockstep session: warm up, say ``ready`` on ``conn``, wait for the window's end (a
+    ``time.monotonic()`` value, the same clock in every process), then send, read, repeat until it.
+
+    Returns lists (ms) of round trips, queue and model times, batch sizes of the answers received
+    by the end, the process's CPU seconds over the window and the count of answers not OK.
+    """
+    request = build_request(index)
+    rtt, queue, inference, batch = [], [], [], []
+    errors, first_error = 0, ""
+    options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+    async with grpc.aio.insecure_channel(target, options=options) as channel:
+        call = policy_pb2_grpc.PolicyServiceStub(channel).Predict()
+        for i in range(WARMUP_ROUND_TRIPS):
+            request.request_id = i
+            await call.write(request)
+            await call.read()
+        conn.send("ready")
+        end = await asyncio.to_thread(conn.recv)
+        cpu0 = time.process_time()
+        i = WARMUP_ROUND_TRIPS
+        while (t0 := time.monotonic()) < end:
+            request.request_id = i
+            i += 1
+            await call.write(request)
+            answer = await call.read()
+            t1 = time.monotonic()
+            if answer is grpc.aio.EOF:
+                raise RuntimeError(f"session {index}: the server ended the stream")
+            if answer.status != pb.PredictResponse.OK:
+                errors += 1
+                first_error = (
+                    first_error or f"{pb.PredictResponse.Status.Name(answer.status)} {answer.message}"
+                )
+            elif t1 <= end:
+                rtt.append((t1 - t0) * 1e3)
+                queue.append(answer.timing.queue_ms)
+                inference.append(answer.timing.inference_ms)
+                batch.append(answer.timing.batch_size)
+        cpu_s = time.process_time() - cpu0
+        await call.done_writing()
+    return {"rtt_ms": rtt, "queue_ms": queue, "inference_ms": inference, "batch": batch, "cpu_s": cpu_s,
+            "errors": errors, "first_error": first_error}  # fmt: skip
+
+
+def session_process(index: int, conn: Connection) -> None:
+    """A session's process: for every target sent on ``conn``, one :func:`run_session`; None ends it."""
+
+    async def serve() -> None:
+        while (target := await asyncio.to_thread(conn.recv)) is not None:
+            try:
+                conn.send(await run_session(target, index, conn))
+            except Exception as exc:  # the parent names it; this process waits for the next target
+                conn.send(f"{type(exc).__name__}: {exc}")
+
+    eventloop.run(serve())
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads (``/proc/PID/stat`` fields 14-15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent not idle since boot (``/proc/stat``)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def run_cell(
+    target: str, setting: Setting, pipes: Sequence[Connection], seconds: float, server_pid: int
+) -> dict[str, Any]:
+    """Run ``len(pipes)`` sessions against ``target`` for a window of ``seconds``; :func:`cell_row`."""
+    for pipe in pipes:
+        pipe.send(target)
+    for i, pipe in enumerate(pipes):
+        if (said := _receive(pipe, 120, i)) != "ready":
+            raise RuntimeError(f"session {i} did not get ready against {target}: {said}")
+    server0, machine0 = cpu_seconds(server_pid), machine_busy_seconds()
+    start = time.monotonic()
+    for pipe in pipes:
+        pipe.send(start + seconds)
+    results = [_receive(pipe, seconds + 120, i) for i, pipe in enumerate(pipes)]
+    server_cpu, machine_busy = cpu_seconds(server_pid) - server0, machine_busy_seconds() - machine0
+    for i, result in enumerate(results):
+        if not isinstance(result, dict):
+            raise RuntimeError(f"session {i} failed against {target}: {result}")
+    # Every session stops sending at start + seconds, and answers after it are not counted.
+    return cell_row(
+        setting, results, window_s=seconds, server_cpu_s=server_cpu, machine_busy_s=machine_busy,
+        load_avg=os.getloadavg()[0],
+    )  # fmt: skip
+
+
+def _receive(pipe: Connection, timeout_s: float, index: int) -> Any:
+    """The next message from session ``index``; ``RuntimeError`` if none comes within ``timeout_s``."""
+    try:
+        if pipe.poll(timeout_s):
+            return pipe.recv()
+    except EOFError:
+        raise RuntimeError(f"session {index}: its process ended") from None
+    raise RuntimeError(f"session {index}: no word within {timeout_s:g} s")
+
+
+def start_server(bundle: Path, setting: Setting) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "inference_server", "--policy", str(bundle), "--host", "127.0.0.1",
+         "--port", str(port), "--no-metrics", "--log-level", "warning",
+         "--max-batch", str(setting.max_batch), "--max-queue-delay-ms", str(setting.delay_ms),
+         "--max-request-rate-hz", "100000", "--max-request-burst", "100000"],
+        env=child_env(),
+    )  # fmt: skip
+    return server, f"127.0.0.1:{port}"
+
+
+def torch_threads() -> dict[str, Any]:
+    """What the server's torch runs with: it sets no thread count, so torch's default in a fresh
+    process with this environment (``OMP_NUM_THREADS`` if set, else the physical cores)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads(), torch.get_num_interop_threads())"],
+        capture_output=True, text=True, check=True, env=child_env(),
+    )  # fmt: skip
+    intra, inter = (int(v) for v in out.stdout.split())
+    return {"intra_op": intra, "inter_op": inter, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = server_settings(args.max_batch, args.delays_ms)
+    sessions = sorted(set(args.sessions))
+    total = len(settings) * len(sessions)
+    estimate = time_estimate_s(settings, sessions, args.seconds)
+    print(f"{len(settings)} server settings x {len(sessions)} session counts, {args.seconds:g} s each: "
+          f"about {estimate / 60:.1f} min", file=sys.stderr, flush=True)  # fmt: skip
+    threads = torch_threads()
+    print(f"server torch threads: {threads['intra_op']} intra-op, {threads['inter_op']} inter-op "
+          f"(default; OMP_NUM_THREADS {threads['OMP_NUM_THREADS'] or 'unset'}), {os.cpu_count()} CPUs",
+          file=sys.stderr, flush=True)  # fmt: skip
+    context = multiprocessing.get_context("spawn")  # no gRPC state forked into the sessions
+    pipes, processes = [], []
+    for i in range(max(sessions)):
+        parent, child = context.Pipe()
+        process = context.Process(target=session_process, args=(i, child), daemon=True)
+        process.start()
+        pipes.append(parent)
+        processes.append(process)
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = Path(tmp) / "example"
+            subprocess.run(
+                [sys.executable, "-m", "inference_server", "new-bundle", str(bundle), "--backend", args.backend],
+                check=True, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            for setting in settings:
+                server, target = start_server(bundle, setting)
+                try:
+                    asyncio.run(wait_serving(target, timeout=120))
+                    for n in sessions:
+                        rows.append(run_cell(target, setting, pipes[:n], args.seconds, server.pid))
+                        done = len(rows)
+                        left = (time.monotonic() - started) / done * (total - done)
+                        print(progress_line(done, total, rows[-1], left), file=sys.stderr, flush=True)
+                finally:
+                    stop(server)
+    finally:
+        for pipe in pipes:
+            pipe.send(None)
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+    return {"rows": rows, "ratios": ratios(rows), "torch_threads": threads, "backend": args.backend,
+            "seconds": args.seconds, "wall_s": time.monotonic() - started}  # fmt: skip
+
+
+def report(results: Mapping[str, Any]) -> str:
+    """The table, then one verdict line per batched setting (or why there is none)."""
+    lines = [table(results["rows"]), ""]
+    lines += [verdict(r) for r in results["ratios"]] or [
+        "no verdict: it needs max_batch 1 at 1 session and at the largest session count, and a batched setting"
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python bench/batching.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured window per cell, s")
+    parser.add_argument("--sessions", type=int, nargs="+", default=list(DEFAULT_SESSIONS),
+                        help="concurrent session counts")  # fmt: skip
+    parser.add_argument("--max-batch", type=int, nargs="+", default=list(DEFAULT_MAX_BATCH),
+                        help="server max_batch values")  # fmt: skip
+    parser.add_argument("--delays-ms", type=float, nargs="+", default=list(DEFAULT_DELAYS_MS),
+                        help="server max_queue_delay_ms values (max_batch 1 runs at 0 only)")  # fmt: skip
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="the example bundle's backend (on CPU)")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or min(args.sessions) < 1 or min(args.max_batch) < 1 or min(args.delays_ms) < 0:
+        parser.error("--seconds must be > 0, --sessions and --max-batch >= 1, --delays-ms >= 0")
+    results = run(args)
+    print(report(results))
+    if args.json is not None:
+        write_json(args.json, {"benchmark": "batching", **results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

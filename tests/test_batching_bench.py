@@ -1,0 +1,138 @@
+"""``bench/batching.py`` without serving anything: its settings, time estimate, per-cell row, ratios,
+verdict, table and flags on made-up session results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.utils import bench_script
+
+
+@pytest.fixture(scope="module")
+def batching() -> Iterator[ModuleType]:
+    with bench_script("batching") as module:
+        yield module
+
+
+def _session(rtt_ms: list[float], batch: list[int], *, cpu_s: float = 0.5, errors: int = 0) -> dict[str, Any]:
+    n = len(rtt_ms)
+    return {"rtt_ms": rtt_ms, "queue_ms": [0.5] * n, "inference_ms": [2.0] * n, "batch": batch,
+            "cpu_s": cpu_s, "errors": errors, "first_error": "LATE timeout" if errors else ""}  # fmt: skip
+
+
+def _row(
+    batching: ModuleType, max_batch: int, delay: float, sessions: int, rtt: float, answers: int
+) -> dict[str, Any]:
+    """A cell of ``sessions`` sessions, each ``answers`` round trips of ``rtt`` ms (p99 = rtt), in 10 s."""
+    setting = batching.Setting(max_batch, delay)
+    per = [_session([rtt] * answers, [min(max_batch, sessions)] * answers) for _ in range(sessions)]
+    return batching.cell_row(setting, per, window_s=10.0, server_cpu_s=5.0, machine_busy_s=18.0, load_avg=2.5)
+
+
+def test_settings_run_max_batch_one_once_at_delay_zero(batching: ModuleType) -> None:
+    Setting = batching.Setting
+    assert batching.server_settings([1, 8], [0.0, 2.0]) == [Setting(1, 0.0), Setting(8, 0.0), Setting(8, 2.0)]
+    assert batching.server_settings([1], [2.0]) == [Setting(1, 0.0)]
+
+
+def test_time_estimate_counts_windows_and_overheads(batching: ModuleType) -> None:
+    settings = batching.server_settings([1, 8], [0.0, 2.0])
+    expected = 3 * (batching.SERVER_START_S + 4 * (8.0 + batching.CELL_OVERHEAD_S))
+    assert batching.time_estimate_s(settings, [1, 2, 4, 8], 8.0) == pytest.approx(expected)
+
+
+def test_cell_row_pools_sessions_names_the_worst_and_counts_batches_per_call(batching: ModuleType) -> None:
+    fast = _session([1.0] * 100, [4] * 100, cpu_s=1.0)
+    slow = _session([2.0] * 98 + [50.0, 50.0], [1] * 100, cpu_s=0.5)
+    row = batching.cell_row(
+        batching.Setting(8, 2.0),
+        [fast, slow],
+        window_s=4.0,
+        server_cpu_s=3.0,
+        machine_busy_s=8.0,
+        load_avg=1.5,
+    )
+    assert row["answers"] == 200 and row["throughput_hz"] == pytest.approx(50.0)
+    assert row["round_trip_ms"]["p50"] == pytest.approx(1.5)  # between the two sessions' halves
+    assert row["worst_session"]["index"] == 1 and row["worst_session"]["p99"] == pytest.approx(50.0)
+    # 100 answers in calls of 4 (25 calls) and 100 in calls of 1 (100 calls): 200 / 125 per call.
+    assert row["batch_per_call"] == pytest.approx(1.6)
+    assert row["batch_per_request"] == pytest.approx(2.5)
+    assert (row["client_cores"], row["server_cores"], row["machine_cores"]) == pytest.approx(
+        (0.375, 0.75, 2.0)
+    )
+
+
+def test_cell_row_refuses_answers_that_are_not_ok(batching: ModuleType) -> None:
+    with pytest.raises(RuntimeError, match="session 1: 3 answers not OK: LATE timeout"):
+        batching.cell_row(
+            batching.Setting(8, 0.0), [_session([1.0], [1]), _session([1.0], [1], errors=3)],
+            window_s=1.0, server_cpu_s=0.0, machine_busy_s=0.0, load_avg=0.0,
+        )  # fmt: skip
+
+
+def test_ratios_and_verdicts_against_the_targets(batching: ModuleType) -> None:
+    rows = [
+        _row(batching, 1, 0.0, 1, 4.0, 1000),  # one session, p99 4 ms
+        _row(batching, 1, 0.0, 8, 20.0, 100),  # 80 answers/s at 8 sessions
+        _row(batching, 8, 0.0, 8, 7.0, 250),  # 200 answers/s (2.5x), p99 7 ms (1.75x): met
+        _row(batching, 8, 2.0, 8, 9.0, 300),  # 240 answers/s (3x), p99 9 ms (2.25x): missed
+        _row(batching, 8, 2.0, 1, 1.0, 10),  # not at 8 sessions: no ratio
+    ]
+    out = batching.ratios(rows)
+    assert [(r["delay_ms"], r["met"]) for r in out] == [(0.0, True), (2.0, False)]
+    assert out[0]["throughput_ratio"] == pytest.approx(2.5) and out[0]["p99_ratio"] == pytest.approx(1.75)
+    assert out[1]["throughput_ratio"] == pytest.approx(3.0) and out[1]["p99_ratio"] == pytest.approx(2.25)
+    assert batching.verdict(out[0]).endswith("MET")
+    assert "throughput 3.00x max_batch 1" in batching.verdict(out[1])
+    assert "p99 2.25x one session's" in batching.verdict(out[1]) and batching.verdict(out[1]).endswith(
+        "MISSED"
+    )
+
+
+def test_no_ratio_without_both_baselines(batching: ModuleType) -> None:
+    batched = _row(batching, 8, 0.0, 8, 7.0, 250)
+    assert batching.ratios([]) == []
+    assert batching.ratios([batched, _row(batching, 1, 0.0, 8, 20.0, 100)]) == []  # no single session
+    assert batching.ratios([batched, _row(batching, 1, 0.0, 1, 4.0, 100)]) == []  # no 8 at max_batch 1
+    report = batching.report({"rows": [batched], "ratios": []})
+    assert report.splitlines()[-1].startswith("no verdict")
+
+
+@given(throughput=st.floats(0.1, 10.0), p99=st.floats(0.1, 10.0))
+def test_met_exactly_when_both_targets_are(batching: ModuleType, throughput: float, p99: float) -> None:
+    rows = [
+        _row(batching, 1, 0.0, 1, 10.0, 100),
+        _row(batching, 1, 0.0, 8, 10.0, 100),
+        {**_row(batching, 8, 0.0, 8, 10.0, 100), "throughput_hz": 80.0 * throughput},
+    ]
+    rows[2]["round_trip_ms"] = {**rows[2]["round_trip_ms"], "p99": 10.0 * p99}
+    (r,) = batching.ratios(rows)
+    assert r["met"] == (r["throughput_ratio"] >= 2.0 and r["p99_ratio"] < 2.0)
+    assert r["throughput_ratio"] == pytest.approx(throughput) and r["p99_ratio"] == pytest.approx(p99)
+
+
+def test_table_has_a_line_per_row_with_its_figures(batching: ModuleType) -> None:
+    rows = [_row(batching, 1, 0.0, 1, 4.0, 1000), _row(batching, 8, 2.0, 8, 7.0, 250)]
+    lines = batching.table(rows).splitlines()
+    assert lines[0] == batching.TABLE_HEADER and len(lines) == 3
+    assert lines[2].split()[:5] == ["8", "2", "8", "200.0", "7.00"]
+    assert "[2/12] max_batch 8, delay 2 ms, 8 sessions: 200.0 answers/s" in batching.progress_line(
+        2, 12, rows[1], 90
+    )
+
+
+def test_help_shows_the_defaults_and_bad_flags_are_refused(
+    batching: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = batching.build_parser().format_help()
+    assert "(default: 8.0)" in text and "(default: [1, 2, 4, 8])" in text and "(default: torch)" in text
+    with pytest.raises(SystemExit):
+        batching.main(["--sessions", "0"])
+    assert "--sessions and --max-batch >= 1" in capsys.readouterr().err
