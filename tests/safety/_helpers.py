@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from types import ModuleType
 
-from safety import PANDA_HOME_JOINTS, Measured, Pose, Target
+import numpy as np
+import pytest
+
+from safety import PANDA_HOME_JOINTS, Measured, Pose, Target, compiled
 
 HOME_POSITION = np.array([0.307, 0.0, 0.487])
 HOME_QUATERNION = np.array([1.0, 0.0, 0.0, 0.0])
@@ -28,3 +31,13 @@ def follow(measured: Measured, decision_target: Target | None, t: float) -> Meas
     joints = decision_target.joints if decision_target.joints is not None else measured.joints
     g = decision_target.gripper if decision_target.gripper is not None else measured.gripper
     return Measured(time_s=t, ee=ee, joints=np.asarray(joints), gripper=float(g))
+
+
+def interpreted_kernels(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> None:
+    """Run every compiled kernel of ``modules`` as plain Python, as without numba: each function
+    with a ``py_func`` becomes it, and ``safety.compiled.fma`` the exact-rational one."""
+    for module in modules:
+        for name, value in list(vars(module).items()):
+            if callable(getattr(value, "py_func", None)):
+                monkeypatch.setattr(module, name, value.py_func)
+    monkeypatch.setattr(compiled, "fma", compiled._fma_exact)
