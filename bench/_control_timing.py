@@ -181,11 +181,11 @@ class DedicatedControlLoop(TimedControlLoop):
 
         thread = threading.Thread(target=main, name="control", daemon=True)
         thread.start()
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
         try:
-            await asyncio.wait(
-                {asyncio.ensure_future(stopping.wait()), done}, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait([waiter, done], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            waiter.cancel()
             stop.set()
             await done
 
@@ -458,3 +458,5 @@ def cpu_hogs(n: int) -> Iterator[list[int]]:
             proc.kill()
         for proc in procs:
             proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
