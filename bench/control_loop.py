@@ -1,15 +1,36 @@
-"""Control-loop period and jitter of the robot agent at 100 and 250 Hz while camera images stream
-to an inference server at 30 fps.
+"""Control-loop period and jitter of the robot agent at 100, 250 and 500 Hz while camera images
+stream to an inference server at 30 fps, with and without CPU-bound processes beside it, and where
+each tick's delay came from.
 
 The server runs in its own process (``inference-server`` with a do-nothing python policy that asks
 for a 224x224 image), the agent in this one with the simulated arm and a 640x480 simulated camera
 at 30 fps; observations go out every 1/30 s (``scheduler.replan_interval_s``), so resizing,
 encoding and the stream all compete with the control loop for the event loop and the CPU.
 
-    python bench/control_loop.py [--rates 100 250] [--seconds 10] [--json PATH]
+    python bench/control_loop.py [--rates 100 250 500] [--hogs 0 2] [--seconds 10]
+        [--control event_loop dedicated dedicated-rt] [--switch-interval-ms MS] [--json PATH]
 
-Prints per rate: control period p50/p95/p99 and max, jitter (|period - nominal|) p99, overruns,
-time inside a tick p50/p99, round trip p50/p99, achieved request rate.
+One cell per rate x hogs x control mode, in that order, modes innermost (so the modes of a rate
+see the same load as nearly as a shared machine allows). ``--hogs N``: N processes spinning pure
+Python (nice 0), started before and killed after each cell. Control modes: ``event_loop`` is the
+agent's (``robot_agent/control.py``: the tick on the event loop, the driver thread waking at the
+deadline); ``dedicated`` and ``dedicated-rt`` are a prototype (``_control_timing.py``): the same
+tick in a thread of its own at absolute deadlines, driver calls direct, the plan behind a per-call
+lock; ``-rt`` puts that thread at SCHED_FIFO 80 (root, CAP_SYS_NICE or an rtprio limit; else
+nice -10, else nothing: the output says which applied).
+
+Prints per cell: achieved rate, control period p50/p99/max, jitter (|period - nominal|) p99,
+overruns, time inside a tick p50/p99, round trip p50, request rate, load average; then where the
+delay came from, p99 in ms: ``start`` (deadline to the tick starting) split into ``behind`` (the
+wait began late: the previous tick ran over), ``wake`` (the waiting thread woke late: the OS
+scheduler and the GIL) and ``handoff`` (woken, until the tick started: the event loop busy with
+the stream, the scheduler, gRPC, encoding's share of the GIL); ``command`` (deadline to the driver
+command); ``lock`` (the prototype's wait on the plan); ``loop lag`` (a callback posted to the
+event loop every 10 ms from a thread, how long it waited); ``process wake`` (a separate process,
+own interpreter and GIL, sleeping to the same deadlines at the same scheduling: what the OS alone
+costs); and per thread kind the CPU and the run-queue wait (runnable, waiting for a CPU: taken by
+other processes and threads), ms per second, from ``/proc/self/task/*/schedstat``. Timings skip the
+first second of each cell; overruns count the whole cell.
 
 ``--tick-only`` measures the tick's own cost instead, in this process, without a server, a camera
 or the sim's physics: the agent's plan, shield (with the sim arm's IK), event bus, metrics and run
