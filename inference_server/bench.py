@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from inference_server.backends import create_backend, dummy_batch
+from inference_server.backends.base import cpu_threads as resolve_cpu_threads
 from inference_server.bundle import load_bundle
 from inference_server.errors import ConfigError
 
@@ -39,6 +40,7 @@ def bench_model(
     backend: str | None = None,
     device: str | None = None,
     precision: str | None = None,
+    cpu_threads: int = 0,
     batch: int = 1,
     iters: int = 100,
     warmup_iters: int = 10,
@@ -46,6 +48,7 @@ def bench_model(
 ) -> dict[str, Any]:
     """Load ``policy`` as the server would, run ``warmup_iters`` then time ``iters`` calls of
     ``predict`` on a batch of ``batch``; print and return mean/percentiles in ms (:func:`summarize`).
+    ``cpu_threads`` as the server's (0: every CPU but one).
     Raises :class:`~inference_server.errors.ConfigError` naming ``--json`` before any model is
     loaded when ``json_path`` is a folder or its folder does not exist (it used to fail after the
     run with a bare ``FileNotFoundError``), and ``BundleError`` for a bundle that cannot be served."""
@@ -55,7 +58,7 @@ def bench_model(
             raise ConfigError(f"--json {target} is a folder, expected a file path", field="json")
         if not target.parent.is_dir():
             raise ConfigError(f"--json {target}: no folder {target.parent} to write it in", field="json")
-    bundle = load_bundle(policy, backend=backend, device=device, precision=precision)
+    bundle = load_bundle(policy, backend=backend, device=device, precision=precision, cpu_threads=cpu_threads)
     model = create_backend(bundle)
     inputs = dummy_batch(bundle, batch)
     try:
@@ -73,12 +76,14 @@ def bench_model(
         "backend": bundle.backend,
         "device": bundle.device,
         "precision": bundle.precision,
+        "cpu_threads": resolve_cpu_threads(bundle),
         "batch": batch,
         "iters": iters,
         **summarize(samples),
     }
     print(
-        f"{bundle.name} {bundle.backend} {bundle.device} {bundle.precision} batch {batch}: "
+        f"{bundle.name} {bundle.backend} {bundle.device} {bundle.precision} batch {batch} "
+        f"({result['cpu_threads']} CPU threads): "
         f"mean {result['mean_ms']:.3f} ms  p50 {result['p50_ms']:.3f}  p95 {result['p95_ms']:.3f}  "
         f"p99 {result['p99_ms']:.3f} ms  ({iters} iterations after {warmup_iters} warm-up)"
     )

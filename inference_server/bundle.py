@@ -84,7 +84,11 @@ class CameraSpec:
 
 @dataclass(frozen=True, eq=False)
 class Bundle:
-    """A checked manifest, with ``device``/``precision``/``backend`` overrides already applied."""
+    """A checked manifest, with ``device``/``precision``/``backend`` overrides already applied.
+
+    ``cpu_threads`` is not in the manifest: the server's setting for the model's CPU kernels
+    (0: every CPU but one, :func:`~inference_server.backends.base.cpu_threads`).
+    """
 
     path: Path
     name: str
@@ -104,6 +108,7 @@ class Bundle:
     model_path: Path | None = None
     entrypoint: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    cpu_threads: int = 0
 
     @property
     def manifest_path(self) -> Path:
@@ -120,9 +125,15 @@ class Bundle:
 
 
 def load_bundle(
-    path: Path | str, *, backend: str | None = None, device: str | None = None, precision: str | None = None
+    path: Path | str,
+    *,
+    backend: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    cpu_threads: int = 0,
 ) -> Bundle:
-    """Read and check ``path/policy.toml`` (``path`` may also be the manifest itself).
+    """Read and check ``path/policy.toml`` (``path`` may also be the manifest itself); ``backend``,
+    ``device`` and ``precision`` override the manifest's, ``cpu_threads`` is the server's.
 
     Raises :class:`BundleError` naming the manifest and the field for anything wrong, including a
     model file that is missing, empty, truncated or not its backend's format.
@@ -137,6 +148,7 @@ def load_bundle(
         missing="no such file (a bundle is a folder with policy.toml)",
     )
     bundle = _Reader(manifest_path, raw).read(backend=backend, device=device, precision=precision)
+    bundle = dataclasses.replace(bundle, cpu_threads=cpu_threads)
     check_model_file(bundle)  # a corrupt model fails here, before the server binds a port
     return bundle
 

@@ -96,6 +96,11 @@ def _model_overrides(parser: argparse.ArgumentParser) -> None:
         "--backend", default=s, choices=BACKEND_NAMES,
         help=f"override the bundle's backend {_default('backend', _AS_MANIFEST)}",
     )  # fmt: skip
+    parser.add_argument(
+        "--cpu-threads", type=_int_at_least(0), default=s,
+        help=f"threads of the model's CPU kernels (torch, onnxruntime); 0 = every CPU but one, left to the "
+        f"event loop {_default('cpu_threads')}",
+    )  # fmt: skip
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -384,6 +389,7 @@ def _bench(args: argparse.Namespace) -> None:
         backend=getattr(args, "backend", None),
         device=getattr(args, "device", None),
         precision=getattr(args, "precision", None),
+        cpu_threads=getattr(args, "cpu_threads", 0),
         batch=args.batch,
         iters=args.iters,
         warmup_iters=args.warmup_iters,

@@ -57,6 +57,10 @@ class ServerConfig:
     device: str | None = None
     precision: str | None = None
     backend: str | None = None
+    # Threads of the model's CPU kernels (torch intra-op, onnxruntime intra_op_num_threads); 0:
+    # every CPU this process may use but one, which is left to the event loop that reads and
+    # answers the streams (backends.base.cpu_threads).
+    cpu_threads: int = 0
     max_batch: int = 8
     max_queue_delay_ms: float = 0.0
     warmup_iters: int = 3
@@ -116,6 +120,11 @@ class ServerConfig:
             self.tls_client_ca is None or self.tls_cert is not None,
             "tls_client_ca",
             "needs TLS: set tls_cert and tls_key too",
+        )
+        _check(
+            self.cpu_threads >= 0,
+            "cpu_threads",
+            f"is {self.cpu_threads}, expected >= 0 (0: every CPU but one)",
         )
         _check(self.max_batch >= 1, "max_batch", f"is {self.max_batch}, expected >= 1")
         _check(

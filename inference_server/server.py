@@ -111,6 +111,7 @@ class Server:
             backend=config.backend,
             device=config.device,
             precision=config.precision,
+            cpu_threads=config.cpu_threads,
         )
         self.bundle = bundle
         self.metrics.model_info.info(

@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from inference_server.backends._model_file import reading_model
 from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes, expected_input_names
-from inference_server.backends.base import Backend, Batch
+from inference_server.backends.base import Backend, Batch, cpu_threads
 
 if TYPE_CHECKING:
     from inference_server.bundle import Bundle
@@ -79,6 +79,7 @@ class OnnxBackend(Backend):
         self._bundle = bundle
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = cpu_threads(bundle)
         with reading_model(bundle, "onnxruntime"):
             probe = ort.InferenceSession(str(bundle.model_path), options, providers=["CPUExecutionProvider"])
         inputs = probe.get_inputs()
@@ -99,7 +100,12 @@ class OnnxBackend(Backend):
             else ort.InferenceSession(str(bundle.model_path), options, providers=providers)
         )
         self._output = self._session.get_outputs()[0].name
-        logger.info("Loaded %s with %s", bundle.model_path.name, self._session.get_providers())
+        logger.info(
+            "Loaded %s with %s, %d CPU threads",
+            bundle.model_path.name,
+            self._session.get_providers(),
+            options.intra_op_num_threads,
+        )
 
     @override
     def predict(self, batch: Batch) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from inference_server.backends._model_file import EXPORTED_SUFFIXES, reading_model
 from inference_server.backends._tensor_io import check_input_dtypes, check_input_shapes
-from inference_server.backends.base import Backend, Batch
+from inference_server.backends.base import Backend, Batch, cpu_threads
 
 if TYPE_CHECKING:
     from inference_server.bundle import Bundle
@@ -69,7 +69,11 @@ class TorchBackend(Backend):
                 module = torch.jit.load(str(path), map_location=self.device)  # type: ignore[no-untyped-call]
         self._module = module.to(device=self.device, dtype=self.dtype)
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # type: ignore[no-untyped-call]
-        logger.info("Loaded %s on %s in %s", path.name, self.device, bundle.precision)
+        # On the worker thread, which runs every batch: OpenMP keeps the team size per thread.
+        torch.set_num_threads(threads := cpu_threads(bundle))
+        logger.info(
+            "Loaded %s on %s in %s, %d CPU threads", path.name, self.device, bundle.precision, threads
+        )
 
     @override
     def predict(self, batch: Batch) -> np.ndarray:
