@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from robot_agent.trajectory._kernels import load as load_compiled
 from robot_agent.trajectory.blending import Blended, blend
 from robot_agent.trajectory.interpolation import Curve, HermiteCurve, LinearCurve, make_curve
 from robot_agent.trajectory.ruckig_follower import RuckigFollower
@@ -16,5 +17,6 @@ __all__ = [
     "RuckigFollower",
     "Trajectory",
     "blend",
+    "load_compiled",
     "make_curve",
 ]

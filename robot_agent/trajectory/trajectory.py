@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_agent.trajectory import _kernels
 from robot_agent.trajectory.blending import blend
 from robot_agent.trajectory.interpolation import Curve, HermiteCurve, make_curve
 from robot_agent.trajectory.ruckig_follower import RuckigFollower
@@ -42,6 +43,7 @@ from robot_agent.trajectory.ruckig_follower import RuckigFollower
 __all__ = ["ChunkResult", "Trajectory"]
 
 _EPS = 1e-9
+_STILL = (0.0, 0.0, 0.0, 0.0)  # a row outside the fade: no smoothstep
 
 
 def _smoothstep(tau: float) -> tuple[float, float, float]:
@@ -59,89 +61,23 @@ def _smoothstep(tau: float) -> tuple[float, float, float]:
     )
 
 
-def _continued(
-    curve: Curve, ts: np.ndarray, edge: np.ndarray, p: np.ndarray, v: np.ndarray, a: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The state ``p, v, a`` ``[m, D]`` at ``edge`` ``[m]`` (``ts`` clamped to ``curve``'s span),
-    continued at constant velocity to ``ts`` where they differ (as the scalar paths do); the
-    curve's bounded columns are held there (:meth:`Curve.held`)."""
-    outside = np.flatnonzero(edge != ts)
-    if outside.size:
-        v[outside] = curve.held(v[outside])
-        p[outside] = p[outside] + v[outside] * (ts[outside] - edge[outside])[:, None]
-        a[outside] = 0.0
-    return p, v, a
-
-
-def _between(curve: Curve, old: np.ndarray, blended: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """``blended`` (``old + w * (new - old)``, ``w`` in [0, 1]; ``[D]`` or ``[m, D]``) with its
-    bounded columns kept between ``old`` and ``new``, where rounding could put them an ulp
-    outside. The same array when ``curve`` bounds nothing."""
-    if not curve.bounded:
-        return blended
-    cols = list(curve.bounded)
-    lo = np.minimum(old[..., cols], new[..., cols])
-    hi = np.maximum(old[..., cols], new[..., cols])
-    blended[..., cols] = np.clip(blended[..., cols], lo, hi)
-    return blended
-
-
-class _Continued:
-    """A curve continued at its end velocities outside ``[start, end]`` (what a plan would have
-    done next, while it still weighs in a fade); its bounded columns (the gripper) are held."""
-
-    __slots__ = ("curve",)
-
-    def __init__(self, curve: Curve) -> None:
-        self.curve = curve
-
-    def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        curve = self.curve
-        edge = min(max(t, curve.start), curve.end)
-        p, v, a = curve.derivatives(edge)
-        if edge == t:
-            return p, v, a
-        v = curve.held(v)
-        return p + v * (t - edge), v, np.zeros_like(a)
-
-    def derivatives_at(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`derivatives` at each of ``ts`` ``[m]``: ``[m, D]`` each, bit for bit."""
-        curve = self.curve
-        edge = np.minimum(np.maximum(ts, curve.start), curve.end)
-        return _continued(curve, ts, edge, *curve.derivatives_at(edge))
-
-    def samples_at(self, ts: np.ndarray) -> np.ndarray:
-        """:meth:`sample` at each of ``ts`` ``[m]``: ``[m, D]``, bit for bit."""
-        curve = self.curve
-        edge = np.minimum(np.maximum(ts, curve.start), curve.end)
-        p = curve.samples_at(edge)
-        outside = np.flatnonzero(edge != ts)
-        if outside.size:
-            v = curve.held(curve.derivatives_at(edge[outside])[1])
-            p[outside] = p[outside] + v * (ts[outside] - edge[outside])[:, None]
-        return p
-
-    def sample(self, t: float) -> np.ndarray:
-        curve = self.curve
-        if curve.start <= t <= curve.end:
-            return curve.sample(t)
-        return self.derivatives(t)[0]
-
-
 class _Plan:
     """A curve, faded in from ``old`` over ``[t0, t0 + length]``.
 
     ``old`` is never a plan: it is the previous plan's own curve, or, when that plan was itself
     still fading, the previous plan frozen (:meth:`frozen`). So a sample evaluates at most two
     curves, whatever the number of chunks received (it used to evaluate the chain of plans still
-    fading, each twice: exponential in their number).
+    fading, each twice: exponential in their number). Outside its span ``old`` is continued at
+    its end velocities (what that plan would have done next, while it still weighs in the fade),
+    its bounded columns (the gripper) held.
+
+    Evaluated by :func:`robot_agent.trajectory._kernels.plan_at` (one compiled call for any
+    number of times); the fade's smoothstep is computed here, in Python floats, as before.
     """
 
     __slots__ = ("curve", "length", "old", "t0")
 
-    def __init__(
-        self, curve: Curve, old: _Continued | None = None, t0: float = 0.0, length: float = 0.0
-    ) -> None:
+    def __init__(self, curve: Curve, old: Curve | None = None, t0: float = 0.0, length: float = 0.0) -> None:
         self.curve = curve
         self.old = old
         self.t0 = t0
@@ -154,86 +90,72 @@ class _Plan:
     def _fading(self, t: float) -> bool:
         return self.old is not None and t < self.t0 + self.length
 
+    def _at1(self, t: float) -> np.ndarray:
+        """``[3, D]``: position, velocity, acceleration at ``t`` (see :meth:`derivatives`)."""
+        curve, old = self.curve, self.old
+        t = float(t)
+        edge = min(max(t, curve.start), curve.end)
+        if old is not None and edge < self.t0 + self.length:
+            s0, s1, s2 = _smoothstep((edge - self.t0) / self.length)
+            return _kernels.plan_at1(
+                curve.times, curve._table, curve._order, curve._mask,
+                old.times, old._table, old._order, old._mask,
+                t, s0, s1, s2, True, 1.0 / self.length,
+            )  # fmt: skip
+        return _kernels.plan_at1(
+            curve.times, curve._table, curve._order, curve._mask,
+            curve.times, curve._table, curve._order, curve._mask,
+            t, 0.0, 0.0, 0.0, False, 1.0,
+        )  # fmt: skip
+
+    def _at(self, ts: np.ndarray) -> np.ndarray:
+        """``[3, m, D]``: :meth:`_at1` at each of ``ts`` ``[m]``, in one compiled call."""
+        curve, old = self.curve, self.old
+        ts = _kernels.kernel_array(ts)
+        if old is None:
+            steps = np.zeros((ts.shape[0], 4))
+            old, rate = curve, 1.0
+        else:
+            start, end, t0, length = curve.start, curve.end, self.t0, self.length
+            fade_end = t0 + length
+            rows = []
+            for t in ts.tolist():
+                edge = min(max(t, start), end)
+                rows.append((*_smoothstep((edge - t0) / length), 1.0) if edge < fade_end else _STILL)
+            steps = np.array(rows, dtype=float).reshape(ts.shape[0], 4)
+            rate = 1.0 / length
+        return _kernels.plan_at(
+            curve.times, curve._table, curve._order, curve._mask,
+            old.times, old._table, old._order, old._mask,
+            ts, steps, rate,
+        )  # fmt: skip
+
     def sample(self, t: float) -> np.ndarray:
-        """The target at ``t``; outside the curve's span, continued at its end velocity."""
-        curve = self.curve
-        if not curve.start <= t <= curve.end:
-            return self.derivatives(t)[0]
-        x = curve.sample(t)
-        if not self._fading(t):
-            return x
-        assert self.old is not None
-        w = _smoothstep((t - self.t0) / self.length)[0]
-        o = self.old.sample(t)
-        blended: np.ndarray = _between(curve, o, o + w * (x - o), x)
-        return blended
+        """The target ``[D]`` at ``t``; outside the curve's span, continued at its end velocity."""
+        out: np.ndarray = self._at1(t)[0]
+        return out
 
     def samples_at(self, ts: np.ndarray) -> np.ndarray:
         """:meth:`sample` at each of ``ts`` ``[m]``: ``[m, D]``, the same values bit for bit."""
-        curve = self.curve
-        inside = (ts >= curve.start) & (ts <= curve.end)
-        if not inside.all():
-            out = np.empty((ts.shape[0], curve.values.shape[1]))
-            out[~inside] = self.derivatives_at(ts[~inside])[0]
-            if inside.any():
-                out[inside] = self.samples_at(ts[inside])
-            return out
-        x = curve.samples_at(ts)
-        old = self.old
-        if old is not None:
-            fading = np.flatnonzero(ts < self.t0 + self.length)
-            if fading.size:
-                at = ts[fading]
-                w = np.array([_smoothstep(float(t))[0] for t in (at - self.t0) / self.length])[:, None]
-                o = old.samples_at(at)
-                x[fading] = _between(curve, o, o + w * (x[fading] - o), x[fading])
-        return x
+        out: np.ndarray = self._at(ts)[0]
+        return out
 
     def derivatives(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Position, velocity, acceleration at ``t``, the fade included (product rule), continued
-        at constant velocity outside the curve's span."""
-        curve = self.curve
-        edge = min(max(t, curve.start), curve.end)
-        if edge != t:
-            p, v, a = self.derivatives(edge)
-            v = curve.held(v)
-            return p + v * (t - edge), v, np.zeros_like(a)
-        px, vx, ax = curve.derivatives(t)
-        if not self._fading(t):
-            return px, vx, ax
-        assert self.old is not None
-        po, vo, ao = self.old.derivatives(t)
-        s0, s1, s2 = _smoothstep((t - self.t0) / self.length)
-        rate = 1.0 / self.length
-        d, dv, da = px - po, vx - vo, ax - ao
-        return (
-            _between(curve, po, po + s0 * d, px),
-            vo + s0 * dv + s1 * rate * d,
-            ao + s0 * da + 2.0 * s1 * rate * dv + s2 * rate * rate * d,
-        )
+        """Position, velocity, acceleration ``[D]`` at ``t``: the curve's, faded from ``old``'s
+        (``old + s * (new - old)`` with the smoothstep ``s`` of ``(t - t0) / length``, its
+        derivatives by the product rule, bounded columns clipped between the two) while
+        ``t < t0 + length``; outside the curve's span, the state at the nearer end continued at
+        constant velocity (bounded columns held)."""
+        p, v, a = self._at1(t)
+        return p, v, a
 
     def derivatives_at(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`derivatives` at each of ``ts`` ``[m]``: ``[m, D]`` each, the same values bit for
-        bit (the same expressions on arrays), in one pass instead of ``m`` calls."""
-        curve = self.curve
-        edge = np.minimum(np.maximum(ts, curve.start), curve.end)
-        p, v, a = curve.derivatives_at(edge)
-        old = self.old
-        if old is not None:
-            fading = np.flatnonzero(edge < self.t0 + self.length)
-            if fading.size:
-                at = edge[fading]
-                po, vo, ao = old.derivatives_at(at)
-                steps = [_smoothstep(float(t)) for t in (at - self.t0) / self.length]
-                s0, s1, s2 = (np.array([step[i] for step in steps])[:, None] for i in range(3))
-                rate = 1.0 / self.length
-                d, dv, da = p[fading] - po, v[fading] - vo, a[fading] - ao
-                p[fading] = _between(curve, po, po + s0 * d, p[fading])
-                v[fading] = vo + s0 * dv + s1 * rate * d
-                a[fading] = ao + s0 * da + 2.0 * s1 * rate * dv + s2 * rate * rate * d
-        return _continued(curve, ts, edge, p, v, a)
+        bit, in one compiled call instead of ``m``."""
+        p, v, a = self._at(ts)
+        return p, v, a
 
-    def frozen(self, now: float, until: float, dt: float) -> _Continued:
+    def frozen(self, now: float, until: float, dt: float) -> Curve:
         """This plan from ``now`` on, as a curve that costs one curve to sample, valid to ``until``.
 
         Without a fade in progress that is the plan's own curve. During one, it is a quintic
@@ -245,21 +167,19 @@ class _Plan:
         stay linear between the knots' exact positions, so they stay within the plan's range.
         """
         if not self._fading(now):
-            return _Continued(self.curve)
+            return self.curve
         span = max(until - now, dt)
         # Knots every dt / 2 at most (the tolerance keeps their number fixed under rounding).
         count = max(2, math.ceil(2.0 * span / dt - 1e-6))
         knots = np.concatenate([[now - dt], now + span * np.arange(count + 1) / count])
         positions, velocities, accelerations = self.derivatives_at(knots)
-        return _Continued(
-            HermiteCurve(
-                knots,
-                positions,
-                order=5,
-                velocities=velocities,
-                accelerations=accelerations,
-                bounded=self.curve.bounded,
-            )
+        return HermiteCurve(
+            knots,
+            positions,
+            order=5,
+            velocities=velocities,
+            accelerations=accelerations,
+            bounded=self.curve.bounded,
         )
 
     def settle(self, now: float) -> None:
@@ -321,6 +241,7 @@ class Trajectory:
                 raise ValueError("interpolation 'ruckig' needs ruckig_limits (velocity, acceleration, jerk)")
             self._follower = RuckigFollower(control_dt, *ruckig_limits, bounded=self.bounded_columns)
         self._control_dt = control_dt
+        _kernels.load()  # the compiled evaluation, before the first chunk needs it
 
     @property
     def end_time(self) -> float | None:
