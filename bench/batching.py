@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -48,6 +49,7 @@ import numpy as np
 from _stats import summarize, write_json
 from grpc_overhead import child_env, free_port, scene, stop, wait_serving
 
+from inference_server.backends.base import cpu_threads
 from vla import eventloop
 from vla.codec import encode_image_into, to_tensor
 from vla.v1 import policy_pb2 as pb
@@ -344,27 +346,33 @@ def _receive(pipe: Connection, timeout_s: float, index: int) -> Any:
     raise RuntimeError(f"session {index}: no word within {timeout_s:g} s")
 
 
-def start_server(bundle: Path, setting: Setting) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(bundle: Path, setting: Setting, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    """``inference-server`` on a free loopback port for ``setting``; it and its target address."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "inference_server", "--policy", str(bundle), "--host", "127.0.0.1",
          "--port", str(port), "--no-metrics", "--log-level", "warning",
          "--max-batch", str(setting.max_batch), "--max-queue-delay-ms", str(setting.delay_ms),
-         "--max-request-rate-hz", "100000", "--max-request-burst", "100000"],
+         "--max-request-rate-hz", "100000", "--max-request-burst", "100000", "--cpu-threads", str(threads)],
         env=child_env(),
     )  # fmt: skip
     return server, f"127.0.0.1:{port}"
 
 
-def torch_threads() -> dict[str, Any]:
-    """What the server's torch runs with: it sets no thread count, so torch's default in a fresh
-    process with this environment (``OMP_NUM_THREADS`` if set, else the physical cores)."""
+def model_threads(requested: int) -> dict[str, Any]:
+    """The model's CPU threads in the server (``--cpu-threads``; 0: the server's default, every
+    CPU but one) next to torch's own default in a fresh process (what the server ran with before
+    ``cpu_threads``: ``OMP_NUM_THREADS`` if set, else the cores)."""
     out = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.get_num_threads(), torch.get_num_interop_threads())"],
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
         capture_output=True, text=True, check=True, env=child_env(),
     )  # fmt: skip
-    intra, inter = (int(v) for v in out.stdout.split())
-    return {"intra_op": intra, "inter_op": inter, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    return {
+        "cpu_threads": requested,
+        "server": cpu_threads(types.SimpleNamespace(cpu_threads=requested)),  # type: ignore[arg-type]
+        "torch_default": int(out.stdout),
+        "cpus": len(os.sched_getaffinity(0)),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -374,10 +382,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     estimate = time_estimate_s(settings, sessions, args.seconds)
     print(f"{len(settings)} server settings x {len(sessions)} session counts, {args.seconds:g} s each: "
           f"about {estimate / 60:.1f} min", file=sys.stderr, flush=True)  # fmt: skip
-    threads = torch_threads()
-    print(f"server torch threads: {threads['intra_op']} intra-op, {threads['inter_op']} inter-op "
-          f"(default; OMP_NUM_THREADS {threads['OMP_NUM_THREADS'] or 'unset'}), {os.cpu_count()} CPUs",
-          file=sys.stderr, flush=True)  # fmt: skip
+    threads = model_threads(args.cpu_threads)
+    print(f"model CPU threads in the server: {threads['server']} (--cpu-threads {args.cpu_threads}"
+          f"{': the default, every CPU but one' if not args.cpu_threads else ''}; torch's own default "
+          f"{threads['torch_default']}), {threads['cpus']} CPUs", file=sys.stderr, flush=True)  # fmt: skip
     context = multiprocessing.get_context("spawn")  # no gRPC state forked into the sessions
     pipes, processes = [], []
     for i in range(max(sessions)):
@@ -396,7 +404,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 check=True, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             for setting in settings:
-                server, target = start_server(bundle, setting)
+                server, target = start_server(bundle, setting, args.cpu_threads)
                 try:
                     asyncio.run(wait_serving(target, timeout=120))
                     for n in sessions:
@@ -413,7 +421,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             process.join(10)
             if process.is_alive():
                 process.kill()
-    return {"rows": rows, "ratios": ratios(rows), "torch_threads": threads, "backend": args.backend,
+    return {"rows": rows, "ratios": ratios(rows), "model_threads": threads, "backend": args.backend,
             "seconds": args.seconds, "wall_s": time.monotonic() - started}  # fmt: skip
 
 
@@ -441,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="server max_queue_delay_ms values (max_batch 1 runs at 0 only)")  # fmt: skip
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="the example bundle's backend (on CPU)")  # fmt: skip
+    parser.add_argument("--cpu-threads", type=int, default=0,
+                        help="the server's --cpu-threads (0: its default, every CPU but one)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     return parser
 
@@ -450,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or min(args.sessions) < 1 or min(args.max_batch) < 1 or min(args.delays_ms) < 0:
         parser.error("--seconds must be > 0, --sessions and --max-batch >= 1, --delays-ms >= 0")
+    if args.cpu_threads < 0:
+        parser.error("--cpu-threads must be >= 0")
     results = run(args)
     print(report(results))
     if args.json is not None:
