@@ -103,40 +103,35 @@ def _stop1(v: float, a: float, amax: float, jmax: float) -> float:
 
 
 @jit
-def _direct_kernel(
-    target: np.ndarray,
-    p: np.ndarray,
-    v: np.ndarray,
-    a: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    amax: np.ndarray,
-    jmax: np.ndarray,
-    vlo: np.ndarray,
-    vhi: np.ndarray,
+def _direct1(
+    x: float,
+    pi: float,
+    vi: float,
+    ai: float,
+    lo: float,
+    hi: float,
+    am: float,
+    jm: float,
+    vlo: float,
+    vhi: float,
     dt: float,
-) -> np.ndarray:
-    """Per axis: is the target reachable in one step? (:meth:`Axes._direct`)"""
-    n = target.shape[0]
-    out = np.empty(n, dtype=np.bool_)
-    dt2 = dt * dt
-    for i in range(n):
-        x, pi, vi, ai, am, jm = target[i], p[i], v[i], a[i], amax[i], jmax[i]
-        a_new = (x - pi - vi * dt) / dt2
-        v_new = vi + a_new * dt
-        w_lo = pi if pi < lo[i] else lo[i]
-        w_hi = pi if pi > hi[i] else hi[i]
-        out[i] = (
-            abs(a_new - ai) <= jm * dt
-            and abs(a_new) <= am
-            and vlo[i] <= v_new <= vhi[i]
-            # Velocity viability: the velocity reached by ramping the acceleration to zero.
-            and vlo[i] <= v_new + a_new * abs(a_new) / (2.0 * jm) <= vhi[i]
-            and w_lo <= x <= w_hi
-            and x + _stop1(v_new, a_new, am, jm) <= w_hi
-            and x - _stop1(-v_new, -a_new, am, jm) >= w_lo
-        )
-    return out
+    dt2: float,
+) -> bool:
+    """One axis of :func:`_direct_kernel`: is the target ``x`` reachable in one step?"""
+    a_new = (x - pi - vi * dt) / dt2
+    v_new = vi + a_new * dt
+    w_lo = pi if pi < lo else lo
+    w_hi = pi if pi > hi else hi
+    return (
+        abs(a_new - ai) <= jm * dt
+        and abs(a_new) <= am
+        and vlo <= v_new <= vhi
+        # Velocity viability: the velocity reached by ramping the acceleration to zero.
+        and vlo <= v_new + a_new * abs(a_new) / (2.0 * jm) <= vhi
+        and w_lo <= x <= w_hi
+        and x + _stop1(v_new, a_new, am, jm) <= w_hi
+        and x - _stop1(-v_new, -a_new, am, jm) >= w_lo
+    )
 
 
 @jit
@@ -150,116 +145,300 @@ def _min(x: float, y: float) -> float:
 
 
 @jit
-def _step_kernel(
+def _step1(
+    x: float,
+    direct: bool,
+    pi: float,
+    vi: float,
+    ai: float,
+    lo_in: float,
+    hi_in: float,
+    am: float,
+    jm: float,
+    vlo: float,
+    vhi: float,
+    vt: float,
+    dt: float,
+    dt2: float,
+    grid: int,
+) -> tuple[float, bool, bool, bool, bool]:
+    """One axis of :func:`_step_kernel`: its new position, and whether the one-step target breaks
+    its jerk, acceleration, velocity and position bounds."""
+    last = grid - 1
+    # Seeded outside its box (the arm started there): allow motion back, never further out.
+    lo = _min(lo_in, pi)
+    hi = _max(hi_in, pi)
+    pv = pi + vi * dt
+    a_des = (x - pv) / dt2
+    # Closed-form intervals: jerk, acceleration, velocity, position, velocity viability.
+    lj, uj = ai - jm * dt, ai + jm * dt
+    rv_up = _max(vhi - vi, 0.0)
+    rv_dn = _max(vi - vlo, 0.0)
+    # Roots of v + a' dt + a'|a'| / (2J) = +-V, written without cancellation.
+    uv = 2.0 * rv_up / (dt + math.sqrt(dt2 + 2.0 * rv_up / jm))
+    lv = -2.0 * rv_dn / (dt + math.sqrt(dt2 + 2.0 * rv_dn / jm))
+    lp, up = (lo - pv) / dt2, (hi - pv) / dt2
+    f_jerk = a_des < lj or a_des > uj
+    f_acc = abs(a_des) > am
+    f_vel = a_des < lv or a_des > uv
+    f_pos = a_des < lp or a_des > up
+    if direct:
+        return x, f_jerk, f_acc, f_vel, f_pos
+    # Narrowed in order of priority: should rounding ever leave no room (a viable state
+    # always has some), the lower-priority bound gives way, never jerk or acceleration.
+    lo_a, hi_a = _max(lj, -am), _min(uj, am)
+    hi_a = _max(lo_a, hi_a)
+    for k in range(3):
+        if k == 0:
+            lb, ub = (vlo - vi) / dt, (vhi - vi) / dt
+        elif k == 1:
+            lb, ub = lp, up
+        else:
+            lb, ub = lv, uv
+        new_lo = _min(_max(lb, lo_a), hi_a)
+        new_hi = _min(_max(ub, lo_a), hi_a)
+        new_lo = _min(new_lo, new_hi)
+        lo_a, hi_a = new_lo, _max(new_hi, new_lo)
+    # The grid search of Axes._search, on this axis.
+    step = (hi_a - lo_a) / last
+    n_up = n_dn = n_reach_up = n_reach_dn = 0
+    for k in range(grid):
+        cand = lo_a + step * float(k)
+        v_new = vi + cand * dt
+        p_new = pi + v_new * dt
+        if p_new + _stop1(v_new, cand, am, jm) <= hi:
+            n_up += 1
+        if p_new - _stop1(-v_new, -cand, am, jm) >= lo:
+            n_dn += 1
+        # Relative to the moving target: braking only has to bring the speed to its speed.
+        v_rel = v_new - vt
+        if p_new + _stop1(v_rel, cand, am, jm) <= x:
+            n_reach_up += 1
+        if p_new - _stop1(-v_rel, -cand, am, jm) >= x:
+            n_reach_dn += 1
+    i_lo, i_hi = grid - n_dn, n_up - 1
+    if i_lo <= i_hi:
+        lo_v = lo_a + step * float(i_lo)
+        hi_v = lo_a + step * float(i_hi)
+    else:  # none admissible only through rounding at a wall: brake along the motion
+        lo_v = hi_v = lo_a if vi > 0 else hi_a
+    best_up = lo_a + step * float(n_reach_up - 1) if n_reach_up > 0 else lo_a
+    best_dn = lo_a + step * float(grid - n_reach_dn) if n_reach_dn > 0 else hi_a
+    goal = _min(a_des, best_up) if pi <= x else _max(a_des, best_dn)
+    a_new = _min(_max(goal, lo_v), hi_v)
+    return pv + a_new * dt2, f_jerk, f_acc, f_vel, f_pos
+
+
+# The state a step reads and writes (Axes._pva, updated in place): rows position, velocity and
+# acceleration of the last command, and whether each axis' last step took its target (1.0, else
+# 0.0). The limits (Axes._limits): rows max acceleration and max jerk.
+P, V, A, ON_TARGET = 0, 1, 2, 3
+AMAX, JMAX = 0, 1
+
+# The bits of a step's outcome (:func:`limited_step`, the kernels): which bounds the one-step
+# target would have broken on some axis, and whether some axis did not take its target.
+JERK, ACCELERATION, VELOCITY, POSITION, CHANGED = 1, 2, 4, 8, 16
+
+
+@jit
+def direct_mask(
     target: np.ndarray,
-    direct: np.ndarray,
-    p: np.ndarray,
-    v: np.ndarray,
-    a: np.ndarray,
-    lo_in: np.ndarray,
-    hi_in: np.ndarray,
-    amax: np.ndarray,
-    jmax: np.ndarray,
+    pva: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    limits: np.ndarray,
+    vlo: np.ndarray,
+    vhi: np.ndarray,
+    dt: float,
+    mask: np.ndarray,
+) -> int:
+    """``mask[i]``: whether axis i may take ``target[i]`` in one step (:func:`_direct1`); returns
+    how many may."""
+    dt2 = dt * dt
+    n_direct = 0
+    for i in range(target.shape[0]):
+        ok = _direct1(
+            target[i],
+            pva[P, i],
+            pva[V, i],
+            pva[A, i],
+            lo[i],
+            hi[i],
+            limits[AMAX, i],
+            limits[JMAX, i],
+            vlo[i],
+            vhi[i],
+            dt,
+            dt2,
+        )
+        mask[i] = ok
+        n_direct += ok
+    return n_direct
+
+
+@jit
+def all_on_target(pva: np.ndarray) -> bool:
+    """Whether every axis' last step took its target."""
+    for i in range(pva.shape[1]):  # noqa: SIM110 (numba compiles the loop, not all() of a generator)
+        if pva[ON_TARGET, i] == 0.0:
+            return False
+    return True
+
+
+@jit
+def clamp_velocity_hint(vt: np.ndarray, vlo: np.ndarray, vhi: np.ndarray) -> None:
+    """The caller's estimate of the target's velocity made usable, in place: 0 where it is not
+    finite, then within ``[vlo, vhi]`` (``np.minimum(np.maximum(vt, vlo), vhi)``)."""
+    for i in range(vt.shape[0]):
+        x = vt[i] if math.isfinite(vt[i]) else 0.0
+        vt[i] = _min(_max(x, vlo[i]), vhi[i])
+
+
+@jit
+def limited_step(
+    target: np.ndarray,
+    mask: np.ndarray,
+    n_direct: int,
+    pva: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    limits: np.ndarray,
     vlo: np.ndarray,
     vhi: np.ndarray,
     vt: np.ndarray,
     dt: float,
     grid: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The new positions of a step some axes of which cannot take the target directly, and
-    which bounds the one-step target broke on some axis (jerk, acceleration, velocity,
-    position). See :meth:`Axes.step`; the numbered intervals and the grid search are those of
-    the module docstring, per axis."""
+    out: np.ndarray,
+) -> int:
+    """The rest of :meth:`Axes.step` once the target's velocity ``vt`` (clamped) is known and
+    not every axis is known to take its target (``mask``, ``n_direct`` as :func:`direct_mask`):
+    ``out`` is the new position, ``pva[ON_TARGET]`` which axes took their target; returns the
+    outcome's bits (:data:`JERK` ... :data:`CHANGED`)."""
     n = target.shape[0]
-    out = np.empty(n)
-    flags = np.zeros(4, dtype=np.bool_)
     dt2 = dt * dt
-    last = grid - 1
+    settle_j = settle_a = False
+    if n_direct > 0 and not all_on_target(pva):
+        # An axis catching up may land on the target only in a state that can go on with it
+        # (the target's velocity next tick, then zero acceleration the tick after, each
+        # within one tick's jerk); landing faster overshoots and the filter would chase the
+        # target around it, crossing back and forth over a point it was asked to stop at.
+        for i in range(n):
+            if not mask[i] or pva[ON_TARGET, i] != 0.0:
+                continue
+            jm_dt = limits[JMAX, i] * dt
+            v1 = (target[i] - pva[P, i]) / dt
+            a1 = (v1 - pva[V, i]) / dt
+            a_next = (vt[i] - v1) / dt
+            s_j = abs(a_next - a1) > jm_dt or abs(a_next) > jm_dt
+            s_a = abs(a_next) > limits[AMAX, i]
+            if s_j or s_a:
+                mask[i] = False
+                n_direct -= 1
+                settle_j = settle_j or s_j
+                settle_a = settle_a or s_a
+    if n_direct == n:
+        for i in range(n):
+            out[i] = target[i]
+            pva[ON_TARGET, i] = 1.0
+        return 0
+    bits = CHANGED
+    if settle_j:
+        bits |= JERK
+    if settle_a:
+        bits |= ACCELERATION
     for i in range(n):
-        pi, vi, ai, am, jm, x = p[i], v[i], a[i], amax[i], jmax[i], target[i]
-        # Seeded outside its box (the arm started there): allow motion back, never further out.
-        lo = _min(lo_in[i], pi)
-        hi = _max(hi_in[i], pi)
-        pv = pi + vi * dt
-        a_des = (x - pv) / dt2
-        # Closed-form intervals: jerk, acceleration, velocity, position, velocity viability.
-        lj, uj = ai - jm * dt, ai + jm * dt
-        rv_up = _max(vhi[i] - vi, 0.0)
-        rv_dn = _max(vi - vlo[i], 0.0)
-        # Roots of v + a' dt + a'|a'| / (2J) = +-V, written without cancellation.
-        uv = 2.0 * rv_up / (dt + math.sqrt(dt2 + 2.0 * rv_up / jm))
-        lv = -2.0 * rv_dn / (dt + math.sqrt(dt2 + 2.0 * rv_dn / jm))
-        lp, up = (lo - pv) / dt2, (hi - pv) / dt2
-        if a_des < lj or a_des > uj:
-            flags[0] = True
-        if abs(a_des) > am:
-            flags[1] = True
-        if a_des < lv or a_des > uv:
-            flags[2] = True
-        if a_des < lp or a_des > up:
-            flags[3] = True
-        if direct[i]:
-            out[i] = x
-            continue
-        # Narrowed in order of priority: should rounding ever leave no room (a viable state
-        # always has some), the lower-priority bound gives way, never jerk or acceleration.
-        lo_a, hi_a = _max(lj, -am), _min(uj, am)
-        hi_a = _max(lo_a, hi_a)
-        for k in range(3):
-            if k == 0:
-                lb, ub = (vlo[i] - vi) / dt, (vhi[i] - vi) / dt
-            elif k == 1:
-                lb, ub = lp, up
-            else:
-                lb, ub = lv, uv
-            new_lo = _min(_max(lb, lo_a), hi_a)
-            new_hi = _min(_max(ub, lo_a), hi_a)
-            new_lo = _min(new_lo, new_hi)
-            lo_a, hi_a = new_lo, _max(new_hi, new_lo)
-        # The grid search of Axes._search, on this axis.
-        step = (hi_a - lo_a) / last
-        n_up = n_dn = n_reach_up = n_reach_dn = 0
-        for k in range(grid):
-            cand = lo_a + step * float(k)
-            v_new = vi + cand * dt
-            p_new = pi + v_new * dt
-            if p_new + _stop1(v_new, cand, am, jm) <= hi:
-                n_up += 1
-            if p_new - _stop1(-v_new, -cand, am, jm) >= lo:
-                n_dn += 1
-            # Relative to the moving target: braking only has to bring the speed to its speed.
-            v_rel = v_new - vt[i]
-            if p_new + _stop1(v_rel, cand, am, jm) <= x:
-                n_reach_up += 1
-            if p_new - _stop1(-v_rel, -cand, am, jm) >= x:
-                n_reach_dn += 1
-        i_lo, i_hi = grid - n_dn, n_up - 1
-        if i_lo <= i_hi:
-            lo_v = lo_a + step * float(i_lo)
-            hi_v = lo_a + step * float(i_hi)
-        else:  # none admissible only through rounding at a wall: brake along the motion
-            lo_v = hi_v = lo_a if vi > 0 else hi_a
-        best_up = lo_a + step * float(n_reach_up - 1) if n_reach_up > 0 else lo_a
-        best_dn = lo_a + step * float(grid - n_reach_dn) if n_reach_dn > 0 else hi_a
-        goal = _min(a_des, best_up) if pi <= x else _max(a_des, best_dn)
-        a_new = _min(_max(goal, lo_v), hi_v)
-        out[i] = pv + a_new * dt2
-    return out, flags
+        x, f_jerk, f_acc, f_vel, f_pos = _step1(
+            target[i],
+            mask[i],
+            pva[P, i],
+            pva[V, i],
+            pva[A, i],
+            lo[i],
+            hi[i],
+            limits[AMAX, i],
+            limits[JMAX, i],
+            vlo[i],
+            vhi[i],
+            vt[i],
+            dt,
+            dt2,
+            grid,
+        )
+        out[i] = x
+        pva[ON_TARGET, i] = 1.0 if mask[i] else 0.0
+        if f_jerk:
+            bits |= JERK
+        if f_acc:
+            bits |= ACCELERATION
+        if f_vel:
+            bits |= VELOCITY
+        if f_pos:
+            bits |= POSITION
+    if not bits & (JERK | ACCELERATION | VELOCITY):
+        bits |= POSITION  # a step limited by nothing else was limited by its walls
+    return bits
 
 
 @jit
-def _commit_kernel(
-    p_new: np.ndarray, p: np.ndarray, v: np.ndarray, dt: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """New (p, v, a) after commanding ``p_new``: ``v = (p_new - p) / dt``, ``a = (v_new - v) / dt``."""
-    n = p_new.shape[0]
-    p_out, v_out, a_out = np.empty(n), np.empty(n), np.empty(n)
-    for i in range(n):
-        v_new = (p_new[i] - p[i]) / dt
-        a_out[i] = (v_new - v[i]) / dt
-        v_out[i] = v_new
-        p_out[i] = p_new[i]
-    return p_out, v_out, a_out
+def commit(pva: np.ndarray, p_new: np.ndarray, dt: float) -> None:
+    """Take ``p_new`` as the commanded position, in place: ``v = (p_new - p) / dt``,
+    ``a = (v_new - v) / dt``, as a recording computes them."""
+    for i in range(p_new.shape[0]):
+        v_new = (p_new[i] - pva[P, i]) / dt
+        pva[A, i] = (v_new - pva[V, i]) / dt
+        pva[V, i] = v_new
+        pva[P, i] = p_new[i]
+
+
+@jit
+def _direct_kernel(
+    target: np.ndarray,
+    pva: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    limits: np.ndarray,
+    vlo: np.ndarray,
+    vhi: np.ndarray,
+    dt: float,
+    mask: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """The start of :meth:`Axes.step`: the one-step mask; -1 if every axis takes its target and
+    did on the last step (``out`` is then the target; nothing more to do), else how many may
+    (the caller then needs the target's velocity, for :func:`_step_kernel`)."""
+    n_direct = direct_mask(target, pva, lo, hi, limits, vlo, vhi, dt, mask)
+    if n_direct == target.shape[0] and all_on_target(pva):
+        for i in range(target.shape[0]):
+            out[i] = target[i]
+        return -1
+    return n_direct
+
+
+@jit
+def _step_kernel(
+    target: np.ndarray,
+    mask: np.ndarray,
+    n_direct: int,
+    pva: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    limits: np.ndarray,
+    vlo: np.ndarray,
+    vhi: np.ndarray,
+    vt: np.ndarray,
+    dt: float,
+    grid: int,
+    out: np.ndarray,
+) -> int:
+    """The end of :meth:`Axes.step` (:func:`limited_step`), ``vt`` the caller's raw estimate."""
+    clamp_velocity_hint(vt, vlo, vhi)
+    return limited_step(target, mask, n_direct, pva, lo, hi, limits, vlo, vhi, vt, dt, grid, out)
+
+
+@jit
+def _commit_kernel(pva: np.ndarray, p_new: np.ndarray, dt: float) -> None:
+    """:func:`commit` (a kernel of its own, so the interpreted run can swap it)."""
+    commit(pva, p_new, dt)
 
 
 class StepResult:
@@ -278,10 +457,11 @@ class StepResult:
 
 
 class Axes:
-    """The per-axis state of one group (e.g. 3 translation + 3 rotation, or N joints), vectorised.
+    """The per-axis state of one group (e.g. 3 translation + 3 rotation, or N joints).
 
-    Upward and downward braking distances are computed in one call on stacked arrays: on small
-    arrays numpy's cost is per call, not per element.
+    The state lives in one array the compiled kernels update in place (``p``, ``v`` and ``a``
+    are views of its rows); :mod:`safety.ee_kernels` steps the end effector's six axes in one
+    call on the same arrays.
     """
 
     def __init__(self, vmax: np.ndarray, amax: np.ndarray, jmax: np.ndarray) -> None:
@@ -289,29 +469,29 @@ class Axes:
         self.amax = np.asarray(amax, dtype=float)
         self.jmax = np.asarray(jmax, dtype=float)
         n = self.vmax.size
-        self.p = np.zeros(n)
-        self.v = np.zeros(n)
-        self.a = np.zeros(n)
+        self._pva = np.zeros((4, n))
+        self._pva[ON_TARGET] = 1.0
+        self.p, self.v, self.a = self._pva[P], self._pva[V], self._pva[A]
+        self._limits = np.ascontiguousarray(np.stack([self.amax, self.jmax]))
         self._a2 = np.concatenate([self.amax, self.amax])
         self._j2 = np.concatenate([self.jmax, self.jmax])
         self._all_true = np.ones(n, dtype=bool)
-        self._on_target = self._all_true  # per axis: the last step took its target exactly
-        self._on_target_all = True
         self._vlo = -self.vmax
         # Load the compiled kernels now (about 0.15 s from numba's cache, 1.5 s to compile on
         # a machine's first run), not on the first control tick.
-        _commit_kernel(self.p, self.p, self.v, 0.01)
-        at_rest = (self.p, self.v, self.a, self.p, self.p, self.amax, self.jmax, self._vlo, self.vmax)
-        _direct_kernel(self.p, *at_rest, 0.01)
-        _step_kernel(self.p, ~self._all_true, *at_rest, self.v, 0.01, _GRID)
+        rest = np.zeros((4, n))
+        mask, out = np.empty(n, dtype=bool), np.empty(n)
+        bounds = (self.p, self.p, self._limits, self._vlo, self.vmax)
+        _direct_kernel(self.p, rest, *bounds, 0.01, mask, out)
+        _step_kernel(self.p, mask, 0, rest, *bounds, np.zeros(n), 0.01, _GRID, out)
+        _commit_kernel(rest, out, 0.01)
 
     def seed(self, p: np.ndarray) -> None:
         """At rest at ``p`` (after reset or a hold): nothing to brake, so any bound is reachable."""
-        self.p = np.array(p, dtype=float)
-        self.v = np.zeros_like(self.p)
-        self.a = np.zeros_like(self.p)
-        self._on_target = self._all_true
-        self._on_target_all = True
+        self._pva[P] = p
+        self._pva[V] = 0.0
+        self._pva[A] = 0.0
+        self._pva[ON_TARGET] = 1.0
 
     def envelope(self) -> tuple[np.ndarray, np.ndarray]:
         """Where braking from the current state may still reach, below and above."""
@@ -359,61 +539,28 @@ class Axes:
             up_only, down_only = direction
             vlo = np.where(up_only, 0.0, self._vlo)
             vhi = np.where(down_only, 0.0, self.vmax)
-        p, v, a = self.p, self.v, self.a
-        amax, jmax = self.amax, self.jmax
-        mask = _direct_kernel(target, p, v, a, lo, hi, amax, jmax, vlo, vhi, dt)
-        n_direct = sum(mask.tolist())
-        vt: np.ndarray | None = None
-        settle_j = settle_a = None
-        if not self._on_target_all and n_direct:
-            # An axis catching up may land on the target only in a state that can go on with it
-            # (the target's velocity next tick, then zero acceleration the tick after, each
-            # within one tick's jerk); landing faster overshoots and the filter would chase the
-            # target around it, crossing back and forth over a point it was asked to stop at.
-            vt = self._target_velocity(target_velocity, vlo, vhi)
-            v1 = (target - p) / dt
-            a1 = (v1 - v) / dt
-            a_next = (vt - v1) / dt
-            settle_j = (np.abs(a_next - a1) > jmax * dt) | (np.abs(a_next) > jmax * dt)
-            settle_a = np.abs(a_next) > amax
-            refuse = ~self._on_target & mask & (settle_j | settle_a)
-            if refuse.any():
-                mask = mask & ~refuse
-                n_direct = sum(mask.tolist())
-                settle_j &= refuse
-                settle_a &= refuse
-            else:
-                settle_j = settle_a = None
-        if n_direct == mask.size:
-            self._on_target = self._all_true
-            self._on_target_all = True
-            return target.copy(), StepResult(self._all_true, False)
-        if vt is None:
-            vt = self._target_velocity(target_velocity, vlo, vhi)
-        out, flags = _step_kernel(target, mask, p, v, a, lo, hi, amax, jmax, vlo, vhi, vt, dt, _GRID)
-        self._on_target = mask
-        self._on_target_all = False
-        res = StepResult(mask)
-        res.jerk = bool(flags[0]) or (settle_j is not None and bool(settle_j.any()))
-        res.acceleration = bool(flags[1]) or (settle_a is not None and bool(settle_a.any()))
-        res.velocity = bool(flags[2])
-        res.position = bool(flags[3]) or not (res.jerk or res.acceleration or res.velocity)
+        n = target.shape[0]
+        mask, out = np.empty(n, dtype=bool), np.empty(n)
+        n_direct = _direct_kernel(target, self._pva, lo, hi, self._limits, vlo, vhi, dt, mask, out)
+        if n_direct < 0:
+            return out, StepResult(self._all_true, False)
+        # A copy: the kernel clamps it in place.
+        vt = np.zeros(n) if target_velocity is None else np.array(target_velocity(), dtype=np.float64)
+        bits = _step_kernel(
+            target, mask, n_direct, self._pva, lo, hi, self._limits, vlo, vhi, vt, dt, _GRID, out
+        )
+        if not bits & CHANGED:
+            return out, StepResult(self._all_true, False)
+        res = StepResult(mask, True)
+        res.jerk = bool(bits & JERK)
+        res.acceleration = bool(bits & ACCELERATION)
+        res.velocity = bool(bits & VELOCITY)
+        res.position = bool(bits & POSITION)
         return out, res
-
-    def _target_velocity(
-        self, target_velocity: Callable[[], np.ndarray] | None, vlo: np.ndarray, vhi: np.ndarray
-    ) -> np.ndarray:
-        """The caller's estimate of the target's velocity, within the velocity bounds (0: none)."""
-        if target_velocity is None:
-            return np.zeros_like(self.vmax)
-        vt = np.asarray(target_velocity(), dtype=float)
-        vt = np.where(np.isfinite(vt), vt, 0.0)
-        out: np.ndarray = np.minimum(np.maximum(vt, vlo), vhi)
-        return out
 
     def commit(self, p_new: np.ndarray, dt: float) -> None:
         """Take ``p_new`` as the commanded position; v and a as a recording would compute them."""
-        self.p, self.v, self.a = _commit_kernel(_kernel_array(p_new), self.p, self.v, float(dt))
+        _commit_kernel(self._pva, _kernel_array(p_new), float(dt))
 
     # --- internals ------------------------------------------------------------------------------
 
