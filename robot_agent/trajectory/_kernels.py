@@ -24,7 +24,7 @@ import numpy as np
 
 from safety.compiled import jit
 
-__all__ = ["curve_at", "curve_at1", "kernel_array", "load", "plan_at", "plan_at1"]
+__all__ = ["curve_at", "curve_at1", "kernel_array", "load", "plan_at", "plan_at1", "tangents"]
 
 _FLOAT64 = np.dtype(np.float64)
 
@@ -258,6 +258,31 @@ def _plan_row(
 
 
 @jit
+def tangents(times: np.ndarray, table: np.ndarray, row: int) -> None:
+    """``table[row + 1]`` := the finite-difference derivative of ``table[row]`` ``[n, D]`` at each
+    waypoint: central inside, one-sided at the ends, zero for one waypoint (``_tangents`` in
+    ``interpolation.py`` before issue 13)."""
+    n = times.shape[0]
+    src = table[row]
+    dst = table[row + 1]
+    d = table.shape[2]
+    if n < 2:
+        for c in range(d):
+            dst[0, c] = 0.0
+        return
+    h0 = times[1] - times[0]
+    h1 = times[n - 1] - times[n - 2]
+    for c in range(d):
+        dst[0, c] = (src[1, c] - src[0, c]) / h0
+        dst[n - 1, c] = (src[n - 1, c] - src[n - 2, c]) / h1
+    for i in range(1, n - 1):
+        h = times[i + 1] - times[i - 1]
+        for c in range(d):
+            dst[i, c] = (src[i + 1, c] - src[i - 1, c]) / h
+    return
+
+
+@jit
 def curve_at(
     times: np.ndarray, table: np.ndarray, order: int, bounded: np.ndarray, ts: np.ndarray
 ) -> np.ndarray:
@@ -340,6 +365,7 @@ def load() -> None:
     table = np.zeros((3, 1, 1))
     mask = np.zeros(1, dtype=np.bool_)
     curve_at(times, table, 1, mask, times)
+    tangents(times, table, 0)
     curve_at1(times, table, 1, mask, 0.0)
     plan_at(times, table, 1, mask, times, table, 1, mask, times, np.zeros((1, 4)), 1.0)
     plan_at1(times, table, 1, mask, times, table, 1, mask, 0.0, 0.0, 0.0, 0.0, False, 1.0)

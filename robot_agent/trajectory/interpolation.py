@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -52,11 +53,12 @@ class Curve:
         values = _kernels.kernel_array(values)
         if times.ndim != 1 or values.ndim != 2 or values.shape[0] != times.shape[0] or times.shape[0] < 1:
             raise ValueError(f"need times [n] and values [n, D], got {times.shape} and {values.shape}")
-        if np.any(np.diff(times) <= 0):
+        self._times: list[float] = times.tolist()
+        # np.any(np.diff(times) <= 0) in Python floats (a NaN step passes, as it did)
+        if any(b - a <= 0 for a, b in pairwise(self._times)):
             raise ValueError("waypoint times must be strictly increasing")
         self.times = times
         self.values = values
-        self._times: list[float] = times.tolist()
         columns = sorted({int(c) for c in bounded})
         if columns and not (columns[0] >= 0 and columns[-1] < values.shape[1]):
             raise ValueError(
@@ -150,18 +152,17 @@ class HermiteCurve(Curve):
         table = np.empty((3, *self.values.shape))
         table[0] = self.values
         given = velocities is not None
-        table[1] = (
-            np.asarray(velocities, dtype=float).reshape(self.values.shape)
-            if velocities is not None
-            else _tangents(self.times, self.values)
-        )
+        if velocities is not None:
+            table[1] = np.asarray(velocities, dtype=float).reshape(self.values.shape)
+        else:
+            _kernels.tangents(self.times, table, 0)
         if start_velocity is not None:
             table[1, 0] = start_velocity
         if order == 5:
             if accelerations is not None:
                 table[2] = np.asarray(accelerations, dtype=float).reshape(self.values.shape)
             else:
-                table[2] = _tangents(self.times, table[1])
+                _kernels.tangents(self.times, table, 1)
                 if not given:
                     # The ends have no neighbour on one side: no acceleration there rather than a guess.
                     table[2, 0] = 0.0
@@ -172,19 +173,6 @@ class HermiteCurve(Curve):
         self.values = table[0]
         self.velocities = table[1]
         self.accelerations: np.ndarray | None = table[2] if order == 5 else None
-
-
-def _tangents(times: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Finite-difference derivative at each waypoint: central inside, one-sided at the ends."""
-    out = np.zeros_like(values)
-    n = times.shape[0]
-    if n < 2:
-        return out
-    out[0] = (values[1] - values[0]) / (times[1] - times[0])
-    out[-1] = (values[-1] - values[-2]) / (times[-1] - times[-2])
-    if n > 2:
-        out[1:-1] = (values[2:] - values[:-2]) / (times[2:] - times[:-2])[:, None]
-    return out
 
 
 def make_curve(
