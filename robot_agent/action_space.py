@@ -26,12 +26,14 @@ wrapped: ``q`` and ``q + 2*pi`` are different commands for a joint whose range e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from robot_agent.drivers.base import RobotState
 from robot_agent.errors import SpecMismatch
+from safety.compiled import jit
 from safety.rotations import (
     quat_conjugate,
     quat_multiply,
@@ -47,15 +49,66 @@ from vla.vocabulary import ACTION_SPACES, EE_POSITION_NAMES, EE_ROTVEC_NAMES, ST
 __all__ = [
     "ActionSpace",
     "StateVectorBuilder",
+    "load_compiled",
     "measured_from_state",
     "state_vector",
     "unwrap_rotvecs",
 ]
 
 
+# How far from a decision of rotvec_nearest a row must be for the compiled check to call it
+# (relative): its sums may differ from numpy's dot products in the last bits (BLAS orders and
+# fuses them), never by anything near this.
+_MARGIN = 1e-9
+_SMALL_ANGLE = 1e-8  # safety.rotations._SMALL_ANGLE: below it, rotvec_nearest's identity branch
+
+
+@jit
+def _unchanged_rows(rotvecs: np.ndarray, near: np.ndarray) -> int:
+    """How many leading rows of ``rotvecs`` ``[n, 3]`` :func:`unwrap_rotvecs` certainly leaves as
+    they are: each non-finite (or after one: passed through) or, for ``rotvec_nearest`` (the
+    row before, the first ``near`` ``[3]``, as reference), ``k = 0`` with the rounding of every
+    decision far from its boundary. The first row it cannot vouch for (a wrap, or a decision
+    within :data:`_MARGIN` of its boundary) stops the count; the caller takes it from there
+    with ``rotvec_nearest`` itself, so the result is bit for bit the same."""
+    rx, ry, rz = near[0], near[1], near[2]
+    two_pi = 2.0 * math.pi
+    for k in range(rotvecs.shape[0]):
+        x, y, z = rotvecs[k, 0], rotvecs[k, 1], rotvecs[k, 2]
+        if (
+            math.isfinite(x) and math.isfinite(y) and math.isfinite(z)
+            and math.isfinite(rx) and math.isfinite(ry) and math.isfinite(rz)
+        ):  # fmt: skip
+            theta = math.sqrt(x * x + y * y + z * z)
+            if theta < _SMALL_ANGLE * (1.0 + 1e-6):
+                if not theta < _SMALL_ANGLE * (1.0 - 1e-6):
+                    return k  # on the identity's boundary
+                # the identity: unchanged while the reference is less than half a turn
+                if not math.sqrt(rx * rx + ry * ry + rz * rz) < math.pi * (1.0 - _MARGIN):
+                    return k
+            else:
+                along = (rx * x + ry * y + rz * z) / theta
+                turns = (along - theta) / two_pi
+                if not abs(turns) < 0.5 - _MARGIN * (1.0 + abs(along) + theta):
+                    return k  # k != 0, or too near 0.5 to call
+        rx, ry, rz = x, y, z
+    return int(rotvecs.shape[0])
+
+
+def load_compiled() -> None:
+    """Load (or on a machine's first run compile) the compiled check now, not at the first chunk."""
+    _unchanged_rows(np.zeros((1, 3)), np.zeros(3))
+
+
 def _nearest(rotvec: np.ndarray, near: np.ndarray) -> np.ndarray:
     """``rotvec_nearest``, passing a non-finite input through unchanged (nothing to choose
-    between; the shield refuses non-finite targets) instead of raising inside chunk intake."""
+    between; the shield refuses non-finite targets) instead of raising inside chunk intake.
+    When :func:`_unchanged_rows` vouches for it, the copy ``rotvec_nearest`` would return,
+    without its numpy calls."""
+    row = np.array(rotvec, dtype=float)
+    ref = np.array(near, dtype=float)
+    if row.shape == (3,) and ref.shape == (3,) and _unchanged_rows(row.reshape(1, 3), ref) == 1:
+        return row
     if not (np.isfinite(rotvec).all() and np.isfinite(near).all()):
         return np.array(rotvec, dtype=float)
     return rotvec_nearest(rotvec, near)
@@ -66,10 +119,17 @@ def unwrap_rotvecs(rotvecs: np.ndarray, near: np.ndarray) -> np.ndarray:
     nearest the one before it, the first nearest ``near`` ``[3]``
     (``safety.rotations.rotvec_nearest``: ``u * (theta + 2*pi*k)`` with the k that brings it
     closest). Continuity fails only near ``|r| = 2*pi*k``, a whole turn away from where the
-    coordinates are centred. Non-finite rows come back unchanged."""
+    coordinates are centred. Non-finite rows come back unchanged. The rows the compiled check
+    vouches for (:func:`_unchanged_rows`: all of them, unless the sequence crosses a wrap) are
+    not recomputed."""
     out = np.array(rotvecs, dtype=float)
     previous = np.asarray(near, dtype=float)
-    for k in range(out.shape[0]):
+    start = 0
+    if out.ndim == 2 and out.shape[1] == 3 and previous.shape == (3,):
+        start = _unchanged_rows(out, np.array(previous, dtype=float))
+        if start:
+            previous = out[start - 1]
+    for k in range(start, out.shape[0]):
         out[k] = previous = _nearest(out[k], previous)
     return out
 

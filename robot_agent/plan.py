@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from robot_agent import action_space
 from robot_agent.action_space import ActionSpace, StateVectorBuilder
 from robot_agent.config import ControlConfig
 from robot_agent.drivers.base import RobotState
@@ -107,9 +108,11 @@ class Plan:
         self._holding = False  # as the control loop last said
         self._dropped_for: tuple[str, int] | None = None  # why a bad plan was dropped, at which chunk
         self._stale: str | None = None  # what made the last observation unusable, until one is fresh
-        # The trajectory's compiled code (about 0.2 s from numba's cache, seconds to compile on a
-        # machine's first run) now, not inside the event loop when the first policy connects.
+        # The compiled code of the trajectory and the action space (about 0.2 s from numba's
+        # cache, seconds to compile on a machine's first run) now, not inside the event loop when
+        # the first policy connects.
         load_compiled()
+        action_space.load_compiled()
 
     # --- configuration -------------------------------------------------------------------------
     def configure(self, space: ActionSpace, trajectory: Trajectory) -> None:
