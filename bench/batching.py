@@ -65,6 +65,10 @@ WARMUP_ROUND_TRIPS = 20
 SERVER_START_S = 12.0
 #: Wall seconds a cell costs beyond ``--seconds`` (sessions connect and warm up); an estimate.
 CELL_OVERHEAD_S = 2.0
+#: Wall seconds to write the bundle and time the model alone (:func:`model_curve`); an estimate.
+MODEL_CURVE_S = 20.0
+#: Rounds of the model alone: each round calls every batch size once, so drifting load hits all alike.
+CURVE_ROUNDS = 60
 #: Issue 13's targets: 8 sessions batched give at least this times the throughput of max_batch = 1 ...
 TARGET_THROUGHPUT_RATIO = 2.0
 #: ... with a p99 round trip under this times the p99 of one session at max_batch = 1.
@@ -95,8 +99,38 @@ def server_settings(max_batches: Sequence[int], delays_ms: Sequence[float]) -> l
 
 
 def time_estimate_s(settings: Sequence[Setting], sessions: Sequence[int], seconds: float) -> float:
-    """Wall seconds the run should take: the windows plus the overheads above."""
-    return len(settings) * (SERVER_START_S + len(sessions) * (seconds + CELL_OVERHEAD_S))
+    """Wall seconds the run should take: the bundle and the model alone, the windows, the overheads."""
+    return MODEL_CURVE_S + len(settings) * (SERVER_START_S + len(sessions) * (seconds + CELL_OVERHEAD_S))
+
+
+def curve_sizes(max_batches: Sequence[int]) -> list[int]:
+    """Batch sizes the model alone is timed at: 1, 2, 4, ... up to the largest ``max_batch``, and it."""
+    top = max(max_batches)
+    sizes = [1 << k for k in range(top.bit_length()) if 1 << k <= top]
+    return sorted({*sizes, top})
+
+
+def model_ceiling(curve: Mapping[int, Mapping[str, float]]) -> dict[int, dict[str, float]]:
+    """Per batch size ``n`` of the model alone (p50 ms per call): the call's cost over batch 1's,
+    and ``n`` over it: the most batching can multiply throughput by when the model is the whole
+    cost (``throughput_gain``; 1.0 means a batch of ``n`` costs ``n`` calls of one)."""
+    one = curve[1]["p50"]
+    return {
+        n: {"cost_over_batch_1": stats["p50"] / one, "throughput_gain": n * one / stats["p50"]}
+        for n, stats in sorted(curve.items())
+    }
+
+
+def ceiling_line(curve: Mapping[int, Mapping[str, float]], threads: int) -> str:
+    """``model alone (1 CPU thread), p50 ms per call: batch 1 1.60, ... -> batch 8 costs 6.9x ...``."""
+    ceiling = model_ceiling(curve)
+    top = max(curve)
+    calls = ", ".join(f"{n}: {stats['p50']:.2f}" for n, stats in sorted(curve.items()))
+    return (
+        f"model alone ({threads} CPU thread{'s' if threads != 1 else ''}), p50 ms per call at batch {calls}; "
+        f"batch {top} costs {ceiling[top]['cost_over_batch_1']:.2f}x batch 1, so batching can give at most "
+        f"{ceiling[top]['throughput_gain']:.2f}x the throughput of max_batch 1 where the model is all the cost"
+    )
 
 
 # -- results: pure functions of what the sessions and /proc said ----------------------------------
@@ -298,6 +332,32 @@ def session_process(index: int, conn: Connection) -> None:
 # -- the run -----------------------------------------------------------------------------------------
 
 
+def model_curve(
+    bundle_dir: Path, backend: str, threads: int, sizes: Sequence[int]
+) -> dict[int, dict[str, float]]:
+    """The model alone, loaded as the server loads it (``--cpu-threads threads``), on this thread:
+    ms per ``predict`` call at each batch size of ``sizes`` (p50, min...), after 5 calls each."""
+    from inference_server.backends import create_backend, dummy_batch  # torch: not in the sessions
+    from inference_server.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir, backend=backend, cpu_threads=threads)
+    model = create_backend(bundle)
+    samples: dict[int, list[float]] = {n: [] for n in sizes}
+    try:
+        batches = {n: dummy_batch(bundle, n) for n in sizes}
+        for n in sizes:
+            for _ in range(5):
+                model.predict(batches[n])
+        for _ in range(CURVE_ROUNDS):
+            for n in sizes:
+                t0 = time.perf_counter()
+                model.predict(batches[n])
+                samples[n].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        model.close()
+    return {n: summarize(values, percentiles=(50,)) for n, values in samples.items()}
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its threads (``/proc/PID/stat`` fields 14-15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -403,6 +463,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 [sys.executable, "-m", "inference_server", "new-bundle", str(bundle), "--backend", args.backend],
                 check=True, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
+            curve = model_curve(bundle, args.backend, args.cpu_threads, curve_sizes(args.max_batch))
+            print(ceiling_line(curve, threads["server"]), file=sys.stderr, flush=True)
+            cells_started = time.monotonic()
             for setting in settings:
                 server, target = start_server(bundle, setting, args.cpu_threads)
                 try:
@@ -410,7 +473,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     for n in sessions:
                         rows.append(run_cell(target, setting, pipes[:n], args.seconds, server.pid))
                         done = len(rows)
-                        left = (time.monotonic() - started) / done * (total - done)
+                        left = (time.monotonic() - cells_started) / done * (total - done)
                         print(progress_line(done, total, rows[-1], left), file=sys.stderr, flush=True)
                 finally:
                     stop(server)
@@ -422,15 +485,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if process.is_alive():
                 process.kill()
     return {"rows": rows, "ratios": ratios(rows), "model_threads": threads, "backend": args.backend,
+            "model_alone_ms": curve, "model_ceiling": model_ceiling(curve),
             "seconds": args.seconds, "wall_s": time.monotonic() - started}  # fmt: skip
 
 
 def report(results: Mapping[str, Any]) -> str:
-    """The table, then one verdict line per batched setting (or why there is none)."""
+    """The table, then one verdict line per batched setting (or why there is none), then the
+    model alone's ceiling when it was timed."""
     lines = [table(results["rows"]), ""]
     lines += [verdict(r) for r in results["ratios"]] or [
         "no verdict: it needs max_batch 1 at 1 session and at the largest session count, and a batched setting"
     ]
+    if results.get("model_alone_ms"):
+        lines.append(ceiling_line(results["model_alone_ms"], results["model_threads"]["server"]))
     return "\n".join(lines)
 
 

@@ -43,7 +43,7 @@ def test_settings_run_max_batch_one_once_at_delay_zero(batching: ModuleType) -> 
 
 def test_time_estimate_counts_windows_and_overheads(batching: ModuleType) -> None:
     settings = batching.server_settings([1, 8], [0.0, 2.0])
-    expected = 3 * (batching.SERVER_START_S + 4 * (8.0 + batching.CELL_OVERHEAD_S))
+    expected = batching.MODEL_CURVE_S + 3 * (batching.SERVER_START_S + 4 * (8.0 + batching.CELL_OVERHEAD_S))
     assert batching.time_estimate_s(settings, [1, 2, 4, 8], 8.0) == pytest.approx(expected)
 
 
@@ -136,3 +136,24 @@ def test_help_shows_the_defaults_and_bad_flags_are_refused(
     with pytest.raises(SystemExit):
         batching.main(["--sessions", "0"])
     assert "--sessions and --max-batch >= 1" in capsys.readouterr().err
+
+
+def test_the_model_alone_is_timed_at_powers_of_two_up_to_the_largest_max_batch(batching: ModuleType) -> None:
+    assert batching.curve_sizes([1, 8]) == [1, 2, 4, 8]
+    assert batching.curve_sizes([1, 6]) == [1, 2, 4, 6]
+    assert batching.curve_sizes([1]) == [1]
+
+
+def test_the_ceiling_is_the_batch_over_its_cost_in_calls_of_one(batching: ModuleType) -> None:
+    curve = {1: {"p50": 2.0}, 2: {"p50": 3.0}, 4: {"p50": 5.0}, 8: {"p50": 10.0}}
+    ceiling = batching.model_ceiling(curve)
+    assert ceiling[1] == {"cost_over_batch_1": 1.0, "throughput_gain": 1.0}
+    assert ceiling[8]["cost_over_batch_1"] == pytest.approx(5.0)
+    assert ceiling[8]["throughput_gain"] == pytest.approx(1.6)  # 8 answers in the time of 5
+    assert ceiling[2]["throughput_gain"] == pytest.approx(4 / 3)
+    line = batching.ceiling_line(curve, 1)
+    assert "(1 CPU thread)" in line and "batch 8 costs 5.00x batch 1" in line and "at most 1.60x" in line
+    report = batching.report(
+        {"rows": [], "ratios": [], "model_alone_ms": curve, "model_threads": {"server": 2}}
+    )
+    assert report.splitlines()[-1].startswith("model alone (2 CPU threads)")
