@@ -95,9 +95,86 @@ def _unchanged_rows(rotvecs: np.ndarray, near: np.ndarray) -> int:
     return int(rotvecs.shape[0])
 
 
+@jit
+def _quats_of(
+    rotvecs: np.ndarray, dots: np.ndarray, first: np.ndarray, second: np.ndarray, out: np.ndarray
+) -> int:
+    """``out[k]`` ``[4]`` := ``rotvec_to_quat(rotvecs[k])`` times ``first`` ``[4]``, then times
+    ``second`` (``[4]``, or ``[0]``: none), as ``safety.rotations`` computes them on Python
+    floats, given ``dots[k]`` = ``rotvecs[k].dot(rotvecs[k])`` (numpy's, see :func:`_row_dots`).
+    Returns -1, or the first row where Python's ``math.sin`` would refuse the angle (infinite)."""
+    for k in range(rotvecs.shape[0]):
+        theta = math.sqrt(dots[k])
+        half = 0.5 * theta
+        if math.isinf(half):
+            return k
+        f = 0.5 - theta * theta / 48.0 if theta < _SMALL_ANGLE else math.sin(half) / theta
+        ax, ay, az, aw = f * rotvecs[k, 0], f * rotvecs[k, 1], f * rotvecs[k, 2], math.cos(half)
+        for b in (first, second):
+            if b.shape[0] == 4:
+                bx, by, bz, bw = b[0], b[1], b[2], b[3]
+                ax, ay, az, aw = (
+                    aw * bx + ax * bw + ay * bz - az * by,
+                    aw * by - ax * bz + ay * bw + az * bx,
+                    aw * bz + ax * by - ay * bx + az * bw,
+                    aw * bw - ax * bx - ay * by - az * bz,
+                )
+        out[k, 0], out[k, 1], out[k, 2], out[k, 3] = ax, ay, az, aw
+    return -1
+
+
+@jit
+def _rotvecs_of(quats: np.ndarray, dots: np.ndarray, out: np.ndarray) -> int:
+    """``out[k]`` ``[3]`` := ``quat_to_rotvec(quats[k])`` as ``safety.rotations`` computes it on
+    Python floats, given ``dots[k]`` = ``quats[k].dot(quats[k])`` (numpy's). Returns -1, or the
+    first row ``quat_normalize`` would refuse (a norm not finite or below 1e-12)."""
+    for k in range(quats.shape[0]):
+        norm = math.sqrt(dots[k])
+        if not math.isfinite(norm) or norm < 1e-12:
+            return k
+        x, y, z, w = quats[k, 0] / norm, quats[k, 1] / norm, quats[k, 2] / norm, quats[k, 3] / norm
+        lead = x if x != 0.0 else (y if y != 0.0 else (z if z != 0.0 else 0.0))
+        if w < 0 or (w == 0.0 and lead < 0):
+            x, y, z, w = -x, -y, -z, -w
+        s = math.sqrt(x * x + y * y + z * z)
+        theta = 2.0 * math.atan2(s, w)
+        f = 2.0 + theta * theta / 12.0 if s < _SMALL_ANGLE else theta / s
+        out[k, 0], out[k, 1], out[k, 2] = f * x, f * y, f * z
+    return -1
+
+
+def _row_dots(rows: np.ndarray) -> np.ndarray:
+    """``rows[k].dot(rows[k])`` for each row of ``rows`` ``[n, m]`` (C-contiguous float64), in one
+    call: ``matmul``'s vector-by-vector case calls the BLAS ``ddot`` that ``ndarray.dot`` does,
+    so the bits are the same (``test_action_space_compiled.py`` checks it)."""
+    out: np.ndarray = np.matmul(rows[:, None, :], rows[:, :, None]).reshape(rows.shape[0])
+    return out
+
+
+_NO_QUATERNION = np.empty(0)
+
+
+def _rotvecs_through(rotvecs: np.ndarray, first: np.ndarray, second: np.ndarray | None) -> np.ndarray | None:
+    """``quat_to_rotvec(quat_multiply(quat_multiply(rotvec_to_quat(r), first), second))`` for each
+    row ``r`` of ``rotvecs`` ``[n, 3]`` (``second`` None: without it), ``[n, 3]``, bit for bit
+    what the ``safety.rotations`` calls give, in four calls instead of four per row; None where
+    one of them would raise (the caller then makes them, and they raise)."""
+    rows = np.array(rotvecs, dtype=np.float64, order="C")
+    quats = np.empty((rows.shape[0], 4))
+    after = _NO_QUATERNION if second is None else np.array(second, dtype=np.float64)
+    if _quats_of(rows, _row_dots(rows), np.array(first, dtype=np.float64), after, quats) >= 0:
+        return None
+    out = np.empty((rows.shape[0], 3))
+    if _rotvecs_of(quats, _row_dots(quats), out) >= 0:
+        return None
+    return out
+
+
 def load_compiled() -> None:
-    """Load (or on a machine's first run compile) the compiled check now, not at the first chunk."""
+    """Load (or on a machine's first run compile) the compiled loops now, not at the first chunk."""
     _unchanged_rows(np.zeros((1, 3)), np.zeros(3))
+    _rotvecs_through(np.zeros((1, 3)), np.array([0.0, 0.0, 0.0, 1.0]), np.array([0.0, 0.0, 0.0, 1.0]))
+    _rotvecs_through(np.zeros((1, 3)), np.array([0.0, 0.0, 0.0, 1.0]), None)
 
 
 def _nearest(rotvec: np.ndarray, near: np.ndarray) -> np.ndarray:
@@ -276,16 +353,21 @@ class ActionSpace:
             base = np.asarray(capture.joint_positions, dtype=float) if self.is_delta else 0.0
             out[:, :-1] = actions[:, :-1] + base
             return out
+        # Rotation vector applied in the base frame (delta): R = exp(drot) * R_capture; stored as
+        # _local(R): the rotation vector of R * R_ref^-1.
+        cap_q = capture.ee.quaternion
         if self.is_delta:
             out[:, :3] = capture.ee.position + actions[:, :3]
-            cap_q = capture.ee.quaternion
-            for k in range(actions.shape[0]):
-                # Rotation vector applied in the base frame: R = exp(drot) * R_capture.
-                out[k, 3:6] = self._local(quat_multiply(rotvec_to_quat(actions[k, 3:6]), cap_q))
+            local = _rotvecs_through(actions[:, 3:6], cap_q, self._ref_inv)
         else:
             out[:, :3] = actions[:, :3]
+            local = _rotvecs_through(actions[:, 3:6], self._ref_inv, None)
+        if local is not None:
+            out[:, 3:6] = local
+        else:  # a row safety.rotations refuses: its own calls, row by row, raise as they did
             for k in range(actions.shape[0]):
-                out[k, 3:6] = self._local(rotvec_to_quat(actions[k, 3:6]))
+                quat = rotvec_to_quat(actions[k, 3:6])
+                out[k, 3:6] = self._local(quat_multiply(quat, cap_q) if self.is_delta else quat)
         out[:, 3:6] = unwrap_rotvecs(out[:, 3:6], self._local(capture.ee.quaternion))
         return out
 
@@ -316,14 +398,18 @@ class ActionSpace:
             out[:, :-1] = waypoints[:, :-1] - base
             return out
         cap_inv = quat_conjugate(capture.ee.quaternion)
-        for k in range(waypoints.shape[0]):
-            quat = quat_multiply(rotvec_to_quat(waypoints[k, 3:6]), self._ref)
-            if self.is_delta:
-                out[k, :3] = waypoints[k, :3] - capture.ee.position
-                out[k, 3:6] = quat_to_rotvec(quat_multiply(quat, cap_inv))
-            else:
-                out[k, :3] = waypoints[k, :3]
-                out[k, 3:6] = quat_to_rotvec(quat)
+        if self.is_delta:
+            out[:, :3] = waypoints[:, :3] - capture.ee.position
+            rotvecs = _rotvecs_through(waypoints[:, 3:6], self._ref, cap_inv)
+        else:
+            out[:, :3] = waypoints[:, :3]
+            rotvecs = _rotvecs_through(waypoints[:, 3:6], self._ref, None)
+        if rotvecs is not None:
+            out[:, 3:6] = rotvecs
+        else:  # a row safety.rotations refuses: its own calls, row by row, raise as they did
+            for k in range(waypoints.shape[0]):
+                quat = quat_multiply(rotvec_to_quat(waypoints[k, 3:6]), self._ref)
+                out[k, 3:6] = quat_to_rotvec(quat_multiply(quat, cap_inv) if self.is_delta else quat)
         if self.is_delta:
             near = np.zeros(3)
         elif near_rotvec is None:
