@@ -459,9 +459,11 @@ class StepResult:
 class Axes:
     """The per-axis state of one group (e.g. 3 translation + 3 rotation, or N joints).
 
-    The state lives in one array the compiled kernels update in place (``p``, ``v`` and ``a``
-    are views of its rows); :mod:`safety.ee_kernels` steps the end effector's six axes in one
-    call on the same arrays.
+    ``state`` is what the compiled kernels update in place: rows position, velocity,
+    acceleration of the last command (``p``, ``v`` and ``a`` are views of them) and whether each
+    axis' last step took its target (:data:`ON_TARGET`); ``limits``: rows max acceleration and
+    max jerk; ``vlo``: ``-vmax``. :mod:`safety.ee_kernels` steps the end effector's six axes in
+    one call on these arrays.
     """
 
     def __init__(self, vmax: np.ndarray, amax: np.ndarray, jmax: np.ndarray) -> None:
@@ -469,29 +471,29 @@ class Axes:
         self.amax = np.asarray(amax, dtype=float)
         self.jmax = np.asarray(jmax, dtype=float)
         n = self.vmax.size
-        self._pva = np.zeros((4, n))
-        self._pva[ON_TARGET] = 1.0
-        self.p, self.v, self.a = self._pva[P], self._pva[V], self._pva[A]
-        self._limits = np.ascontiguousarray(np.stack([self.amax, self.jmax]))
+        self.state = np.zeros((4, n))
+        self.state[ON_TARGET] = 1.0
+        self.p, self.v, self.a = self.state[P], self.state[V], self.state[A]
+        self.limits = np.ascontiguousarray(np.stack([self.amax, self.jmax]))
         self._a2 = np.concatenate([self.amax, self.amax])
         self._j2 = np.concatenate([self.jmax, self.jmax])
         self._all_true = np.ones(n, dtype=bool)
-        self._vlo = -self.vmax
+        self.vlo = -self.vmax
         # Load the compiled kernels now (about 0.15 s from numba's cache, 1.5 s to compile on
         # a machine's first run), not on the first control tick.
         rest = np.zeros((4, n))
         mask, out = np.empty(n, dtype=bool), np.empty(n)
-        bounds = (self.p, self.p, self._limits, self._vlo, self.vmax)
+        bounds = (self.p, self.p, self.limits, self.vlo, self.vmax)
         _direct_kernel(self.p, rest, *bounds, 0.01, mask, out)
         _step_kernel(self.p, mask, 0, rest, *bounds, np.zeros(n), 0.01, _GRID, out)
         _commit_kernel(rest, out, 0.01)
 
     def seed(self, p: np.ndarray) -> None:
         """At rest at ``p`` (after reset or a hold): nothing to brake, so any bound is reachable."""
-        self._pva[P] = p
-        self._pva[V] = 0.0
-        self._pva[A] = 0.0
-        self._pva[ON_TARGET] = 1.0
+        self.state[P] = p
+        self.state[V] = 0.0
+        self.state[A] = 0.0
+        self.state[ON_TARGET] = 1.0
 
     def envelope(self) -> tuple[np.ndarray, np.ndarray]:
         """Where braking from the current state may still reach, below and above."""
@@ -534,20 +536,20 @@ class Axes:
         # ``hi`` are the caller's own bounds arrays, built once: they must be of that type.
         target, dt = _kernel_array(target), float(dt)
         if direction is None:
-            vlo, vhi = self._vlo, self.vmax
+            vlo, vhi = self.vlo, self.vmax
         else:
             up_only, down_only = direction
-            vlo = np.where(up_only, 0.0, self._vlo)
+            vlo = np.where(up_only, 0.0, self.vlo)
             vhi = np.where(down_only, 0.0, self.vmax)
         n = target.shape[0]
         mask, out = np.empty(n, dtype=bool), np.empty(n)
-        n_direct = _direct_kernel(target, self._pva, lo, hi, self._limits, vlo, vhi, dt, mask, out)
+        n_direct = _direct_kernel(target, self.state, lo, hi, self.limits, vlo, vhi, dt, mask, out)
         if n_direct < 0:
             return out, StepResult(self._all_true, False)
         # A copy: the kernel clamps it in place.
         vt = np.zeros(n) if target_velocity is None else np.array(target_velocity(), dtype=np.float64)
         bits = _step_kernel(
-            target, mask, n_direct, self._pva, lo, hi, self._limits, vlo, vhi, vt, dt, _GRID, out
+            target, mask, n_direct, self.state, lo, hi, self.limits, vlo, vhi, vt, dt, _GRID, out
         )
         if not bits & CHANGED:
             return out, StepResult(self._all_true, False)
@@ -560,7 +562,7 @@ class Axes:
 
     def commit(self, p_new: np.ndarray, dt: float) -> None:
         """Take ``p_new`` as the commanded position; v and a as a recording would compute them."""
-        _commit_kernel(self._pva, _kernel_array(p_new), float(dt))
+        _commit_kernel(self.state, _kernel_array(p_new), float(dt))
 
     # --- internals ------------------------------------------------------------------------------
 

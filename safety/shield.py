@@ -47,17 +47,27 @@ from typing import Any
 
 import numpy as np
 
+from . import ee_kernels as ek
+from .compiled import NUMPY_DOT_FUSED
 from .config import SafetyConfig, tool_tilt
+from .ee_kernels import ee_motion, ee_target, ee_track
 from .estop import EStop
-from .motion import Axes, StepResult, _stop1, stop_distance
+from .motion import (
+    ACCELERATION,
+    CHANGED,
+    JERK,
+    POSITION,
+    VELOCITY,
+    Axes,
+    StepResult,
+    _kernel_array,
+    _stop1,
+    stop_distance,
+)
 from .rotations import (
-    quat_conjugate,
     quat_multiply,
-    quat_nearest,
     quat_normalize,
-    quat_slerp,
     quat_to_matrix,
-    quat_to_rotvec,
     rotvec_to_quat,
 )
 from .types import Decision, Measured, Pose, Target
@@ -105,6 +115,7 @@ _SQRT3 = math.sqrt(3.0)
 _INF3 = np.full(3, np.inf)
 _NO3 = np.zeros(3, dtype=bool)
 _UNIT_QUAT = np.array([0.0, 0.0, 0.0, 1.0])
+_FUSED = NUMPY_DOT_FUSED  # how numpy's dot products round here: the kernels round the same way
 
 
 class Shield:
@@ -185,17 +196,46 @@ class Shield:
         )
         self._tool_buf = np.zeros(1 + len(self._zones.keep_out))
         self._set_box(self._zones.lo, self._zones.hi)
+        # What the end effector's kernels read (safety.ee_kernels.CONSTANTS), and the last
+        # allowed target ([known, position, quaternion]) for the target's velocity.
+        orientation = config.orientation
+        self._ee_constants = np.array(
+            [
+                config.tracking.max_translation_m,
+                config.tracking.max_rotation_rad,
+                0.0 if orientation.max_tilt_rad is None else 1.0,
+                0.0 if orientation.max_tilt_rad is None else orientation.max_tilt_rad,
+                *self._nominal_z.tolist(),
+                self._zones.tool_reach_or_none,
+                self._zones.lo[2],
+                self._rot_lookahead,
+            ],
+            dtype=float,
+        )
+        self._ee_prev = np.zeros(8)
+        self._load_ee_kernels()
         self._mode: str | None = None  # "ee" or "joints" once seeded
         self._gripper: float | None = None
         self._consecutive = 0
-        self._prev_aim: np.ndarray | None = None
-        self._prev_quat: np.ndarray | None = None
         self._prev_q: np.ndarray | None = None
         # Ratchets (up_only, down_only) while a command is outside the allowed set: it was
         # seeded there (the arm had strayed in), and may only move out. None once out.
         self._escape_ee: tuple[np.ndarray, np.ndarray] | None = None
         self._escape_joints: tuple[np.ndarray, np.ndarray] | None = None
         self._arm_in_zone: int | None = None  # the zone the measured arm is in, for one warning
+
+    def _load_ee_kernels(self) -> None:
+        """Load the end effector's compiled kernels now (from numba's cache; compiled on a
+        machine's first run), with the argument types of every tick, on scratch state."""
+        zones, ee, c = self._zones, self._ee, self._ee_constants
+        kinds, params = zones.kernel_kinds, zones.kernel_params
+        p, q, out = np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]), np.empty(7)
+        lo, hi = self._lo6, self._hi6
+        ee_target(_FUSED, q, q, ee.p, p, q, p, zones.kernel_box, kinds, params, c, np.empty(4))
+        ee_track(_FUSED, p, q, p, q, q, lo, hi, c, out)
+        prev, state = np.zeros(8), np.zeros_like(ee.state)
+        bounds = (ee.limits, lo, hi, ee.vlo, ee.vmax)
+        ee_motion(_FUSED, p, q, q, p, q, prev, state, *bounds, 0.01, c, kinds, params, out)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -268,49 +308,57 @@ class Shield:
     def _filter_ee(
         self, target: Target, measured: Measured, dt: float, fired: list[str]
     ) -> tuple[Pose, None] | None:
+        # The numbers run in three compiled calls (safety.ee_kernels: ee_target, ee_track,
+        # ee_motion), the same operations as the numpy code they replaced; what they cannot do
+        # (project out of a zone, the tool's projection, leave a zone, a new box, the tool's
+        # floor) runs here between them, on the bits they return.
         cfg = self.config
         assert target.ee is not None
-        pos = np.asarray(target.ee.position, dtype=float)
-        # q and -q are one orientation: take the one nearest the last command, so a target
-        # whose sign flips (a rotation vector crossing +-pi gives -q) changes nothing below.
-        quat = quat_normalize(target.ee.quaternion)
-        if float(quat.dot(self._quat)) <= 0.0:  # rarely: only then pay for the call
-            quat = quat_nearest(quat, self._quat)
-        m_pos = np.asarray(measured.ee.position, dtype=float)
-        m_quat = np.asarray(measured.ee.quaternion, dtype=float)
-        if self._zones.raw_keep_out:
+        ee, zones, consts = self._ee, self._zones, self._ee_constants
+        pos = _kernel_array(target.ee.position)
+        m_pos = _kernel_array(measured.ee.position)
+        m_quat = _kernel_array(measured.ee.quaternion)
+        if zones.raw_keep_out:
             self._check_arm_in_zone(m_pos, fired)
 
-        # The last command must still be near the arm: if not, the arm is blocked or lagging.
-        track = cfg.tracking
-        if (
-            _dist(self._ee.p[:3], m_pos) > track.max_translation_m
-            or _angle(self._quat, m_quat) > track.max_rotation_rad
-        ):
+        # q and -q are one orientation: the target's is taken nearest the last command, so a
+        # target whose sign flips (a rotation vector crossing +-pi gives -q) changes nothing
+        # below. The last command must still be near the arm: if not, the arm is blocked or
+        # lagging (TRACKING). Then the target's place (WORKSPACE, KEEP_OUT), its tilt.
+        quat = np.empty(4)
+        bits = ee_target(
+            _FUSED,
+            _kernel_array(target.ee.quaternion),
+            self._quat,
+            ee.p,
+            m_pos,
+            m_quat,
+            pos,
+            zones.kernel_box,
+            zones.kernel_kinds,
+            zones.kernel_params,
+            consts,
+            quat,
+        )
+        if bits & ek.TRACKING:
             fired.append("tracking")
             return None
-
-        kind = self._zones.violation(pos)
-        if kind is not None:
-            fired.append(kind)
-            projected = None if cfg.on_workspace_violation == "reject" else self._zones.project(pos)
+        tool_near = bool(bits & ek.TOOL_NEAR)
+        if bits & (ek.WORKSPACE | ek.KEEP_OUT):
+            fired.append("workspace" if bits & ek.WORKSPACE else "keep_out")
+            projected = None if cfg.on_workspace_violation == "reject" else zones.project(pos)
             if projected is None:
                 if self._escape_ee is None:
                     return None
                 # Leaving a zone the arm was seeded in does not depend on the target: go on out.
-                projected = self._ee.p[:3].copy()
+                projected = ee.p[:3].copy()
             pos = projected
+            tool_near = not (zones.tool_clear(pos.tolist()) and zones.tool_clear(ee.p[:3].tolist()))
+        if bits & ek.TILT:
+            fired.append("tilt")
 
-        max_tilt = cfg.orientation.max_tilt_rad
-        if max_tilt is not None:
-            tilt = tool_tilt(np.asarray(cfg.orientation.nominal_quaternion), quat)
-            if tilt > max_tilt:
-                fired.append("tilt")
-                quat = self._untilt(quat, tilt, max_tilt)
-
-        zones = self._zones
         tool_floor = -math.inf
-        if not (zones.tool_clear(pos.tolist()) and zones.tool_clear(self._ee.p[:3].tolist())):
+        if tool_near:
             k_target, k_last, tool_floor = zones.tool_tick(pos, quat, self._quat)
             if k_target >= 0 or k_last >= 0:
                 moved = self._tool_target(pos, quat, k_target, fired)
@@ -319,31 +367,20 @@ class Shield:
                 pos = moved
 
         # The allowed target before the clamps that depend on the arm and the filter (tracking,
-        # box): its motion is the target's own, which the filter may follow (see below).
-        prev_aim, prev_quat = self._prev_aim, self._prev_quat
-        self._prev_aim, self._prev_quat = pos, quat
+        # box): its motion is the target's own, which the filter may follow (ee_motion).
         pos_free, quat_free = pos, quat
-
-        step = pos - m_pos
-        dist = math.sqrt(float(step.dot(step)))
-        angle = _angle(m_quat, quat)
-        if dist > track.max_translation_m or angle > track.max_rotation_rad:
+        clamped = np.empty(7)
+        bits = ee_track(_FUSED, pos, quat, m_pos, m_quat, self._quat, self._lo6, self._hi6, consts, clamped)
+        if bits & ek.TRACKING:
             fired.append("tracking")
-            if track.on_violation == "hold":
+            if cfg.tracking.on_violation == "hold":
                 return None
-            if dist > track.max_translation_m:
-                pos = m_pos + step * (track.max_translation_m / dist)
-            if angle > track.max_rotation_rad:
-                quat = quat_nearest(quat_slerp(m_quat, quat, track.max_rotation_rad / angle), self._quat)
-                if max_tilt is not None:  # the way from the arm to the target may leave the cone
-                    tilt = tool_tilt(np.asarray(cfg.orientation.nominal_quaternion), quat)
-                    if tilt > max_tilt:
-                        fired.append("tilt")
-                        quat = self._untilt(quat, tilt, max_tilt)
+            if bits & ek.TILT:  # the way from the arm to the target left the cone
+                fired.append("tilt")
+        pos, quat = clamped[:3], clamped[3:]
 
         # Translation moves within a box that is wholly allowed (workspace minus keep-out);
         # rotation in coordinates of the last command (world-frame rotation vectors, no walls).
-        ee = self._ee
         lo, hi = self._box
         direction = None
         if self._escape_ee is not None:
@@ -351,10 +388,12 @@ class Shield:
             lo, hi = self._box
             if escaping is not None:
                 direction, pos = escaping
-        # Leaving the zone it was seeded in (direction set), the box stays as seeded until out.
-        inside = direction is None and all(
-            a <= x <= b for a, x, b in zip(lo.tolist(), pos.tolist(), hi.tolist(), strict=True)
-        )
+            # Leaving the zone it was seeded in (direction set), the box stays as seeded until out.
+            inside = direction is None and all(
+                a <= x <= b for a, x, b in zip(lo.tolist(), pos.tolist(), hi.tolist(), strict=True)
+            )
+        else:
+            inside = bool(bits & ek.INSIDE)
         if direction is None and not inside:
             # The target is beyond the current box: look for a larger one around here. Taken
             # only if braking from the current state stays inside it, so the filter stays viable.
@@ -388,50 +427,55 @@ class Shield:
         aim = pos if inside else np.minimum(np.maximum(pos, lo), hi)
         if not inside and bool((aim != pos).any()) and direction is None:
             fired.append("keep_out" if self.config.keep_out else "workspace")
-        ee.p[3:] = 0.0
-        err = err_full = quat_to_rotvec(quat_multiply(quat, quat_conjugate(self._quat)))
-        turn = math.sqrt(float(err.dot(err)))
-        if turn > self._rot_lookahead:
-            # Aim along the geodesic, a little ahead: the filter moves each axis on its own, and
-            # a partial step on the large axis of a large rotation with full steps on the small
-            # ones is not a step along it (rotations do not commute): over a long turn the error
-            # on the small axes grew tick after tick (a 3 rad turn about the vertical tilted the
-            # tool 0.02 rad off its cone). Ahead by more than the braking distance, so the
-            # filter does not slow down for it.
-            err = err * (self._rot_lookahead / turn)
-
-        def target_velocity() -> np.ndarray:
-            # How fast the allowed target moves, from the last two: lets the filter rejoin a
-            # moving target rather than trail it by a braking distance. Only a hint for the aim.
-            if prev_aim is None or prev_quat is None:
-                return np.zeros(6)
-            turn = quat_to_rotvec(quat_multiply(quat_free, quat_conjugate(prev_quat)))
-            return np.concatenate([pos_free - prev_aim, turn]) / dt
-
-        ratchet = None
-        if direction is not None:
-            up, down = direction
-            ratchet = (np.concatenate([up, _NO3]), np.concatenate([down, _NO3]))
-        x_new, res = ee.step(np.concatenate([aim, err]), dt, lo6, self._hi6, target_velocity, ratchet)
-        _record(res, fired, "workspace")
-        p_new = x_new[:3]
-        if not res.changed or bool(res.direct[3:].all()):
-            q_new = quat
-            turned = err_full  # what the line below would compute again for q_new = quat
+        if direction is None:
+            vlo, vhi = ee.vlo, ee.vmax
         else:
-            q_new = quat_normalize(quat_multiply(rotvec_to_quat(x_new[3:]), self._quat))
-            turned = quat_to_rotvec(quat_multiply(q_new, quat_conjugate(self._quat)))
-        if self._tool_pen_zero and zones.tool_clear(p_new.tolist()):
+            up, down = direction
+            vlo = np.where(np.concatenate([up, _NO3]), 0.0, ee.vlo)
+            vhi = np.where(np.concatenate([down, _NO3]), 0.0, ee.vmax)
+
+        # One step of the filter toward (aim, quat), committed. A long turn is aimed along the
+        # geodesic, a little ahead (ee_motion): the filter moves each axis on its own, and a
+        # partial step on the large axis of a large rotation with full steps on the small ones
+        # is not a step along it (rotations do not commute): over a long turn the error on the
+        # small axes grew tick after tick (a 3 rad turn about the vertical tilted the tool 0.02
+        # rad off its cone). Ahead by more than the braking distance, so the filter does not
+        # slow down for it. The target's velocity, from the last two allowed targets, lets the
+        # filter rejoin a moving target rather than trail it by a braking distance.
+        command = np.empty(7)
+        bits = ee_motion(
+            _FUSED,
+            aim,
+            quat,
+            self._quat,
+            pos_free,
+            quat_free,
+            self._ee_prev,
+            ee.state,
+            ee.limits,
+            lo6,
+            self._hi6,
+            vlo,
+            vhi,
+            float(dt),
+            consts,
+            zones.kernel_kinds,
+            zones.kernel_params,
+            command,
+        )
+        if bits & CHANGED:
+            _record_bits(bits, fired, "workspace")
+        p_new, q_new = command[:3], command[3:]
+        if self._tool_pen_zero and bits & ek.TOOL_CLEAR:
             pass  # far from the floor and every zone: every depth stays zero
         elif zones.has_tool:
+            # A hold follows a refusal, and reseeds the filter the step above committed.
             kind = self._tool_check(p_new, q_new)
             if kind is not None:  # a turn the translation could not rise for in time
                 fired.append(kind)
                 return None
-        # Commit what a recording will see: the increment between the quaternions sent.
-        ee.commit(np.concatenate([p_new, turned]), dt)
         self._quat = q_new
-        pose = Pose(position=p_new, quaternion=q_new)
+        pose = Pose(p_new, q_new)
 
         # Joint limits of an end-effector command. With IK (predictive): refuse a command whose
         # joints leave the margin band, or go deeper into it when the arm is already there, so a
@@ -834,7 +878,8 @@ class Shield:
         self._gripper = float(measured.gripper) if math.isfinite(measured.gripper) else None
         self._mode = mode
         # The last allowed targets, for their velocity; forgotten on a hold (nothing to follow).
-        self._prev_aim = self._prev_quat = self._prev_q = None
+        self._ee_prev[0] = 0.0
+        self._prev_q = None
         self._ik_q = None
         # The FK of the seed's joints, for the joint commands' depth bound: only when needed.
         self._fk_pen = None
@@ -843,6 +888,18 @@ class Shield:
         self._tool_pen = None
         self._tool_pen_zero = False  # known only once _tool_check has computed the seed's
         self._tool_seed = measured.ee
+
+
+def _record_bits(bits: int, fired: list[str], position_kind: str) -> None:
+    """:func:`_record` of a step's bits (``safety.motion.JERK`` ...), for a changed step."""
+    for flag, kind in (
+        (VELOCITY, "velocity"),
+        (ACCELERATION, "acceleration"),
+        (JERK, "jerk"),
+        (POSITION, position_kind),
+    ):
+        if bits & flag:
+            fired.append(kind)
 
 
 def _record(res: StepResult, fired: list[str], position_kind: str | None) -> None:

@@ -98,6 +98,11 @@ class Zones:
         self._tool_reach = float(np.linalg.norm(pts, axis=1).max()) * (1 + 1e-9) + 1e-9 if len(pts) else 0.0
         self._floor_z = float(self.lo[2])
         self._tool_zero = np.zeros(1 + len(keep_out))
+        #: For kernels: the grown zones (kind 0 box, 1 ball, 2 plane, and six parameters each),
+        #: the workspace box (rows min, max), the tool's reach or -1.0 without tool points.
+        self.kernel_kinds, self.kernel_params = self._kinds, self._params
+        self.kernel_box = np.stack([self.lo, self.hi])
+        self.tool_reach_or_none = self._tool_reach if self.has_tool else -1.0
 
     # --- targets ----------------------------------------------------------------------------
 
@@ -323,6 +328,36 @@ def _f64(x: np.ndarray) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous:
         return x
     return np.ascontiguousarray(x, dtype=np.float64)
+
+
+@jit
+def first_inside(kinds: np.ndarray, params: np.ndarray, x: float, y: float, z: float, tol: float) -> int:
+    """:func:`_first_inside` on the zones as the kernels hold them (``kinds``, ``params``): the
+    index of the first zone ``(x, y, z)`` is strictly inside by more than ``tol``, or -1."""
+    for k in range(kinds.shape[0]):
+        f = params[k]
+        if kinds[k] == 0:
+            if f[0] + tol < x < f[3] - tol and f[1] + tol < y < f[4] - tol and f[2] + tol < z < f[5] - tol:
+                return k
+        elif kinds[k] == 1:
+            r = f[3] - tol
+            dx, dy, dz = x - f[0], y - f[1], z - f[2]
+            if r > 0 and dx * dx + dy * dy + dz * dz < r * r:
+                return k
+        elif f[0] * x + f[1] * y + f[2] * z < f[3] - tol:
+            return k
+    return -1
+
+
+@jit
+def tool_clear_at(
+    kinds: np.ndarray, params: np.ndarray, reach: float, floor_z: float, x: float, y: float, z: float
+) -> bool:
+    """:meth:`Zones.tool_clear` in a kernel: ``reach`` is ``Zones.tool_reach_or_none`` (negative
+    without tool points: then always clear), ``floor_z`` the workspace floor."""
+    if reach < 0.0:
+        return True
+    return z - reach >= floor_z and first_inside(kinds, params, x, y, z, -reach) < 0
 
 
 @jit

@@ -1,0 +1,272 @@
+"""The end effector's per-tick maths in three compiled calls: the shield's fast path.
+
+``Shield._filter_ee`` checks a target in a fixed order (see :mod:`safety.shield`). The numeric
+work of that order runs here, on float64 scalars, with the same operations as the numpy code it
+replaced (``safety.rotation_kernels`` for the rotations, ``safety.motion`` for the filter):
+
+* :func:`ee_target`: the target's orientation (unit, the sign nearest the last command), the
+  tracking bound of the last command, the workspace / keep-out check of the target, its tilt,
+  and whether its tool (and the last command's) is far from the floor and every zone;
+* :func:`ee_track`: the tracking bound of the target (clamped toward the measured pose) and
+  whether the result is inside the filter's box;
+* :func:`ee_motion`: the rotation error, the motion filter's step on the six axes (the target's
+  velocity estimated from the last two), the new orientation, the commit, and whether the new
+  command's tool is far from everything.
+
+What needs Python (projecting a target out of a zone, the tool's projection, leaving a zone,
+a new free box, the tool's floor) stays in the shield, between the calls; each call returns
+bits saying what it found. Every result is pinned to the numpy shield it replaced by
+``bench/shield_cost.py --reference`` and ``tests/safety/test_ee_kernels.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .compiled import dot3, jit
+from .motion import _GRID, CHANGED, P, all_on_target, clamp_velocity_hint, commit, direct_mask, limited_step
+from .rotation_kernels import (
+    q_angle_bound,
+    q_mul,
+    q_nearest,
+    q_normalize,
+    q_rel_rotvec,
+    q_slerp,
+    q_untilt,
+    rotvec_to_q,
+    tool_tilt_q,
+)
+from .zones import first_inside, tool_clear_at
+
+__all__ = [
+    "CONSTANTS",
+    "INSIDE",
+    "KEEP_OUT",
+    "ROTATION_DIRECT",
+    "TILT",
+    "TOOL_CLEAR",
+    "TOOL_NEAR",
+    "TRACKING",
+    "WORKSPACE",
+    "ee_motion",
+    "ee_target",
+    "ee_track",
+]
+
+#: The layout of the shield's constants array (``Shield._ee_constants``).
+CONSTANTS = (
+    "max_translation_m",
+    "max_rotation_rad",
+    "has_tilt_limit",
+    "max_tilt_rad",
+    "nominal_z_x",
+    "nominal_z_y",
+    "nominal_z_z",
+    "tool_reach",
+    "floor_z",
+    "rotation_lookahead",
+)
+_MAX_T, _MAX_R, _HAS_TILT, _MAX_TILT, _NZ, _REACH, _FLOOR, _LOOKAHEAD = 0, 1, 2, 3, 4, 7, 8, 9
+
+# Bits of the results.
+TRACKING = 1  # ee_target: the last command is too far from the arm; ee_track: the target is
+WORKSPACE = 2  # ee_target: the target is outside the workspace box
+KEEP_OUT = 4  # ee_target: the target is inside a grown keep-out zone
+TILT = 8  # the orientation was tilted beyond max_tilt_rad and brought back onto the cone
+TOOL_NEAR = 16  # ee_target: the tool at the target or the last command may reach the floor or a zone
+INSIDE = 32  # ee_track: the (clamped) target is inside the filter's box
+ROTATION_DIRECT = 64  # ee_motion: the orientation took the target's exactly
+TOOL_CLEAR = 128  # ee_motion: the new command's tool cannot reach the floor or a zone
+
+
+@jit
+def ee_target(
+    fused: bool,
+    target_quat: np.ndarray,
+    q_last: np.ndarray,
+    p_last: np.ndarray,
+    m_pos: np.ndarray,
+    m_quat: np.ndarray,
+    pos: np.ndarray,
+    box: np.ndarray,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    c: np.ndarray,
+    out_q: np.ndarray,
+) -> int:
+    """The target's orientation into ``out_q`` (normalised, the sign nearest ``q_last``, tilted
+    back onto the cone); bits :data:`TRACKING` (the last command ``p_last``, ``q_last`` is too far
+    from the measured ``m_pos``, ``m_quat``: nothing else is checked), :data:`WORKSPACE` or
+    :data:`KEEP_OUT` (``pos`` outside ``box``, rows min and max, or in a zone), :data:`TILT`,
+    :data:`TOOL_NEAR` (at ``pos`` or ``p_last``). ``c``: the constants (:data:`CONSTANTS`)."""
+    x, y, z, w = q_normalize(fused, target_quat[0], target_quat[1], target_quat[2], target_quat[3])
+    x, y, z, w = q_nearest(fused, x, y, z, w, q_last[0], q_last[1], q_last[2], q_last[3])
+    out_q[0], out_q[1], out_q[2], out_q[3] = x, y, z, w
+    dx, dy, dz = p_last[0] - m_pos[0], p_last[1] - m_pos[1], p_last[2] - m_pos[2]
+    if math.sqrt(dot3(fused, dx, dy, dz, dx, dy, dz)) > c[_MAX_T] or (
+        q_angle_bound(
+            fused, q_last[0], q_last[1], q_last[2], q_last[3], m_quat[0], m_quat[1], m_quat[2], m_quat[3]
+        )
+        > c[_MAX_R]
+    ):
+        return TRACKING
+    bits = 0
+    px, py, pz = pos[0], pos[1], pos[2]
+    if not (box[0, 0] <= px <= box[1, 0] and box[0, 1] <= py <= box[1, 1] and box[0, 2] <= pz <= box[1, 2]):
+        bits |= WORKSPACE
+    elif first_inside(kinds, params, px, py, pz, 0.0) >= 0:
+        bits |= KEEP_OUT
+    if c[_HAS_TILT] != 0.0:
+        nx, ny, nz = c[_NZ], c[_NZ + 1], c[_NZ + 2]
+        tilt = tool_tilt_q(fused, nx, ny, nz, x, y, z, w)
+        if tilt > c[_MAX_TILT]:
+            bits |= TILT
+            out_q[0], out_q[1], out_q[2], out_q[3] = q_untilt(
+                fused, nx, ny, nz, x, y, z, w, tilt, c[_MAX_TILT]
+            )
+    reach, floor = c[_REACH], c[_FLOOR]
+    if not (
+        tool_clear_at(kinds, params, reach, floor, px, py, pz)
+        and tool_clear_at(kinds, params, reach, floor, p_last[0], p_last[1], p_last[2])
+    ):
+        bits |= TOOL_NEAR
+    return bits
+
+
+@jit
+def ee_track(
+    fused: bool,
+    pos: np.ndarray,
+    quat: np.ndarray,
+    m_pos: np.ndarray,
+    m_quat: np.ndarray,
+    q_last: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    c: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """The target ``pos``, ``quat`` within the tracking bound of the measured ``m_pos``,
+    ``m_quat``, into ``out`` (position, then quaternion): moved toward the arm along the line,
+    turned toward it along the geodesic (the sign nearest ``q_last``, tilted back onto the cone).
+    Bits :data:`TRACKING` (it was beyond), :data:`TILT`, :data:`INSIDE` (the result is inside
+    ``[lo, hi]``, their first three values)."""
+    sx, sy, sz = pos[0] - m_pos[0], pos[1] - m_pos[1], pos[2] - m_pos[2]
+    dist = math.sqrt(dot3(fused, sx, sy, sz, sx, sy, sz))
+    x, y, z, w = quat[0], quat[1], quat[2], quat[3]
+    angle = q_angle_bound(fused, m_quat[0], m_quat[1], m_quat[2], m_quat[3], x, y, z, w)
+    out[0], out[1], out[2] = pos[0], pos[1], pos[2]
+    bits = 0
+    if dist > c[_MAX_T] or angle > c[_MAX_R]:
+        bits |= TRACKING
+        if dist > c[_MAX_T]:
+            k = c[_MAX_T] / dist
+            out[0], out[1], out[2] = m_pos[0] + sx * k, m_pos[1] + sy * k, m_pos[2] + sz * k
+        if angle > c[_MAX_R]:
+            x, y, z, w = q_slerp(
+                fused, m_quat[0], m_quat[1], m_quat[2], m_quat[3], x, y, z, w, c[_MAX_R] / angle
+            )
+            x, y, z, w = q_nearest(fused, x, y, z, w, q_last[0], q_last[1], q_last[2], q_last[3])
+            if c[_HAS_TILT] != 0.0:
+                nx, ny, nz = c[_NZ], c[_NZ + 1], c[_NZ + 2]
+                tilt = tool_tilt_q(fused, nx, ny, nz, x, y, z, w)
+                if tilt > c[_MAX_TILT]:
+                    bits |= TILT
+                    x, y, z, w = q_untilt(fused, nx, ny, nz, x, y, z, w, tilt, c[_MAX_TILT])
+    out[3], out[4], out[5], out[6] = x, y, z, w
+    if lo[0] <= out[0] <= hi[0] and lo[1] <= out[1] <= hi[1] and lo[2] <= out[2] <= hi[2]:
+        bits |= INSIDE
+    return bits
+
+
+@jit
+def ee_motion(
+    fused: bool,
+    aim: np.ndarray,
+    quat: np.ndarray,
+    q_last: np.ndarray,
+    pos_free: np.ndarray,
+    quat_free: np.ndarray,
+    prev: np.ndarray,
+    pva: np.ndarray,
+    limits: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    vlo: np.ndarray,
+    vhi: np.ndarray,
+    dt: float,
+    c: np.ndarray,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """One step of the end effector's motion filter toward ``aim``, ``quat`` (``Axes.step`` on
+    translation and rotation, the rotation in world-frame rotation vectors relative to the last
+    command ``q_last``), committed in ``pva``; the new command into ``out`` (position, then
+    quaternion). ``pos_free``, ``quat_free``: the allowed target before the clamps that depend on
+    the arm and the filter; ``prev`` (``[known, position, quaternion]``) the last tick's, for the
+    target's velocity, then this tick's. Bits: the step's (``motion.JERK`` ... ``CHANGED``),
+    :data:`ROTATION_DIRECT`, :data:`TOOL_CLEAR`."""
+    n = 6
+    for i in range(3, n):
+        pva[P, i] = 0.0
+    ex, ey, ez = q_rel_rotvec(
+        fused, quat[0], quat[1], quat[2], quat[3], q_last[0], q_last[1], q_last[2], q_last[3]
+    )
+    full_x, full_y, full_z = ex, ey, ez
+    turn = math.sqrt(dot3(fused, ex, ey, ez, ex, ey, ez))
+    if turn > c[_LOOKAHEAD]:
+        # Aim along the geodesic, a little ahead (see Shield._filter_ee).
+        k = c[_LOOKAHEAD] / turn
+        ex, ey, ez = ex * k, ey * k, ez * k
+    target = np.empty(n)
+    target[0], target[1], target[2], target[3], target[4], target[5] = aim[0], aim[1], aim[2], ex, ey, ez
+    mask = np.empty(n, dtype=np.bool_)
+    x_new = np.empty(n)
+    n_direct = direct_mask(target, pva, lo, hi, limits, vlo, vhi, dt, mask)
+    if n_direct == n and all_on_target(pva):
+        bits = 0
+        for i in range(n):
+            x_new[i] = target[i]
+    else:
+        # How fast the allowed target moves, from the last two (0 without a last one).
+        vt = np.zeros(n)
+        if prev[0] != 0.0:
+            vt[0] = (pos_free[0] - prev[1]) / dt
+            vt[1] = (pos_free[1] - prev[2]) / dt
+            vt[2] = (pos_free[2] - prev[3]) / dt
+            tx, ty, tz = q_rel_rotvec(
+                fused,
+                quat_free[0],
+                quat_free[1],
+                quat_free[2],
+                quat_free[3],
+                prev[4],
+                prev[5],
+                prev[6],
+                prev[7],
+            )
+            vt[3], vt[4], vt[5] = tx / dt, ty / dt, tz / dt
+        clamp_velocity_hint(vt, vlo, vhi)
+        bits = limited_step(target, mask, n_direct, pva, lo, hi, limits, vlo, vhi, vt, dt, _GRID, x_new)
+    if not bits & CHANGED or (mask[3] and mask[4] and mask[5]):
+        bits |= ROTATION_DIRECT
+        qx, qy, qz, qw = quat[0], quat[1], quat[2], quat[3]
+        tx, ty, tz = full_x, full_y, full_z  # the turn the commit records: the one computed above
+    else:
+        rx, ry, rz, rw = rotvec_to_q(fused, x_new[3], x_new[4], x_new[5])
+        mx, my, mz, mw = q_mul(rx, ry, rz, rw, q_last[0], q_last[1], q_last[2], q_last[3])
+        qx, qy, qz, qw = q_normalize(fused, mx, my, mz, mw)
+        tx, ty, tz = q_rel_rotvec(fused, qx, qy, qz, qw, q_last[0], q_last[1], q_last[2], q_last[3])
+    x_new[3], x_new[4], x_new[5] = tx, ty, tz
+    commit(pva, x_new, dt)
+    prev[0] = 1.0
+    prev[1], prev[2], prev[3] = pos_free[0], pos_free[1], pos_free[2]
+    prev[4], prev[5], prev[6], prev[7] = quat_free[0], quat_free[1], quat_free[2], quat_free[3]
+    out[0], out[1], out[2] = x_new[0], x_new[1], x_new[2]
+    out[3], out[4], out[5], out[6] = qx, qy, qz, qw
+    if tool_clear_at(kinds, params, c[_REACH], c[_FLOOR], x_new[0], x_new[1], x_new[2]):
+        bits |= TOOL_CLEAR
+    return bits

@@ -1,0 +1,169 @@
+"""The shield on compiled kernels decides what the numpy shield before them decided, bit for bit.
+
+``safety.ee_kernels`` runs the end effector's per-tick maths in compiled calls (issue 13);
+``_shield_reference.py`` is the shield as it was before (22fbb8f, on the numpy motion filter of
+``_motion_reference.py``), kept as the oracle. Both get the same targets and the same measured
+states (an arm that follows the commands, now and then knocked off them); every decision must
+match: hold, e-stop, the rules that fired, and every bit of the command. Run compiled and
+interpreted (numba absent), over configurations that reach every branch: keep-out zones, the
+tool's points or none, a tilt limit, reject mode, tracking holds, seeds outside the allowed set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from safety import (
+    Decision,
+    Measured,
+    Pose,
+    SafetyConfig,
+    Shield,
+    Target,
+    compiled,
+    ee_kernels,
+    motion,
+    rotation_kernels,
+    zones,
+)
+from safety import shield as shield_module
+from safety.rotations import quat_multiply, quat_normalize, rotvec_to_quat
+
+from . import _shield_reference as reference
+from ._helpers import HOME_JOINTS, HOME_POSITION, HOME_QUATERNION, interpreted_kernels
+
+KEEP_OUT = [
+    {"kind": "sphere", "name": "camera", "center": [0.5, 0.15, 0.3], "radius": 0.08},
+    {"kind": "box", "name": "fixture", "min": [0.55, -0.3, 0.02], "max": [0.7, -0.1, 0.2]},
+    {"kind": "half_space", "name": "table", "normal": [0, 0, 1], "offset": 0.05},
+]
+
+configs = st.fixed_dictionaries(
+    {},
+    optional={
+        "keep_out": st.just(KEEP_OUT),
+        "tool": st.just({"points": []}),
+        "orientation": st.just({"max_tilt_rad": 0.3}),
+        "on_workspace_violation": st.just("reject"),
+        "tracking": st.just({"on_violation": "hold"}),
+    },
+).map(lambda c: {**c, "estop_after_interventions": 0})
+
+finite = st.floats(-1.0, 1.0, allow_nan=False)
+quat_parts = st.tuples(finite, finite, finite, finite).filter(lambda q: sum(v * v for v in q) > 0.01)
+
+# One tick: what the target is, how the tick goes.
+ticks = st.tuples(
+    st.sampled_from(["near", "near", "near", "jump", "around", "floor", "nan", "none", "joints"]),
+    st.tuples(st.floats(-1.0, 1.0), st.floats(-1.0, 1.0), st.floats(-1.0, 1.0)),  # a direction
+    quat_parts,
+    st.sampled_from([0.01, 0.01, 0.01, 0.004, 0.05, 0.2]),  # dt: 0.2 is a stall
+    st.sampled_from([0.0, 0.0, 0.0, 0.0, 0.003, 0.2]),  # how far the arm is knocked off
+)
+
+
+def _target(kind: str, u: np.ndarray, q: np.ndarray, last: Decision | None, now: float) -> Target | None:
+    ee = last.target.ee if last is not None and last.target is not None else None
+    base_p = ee.position if ee is not None else HOME_POSITION
+    base_q = ee.quaternion if ee is not None else HOME_QUATERNION
+    if kind == "none":
+        return None
+    if kind == "joints":
+        return Target(time_s=now, joints=HOME_JOINTS + 0.05 * u.sum(), gripper=0.5)
+    if kind == "near":  # a smooth step, and a small turn
+        quat = quat_multiply(rotvec_to_quat(0.02 * u), base_q)
+        return Target(time_s=now, ee=Pose(base_p + 0.003 * u, quat), gripper=1.0)
+    if kind == "jump":
+        return Target(time_s=now, ee=Pose(HOME_POSITION + 5.0 * u, q), gripper=2.0)
+    if kind == "around":  # in and around the workspace, any orientation
+        return Target(time_s=now, ee=Pose(np.array([0.5, 0.0, 0.35]) + 0.45 * u, q), gripper=0.0)
+    if kind == "floor":  # at the floor, tilted: the tool's points reach below the TCP
+        turn = quat_multiply(rotvec_to_quat(0.8 * u), HOME_QUATERNION)
+        return Target(
+            time_s=now, ee=Pose(np.array([0.45, 0.1 * u[1], 0.03 + 0.05 * abs(u[2])]), turn), gripper=1.0
+        )
+    return Target(time_s=now, ee=Pose(np.array([math.nan, 0.0, 0.4]), q), gripper=1.0)
+
+
+def _same(got: Decision, want: Decision, k: int) -> None:
+    assert (got.hold, got.estop, got.fired) == (want.hold, want.estop, want.fired), k
+    assert (got.target is None) == (want.target is None), k
+    if got.target is None or want.target is None:
+        return
+    a, b = got.target, want.target
+    assert a.gripper == b.gripper or (
+        a.gripper is not None and b.gripper is not None and math.isnan(a.gripper)
+    )
+    for x, y in (
+        (a.joints, b.joints),
+        *(
+            ((a.ee.position, b.ee.position), (a.ee.quaternion, b.ee.quaternion))
+            if a.ee is not None and b.ee is not None
+            else ()
+        ),
+    ):
+        assert (x is None) == (y is None), k
+        if x is not None:
+            assert np.asarray(x, dtype=float).tobytes() == np.asarray(y, dtype=float).tobytes(), (k, x, y)
+    assert (a.ee is None) == (b.ee is None), k
+
+
+@pytest.fixture(params=["compiled", "interpreted"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the kernels run: compiled by numba, and as plain Python (numba absent)."""
+    if request.param == "interpreted":
+        interpreted_kernels(monkeypatch, shield_module, ee_kernels, motion, rotation_kernels, zones, compiled)
+    return str(request.param)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.filter_too_much,
+    ],
+)
+@given(
+    overrides=configs,
+    start=st.tuples(st.floats(0.2, 0.8), st.floats(-0.4, 0.4), st.floats(0.0, 0.75)),
+    start_turn=st.tuples(st.floats(-0.6, 0.6), st.floats(-0.6, 0.6), st.floats(-3.0, 3.0)),
+    sequence=st.lists(ticks, min_size=10, max_size=40),
+)
+def test_the_shield_decides_as_the_numpy_shield_did(
+    mode: str,
+    overrides: dict[str, object],
+    start: tuple[float, float, float],
+    start_turn: tuple[float, float, float],
+    sequence: list[tuple[str, tuple[float, float, float], tuple[float, ...], float, float]],
+) -> None:
+    config = SafetyConfig.from_mapping(overrides)
+    new, old = Shield(config), reference.Shield(config)
+    # Seeded anywhere, in zones and out of the workspace too: leaving them is part of the test.
+    quat0 = quat_multiply(rotvec_to_quat(np.array(start_turn)), HOME_QUATERNION)
+    measured = Measured(0.0, Pose(np.array(start), quat0), HOME_JOINTS.copy(), 1.0)
+    new.reset(measured)
+    old.reset(measured)
+    now, last = 0.0, None
+    for k, (kind, direction, q, dt, knock) in enumerate(sequence):
+        now += dt
+        u = np.array(direction)
+        target = _target(kind, u, quat_normalize(np.array(q)), last, now)
+        got = new.filter(target, measured, now, dt)
+        want = old.filter(target, measured, now, dt)
+        _same(got, want, k)
+        last = got
+        out = got.target
+        if out is not None:
+            ee = out.ee if out.ee is not None else measured.ee
+            if knock:  # the arm off its command: tracking bounds, an arm inside a zone
+                ee = Pose(np.asarray(ee.position) + knock * u, ee.quaternion)
+            joints = out.joints if out.joints is not None else measured.joints
+            gripper = out.gripper if out.gripper is not None else measured.gripper
+            measured = Measured(now, ee, np.asarray(joints), gripper)
