@@ -174,6 +174,25 @@ class HermiteCurve(Curve):
         self.velocities = table[1]
         self.accelerations: np.ndarray | None = table[2] if order == 5 else None
 
+    @classmethod
+    def through_states(
+        cls, times: np.ndarray, states: np.ndarray, *, bounded: Sequence[int] = ()
+    ) -> HermiteCurve:
+        """The quintic through the exact states ``[3, n, D]`` (positions, velocities,
+        accelerations) at ``times`` ``[n]``: ``HermiteCurve(times, states[0], order=5,
+        velocities=states[1], accelerations=states[2], bounded=bounded)``, taking ``states``
+        (C-contiguous float64, as ``_Plan`` evaluates them) as its table instead of copying it."""
+        curve = cls.__new__(cls)
+        Curve.__init__(curve, times, states[0], bounded=bounded)
+        if states.shape != (3, *curve.values.shape):
+            raise ValueError(f"need states [3, n, D] for {curve.values.shape} waypoints, got {states.shape}")
+        curve.order = curve._order = 5
+        curve._table = _kernels.kernel_array(states)
+        curve.values = curve._table[0]
+        curve.velocities = curve._table[1]
+        curve.accelerations = curve._table[2]
+        return curve
+
 
 def make_curve(
     kind: str,

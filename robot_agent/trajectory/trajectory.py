@@ -118,11 +118,11 @@ class _Plan:
         else:
             start, end, t0, length = curve.start, curve.end, self.t0, self.length
             fade_end = t0 + length
-            rows = []
+            flat: list[float] = []
             for t in ts.tolist():
                 edge = min(max(t, start), end)
-                rows.append((*_smoothstep((edge - t0) / length), 1.0) if edge < fade_end else _STILL)
-            steps = np.array(rows, dtype=float).reshape(ts.shape[0], 4)
+                flat.extend((*_smoothstep((edge - t0) / length), 1.0) if edge < fade_end else _STILL)
+            steps = np.array(flat, dtype=float).reshape(ts.shape[0], 4)
             rate = 1.0 / length
         return _kernels.plan_at(
             curve.times, curve._table, curve._order, curve._mask,
@@ -171,16 +171,9 @@ class _Plan:
         span = max(until - now, dt)
         # Knots every dt / 2 at most (the tolerance keeps their number fixed under rounding).
         count = max(2, math.ceil(2.0 * span / dt - 1e-6))
-        knots = np.concatenate([[now - dt], now + span * np.arange(count + 1) / count])
-        positions, velocities, accelerations = self.derivatives_at(knots)
-        return HermiteCurve(
-            knots,
-            positions,
-            order=5,
-            velocities=velocities,
-            accelerations=accelerations,
-            bounded=self.curve.bounded,
-        )
+        # now + span * arange(count + 1) / count, in Python floats (the same operations)
+        knots = np.array([now - dt, *(now + span * k / count for k in range(count + 1))])
+        return HermiteCurve.through_states(knots, self._at(knots), bounded=self.curve.bounded)
 
     def settle(self, now: float) -> None:
         """Drop the old curve once its fade is over."""
@@ -267,10 +260,11 @@ class Trajectory:
         # An action due within half a tick cannot be reached smoothly from where the arm is
         # commanded now (the first segment would last microseconds): it counts as past.
         future = times > now + 0.5 * self._control_dt
-        dropped = int(np.count_nonzero(~future))
-        if not future.any():
+        ahead = np.flatnonzero(future)
+        dropped = int(waypoints.shape[0] - ahead.shape[0])
+        if not ahead.shape[0]:
             return ChunkResult(dropped=dropped, kept=0)
-        first = int(np.argmax(future))
+        first = int(ahead[0])
         first_time = min(float(times[first]) - dt, now)
         plan = self._plan
         if plan is not None and not plan.curve.start <= now <= plan.end:
@@ -312,15 +306,23 @@ class Trajectory:
             )
         else:
             old = old_w = old_c = None
-        blended = blend(
-            "replace" if self.blend_mode == "crossfade" else self.blend_mode,
-            new,
-            old,
-            old_w,
-            old_c,
-            crossfade_steps=self.crossfade_steps,
-            ensemble_decay=self.ensemble_decay,
-        )
+        if self.blend_mode in ("crossfade", "replace"):
+            # The new chunk as it is (blend's "replace"); no ensemble bookkeeping: an ensemble
+            # reads none as weight 1 and one prediction, what "replace" would have recorded.
+            values, weights, counts = new, None, None
+        else:
+            blended = blend(
+                self.blend_mode,
+                new,
+                old,
+                old_w,
+                old_c,
+                crossfade_steps=self.crossfade_steps,
+                ensemble_decay=self.ensemble_decay,
+            )
+            values = blended.values
+            weights = np.concatenate([[1.0], blended.weight_sums])
+            counts = np.concatenate([[1.0], blended.counts])
         if plan is None:
             # Nothing to continue: start at now, at rest, from where the arm is held.
             anchor = np.asarray(start, dtype=float)
@@ -346,7 +348,7 @@ class Trajectory:
                 first_value = np.asarray(before, dtype=float)
             start_velocity = None
         all_times = np.concatenate([[first_time], times])
-        all_values = np.vstack([first_value[None, :], blended.values])
+        all_values = np.vstack([first_value[None, :], values])
         curve = make_curve(
             self.interpolation,
             all_times,
@@ -360,8 +362,8 @@ class Trajectory:
             length = (1 if self.blend_mode == "replace" else self.crossfade_steps) * dt
             # The old plan frozen, so that the new one never evaluates more than one older curve.
             self._plan = _Plan(curve, plan.frozen(now, now + length, dt), now, length)
-        self._weights = np.concatenate([[1.0], blended.weight_sums])
-        self._counts = np.concatenate([[1.0], blended.counts])
+        self._weights = weights
+        self._counts = counts
         if self._follower is not None and not self._follower.initialised:
             self._follower.reset(first_value)
         return ChunkResult(dropped=dropped, kept=int(times.shape[0]))
