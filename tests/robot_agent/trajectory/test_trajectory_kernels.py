@@ -279,3 +279,77 @@ def test_inputs_of_any_array_form_use_the_kernels_loaded_at_build(form: str) -> 
         curve.samples_at(shaped(np.linspace(0.0, 0.3, 5)))
         curve.derivatives(np.float32(0.1))  # type: ignore[arg-type]
         assert _signatures() == compiled
+
+
+ARRIVAL, POLICY_DT, FADE_STEPS, LENGTH = 0.033, 0.05, 6, 20
+
+
+def _work(
+    blend_mode: str, interpolation: str, chunks: int, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, int]:
+    """Compiled evaluation in one tick, one ``remaining`` and one more chunk after ``chunks``
+    chunks (one every 33 ms, 2 mm behind the last, a 0.3 s fade: about nine fading at once):
+    calls, times evaluated and waypoints of the curves handed over. ``test_trajectory_cost.py``
+    counted ``Curve._segment`` calls, which the compiled path no longer makes."""
+    traj = Trajectory(
+        blend_mode=blend_mode,
+        crossfade_steps=FADE_STEPS,
+        interpolation=interpolation,
+        control_dt=0.01,
+        ruckig_limits=(np.full(2, 1.0), np.full(2, 10.0), np.full(2, 200.0)),
+    )
+    now = 0.0
+    for i in range(chunks):
+        now = i * ARRIVAL
+        capture = max(now - 0.02, 0.0)
+        values = np.stack(
+            [0.03 * (capture + POLICY_DT * np.arange(LENGTH)) - 0.002 * i, np.zeros(LENGTH)], axis=1
+        )
+        traj.add_chunk(values, capture, POLICY_DT, now, start=np.zeros(2))
+        traj.sample(now)
+    counted = {"calls": 0, "times": 0, "waypoints": 0}
+
+    def counting(name: str) -> Any:
+        kernel = getattr(_kernels, name)
+
+        def counted_call(*args: Any) -> Any:
+            counted["calls"] += 1
+            counted["times"] += args[8].shape[0] if name == "plan_at" else 1
+            counted["waypoints"] += args[0].shape[0] + (args[4].shape[0] if name.startswith("plan") else 0)
+            return kernel(*args)
+
+        return counted_call
+
+    work: dict[str, int] = {}
+    with monkeypatch.context() as patch:
+        for name in ENTRIES:
+            patch.setattr(_kernels, name, counting(name))
+        last = now
+        for label, call in (
+            ("tick", lambda: traj.sample(last + 0.01)),
+            ("remaining", lambda: traj.remaining(last + 0.01)),
+            (
+                "chunk",
+                lambda: traj.add_chunk(
+                    np.zeros((LENGTH, 2)), last + 0.013, POLICY_DT, last + ARRIVAL, np.zeros(2)
+                ),
+            ),
+            ("tick after", lambda: traj.sample(last + ARRIVAL + 0.01)),
+        ):
+            counted.update(calls=0, times=0, waypoints=0)
+            call()
+            work.update({f"{label} {key}": value for key, value in counted.items()})
+    return work
+
+
+@pytest.mark.parametrize("blend_mode", ["replace", "crossfade", "ensemble"])
+@pytest.mark.parametrize("interpolation", ["linear", "cubic", "minimum_jerk", "ruckig"])
+def test_the_compiled_work_does_not_grow_with_the_chunks_received(
+    blend_mode: str, interpolation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    early = _work(blend_mode, interpolation, 5, monkeypatch)
+    late = _work(blend_mode, interpolation, 200, monkeypatch)
+    assert late == early
+    # A tick is one compiled call on the plan's curve and at most one older one.
+    assert early["tick calls"] == early["tick after calls"] == 1
+    assert early["tick times"] == 1
