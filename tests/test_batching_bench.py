@@ -145,14 +145,21 @@ def test_the_model_alone_is_timed_at_powers_of_two_up_to_the_largest_max_batch(b
 
 
 def test_the_ceiling_is_the_batch_over_its_cost_in_calls_of_one(batching: ModuleType) -> None:
-    curve = {1: {"p50": 2.0}, 2: {"p50": 3.0}, 4: {"p50": 5.0}, 8: {"p50": 10.0}}
+    curve = {
+        1: {"p50": 2.0, "min": 1.0},
+        2: {"p50": 3.0, "min": 2.0},
+        4: {"p50": 5.0, "min": 3.0},
+        8: {"p50": 10.0, "min": 4.0},
+    }
     ceiling = batching.model_ceiling(curve)
     assert ceiling[1] == {"cost_over_batch_1": 1.0, "throughput_gain": 1.0}
     assert ceiling[8]["cost_over_batch_1"] == pytest.approx(5.0)
     assert ceiling[8]["throughput_gain"] == pytest.approx(1.6)  # 8 answers in the time of 5
     assert ceiling[2]["throughput_gain"] == pytest.approx(4 / 3)
+    assert batching.model_ceiling(curve, "min")[8]["throughput_gain"] == pytest.approx(2.0)
     line = batching.ceiling_line(curve, 1)
-    assert "(1 CPU thread)" in line and "batch 8 costs 5.00x batch 1" in line and "at most 1.60x" in line
+    assert "(1 CPU thread)" in line and "8: 10.00/4.00" in line
+    assert "batch 8 costs 5.00x (min 4.00x) batch 1" in line and "at most 1.60x (min 2.00x)" in line
     report = batching.report(
         {"rows": [], "ratios": [], "model_alone_ms": curve, "model_threads": {"server": 2}}
     )
