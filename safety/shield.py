@@ -64,6 +64,7 @@ from .motion import (
     _stop1,
     stop_distance,
 )
+from .rotation_kernels import q_normalize
 from .rotations import (
     quat_multiply,
     quat_normalize,
@@ -213,6 +214,7 @@ class Shield:
             dtype=float,
         )
         self._ee_prev = np.zeros(8)
+        self._ee_seed = np.zeros(6)
         self._load_ee_kernels()
         self._mode: str | None = None  # "ee" or "joints" once seeded
         self._gripper: float | None = None
@@ -300,8 +302,10 @@ class Shield:
             return self._count(self._hold(measured, now_s, tuple(dict.fromkeys(fired))), measured, now_s)
         ee, joints = out
         gripper = self._filter_gripper(target.gripper, measured, dt_s, fired)
-        safe = Target(time_s=now_s, ee=ee, joints=joints, gripper=gripper)
-        return self._count(Decision(target=safe, fired=tuple(dict.fromkeys(fired))), measured, now_s)
+        safe = Target(now_s, ee, joints, gripper)  # positional: half the cost of keywords
+        return self._count(
+            Decision(safe, False, False, tuple(dict.fromkeys(fired)) if fired else ()), measured, now_s
+        )
 
     # --- end effector -----------------------------------------------------------------------
 
@@ -318,6 +322,11 @@ class Shield:
         pos = _kernel_array(target.ee.position)
         m_pos = _kernel_array(measured.ee.position)
         m_quat = _kernel_array(measured.ee.quaternion)
+        if m_pos.shape != (3,) or m_quat.shape != (4,) or self._quat.shape != (4,):
+            # The kernels read three and four values: refuse other shapes (numpy raised too).
+            raise ValueError(
+                f"measured.ee: position must have shape (3,), quaternion (4,); got {m_pos.shape}, {m_quat.shape}"
+            )
         if zones.raw_keep_out:
             self._check_arm_in_zone(m_pos, fired)
 
@@ -846,8 +855,7 @@ class Shield:
         ee = measured.ee if self._mode != "joints" else None
         joints = np.asarray(measured.joints, dtype=float) if self._mode == "joints" else None
         g = float(measured.gripper) if math.isfinite(measured.gripper) else None
-        hold = Target(time_s=now_s, ee=ee, joints=joints, gripper=g)
-        return Decision(target=hold, hold=True, estop=estop, fired=fired)
+        return Decision(Target(now_s, ee, joints, g), True, estop, fired)
 
     def _count(self, decision: Decision, measured: Measured, now_s: float) -> Decision:
         """Latch the e-stop after too many consecutive severe interventions."""
@@ -866,15 +874,19 @@ class Shield:
 
     def _seed(self, measured: Measured, mode: str | None = None) -> None:
         p = np.asarray(measured.ee.position, dtype=float)
-        self._ee.seed(np.concatenate([p, np.zeros(3)]))
-        self._quat = quat_normalize(measured.ee.quaternion)
+        self._ee_seed[:3] = p  # rotation axes at 0: they count from the seed's orientation
+        self._ee.seed(self._ee_seed)
+        self._quat = _unit_quaternion(measured.ee.quaternion)
         self._joints.seed(np.asarray(measured.joints, dtype=float))
-        self._set_box(*self._zones.free_box(p, p))
+        lo, hi = self._zones.free_box(p, p)
+        if lo is not self._box[0] or hi is not self._box[1]:  # free_box gives the same objects
+            self._set_box(lo, hi)
         esc = self._zones.escape(p)
         self._escape_ee = None if esc is None else (esc[0], esc[1])
         q = self._joints.p
-        outside_lo, outside_hi = q < self._q_lo, q > self._q_hi
-        self._escape_joints = (outside_lo, outside_hi) if (outside_lo.any() or outside_hi.any()) else None
+        self._escape_joints = None
+        if any(x < a or x > b for x, a, b in zip(q.tolist(), self._q_lo_list, self._q_hi_list, strict=True)):
+            self._escape_joints = (q < self._q_lo, q > self._q_hi)
         self._gripper = float(measured.gripper) if math.isfinite(measured.gripper) else None
         self._mode = mode
         # The last allowed targets, for their velocity; forgotten on a hold (nothing to follow).
@@ -926,6 +938,16 @@ def _angle(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * math.acos(d)
 
 
+def _unit_quaternion(q: Any) -> np.ndarray:
+    """:func:`~safety.rotations.quat_normalize` of a measured quaternion (known to have a usable
+    norm), on the compiled kernel when it has four values."""
+    q = _kernel_array(q)
+    if q.shape != (4,):
+        return quat_normalize(q)  # the end effector's path refuses it (_filter_ee)
+    x, y, z, w = q.tolist()
+    return np.array(q_normalize(_FUSED, x, y, z, w))
+
+
 def _finite(x: Any) -> bool:
     # Plain floats: cheaper than numpy reductions on a handful of values.
     return all(map(math.isfinite, np.asarray(x, dtype=float).ravel().tolist()))
@@ -933,7 +955,9 @@ def _finite(x: Any) -> bool:
 
 def _measured_ok(m: Measured) -> bool:
     try:
-        qq = float(np.dot(m.ee.quaternion, m.ee.quaternion))
+        quat = m.ee.quaternion
+        # ndarray.dot is np.dot (the same code), at half the call's cost.
+        qq = float(quat.dot(quat) if type(quat) is np.ndarray else np.dot(quat, quat))
         # A finite sum of squares has finite terms: the element-wise check only when it is not.
         return (
             _finite(m.ee.position)
