@@ -230,22 +230,54 @@ def state_vector(
     ``near_rotvec`` when given (else angle in [0, pi]). Raises :class:`SpecMismatch` for a name
     not in ``STATE_NAMES``. Observation after observation, use :class:`StateVectorBuilder`,
     which keeps ``ee_r*`` continuous."""
+    return _state_vector(state, names, None, near_rotvec)
+
+
+# Where a state-vector entry comes from: (_JOINT, j), (_POSITION, i), (_ROTVEC, i), (_GRIPPER, 0).
+_JOINT, _POSITION, _ROTVEC, _GRIPPER = range(4)
+
+
+def _sources(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """Where each of ``names`` is read from; raises :class:`SpecMismatch` for the first that is
+    not fillable."""
+    out = []
+    for name in names:
+        joint = vocabulary.joint_index(name)
+        if joint is not None:
+            out.append((_JOINT, joint))
+        elif name in EE_POSITION_NAMES:
+            out.append((_POSITION, EE_POSITION_NAMES.index(name)))
+        elif name in EE_ROTVEC_NAMES:
+            out.append((_ROTVEC, EE_ROTVEC_NAMES.index(name)))
+        elif name == "gripper":
+            out.append((_GRIPPER, 0))
+        else:
+            raise _not_fillable(name)
+    return tuple(out)
+
+
+def _state_vector(
+    state: RobotState,
+    names: Sequence[str],
+    sources: tuple[tuple[int, int], ...] | None,
+    near_rotvec: np.ndarray | None,
+) -> np.ndarray:
+    """:func:`state_vector`, reading ``sources`` (``_sources(names)``, given or worked out)."""
     rotvec = quat_to_rotvec(state.ee.quaternion)
     if near_rotvec is not None:
         rotvec = _nearest(rotvec, np.asarray(near_rotvec, dtype=float))
-    out = np.empty(len(names), dtype=np.float32)
-    for i, name in enumerate(names):
-        joint = vocabulary.joint_index(name)
-        if joint is not None:
-            out[i] = state.joint_positions[joint]
-        elif name in EE_POSITION_NAMES:
-            out[i] = state.ee.position[EE_POSITION_NAMES.index(name)]
-        elif name in EE_ROTVEC_NAMES:
-            out[i] = rotvec[EE_ROTVEC_NAMES.index(name)]
-        elif name == "gripper":
-            out[i] = state.gripper
+    if sources is None:
+        sources = _sources(names)
+    out = np.empty(len(sources), dtype=np.float32)
+    for i, (kind, index) in enumerate(sources):
+        if kind == _JOINT:
+            out[i] = state.joint_positions[index]
+        elif kind == _POSITION:
+            out[i] = state.ee.position[index]
+        elif kind == _ROTVEC:
+            out[i] = rotvec[index]
         else:
-            raise _not_fillable(name)
+            out[i] = state.gripper
     return out
 
 
@@ -270,6 +302,7 @@ class StateVectorBuilder:
         if unknown:
             raise _not_fillable(unknown[0])
         self.names = tuple(names)
+        self._sources = _sources(self.names)
         self._rotvec: np.ndarray | None = None
 
     @property
@@ -284,7 +317,7 @@ class StateVectorBuilder:
         if self._rotvec is not None:
             rotvec = _nearest(rotvec, self._rotvec)
         self._rotvec = rotvec
-        return state_vector(state, self.names, near_rotvec=rotvec)
+        return _state_vector(state, self.names, self._sources, rotvec)
 
     def reset(self) -> None:
         self._rotvec = None
