@@ -43,7 +43,9 @@ class Curve:
 
     Evaluated by the compiled loops of :mod:`robot_agent.trajectory._kernels` on the curve's
     table ``[3, n, D]`` (positions, velocities, accelerations at the waypoints) and ``order``
-    (1: linear, 3: cubic, 5: quintic), which subclasses set.
+    (1: linear, 3: cubic, 5: quintic), which subclasses set (``Curve`` itself is linear).
+    Outside ``[start, end]`` a plan continues a curve at its end velocities, its bounded columns
+    held (a gripper holds its last command; extrapolating it would leave the waypoints' range).
     """
 
     _order = 1
@@ -65,22 +67,13 @@ class Curve:
                 f"bounded columns {columns} outside the {values.shape[1]} columns of the waypoints"
             )
         self.bounded: tuple[int, ...] = tuple(columns)
-        self._bounded = np.array(columns, dtype=int)
-        self._mask = np.zeros(values.shape[1], dtype=np.bool_)
-        self._mask[self._bounded] = True
+        self._mask = np.zeros(
+            values.shape[1], dtype=np.bool_
+        )  # the bounded columns, as the kernels read them
+        self._mask[columns] = True
         self._table = values[None]  # [1, n, D]: a linear curve reads positions only
         self.start: float = self._times[0]
         self.end: float = self._times[-1]
-
-    def held(self, velocity: np.ndarray) -> np.ndarray:
-        """``velocity`` ``[D]`` or ``[m, D]`` with the bounded columns zeroed: the velocity at
-        which the curve is continued outside ``[start, end]`` (a gripper holds its last command;
-        extrapolating it would leave the waypoints' range). The same array when none is bounded."""
-        if not self.bounded:
-            return velocity
-        out = np.array(velocity, dtype=float)
-        out[..., self._bounded] = 0.0
-        return out
 
     def _segment(self, t: float) -> tuple[int, float, float]:
         """Index k of the segment holding ``t``, its length h and the phase s in [0, 1]: what
