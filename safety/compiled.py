@@ -9,7 +9,8 @@ Kernels give the same bits as the numpy code they replace. Element-wise numpy ar
 each operation, as a kernel does (no fastmath, so no contraction). ``ndarray.dot`` does not:
 numpy hands 1-D dot products to its BLAS, whose loop may fuse each multiply-add (OpenBLAS's
 Haswell kernels do: one rounding per term, on this project's machines). :func:`dot3` and
-:func:`dot4` reproduce it, told by :data:`NUMPY_DOT_FUSED` (probed at import) which way it rounds.
+:func:`dot4` reproduce it, told by :data:`NUMPY_DOT_FUSED` (probed at import) which way it rounds; :func:`matmul_rounding`
+says the same of a small matrix product, per shape.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-__all__ = ["NUMPY_DOT_FUSED", "dot3", "dot4", "fma", "jit"]
+__all__ = ["NUMPY_DOT_FUSED", "dot3", "dot4", "fma", "jit", "matmul_rounding"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -113,6 +114,32 @@ def _probe_numpy_dot() -> bool:
         if got not in (f, p):
             return False  # neither: the kernels round as plain numpy arithmetic would
     return fused_votes > 0 and plain_votes == 0
+
+
+def matmul_rounding(rows: int) -> bool | None:
+    """How numpy rounds ``a @ b.T`` for ``a`` of shape ``(rows, 3)`` and ``b`` of ``(3, 3)``
+    (``Zones.project_tool``'s offsets): True if each element is :func:`dot3` with fused
+    multiply-adds, False if without, None if neither (numpy's BLAS may take another path for
+    some shapes: one row is a matrix-vector product here, and rounds otherwise)."""
+    rng = np.random.default_rng(17)
+    for fused in (True, False):
+        for _ in range(8):
+            a, b = rng.normal(size=(rows, 3)), rng.normal(size=(3, 3))
+            got = (a @ b.T).tolist()
+            want = [
+                [_dot3_exact(fused, *a[i].tolist(), *b[j].tolist()) for j in range(3)] for i in range(rows)
+            ]
+            if got != want:
+                break
+        else:
+            return fused
+    return None
+
+
+def _dot3_exact(fused: bool, ax: float, ay: float, az: float, bx: float, by: float, bz: float) -> float:
+    if fused:
+        return 0.0 + _fma_exact(az, bz, _fma_exact(ay, by, _fma_exact(ax, bx, 0.0)))
+    return 0.0 + ax * bx + ay * by + az * bz
 
 
 #: Whether numpy's 1-D dot products fuse multiply-adds here (:func:`_probe_numpy_dot`).

@@ -20,6 +20,7 @@ from .compiled import dot3, dot4, jit
 __all__ = [
     "q_angle_bound",
     "q_axis_z",
+    "q_matrix",
     "q_mul",
     "q_nearest",
     "q_normalize",
@@ -142,6 +143,28 @@ def q_axis_z(fused: bool, qx: float, qy: float, qz: float, qw: float) -> Vec:
     xz, yz = x * z, y * z
     wx, wy = w * x, w * y
     return 2 * (xz + wy), 2 * (yz - wx), 1 - 2 * (xx + yy)
+
+
+@jit
+def q_matrix(
+    fused: bool, qx: float, qy: float, qz: float, qw: float
+) -> tuple[float, float, float, float, float, float, float, float, float]:
+    """:func:`~safety.rotations.quat_to_matrix`, row by row."""
+    x, y, z, w = q_normalize(fused, qx, qy, qz, qw)
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz = x * y, x * z, y * z
+    wx, wy, wz = w * x, w * y, w * z
+    return (
+        1 - 2 * (yy + zz),
+        2 * (xy - wz),
+        2 * (xz + wy),
+        2 * (xy + wz),
+        1 - 2 * (xx + zz),
+        2 * (yz - wx),
+        2 * (xz - wy),
+        2 * (yz + wx),
+        1 - 2 * (xx + yy),
+    )
 
 
 @jit

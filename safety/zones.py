@@ -26,8 +26,9 @@ import math
 
 import numpy as np
 
-from .compiled import jit
+from .compiled import NUMPY_DOT_FUSED, dot3, jit, matmul_rounding
 from .config import Box, KeepOut, KeepOutBox, KeepOutHalfSpace, KeepOutSphere
+from .rotation_kernels import q_matrix
 from .rotations import quat_to_matrix
 
 __all__ = ["Zones", "inflate"]
@@ -103,6 +104,21 @@ class Zones:
         self.kernel_kinds, self.kernel_params = self._kinds, self._params
         self.kernel_box = np.stack([self.lo, self.hi])
         self.tool_reach_or_none = self._tool_reach if self.has_tool else -1.0
+        # How numpy rounds the tool's offsets (tool @ R.T): project_tool's kernel rounds the
+        # same way, or (None: a way it does not know) takes numpy's offsets.
+        self._offsets_fused = matmul_rounding(len(pts)) if self.has_tool else NUMPY_DOT_FUSED
+        self._load_kernels()
+
+    def _load_kernels(self) -> None:
+        """Load the compiled kernels now (from numba's cache; compiled on a machine's first run),
+        with the argument types of every tick, not on the first control tick that needs them."""
+        p, q = np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0])
+        self.project(p)
+        self.project_tool(p, (q, q))
+        if self.has_tool:
+            self.tool_tick(p, q, q)
+            self.tool_over(p, q, self._tool_zero, np.zeros_like(self._tool_out))
+            self.tool_floor(q)
 
     # --- targets ----------------------------------------------------------------------------
 
@@ -124,16 +140,11 @@ class Zones:
         wall of the box at 53 degrees: depth x 0.36 per round, under the 1e-9 push in about 20
         rounds); overlapping zones that trap the point give None and the shield holds.
         """
-        q: np.ndarray = np.minimum(np.maximum(p, self.lo), self.hi)
-        for _ in range(_PROJECT_ROUNDS):
-            moved = False
-            for z in self.keep_out:
-                if _inside(z, q, 0.0):
-                    q = np.minimum(np.maximum(_push_out(z, q), self.lo), self.hi)
-                    moved = True
-            if not moved:
-                return q
-        return q if self.violation(q) is None else None
+        q = np.empty(3)
+        ok = _project(
+            NUMPY_DOT_FUSED, _f64(p), self.lo, self.hi, self._kinds, self._params, _PROJECT_ROUNDS, q
+        )
+        return q if ok else None
 
     def penetration(self, p: np.ndarray) -> np.ndarray:
         """How deep ``p`` is in each forbidden region, metres, 0 where it is allowed.
@@ -258,9 +269,28 @@ class Zones:
         the lowest point's depth; a zone pushes the TCP by the push that takes its deepest point
         (the TCP counts as one) just out.
         """
-        offsets = np.concatenate([np.zeros((1, 3))] + [self.tool @ quat_to_matrix(q).T for q in quats])
-        q = np.minimum(np.maximum(_f64(p), self.lo), self.hi)
-        ok = _project_points(q, offsets, self.lo, self.hi, self._kinds, self._params, _TOOL_ROUNDS)
+        q = np.empty(3)
+        if self._offsets_fused is None:
+            offsets = np.concatenate([np.zeros((1, 3))] + [self.tool @ quat_to_matrix(r).T for r in quats])
+            np.minimum(np.maximum(_f64(p), self.lo), self.hi, out=q)
+            ok = _project_points(q, offsets, self.lo, self.hi, self._kinds, self._params, _TOOL_ROUNDS)
+            return q if ok else None
+        fused = (NUMPY_DOT_FUSED, self._offsets_fused)
+        a, b = _f64(quats[0]), _f64(quats[-1])  # one orientation or two
+        ok = _project_tool(
+            fused,
+            _f64(p),
+            a,
+            b,
+            len(quats),
+            self.tool,
+            self.lo,
+            self.hi,
+            self._kinds,
+            self._params,
+            _TOOL_ROUNDS,
+            q,
+        )
         return q if ok else None
 
     # --- motion -----------------------------------------------------------------------------
@@ -515,6 +545,121 @@ def _project_points(
         if not moved:
             return True
     return False
+
+
+@jit
+def _clamp_into(q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """``np.minimum(np.maximum(q, lo), hi)``, in place."""
+    for i in range(3):
+        x = q[i] if q[i] >= lo[i] else lo[i]
+        q[i] = x if x <= hi[i] else hi[i]
+
+
+@jit
+def _project(
+    fused: bool,
+    p: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    rounds: int,
+    q: np.ndarray,
+) -> bool:
+    """:meth:`Zones.project` into ``q``: clamped into ``[lo, hi]``, then each zone it is in
+    (:func:`_inside`) pushes it out (:func:`_push_out`) and the box clamps it, round after round
+    until none does; False if ``rounds`` were not enough and ``q`` is still not allowed."""
+    for i in range(3):
+        q[i] = p[i]
+    _clamp_into(q, lo, hi)
+    for _ in range(rounds):
+        moved = False
+        for k in range(kinds.shape[0]):
+            f = params[k]
+            x, y, z = q[0], q[1], q[2]
+            if kinds[k] == 0:
+                if not (f[0] < x < f[3] and f[1] < y < f[4] and f[2] < z < f[5]):
+                    continue
+                # The nearest face (np.argmin's first), a low one on a tie.
+                k_lo, d_lo = 0, x - f[0]
+                if y - f[1] < d_lo:
+                    k_lo, d_lo = 1, y - f[1]
+                if z - f[2] < d_lo:
+                    k_lo, d_lo = 2, z - f[2]
+                k_hi, d_hi = 0, f[3] - x
+                if f[4] - y < d_hi:
+                    k_hi, d_hi = 1, f[4] - y
+                if f[5] - z < d_hi:
+                    k_hi, d_hi = 2, f[5] - z
+                if d_lo <= d_hi:
+                    q[k_lo] = f[k_lo] - _PUSH
+                else:
+                    q[k_hi] = f[3 + k_hi] + _PUSH
+            elif kinds[k] == 1:
+                dx, dy, dz = x - f[0], y - f[1], z - f[2]
+                if not (f[3] > 0.0 and dot3(fused, dx, dy, dz, dx, dy, dz) < f[3] ** 2):
+                    continue
+                n = math.sqrt(dot3(fused, dx, dy, dz, dx, dy, dz))
+                if n > 1e-12:
+                    ux, uy, uz = dx / n, dy / n, dz / n
+                else:
+                    ux, uy, uz = 0.0, 0.0, 1.0
+                r = f[3] + _PUSH
+                q[0], q[1], q[2] = f[0] + ux * r, f[1] + uy * r, f[2] + uz * r
+            else:
+                side = dot3(fused, f[0], f[1], f[2], x, y, z)
+                if not side < f[3]:
+                    continue
+                push = f[3] - side + _PUSH
+                q[0], q[1], q[2] = x + push * f[0], y + push * f[1], z + push * f[2]
+            _clamp_into(q, lo, hi)
+            moved = True
+        if not moved:
+            return True
+    x, y, z = q[0], q[1], q[2]
+    return (
+        lo[0] <= x <= hi[0]
+        and lo[1] <= y <= hi[1]
+        and lo[2] <= z <= hi[2]
+        and first_inside(kinds, params, x, y, z, 0.0) < 0
+    )
+
+
+@jit
+def _project_tool(
+    fused: tuple[bool, bool],
+    p: np.ndarray,
+    quat_a: np.ndarray,
+    quat_b: np.ndarray,
+    n_quats: int,
+    tool: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    rounds: int,
+    q: np.ndarray,
+) -> bool:
+    """:meth:`Zones.project_tool` into ``q``, at ``quat_a`` (and ``quat_b`` if ``n_quats`` is 2):
+    the tool's offsets ``tool @ quat_to_matrix(quat).T`` (``fused``: how numpy's dot products
+    and that matrix product round, :func:`safety.compiled.matmul_rounding`), then
+    :func:`_project_points` from ``p`` clamped."""
+    dot_fused, mm_fused = fused
+    n = tool.shape[0]
+    offsets = np.zeros((1 + n_quats * n, 3))
+    for j in range(n_quats):
+        src = quat_a if j == 0 else quat_b
+        r = q_matrix(dot_fused, src[0], src[1], src[2], src[3])
+        for i in range(n):
+            tx, ty, tz = tool[i, 0], tool[i, 1], tool[i, 2]
+            row = 1 + j * n + i
+            offsets[row, 0] = dot3(mm_fused, tx, ty, tz, r[0], r[1], r[2])
+            offsets[row, 1] = dot3(mm_fused, tx, ty, tz, r[3], r[4], r[5])
+            offsets[row, 2] = dot3(mm_fused, tx, ty, tz, r[6], r[7], r[8])
+    for i in range(3):
+        q[i] = p[i]
+    _clamp_into(q, lo, hi)
+    return _project_points(q, offsets, lo, hi, kinds, params, rounds)
 
 
 @jit

@@ -82,6 +82,23 @@ def test_numpy_dot_rounding_is_known() -> None:
     assert float(x.dot(y)) == (fused if FUSED else plain)
 
 
+@settings(max_examples=200, deadline=None)
+@given(tool=st.lists(st.tuples(unit, unit, unit), min_size=1, max_size=14), q=quats)
+def test_matrix_products_round_as_numpy_does(
+    tool: list[tuple[float, float, float]], q: tuple[float, ...]
+) -> None:
+    """The tool's offsets of Zones.project_tool, ``tool @ quat_to_matrix(q).T``: element by
+    element :func:`safety.compiled.dot3`, rounded as matmul_rounding says for that shape."""
+    fused = compiled.matmul_rounding(len(tool))
+    t, m = np.array(tool), r.quat_to_matrix(np.array(q))
+    want = t @ m.T
+    if fused is None:
+        return  # a shape whose rounding the kernel does not know: Zones takes numpy's offsets
+    for i, row in enumerate(tool):
+        for j in range(3):
+            assert bits(compiled.dot3(fused, *row, *m[j])) == bits(want[i, j])
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(q=quats, ref=quats, t=st.floats(0.0, 1.0), v=vectors)
 def test_quaternion_kernels_match_safety_rotations(
@@ -98,6 +115,7 @@ def test_quaternion_kernels_match_safety_rotations(
     assert bits(kr.q_nearest(FUSED, *q, *ref)) == bits(r.quat_nearest(qa, ra))
     assert bits(kr.q_slerp(FUSED, *q, *ref, t)) == bits(r.quat_slerp(qa, ra, t))
     assert bits(kr.q_axis_z(FUSED, *q)) == bits(r.quat_to_matrix(qa)[:, 2])
+    assert bits(kr.q_matrix(FUSED, *q)) == bits(r.quat_to_matrix(qa).ravel())
     unit_q, unit_ref = r.quat_normalize(qa), r.quat_normalize(ra)
     assert bits(kr.q_angle_bound(FUSED, *unit_q, *unit_ref)) == bits(_angle(unit_q, unit_ref))
 

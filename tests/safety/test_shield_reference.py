@@ -35,6 +35,7 @@ from safety import shield as shield_module
 from safety.rotations import quat_multiply, quat_normalize, rotvec_to_quat
 
 from . import _shield_reference as reference
+from . import _zones_reference
 from ._helpers import HOME_JOINTS, HOME_POSITION, HOME_QUATERNION, interpreted_kernels
 
 KEEP_OUT = [
@@ -167,3 +168,58 @@ def test_the_shield_decides_as_the_numpy_shield_did(
             joints = out.joints if out.joints is not None else measured.joints
             gripper = out.gripper if out.gripper is not None else measured.gripper
             measured = Measured(now, ee, np.asarray(joints), gripper)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tool=st.integers(0, 14).flatmap(
+        lambda n: st.lists(st.tuples(*[st.floats(-0.15, 0.15)] * 3), min_size=n, max_size=n)
+    ),
+    keep_out=st.booleans(),
+    p=st.tuples(
+        st.floats(0.0, 1.0), st.floats(-0.6, 0.6), st.floats(-0.2, 0.4)
+    ),  # mostly where the tool lifts
+    qa=quat_parts,
+    qb=quat_parts,
+    both=st.booleans(),
+)
+def test_zone_projections_match_the_numpy_ones(
+    mode: str,
+    tool: list[tuple[float, float, float]],
+    keep_out: bool,
+    p: tuple[float, float, float],
+    qa: tuple[float, ...],
+    qb: tuple[float, ...],
+    both: bool,
+) -> None:
+    """Zones.project and Zones.project_tool (compiled) against 22fbb8f's numpy ones, for any
+    number of tool points (one point is a matrix-vector product, which numpy rounds otherwise)."""
+    config = SafetyConfig.from_mapping({"keep_out": KEEP_OUT if keep_out else []})
+    args = (config.workspace, config.keep_out, config.keep_out_margin_m, np.array(tool).reshape(-1, 3))
+    new, old = zones.Zones(*args), _zones_reference.Zones(*args)
+    pa = np.array(p)
+    quats = (np.array(qa), np.array(qb)) if both else (np.array(qa),)
+    for got, want in (
+        (new.project(pa), old.project(pa)),
+        (new.project_tool(pa, quats), old.project_tool(pa, quats)),
+    ):
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert got.tobytes() == want.tobytes(), (got, want)
+
+
+@pytest.mark.parametrize("n_points", [1, 2, 12])
+def test_tool_projection_at_the_floor_matches_the_numpy_one(n_points: int) -> None:
+    """Lifted off the floor, the TCP's height is the floor minus a point's offset: every bit of
+    the offsets shows (one point is a matrix-vector product in numpy's BLAS, rounded otherwise)."""
+    rng = np.random.default_rng(n_points)
+    config = SafetyConfig.from_mapping({})
+    for _ in range(50):
+        tool = rng.uniform(-0.15, 0.0, size=(n_points, 3))
+        args = (config.workspace, config.keep_out, config.keep_out_margin_m, tool)
+        new, old = zones.Zones(*args), _zones_reference.Zones(*args)
+        p = np.array([0.5, 0.0, 0.0])
+        quats = (quat_normalize(rng.normal(size=4)), quat_normalize(rng.normal(size=4)))
+        got, want = new.project_tool(p, quats), old.project_tool(p, quats)
+        assert got is not None and want is not None
+        assert got.tobytes() == want.tobytes(), (got, want)
