@@ -38,7 +38,7 @@ from .rotation_kernels import (
     rotvec_to_q,
     tool_tilt_q,
 )
-from .zones import first_inside, tool_clear_at
+from .zones import _PROJECT_ROUNDS, _project, _tool_tick, first_inside, tool_clear_at
 
 __all__ = [
     "CONSTANTS",
@@ -67,8 +67,14 @@ CONSTANTS = (
     "tool_reach",
     "floor_z",
     "rotation_lookahead",
+    "tool_floor_z",
+    "reject",
 )
-_MAX_T, _MAX_R, _HAS_TILT, _MAX_TILT, _NZ, _REACH, _FLOOR, _LOOKAHEAD = 0, 1, 2, 3, 4, 7, 8, 9
+_MAX_T, _MAX_R, _HAS_TILT, _MAX_TILT, _NZ = 0, 1, 2, 3, 4
+_REACH, _FLOOR, _LOOKAHEAD, _TOOL_FLOOR, _REJECT = 7, 8, 9, 10, 11
+#: ee_target's outputs in its work array: the orientation, the (projected) position, the tool's
+#: first depth index at the target's and at the last command's orientation, the tool's floor.
+W_QUAT, W_POS, W_K_TARGET, W_K_LAST, W_TOOL_FLOOR = 0, 4, 7, 8, 9
 
 # Bits of the results.
 TRACKING = 1  # ee_target: the last command is too far from the arm; ee_track: the target is
@@ -79,32 +85,40 @@ TOOL_NEAR = 16  # ee_target: the tool at the target or the last command may reac
 INSIDE = 32  # ee_track: the (clamped) target is inside the filter's box
 ROTATION_DIRECT = 64  # ee_motion: the orientation took the target's exactly
 TOOL_CLEAR = 128  # ee_motion: the new command's tool cannot reach the floor or a zone
+UNPROJECTED = 256  # ee_target: the target is not allowed and no allowed point was found (or reject mode)
 
 
 @jit
 def ee_target(
     fused: bool,
     target_quat: np.ndarray,
-    q_last: np.ndarray,
-    p_last: np.ndarray,
+    pos: np.ndarray,
     m_pos: np.ndarray,
     m_quat: np.ndarray,
-    pos: np.ndarray,
+    q_last: np.ndarray,
+    pva: np.ndarray,
     box: np.ndarray,
     kinds: np.ndarray,
     params: np.ndarray,
+    tool: np.ndarray,
+    tool_zr: np.ndarray,
     c: np.ndarray,
-    out_q: np.ndarray,
+    work: np.ndarray,
 ) -> int:
-    """The target's orientation into ``out_q`` (normalised, the sign nearest ``q_last``, tilted
-    back onto the cone); bits :data:`TRACKING` (the last command ``p_last``, ``q_last`` is too far
-    from the measured ``m_pos``, ``m_quat``: nothing else is checked), :data:`WORKSPACE` or
-    :data:`KEEP_OUT` (``pos`` outside ``box``, rows min and max, or in a zone), :data:`TILT`,
-    :data:`TOOL_NEAR` (at ``pos`` or ``p_last``). ``c``: the constants (:data:`CONSTANTS`)."""
+    """The target's checks, in the shield's order; bits :data:`TRACKING` (the last command,
+    ``pva``'s position and ``q_last``, is too far from the measured ``m_pos``, ``m_quat``: nothing
+    else is checked), :data:`WORKSPACE` or :data:`KEEP_OUT` (``pos`` is outside ``box``, rows
+    min and max, or in a zone: projected out, :func:`safety.zones._project`, unless reject mode
+    or :data:`UNPROJECTED`), :data:`TILT`, :data:`TOOL_NEAR` (the tool at the position or at the
+    last command may reach the floor or a zone: then its depths and floor, ``Zones.tool_tick``).
+    Into ``work`` (:data:`W_QUAT` ...): the orientation (normalised, the sign nearest ``q_last``,
+    tilted back onto the cone), the position, the tool's. ``c``: the constants
+    (:data:`CONSTANTS`); ``tool_zr``: rows the tool points' axial and radial offsets."""
     x, y, z, w = q_normalize(fused, target_quat[0], target_quat[1], target_quat[2], target_quat[3])
     x, y, z, w = q_nearest(fused, x, y, z, w, q_last[0], q_last[1], q_last[2], q_last[3])
-    out_q[0], out_q[1], out_q[2], out_q[3] = x, y, z, w
-    dx, dy, dz = p_last[0] - m_pos[0], p_last[1] - m_pos[1], p_last[2] - m_pos[2]
+    work[0], work[1], work[2], work[3] = x, y, z, w
+    lx, ly, lz = pva[P, 0], pva[P, 1], pva[P, 2]
+    dx, dy, dz = lx - m_pos[0], ly - m_pos[1], lz - m_pos[2]
     if math.sqrt(dot3(fused, dx, dy, dz, dx, dy, dz)) > c[_MAX_T] or (
         q_angle_bound(
             fused, q_last[0], q_last[1], q_last[2], q_last[3], m_quat[0], m_quat[1], m_quat[2], m_quat[3]
@@ -114,24 +128,48 @@ def ee_target(
         return TRACKING
     bits = 0
     px, py, pz = pos[0], pos[1], pos[2]
+    work[4], work[5], work[6] = px, py, pz
     if not (box[0, 0] <= px <= box[1, 0] and box[0, 1] <= py <= box[1, 1] and box[0, 2] <= pz <= box[1, 2]):
         bits |= WORKSPACE
     elif first_inside(kinds, params, px, py, pz, 0.0) >= 0:
         bits |= KEEP_OUT
+    if bits:
+        if c[_REJECT] != 0.0 or not _project(
+            fused, pos, box[0], box[1], kinds, params, _PROJECT_ROUNDS, work[4:7]
+        ):
+            bits |= UNPROJECTED
+        px, py, pz = work[4], work[5], work[6]
     if c[_HAS_TILT] != 0.0:
         nx, ny, nz = c[_NZ], c[_NZ + 1], c[_NZ + 2]
         tilt = tool_tilt_q(fused, nx, ny, nz, x, y, z, w)
         if tilt > c[_MAX_TILT]:
             bits |= TILT
-            out_q[0], out_q[1], out_q[2], out_q[3] = q_untilt(
-                fused, nx, ny, nz, x, y, z, w, tilt, c[_MAX_TILT]
-            )
+            x, y, z, w = q_untilt(fused, nx, ny, nz, x, y, z, w, tilt, c[_MAX_TILT])
+            work[0], work[1], work[2], work[3] = x, y, z, w
+    if bits & UNPROJECTED:
+        return bits  # the shield decides where to go from (a hold, or on out of a seeded zone)
     reach, floor = c[_REACH], c[_FLOOR]
     if not (
         tool_clear_at(kinds, params, reach, floor, px, py, pz)
-        and tool_clear_at(kinds, params, reach, floor, p_last[0], p_last[1], p_last[2])
+        and tool_clear_at(kinds, params, reach, floor, lx, ly, lz)
     ):
         bits |= TOOL_NEAR
+        n = kinds.shape[0] + 1
+        k, k_last, tool_floor = _tool_tick(
+            work[4:7],
+            work[0:4],
+            q_last,
+            tool,
+            tool_zr[0],
+            tool_zr[1],
+            floor,
+            c[_TOOL_FLOOR],
+            kinds,
+            params,
+            np.zeros(n),
+            np.zeros(n),
+        )
+        work[W_K_TARGET], work[W_K_LAST], work[W_TOOL_FLOOR] = float(k), float(k_last), tool_floor
     return bits
 
 

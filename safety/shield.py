@@ -210,6 +210,8 @@ class Shield:
                 self._zones.tool_reach_or_none,
                 self._zones.lo[2],
                 self._rot_lookahead,
+                self._zones.tool_floor_z,
+                1.0 if config.on_workspace_violation == "reject" else 0.0,
             ],
             dtype=float,
         )
@@ -233,7 +235,22 @@ class Shield:
         kinds, params = zones.kernel_kinds, zones.kernel_params
         p, q, out = np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]), np.empty(7)
         lo, hi = self._lo6, self._hi6
-        ee_target(_FUSED, q, q, ee.p, p, q, p, zones.kernel_box, kinds, params, c, np.empty(4))
+        tool = (zones.tool, zones.kernel_tool_zr)
+        ee_target(
+            _FUSED,
+            q,
+            p,
+            p,
+            q,
+            q,
+            np.zeros_like(ee.state),
+            zones.kernel_box,
+            kinds,
+            params,
+            *tool,
+            c,
+            np.empty(10),
+        )
         ee_track(_FUSED, p, q, p, q, q, lo, hi, c, out)
         prev, state = np.zeros(8), np.zeros_like(ee.state)
         bounds = (ee.limits, lo, hi, ee.vlo, ee.vmax)
@@ -333,21 +350,24 @@ class Shield:
         # q and -q are one orientation: the target's is taken nearest the last command, so a
         # target whose sign flips (a rotation vector crossing +-pi gives -q) changes nothing
         # below. The last command must still be near the arm: if not, the arm is blocked or
-        # lagging (TRACKING). Then the target's place (WORKSPACE, KEEP_OUT), its tilt.
-        quat = np.empty(4)
+        # lagging (TRACKING). Then the target's place (WORKSPACE, KEEP_OUT: projected out in
+        # clamp mode), its tilt, the tool's depths if it is near the floor or a zone.
+        work = np.empty(10)
         bits = ee_target(
             _FUSED,
             _kernel_array(target.ee.quaternion),
-            self._quat,
-            ee.p,
+            pos,
             m_pos,
             m_quat,
-            pos,
+            self._quat,
+            ee.state,
             zones.kernel_box,
             zones.kernel_kinds,
             zones.kernel_params,
+            zones.tool,
+            zones.kernel_tool_zr,
             consts,
-            quat,
+            work,
         )
         if bits & ek.TRACKING:
             fired.append("tracking")
@@ -355,20 +375,25 @@ class Shield:
         tool_near = bool(bits & ek.TOOL_NEAR)
         if bits & (ek.WORKSPACE | ek.KEEP_OUT):
             fired.append("workspace" if bits & ek.WORKSPACE else "keep_out")
-            projected = None if cfg.on_workspace_violation == "reject" else zones.project(pos)
-            if projected is None:
+            if bits & ek.UNPROJECTED:
                 if self._escape_ee is None:
                     return None
                 # Leaving a zone the arm was seeded in does not depend on the target: go on out.
-                projected = ee.p[:3].copy()
-            pos = projected
-            tool_near = not (zones.tool_clear(pos.tolist()) and zones.tool_clear(ee.p[:3].tolist()))
+                pos = ee.p[:3].copy()
+                tool_near = not (zones.tool_clear(pos.tolist()) and zones.tool_clear(ee.p[:3].tolist()))
+            else:
+                pos = work[ek.W_POS : ek.W_POS + 3]
         if bits & ek.TILT:
             fired.append("tilt")
+        quat = work[ek.W_QUAT : ek.W_QUAT + 4]
 
         tool_floor = -math.inf
         if tool_near:
-            k_target, k_last, tool_floor = zones.tool_tick(pos, quat, self._quat)
+            if bits & ek.UNPROJECTED:  # the kernel did not look at this position
+                k_target, k_last, tool_floor = zones.tool_tick(pos, quat, self._quat)
+            else:
+                k_target, k_last = int(work[ek.W_K_TARGET]), int(work[ek.W_K_LAST])
+                tool_floor = float(work[ek.W_TOOL_FLOOR])
             if k_target >= 0 or k_last >= 0:
                 moved = self._tool_target(pos, quat, k_target, fired)
                 if moved is None:
@@ -472,8 +497,15 @@ class Shield:
             zones.kernel_params,
             command,
         )
-        if bits & CHANGED:
-            _record_bits(bits, fired, "workspace")
+        if bits & CHANGED:  # as _record: the bounds the one-step target broke
+            if bits & VELOCITY:
+                fired.append("velocity")
+            if bits & ACCELERATION:
+                fired.append("acceleration")
+            if bits & JERK:
+                fired.append("jerk")
+            if bits & POSITION:
+                fired.append("workspace")
         p_new, q_new = command[:3], command[3:]
         if self._tool_pen_zero and bits & ek.TOOL_CLEAR:
             pass  # far from the floor and every zone: every depth stays zero
@@ -900,18 +932,6 @@ class Shield:
         self._tool_pen = None
         self._tool_pen_zero = False  # known only once _tool_check has computed the seed's
         self._tool_seed = measured.ee
-
-
-def _record_bits(bits: int, fired: list[str], position_kind: str) -> None:
-    """:func:`_record` of a step's bits (``safety.motion.JERK`` ...), for a changed step."""
-    for flag, kind in (
-        (VELOCITY, "velocity"),
-        (ACCELERATION, "acceleration"),
-        (JERK, "jerk"),
-        (POSITION, position_kind),
-    ):
-        if bits & flag:
-            fired.append(kind)
 
 
 def _record(res: StepResult, fired: list[str], position_kind: str | None) -> None:

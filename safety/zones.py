@@ -100,9 +100,11 @@ class Zones:
         self._floor_z = float(self.lo[2])
         self._tool_zero = np.zeros(1 + len(keep_out))
         #: For kernels: the grown zones (kind 0 box, 1 ball, 2 plane, and six parameters each),
-        #: the workspace box (rows min, max), the tool's reach or -1.0 without tool points.
+        #: the workspace box (rows min, max), the tool points' axial and radial offsets, the
+        #: tool's reach or -1.0 without tool points.
         self.kernel_kinds, self.kernel_params = self._kinds, self._params
         self.kernel_box = np.stack([self.lo, self.hi])
+        self.kernel_tool_zr = np.stack([self._tool_z, self._tool_rho])  # (2, n): axial, radial
         self.tool_reach_or_none = self._tool_reach if self.has_tool else -1.0
         # How numpy rounds the tool's offsets (tool @ R.T): project_tool's kernel rounds the
         # same way, or (None: a way it does not know) takes numpy's offsets.
