@@ -26,7 +26,23 @@ import math
 import numpy as np
 
 from .compiled import dot3, jit
-from .motion import _GRID, CHANGED, P, all_on_target, clamp_velocity_hint, commit, direct_mask, limited_step
+from .motion import (
+    _GRID,
+    AMAX,
+    CHANGED,
+    JMAX,
+    VLO,
+    VMAX,
+    A,
+    P,
+    V,
+    _stop1,
+    all_on_target,
+    clamp_velocity_hint,
+    commit,
+    direct_mask,
+    limited_step,
+)
 from .rotation_kernels import (
     q_angle_bound,
     q_mul,
@@ -52,6 +68,7 @@ __all__ = [
     "WORKSPACE",
     "ee_motion",
     "ee_target",
+    "ee_tick",
     "ee_track",
 ]
 
@@ -69,12 +86,15 @@ CONSTANTS = (
     "rotation_lookahead",
     "tool_floor_z",
     "reject",
+    "hold_on_tracking",
+    "worst_stop_z",
 )
 _MAX_T, _MAX_R, _HAS_TILT, _MAX_TILT, _NZ = 0, 1, 2, 3, 4
-_REACH, _FLOOR, _LOOKAHEAD, _TOOL_FLOOR, _REJECT = 7, 8, 9, 10, 11
-#: ee_target's outputs in its work array: the orientation, the (projected) position, the tool's
-#: first depth index at the target's and at the last command's orientation, the tool's floor.
-W_QUAT, W_POS, W_K_TARGET, W_K_LAST, W_TOOL_FLOOR = 0, 4, 7, 8, 9
+_REACH, _FLOOR, _LOOKAHEAD, _TOOL_FLOOR, _REJECT, _HOLD, _WORST_STOP_Z = 7, 8, 9, 10, 11, 12, 13
+#: The work array of a tick (:data:`WORK` values): ee_target's orientation, (projected) position,
+#: the tool's first depth index at the target's and at the last command's orientation and its
+#: floor; ee_track's position and orientation; ee_motion's command (position, orientation).
+W_QUAT, W_POS, W_K_TARGET, W_K_LAST, W_TOOL_FLOOR, W_TRACKED, W_COMMAND, WORK = 0, 4, 7, 8, 9, 10, 17, 24
 
 # Bits of the results.
 TRACKING = 1  # ee_target: the last command is too far from the arm; ee_track: the target is
@@ -86,6 +106,7 @@ INSIDE = 32  # ee_track: the (clamped) target is inside the filter's box
 ROTATION_DIRECT = 64  # ee_motion: the orientation took the target's exactly
 TOOL_CLEAR = 128  # ee_motion: the new command's tool cannot reach the floor or a zone
 UNPROJECTED = 256  # ee_target: the target is not allowed and no allowed point was found (or reject mode)
+CLAMPED = 512  # ee_tick: the aim was clamped into the box (the rule: workspace)
 
 
 @jit
@@ -308,3 +329,93 @@ def ee_motion(
     if tool_clear_at(kinds, params, c[_REACH], c[_FLOOR], x_new[0], x_new[1], x_new[2]):
         bits |= TOOL_CLEAR
     return bits
+
+
+@jit
+def ee_tick(
+    fused: bool,
+    target_quat: np.ndarray,
+    pos: np.ndarray,
+    m_pos: np.ndarray,
+    m_quat: np.ndarray,
+    q_last: np.ndarray,
+    pva: np.ndarray,
+    limits: np.ndarray,
+    box: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    tool: np.ndarray,
+    tool_zr: np.ndarray,
+    c: np.ndarray,
+    prev: np.ndarray,
+    dt: float,
+    plain: bool,
+    work: np.ndarray,
+) -> tuple[int, int, int, int]:
+    """:func:`ee_target`, then :func:`ee_track`, then :func:`ee_motion`, as far as none of the
+    shield's Python steps is needed between them: the bits of each (0 for one not run) and how
+    many ran. ``plain``: the shield knows those steps cannot fire this tick (no zones, the box is
+    the workspace, no seeded escape). Between the track and the motion stages, as the shield:
+    the tool's floor raises the box's floor as far as braking stays above it, and an aim outside
+    the box is clamped into it (:data:`CLAMPED`)."""
+    t_bits = ee_target(
+        fused, target_quat, pos, m_pos, m_quat, q_last, pva, box, kinds, params, tool, tool_zr, c, work
+    )
+    if not plain or t_bits & (TRACKING | UNPROJECTED):
+        return t_bits, 0, 0, 1
+    near = t_bits & TOOL_NEAR != 0
+    if near and (work[W_K_TARGET] >= 0.0 or work[W_K_LAST] >= 0.0):
+        return t_bits, 0, 0, 1  # the tool's projection: Shield._tool_target
+    pos_free, quat_free = work[W_POS : W_POS + 3], work[W_QUAT : W_QUAT + 4]
+    tracked = work[W_TRACKED : W_TRACKED + 7]
+    r_bits = ee_track(fused, pos_free, quat_free, m_pos, m_quat, q_last, lo, hi, c, tracked)
+    if r_bits & TRACKING and c[_HOLD] != 0.0:
+        return t_bits, r_bits, 0, 2
+    inside = r_bits & INSIDE != 0
+    lx, ly, lz = pva[P, 0], pva[P, 1], pva[P, 2]
+    if not inside and not (lo[0] <= lx <= hi[0] and lo[1] <= ly <= hi[1] and lo[2] <= lz <= hi[2]):
+        return t_bits, r_bits, 0, 2  # the last command outside the box: Zones.free_box
+    floor_lo = lo
+    if near:
+        # The TCP's floor for the tool (Shield._filter_ee), raised only as far as braking allows.
+        floor = work[W_TOOL_FLOOR]
+        if floor > lo[2]:
+            if lz - c[_WORST_STOP_Z] < floor:
+                low = lz - _stop1(-pva[V, 2], -pva[A, 2], limits[AMAX, 2], limits[JMAX, 2])
+                floor = low if low < floor else floor  # min(floor, low)
+            if floor > lo[2]:
+                floor_lo = lo.copy()
+                floor_lo[2] = floor
+                if inside and tracked[2] < floor:
+                    inside = False
+    aim = tracked[0:3]
+    if not inside:
+        aim = np.empty(3)
+        for i in range(3):
+            x = tracked[i] if tracked[i] >= floor_lo[i] else floor_lo[i]  # np.maximum, then
+            aim[i] = x if x <= hi[i] else hi[i]  # np.minimum
+            if aim[i] != tracked[i]:
+                r_bits |= CLAMPED
+    m_bits = ee_motion(
+        fused,
+        aim,
+        tracked[3:7],
+        q_last,
+        pos_free,
+        quat_free,
+        prev,
+        pva,
+        limits,
+        floor_lo,
+        hi,
+        limits[VLO],
+        limits[VMAX],
+        dt,
+        c,
+        kinds,
+        params,
+        work[W_COMMAND : W_COMMAND + 7],
+    )
+    return t_bits, r_bits, m_bits, 3

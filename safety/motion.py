@@ -231,9 +231,9 @@ def _step1(
 
 # The state a step reads and writes (Axes._pva, updated in place): rows position, velocity and
 # acceleration of the last command, and whether each axis' last step took its target (1.0, else
-# 0.0). The limits (Axes._limits): rows max acceleration and max jerk.
+# 0.0). The limits (Axes.limits): rows max acceleration, max jerk, -max velocity, max velocity.
 P, V, A, ON_TARGET = 0, 1, 2, 3
-AMAX, JMAX = 0, 1
+AMAX, JMAX, VLO, VMAX = 0, 1, 2, 3
 
 # The bits of a step's outcome (:func:`limited_step`, the kernels): which bounds the one-step
 # target would have broken on some axis, and whether some axis did not take its target.
@@ -461,8 +461,8 @@ class Axes:
 
     ``state`` is what the compiled kernels update in place: rows position, velocity,
     acceleration of the last command (``p``, ``v`` and ``a`` are views of them) and whether each
-    axis' last step took its target (:data:`ON_TARGET`); ``limits``: rows max acceleration and
-    max jerk; ``vlo``: ``-vmax``. :mod:`safety.ee_kernels` steps the end effector's six axes in
+    axis' last step took its target (:data:`ON_TARGET`); ``limits``: rows max acceleration,
+    max jerk, ``-vmax`` and ``vmax``; ``vlo``: ``-vmax``. :mod:`safety.ee_kernels` steps the end effector's six axes in
     one call on these arrays.
     """
 
@@ -474,7 +474,7 @@ class Axes:
         self.state = np.zeros((4, n))
         self.state[ON_TARGET] = 1.0
         self.p, self.v, self.a = self.state[P], self.state[V], self.state[A]
-        self.limits = np.ascontiguousarray(np.stack([self.amax, self.jmax]))
+        self.limits = np.ascontiguousarray(np.stack([self.amax, self.jmax, -self.vmax, self.vmax]))
         self._a2 = np.concatenate([self.amax, self.amax])
         self._j2 = np.concatenate([self.jmax, self.jmax])
         self._all_true = np.ones(n, dtype=bool)

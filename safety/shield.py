@@ -50,7 +50,7 @@ import numpy as np
 from . import ee_kernels as ek
 from .compiled import NUMPY_DOT_FUSED
 from .config import SafetyConfig, tool_tilt
-from .ee_kernels import ee_motion, ee_target, ee_track
+from .ee_kernels import ee_motion, ee_target, ee_tick, ee_track
 from .estop import EStop
 from .motion import (
     ACCELERATION,
@@ -212,6 +212,8 @@ class Shield:
                 self._rot_lookahead,
                 self._zones.tool_floor_z,
                 1.0 if config.on_workspace_violation == "reject" else 0.0,
+                1.0 if config.tracking.on_violation == "hold" else 0.0,
+                self._worst_stop_z,
             ],
             dtype=float,
         )
@@ -232,29 +234,35 @@ class Shield:
         """Load the end effector's compiled kernels now (from numba's cache; compiled on a
         machine's first run), with the argument types of every tick, on scratch state."""
         zones, ee, c = self._zones, self._ee, self._ee_constants
-        kinds, params = zones.kernel_kinds, zones.kernel_params
-        p, q, out = np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]), np.empty(7)
-        lo, hi = self._lo6, self._hi6
-        tool = (zones.tool, zones.kernel_tool_zr)
-        ee_target(
+        kinds, params, tool = zones.kernel_kinds, zones.kernel_params, (zones.tool, zones.kernel_tool_zr)
+        p, q, work = np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]), np.empty(ek.WORK)
+        lo, hi, box = self._lo6, self._hi6, zones.kernel_box
+        prev, state = np.zeros(8), np.zeros_like(ee.state)
+        ee_target(_FUSED, q, p, p, q, q, state, box, kinds, params, *tool, c, work)
+        ee_track(_FUSED, p, q, p, q, q, lo, hi, c, work[ek.W_TRACKED : ek.W_TRACKED + 7])
+        bounds = (ee.limits, lo, hi, ee.vlo, ee.vmax)
+        ee_motion(_FUSED, p, q, q, p, q, prev, state, *bounds, 0.01, c, kinds, params, work[ek.W_COMMAND :])
+        ee_tick(
             _FUSED,
             q,
             p,
             p,
             q,
             q,
-            np.zeros_like(ee.state),
-            zones.kernel_box,
+            state,
+            ee.limits,
+            box,
+            lo,
+            hi,
             kinds,
             params,
             *tool,
             c,
-            np.empty(10),
+            prev,
+            0.01,
+            True,
+            work,
         )
-        ee_track(_FUSED, p, q, p, q, q, lo, hi, c, out)
-        prev, state = np.zeros(8), np.zeros_like(ee.state)
-        bounds = (ee.limits, lo, hi, ee.vlo, ee.vmax)
-        ee_motion(_FUSED, p, q, q, p, q, prev, state, *bounds, 0.01, c, kinds, params, out)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -329,10 +337,10 @@ class Shield:
     def _filter_ee(
         self, target: Target, measured: Measured, dt: float, fired: list[str]
     ) -> tuple[Pose, None] | None:
-        # The numbers run in three compiled calls (safety.ee_kernels: ee_target, ee_track,
-        # ee_motion), the same operations as the numpy code they replaced; what they cannot do
-        # (project out of a zone, the tool's projection, leave a zone, a new box, the tool's
-        # floor) runs here between them, on the bits they return.
+        # The numbers run in compiled calls (safety.ee_kernels), the same operations as the numpy
+        # code they replaced: ee_target, ee_track, ee_motion, in one call (ee_tick) as far as
+        # nothing else is needed; what they cannot do (the tool's projection, leave a zone the
+        # arm was seeded in, a new box around the zones) runs here between them, on their bits.
         cfg = self.config
         assert target.ee is not None
         ee, zones, consts = self._ee, self._zones, self._ee_constants
@@ -352,8 +360,11 @@ class Shield:
         # below. The last command must still be near the arm: if not, the arm is blocked or
         # lagging (TRACKING). Then the target's place (WORKSPACE, KEEP_OUT: projected out in
         # clamp mode), its tilt, the tool's depths if it is near the floor or a zone.
-        work = np.empty(10)
-        bits = ee_target(
+        work = np.empty(ek.WORK)  # what the kernels give: its views go out in the decision
+        # No zone, the box is the workspace's, no seeded escape: free_box and _escape_step are
+        # no-ops this tick, and ee_tick may go on through the filter's step.
+        plain = self._escape_ee is None and not zones.keep_out and self._box[0] is zones.lo
+        bits, r_bits, m_bits, reached = ee_tick(
             _FUSED,
             _kernel_array(target.ee.quaternion),
             pos,
@@ -361,12 +372,18 @@ class Shield:
             m_quat,
             self._quat,
             ee.state,
+            ee.limits,
             zones.kernel_box,
+            self._lo6,
+            self._hi6,
             zones.kernel_kinds,
             zones.kernel_params,
             zones.tool,
             zones.kernel_tool_zr,
             consts,
+            self._ee_prev,
+            float(dt),
+            plain,
             work,
         )
         if bits & ek.TRACKING:
@@ -403,16 +420,62 @@ class Shield:
         # The allowed target before the clamps that depend on the arm and the filter (tracking,
         # box): its motion is the target's own, which the filter may follow (ee_motion).
         pos_free, quat_free = pos, quat
-        clamped = np.empty(7)
-        bits = ee_track(_FUSED, pos, quat, m_pos, m_quat, self._quat, self._lo6, self._hi6, consts, clamped)
-        if bits & ek.TRACKING:
+        tracked = work[ek.W_TRACKED : ek.W_TRACKED + 7]
+        if reached < 2:
+            r_bits = ee_track(
+                _FUSED, pos, quat, m_pos, m_quat, self._quat, self._lo6, self._hi6, consts, tracked
+            )
+        if r_bits & ek.TRACKING:
             fired.append("tracking")
             if cfg.tracking.on_violation == "hold":
                 return None
-            if bits & ek.TILT:  # the way from the arm to the target left the cone
+            if r_bits & ek.TILT:  # the way from the arm to the target left the cone
                 fired.append("tilt")
-        pos, quat = clamped[:3], clamped[3:]
+        pos, quat = tracked[:3], tracked[3:]
+        command = work[ek.W_COMMAND : ek.W_COMMAND + 7]
+        if reached < 3:
+            m_bits = self._ee_step(pos, quat, pos_free, quat_free, r_bits, tool_floor, dt, fired, command)
+        elif r_bits & ek.CLAMPED:
+            fired.append("workspace")  # ee_tick clamped the aim into the box (no zones: plain)
+        if m_bits & CHANGED:  # as _record: the bounds the one-step target broke
+            if m_bits & VELOCITY:
+                fired.append("velocity")
+            if m_bits & ACCELERATION:
+                fired.append("acceleration")
+            if m_bits & JERK:
+                fired.append("jerk")
+            if m_bits & POSITION:
+                fired.append("workspace")
+        p_new, q_new = command[:3], command[3:]
+        if self._tool_pen_zero and m_bits & ek.TOOL_CLEAR:
+            pass  # far from the floor and every zone: every depth stays zero
+        elif zones.has_tool:
+            # A hold follows a refusal, and reseeds the filter the step above committed.
+            kind = self._tool_check(p_new, q_new)
+            if kind is not None:  # a turn the translation could not rise for in time
+                fired.append(kind)
+                return None
+        self._quat = q_new
+        pose = Pose(p_new, q_new)
+        return self._ee_joint_check(pose, measured, dt, fired)
 
+    def _ee_step(
+        self,
+        pos: np.ndarray,
+        quat: np.ndarray,
+        pos_free: np.ndarray,
+        quat_free: np.ndarray,
+        r_bits: int,
+        tool_floor: float,
+        dt: float,
+        fired: list[str],
+        command: np.ndarray,
+    ) -> int:
+        """The box, the aim and the filter's step (ee_motion) of a target ``pos``, ``quat`` past
+        the tracking bound, when ee_tick could not take them: leaving a zone the arm was seeded
+        in, a new box around the zones, the tool's floor. The command into ``command``; returns
+        ee_motion's bits."""
+        ee, zones = self._ee, self._zones
         # Translation moves within a box that is wholly allowed (workspace minus keep-out);
         # rotation in coordinates of the last command (world-frame rotation vectors, no walls).
         lo, hi = self._box
@@ -427,7 +490,7 @@ class Shield:
                 a <= x <= b for a, x, b in zip(lo.tolist(), pos.tolist(), hi.tolist(), strict=True)
             )
         else:
-            inside = bool(bits & ek.INSIDE)
+            inside = bool(r_bits & ek.INSIDE)
         if direction is None and not inside:
             # The target is beyond the current box: look for a larger one around here. Taken
             # only if braking from the current state stays inside it, so the filter stays viable.
@@ -476,48 +539,34 @@ class Shield:
         # rad off its cone). Ahead by more than the braking distance, so the filter does not
         # slow down for it. The target's velocity, from the last two allowed targets, lets the
         # filter rejoin a moving target rather than trail it by a braking distance.
-        command = np.empty(7)
-        bits = ee_motion(
-            _FUSED,
-            aim,
-            quat,
-            self._quat,
-            pos_free,
-            quat_free,
-            self._ee_prev,
-            ee.state,
-            ee.limits,
-            lo6,
-            self._hi6,
-            vlo,
-            vhi,
-            float(dt),
-            consts,
-            zones.kernel_kinds,
-            zones.kernel_params,
-            command,
+        return int(
+            ee_motion(
+                _FUSED,
+                aim,
+                quat,
+                self._quat,
+                pos_free,
+                quat_free,
+                self._ee_prev,
+                ee.state,
+                ee.limits,
+                lo6,
+                self._hi6,
+                vlo,
+                vhi,
+                float(dt),
+                self._ee_constants,
+                zones.kernel_kinds,
+                zones.kernel_params,
+                command,
+            )
         )
-        if bits & CHANGED:  # as _record: the bounds the one-step target broke
-            if bits & VELOCITY:
-                fired.append("velocity")
-            if bits & ACCELERATION:
-                fired.append("acceleration")
-            if bits & JERK:
-                fired.append("jerk")
-            if bits & POSITION:
-                fired.append("workspace")
-        p_new, q_new = command[:3], command[3:]
-        if self._tool_pen_zero and bits & ek.TOOL_CLEAR:
-            pass  # far from the floor and every zone: every depth stays zero
-        elif zones.has_tool:
-            # A hold follows a refusal, and reseeds the filter the step above committed.
-            kind = self._tool_check(p_new, q_new)
-            if kind is not None:  # a turn the translation could not rise for in time
-                fired.append(kind)
-                return None
-        self._quat = q_new
-        pose = Pose(p_new, q_new)
 
+    def _ee_joint_check(
+        self, pose: Pose, measured: Measured, dt: float, fired: list[str]
+    ) -> tuple[Pose, None] | None:
+        """The joints of an end-effector command ``pose`` (already committed): through the IK,
+        or the measured joints' band without it; None (a hold) if they are refused."""
         # Joint limits of an end-effector command. With IK (predictive): refuse a command whose
         # joints leave the margin band, or go deeper into it when the arm is already there, so a
         # policy can always back out. Without IK only the measured joints are known: the arm is
