@@ -67,6 +67,7 @@ __all__ = [
     "TRACKING",
     "WORKSPACE",
     "ee_motion",
+    "ee_rest",
     "ee_target",
     "ee_tick",
     "ee_track",
@@ -354,12 +355,9 @@ def ee_tick(
     plain: bool,
     work: np.ndarray,
 ) -> tuple[int, int, int, int]:
-    """:func:`ee_target`, then :func:`ee_track`, then :func:`ee_motion`, as far as none of the
-    shield's Python steps is needed between them: the bits of each (0 for one not run) and how
-    many ran. ``plain``: the shield knows those steps cannot fire this tick (no zones, the box is
-    the workspace, no seeded escape). Between the track and the motion stages, as the shield:
-    the tool's floor raises the box's floor as far as braking stays above it, and an aim outside
-    the box is clamped into it (:data:`CLAMPED`)."""
+    """:func:`ee_target`, then :func:`ee_rest`, as far as none of the shield's Python steps is
+    needed between them: the bits of ee_target, ee_track and ee_motion (0 for one not run) and
+    how many ran. ``plain``: as :func:`ee_rest`."""
     t_bits = ee_target(
         fused, target_quat, pos, m_pos, m_quat, q_last, pva, box, kinds, params, tool, tool_zr, c, work
     )
@@ -368,19 +366,70 @@ def ee_tick(
     near = t_bits & TOOL_NEAR != 0
     if near and (work[W_K_TARGET] >= 0.0 or work[W_K_LAST] >= 0.0):
         return t_bits, 0, 0, 1  # the tool's projection: Shield._tool_target
+    tool_floor = work[W_TOOL_FLOOR] if near else -math.inf
     pos_free, quat_free = work[W_POS : W_POS + 3], work[W_QUAT : W_QUAT + 4]
+    r_bits, m_bits, reached = ee_rest(
+        fused,
+        pos_free,
+        quat_free,
+        m_pos,
+        m_quat,
+        q_last,
+        pva,
+        limits,
+        lo,
+        hi,
+        kinds,
+        params,
+        c,
+        prev,
+        dt,
+        tool_floor,
+        work,
+    )
+    return t_bits, r_bits, m_bits, reached
+
+
+@jit
+def ee_rest(
+    fused: bool,
+    pos_free: np.ndarray,
+    quat_free: np.ndarray,
+    m_pos: np.ndarray,
+    m_quat: np.ndarray,
+    q_last: np.ndarray,
+    pva: np.ndarray,
+    limits: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    c: np.ndarray,
+    prev: np.ndarray,
+    dt: float,
+    tool_floor: float,
+    work: np.ndarray,
+) -> tuple[int, int, int]:
+    """From the allowed target ``pos_free``, ``quat_free``: :func:`ee_track`, then the box and the
+    aim, then :func:`ee_motion`, for a tick the shield knows its Python steps cannot fire on
+    (no zones, the box ``lo``, ``hi`` is the workspace's, no seeded escape: ``Zones.free_box``
+    gives the same box while the last command is inside it). As the shield: the tool's floor
+    (``tool_floor``, -inf for none) raises the box's floor as far as braking stays above it; an
+    aim outside the box is clamped into it (:data:`CLAMPED`). The bits of ee_track and
+    ee_motion (0 if not run) and the stages reached (2: stopped after ee_track, for a hold or a
+    last command outside the box; 3: done)."""
     tracked = work[W_TRACKED : W_TRACKED + 7]
     r_bits = ee_track(fused, pos_free, quat_free, m_pos, m_quat, q_last, lo, hi, c, tracked)
     if r_bits & TRACKING and c[_HOLD] != 0.0:
-        return t_bits, r_bits, 0, 2
+        return r_bits, 0, 2
     inside = r_bits & INSIDE != 0
     lx, ly, lz = pva[P, 0], pva[P, 1], pva[P, 2]
     if not inside and not (lo[0] <= lx <= hi[0] and lo[1] <= ly <= hi[1] and lo[2] <= lz <= hi[2]):
-        return t_bits, r_bits, 0, 2  # the last command outside the box: Zones.free_box
+        return r_bits, 0, 2  # the last command outside the box: Zones.free_box
     floor_lo = lo
-    if near:
-        # The TCP's floor for the tool (Shield._filter_ee), raised only as far as braking allows.
-        floor = work[W_TOOL_FLOOR]
+    if tool_floor > -math.inf:
+        # The TCP's floor for the tool (Shield._ee_step), raised only as far as braking allows.
+        floor = tool_floor
         if floor > lo[2]:
             if lz - c[_WORST_STOP_Z] < floor:
                 low = lz - _stop1(-pva[V, 2], -pva[A, 2], limits[AMAX, 2], limits[JMAX, 2])
@@ -418,4 +467,4 @@ def ee_tick(
         params,
         work[W_COMMAND : W_COMMAND + 7],
     )
-    return t_bits, r_bits, m_bits, 3
+    return r_bits, m_bits, 3

@@ -50,7 +50,7 @@ import numpy as np
 from . import ee_kernels as ek
 from .compiled import NUMPY_DOT_FUSED
 from .config import SafetyConfig, tool_tilt
-from .ee_kernels import ee_motion, ee_target, ee_tick, ee_track
+from .ee_kernels import ee_motion, ee_rest, ee_target, ee_tick, ee_track
 from .estop import EStop
 from .motion import (
     ACCELERATION,
@@ -242,27 +242,11 @@ class Shield:
         ee_track(_FUSED, p, q, p, q, q, lo, hi, c, work[ek.W_TRACKED : ek.W_TRACKED + 7])
         bounds = (ee.limits, lo, hi, ee.vlo, ee.vmax)
         ee_motion(_FUSED, p, q, q, p, q, prev, state, *bounds, 0.01, c, kinds, params, work[ek.W_COMMAND :])
+        limits, dt = ee.limits, 0.01
         ee_tick(
-            _FUSED,
-            q,
-            p,
-            p,
-            q,
-            q,
-            state,
-            ee.limits,
-            box,
-            lo,
-            hi,
-            kinds,
-            params,
-            *tool,
-            c,
-            prev,
-            0.01,
-            True,
-            work,
+            _FUSED, q, p, p, q, q, state, limits, box, lo, hi, kinds, params, *tool, c, prev, dt, True, work
         )
+        ee_rest(_FUSED, p, q, p, q, q, state, limits, lo, hi, kinds, params, c, prev, dt, -math.inf, work)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -421,7 +405,27 @@ class Shield:
         # box): its motion is the target's own, which the filter may follow (ee_motion).
         pos_free, quat_free = pos, quat
         tracked = work[ek.W_TRACKED : ek.W_TRACKED + 7]
-        if reached < 2:
+        if reached < 2 and plain:  # stopped for the tool's projection: the rest in one call
+            r_bits, m_bits, reached = ee_rest(
+                _FUSED,
+                pos,
+                quat,
+                m_pos,
+                m_quat,
+                self._quat,
+                ee.state,
+                ee.limits,
+                self._lo6,
+                self._hi6,
+                zones.kernel_kinds,
+                zones.kernel_params,
+                consts,
+                self._ee_prev,
+                float(dt),
+                tool_floor,
+                work,
+            )
+        elif reached < 2:
             r_bits = ee_track(
                 _FUSED, pos, quat, m_pos, m_quat, self._quat, self._lo6, self._hi6, consts, tracked
             )
