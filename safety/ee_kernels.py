@@ -352,16 +352,18 @@ def ee_tick(
     c: np.ndarray,
     prev: np.ndarray,
     dt: float,
-    plain: bool,
+    go_on: bool,
+    box_fixed: bool,
     work: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """:func:`ee_target`, then :func:`ee_rest`, as far as none of the shield's Python steps is
     needed between them: the bits of ee_target, ee_track and ee_motion (0 for one not run) and
-    how many ran. ``plain``: as :func:`ee_rest`."""
+    how many ran. ``go_on``: no seeded escape (else the shield goes on); ``box_fixed``: as
+    :func:`ee_rest`."""
     t_bits = ee_target(
         fused, target_quat, pos, m_pos, m_quat, q_last, pva, box, kinds, params, tool, tool_zr, c, work
     )
-    if not plain or t_bits & (TRACKING | UNPROJECTED):
+    if not go_on or t_bits & (TRACKING | UNPROJECTED):
         return t_bits, 0, 0, 1
     near = t_bits & TOOL_NEAR != 0
     if near and (work[W_K_TARGET] >= 0.0 or work[W_K_LAST] >= 0.0):
@@ -385,6 +387,7 @@ def ee_tick(
         prev,
         dt,
         tool_floor,
+        box_fixed,
         work,
     )
     return t_bits, r_bits, m_bits, reached
@@ -408,24 +411,27 @@ def ee_rest(
     prev: np.ndarray,
     dt: float,
     tool_floor: float,
+    box_fixed: bool,
     work: np.ndarray,
 ) -> tuple[int, int, int]:
     """From the allowed target ``pos_free``, ``quat_free``: :func:`ee_track`, then the box and the
-    aim, then :func:`ee_motion`, for a tick the shield knows its Python steps cannot fire on
-    (no zones, the box ``lo``, ``hi`` is the workspace's, no seeded escape: ``Zones.free_box``
-    gives the same box while the last command is inside it). As the shield: the tool's floor
-    (``tool_floor``, -inf for none) raises the box's floor as far as braking stays above it; an
-    aim outside the box is clamped into it (:data:`CLAMPED`). The bits of ee_track and
-    ee_motion (0 if not run) and the stages reached (2: stopped after ee_track, for a hold or a
-    last command outside the box; 3: done)."""
+    aim, then :func:`ee_motion`, for a tick without a seeded escape. A target inside the box
+    ``lo``, ``hi`` needs no new box; one outside it is clamped into it (:data:`CLAMPED`) when
+    ``box_fixed`` (no zones, the box is the workspace's: ``Zones.free_box`` gives the same box
+    while the last command is inside it), else the shield looks for a new box. As the shield:
+    the tool's floor (``tool_floor``, -inf for none) raises the box's floor as far as braking
+    stays above it. The bits of ee_track and ee_motion (0 if not run) and the stages reached
+    (2: stopped after ee_track, for a hold or a new box; 3: done)."""
     tracked = work[W_TRACKED : W_TRACKED + 7]
     r_bits = ee_track(fused, pos_free, quat_free, m_pos, m_quat, q_last, lo, hi, c, tracked)
     if r_bits & TRACKING and c[_HOLD] != 0.0:
         return r_bits, 0, 2
     inside = r_bits & INSIDE != 0
     lx, ly, lz = pva[P, 0], pva[P, 1], pva[P, 2]
-    if not inside and not (lo[0] <= lx <= hi[0] and lo[1] <= ly <= hi[1] and lo[2] <= lz <= hi[2]):
-        return r_bits, 0, 2  # the last command outside the box: Zones.free_box
+    if not inside and not (
+        box_fixed and lo[0] <= lx <= hi[0] and lo[1] <= ly <= hi[1] and lo[2] <= lz <= hi[2]
+    ):
+        return r_bits, 0, 2  # Zones.free_box may give another box
     floor_lo = lo
     if tool_floor > -math.inf:
         # The TCP's floor for the tool (Shield._ee_step), raised only as far as braking allows.

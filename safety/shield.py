@@ -244,9 +244,30 @@ class Shield:
         ee_motion(_FUSED, p, q, q, p, q, prev, state, *bounds, 0.01, c, kinds, params, work[ek.W_COMMAND :])
         limits, dt = ee.limits, 0.01
         ee_tick(
-            _FUSED, q, p, p, q, q, state, limits, box, lo, hi, kinds, params, *tool, c, prev, dt, True, work
+            _FUSED,
+            q,
+            p,
+            p,
+            q,
+            q,
+            state,
+            limits,
+            box,
+            lo,
+            hi,
+            kinds,
+            params,
+            *tool,
+            c,
+            prev,
+            dt,
+            True,
+            True,
+            work,
         )
-        ee_rest(_FUSED, p, q, p, q, q, state, limits, lo, hi, kinds, params, c, prev, dt, -math.inf, work)
+        ee_rest(
+            _FUSED, p, q, p, q, q, state, limits, lo, hi, kinds, params, c, prev, dt, -math.inf, True, work
+        )
 
     # --- public -----------------------------------------------------------------------------
 
@@ -345,9 +366,10 @@ class Shield:
         # lagging (TRACKING). Then the target's place (WORKSPACE, KEEP_OUT: projected out in
         # clamp mode), its tilt, the tool's depths if it is near the floor or a zone.
         work = np.empty(ek.WORK)  # what the kernels give: its views go out in the decision
-        # No zone, the box is the workspace's, no seeded escape: free_box and _escape_step are
-        # no-ops this tick, and ee_tick may go on through the filter's step.
-        plain = self._escape_ee is None and not zones.keep_out and self._box[0] is zones.lo
+        # Without a seeded escape ee_tick may go on through the filter's step; with no zone and
+        # the workspace as the box, also for a target outside the box (free_box is a no-op).
+        go_on = self._escape_ee is None
+        box_fixed = not zones.keep_out and self._box[0] is zones.lo
         bits, r_bits, m_bits, reached = ee_tick(
             _FUSED,
             _kernel_array(target.ee.quaternion),
@@ -367,7 +389,8 @@ class Shield:
             consts,
             self._ee_prev,
             float(dt),
-            plain,
+            go_on,
+            box_fixed,
             work,
         )
         if bits & ek.TRACKING:
@@ -405,7 +428,7 @@ class Shield:
         # box): its motion is the target's own, which the filter may follow (ee_motion).
         pos_free, quat_free = pos, quat
         tracked = work[ek.W_TRACKED : ek.W_TRACKED + 7]
-        if reached < 2 and plain:  # stopped for the tool's projection: the rest in one call
+        if reached < 2 and go_on:  # stopped for the tool's projection: the rest in one call
             r_bits, m_bits, reached = ee_rest(
                 _FUSED,
                 pos,
@@ -423,6 +446,7 @@ class Shield:
                 self._ee_prev,
                 float(dt),
                 tool_floor,
+                box_fixed,
                 work,
             )
         elif reached < 2:
@@ -440,7 +464,7 @@ class Shield:
         if reached < 3:
             m_bits = self._ee_step(pos, quat, pos_free, quat_free, r_bits, tool_floor, dt, fired, command)
         elif r_bits & ek.CLAMPED:
-            fired.append("workspace")  # ee_tick clamped the aim into the box (no zones: plain)
+            fired.append("workspace")  # ee_tick clamped the aim into the box (no zones: box_fixed)
         if m_bits & CHANGED:  # as _record: the bounds the one-step target broke
             if m_bits & VELOCITY:
                 fired.append("velocity")
