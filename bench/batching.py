@@ -24,6 +24,31 @@ Then the ratios the issue asks for: throughput of 8 sessions batched over 8 sess
 
 ``max_batch = 1`` runs once, at delay 0: a batch of one is full as soon as a request waits, so
 the worker never waits for more (``ModelWorker._wait_for_fuller_batch``).
+
+Figures (2-core shared VM, torch backend on CPU, other jobs running: load average 3-8, the
+machine at 2.0 cores busy in every cell; the sessions used 0.1-0.3 of a core, so the client side
+was not the bottleneck; 7 runs at the server's default of 1 model thread, 8 s per cell):
+
+==========================================  =================  ================
+at 8 sessions                               max_batch 8, 0 ms  max_batch 8, 2 ms
+==========================================  =================  ================
+throughput / max_batch 1 (target >= 2x)     0.91x - 1.80x      0.86x - 1.45x
+p99 / one session's p99 (target < 2x)       0.56x - 4.4x       1.38x - 13.7x
+batch per model call                        3.9 - 4.0          4.0 - 4.2
+==========================================  =================  ================
+
+Target missed. Why: the example CNN's batch cost is not sublinear enough on this CPU. Alone, on
+a quieter moment (load 1.9), 1 thread: batch 1 1.69 ms p50 (1.45 min), batch 8 11.0 ms (9.4 min),
+6.5x batch 1, so batching can give at most 1.2x the throughput where the model is all the cost;
+2 threads: 2.13 ms (1.25) and 12.1 ms (5.4), at best 1.85x on an idle machine. Served at 8
+sessions, lockstep sessions fall into two groups of 4 that alternate (one computes while the
+other waits: queue p50 5-7 ms), and 4 requests cost ~0.8x four calls of one. The p99 ratio is
+bounded by the same curve: 8 sessions wait ~2 batches of 4 (p50 19-27 ms against 3-7 ms for one
+session), so it stays under 2x only when the single session's own p99 is inflated by load.
+With torch's own default of 2 threads (``--cpu-threads 2``, the server's default before
+``cpu_threads``) the OpenMP team spun and waited for preempted cores: 8 sessions at max_batch 1
+gave 132 answers/s with p99 1176 ms (405/s, 31 ms on 1 thread, same load), and at 270 answers/s
+the server used 1.7 cores against 0.95 on 1 thread.
 """
 
 from __future__ import annotations
