@@ -436,6 +436,16 @@ def _step_kernel(
 
 
 @jit
+def _seed_kernel(pva: np.ndarray, p: np.ndarray) -> None:
+    """:meth:`Axes.seed` in place: at ``p``, at rest, every axis on its target."""
+    for i in range(p.shape[0]):
+        pva[P, i] = p[i]
+        pva[V, i] = 0.0
+        pva[A, i] = 0.0
+        pva[ON_TARGET, i] = 1.0
+
+
+@jit
 def _commit_kernel(pva: np.ndarray, p_new: np.ndarray, dt: float) -> None:
     """:func:`commit` (a kernel of its own, so the interpreted run can swap it)."""
     commit(pva, p_new, dt)
@@ -487,10 +497,15 @@ class Axes:
         _direct_kernel(self.p, rest, *bounds, 0.01, mask, out)
         _step_kernel(self.p, mask, 0, rest, *bounds, np.zeros(n), 0.01, _GRID, out)
         _commit_kernel(rest, out, 0.01)
+        _seed_kernel(rest, out)
 
     def seed(self, p: np.ndarray) -> None:
         """At rest at ``p`` (after reset or a hold): nothing to brake, so any bound is reachable."""
-        self.state[P] = p
+        p = _kernel_array(p)
+        if p.shape == (self.state.shape[1],):
+            _seed_kernel(self.state, p)
+            return
+        self.state[P] = p  # numpy's broadcasting, and its error for a shape that cannot
         self.state[V] = 0.0
         self.state[A] = 0.0
         self.state[ON_TARGET] = 1.0

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -627,11 +628,7 @@ class Shield:
                 fired.append("velocity")
                 return None
             self._ik_q = q
-        elif m_q.shape == self._q_lo.shape and any(
-            # _penetration(m_q) > 0 on some joint, in plain floats
-            x < q_lo or x > q_hi
-            for x, q_lo, q_hi in zip(m_q.tolist(), self._q_lo_list, self._q_hi_list, strict=True)
-        ):
+        elif m_q.shape == self._q_lo.shape and _outside_band(m_q.tolist(), self._q_lo_list, self._q_hi_list):
             fired.append("joint_limit")
             return None
         return pose, None
@@ -994,7 +991,7 @@ class Shield:
         self._escape_ee = None if esc is None else (esc[0], esc[1])
         q = self._joints.p
         self._escape_joints = None
-        if any(x < a or x > b for x, a, b in zip(q.tolist(), self._q_lo_list, self._q_hi_list, strict=True)):
+        if _outside_band(q.tolist(), self._q_lo_list, self._q_hi_list):
             self._escape_joints = (q < self._q_lo, q > self._q_hi)
         self._gripper = float(measured.gripper) if math.isfinite(measured.gripper) else None
         self._mode = mode
@@ -1045,8 +1042,16 @@ def _unit_quaternion(q: Any) -> np.ndarray:
     return np.array(q_normalize(_FUSED, x, y, z, w))
 
 
+def _outside_band(q: list[float], lo: list[float], hi: list[float]) -> bool:
+    """Whether some ``q[i] < lo[i]`` or ``q[i] > hi[i]`` (lists of equal length; plain floats,
+    compared in C: a third of a generator's cost)."""
+    return any(map(operator.lt, q, lo)) or any(map(operator.gt, q, hi))
+
+
 def _finite(x: Any) -> bool:
     # Plain floats: cheaper than numpy reductions on a handful of values.
+    if type(x) is np.ndarray and x.ndim == 1 and x.dtype == np.float64:
+        return all(map(math.isfinite, x.tolist()))
     return all(map(math.isfinite, np.asarray(x, dtype=float).ravel().tolist()))
 
 
