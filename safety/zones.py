@@ -117,6 +117,9 @@ class Zones:
         p, q = np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0])
         self.project(p)
         self.project_tool(p, (q, q))
+        _free_box(
+            NUMPY_DOT_FUSED, p, p, self.lo, self.hi, self._kinds, self._params, np.empty(3), np.empty(3)
+        )
         if self.has_tool:
             self.tool_tick(p, q, q)
             self.tool_over(p, q, self._tool_zero, np.zeros_like(self._tool_out))
@@ -308,47 +311,8 @@ class Zones:
         """
         if not self.keep_out and self.violation(p) is None:
             return self.lo, self.hi  # the same objects: the caller sees at once nothing changed
-        lo = np.minimum(self.lo, p)
-        hi = np.maximum(self.hi, p)
-        for zlo, zhi, center, radius in self._boxes:
-            if np.any(zhi <= lo) or np.any(zlo >= hi):
-                continue  # already clear of the box
-            if center is not None:
-                d = np.minimum(np.maximum(center, lo), hi) - center
-                if float(d.dot(d)) >= radius * radius:
-                    continue  # the box misses the ball
-            below = p <= zlo  # p is on the low side of the zone on this axis: cut hi there
-            above = p >= zhi
-            if not (below.any() or above.any()):
-                if center is not None and float((p - center).dot(p - center)) >= radius * radius:
-                    # In a corner of the cube, outside the ball: shrink toward p instead.
-                    lo, hi = _shrink_off_ball(p, lo, hi, center, radius)
-                continue  # otherwise p is inside the zone: let it out
-            # Room kept by each possible cut; prefer cuts that keep the target in.
-            room_hi = np.where(below, zlo - lo, -np.inf)
-            room_lo = np.where(above, hi - zhi, -np.inf)
-            keeps_hi = below & (toward <= zlo)
-            keeps_lo = above & (toward >= zhi)
-            score_hi = room_hi + np.where(keeps_hi, 1e6, 0.0)
-            score_lo = room_lo + np.where(keeps_lo, 1e6, 0.0)
-            k_hi, k_lo = int(np.argmax(score_hi)), int(np.argmax(score_lo))
-            if score_hi[k_hi] >= score_lo[k_lo]:
-                hi[k_hi] = min(hi[k_hi], zlo[k_hi])
-            else:
-                lo[k_lo] = max(lo[k_lo], zhi[k_lo])
-        for n, c in self._planes:
-            # Lowest value of n.x over the box is at the corner picked by the signs of n.
-            corner = np.where(n > 0, lo, hi)
-            low = float(n.dot(corner))
-            if low >= c:
-                continue
-            slack = float(n.dot(p)) - c
-            if slack <= 0:
-                continue  # p on the wrong side: let it out
-            # Shrink the box toward p until that corner is on the plane.
-            s = slack / (slack + (c - low))
-            lo = np.where(n > 0, p + s * (lo - p), lo)
-            hi = np.where(n < 0, p + s * (hi - p), hi)
+        lo, hi = np.empty(3), np.empty(3)
+        _free_box(NUMPY_DOT_FUSED, _f64(p), _f64(toward), self.lo, self.hi, self._kinds, self._params, lo, hi)
         return lo, hi
 
 
@@ -665,6 +629,136 @@ def _project_tool(
 
 
 @jit
+def _free_box(
+    fused: bool,
+    p: np.ndarray,
+    toward: np.ndarray,
+    ws_lo: np.ndarray,
+    ws_hi: np.ndarray,
+    kinds: np.ndarray,
+    params: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> None:
+    """:meth:`Zones.free_box` into ``lo``, ``hi``: the workspace widened to contain ``p``, then
+    for each box and ball in the way one face cut (the one keeping ``toward`` inside, else the
+    one leaving the most room), a ball's corner region shrunk toward ``p``
+    (:func:`_shrink_off_ball`), then each plane's corner pulled onto it."""
+    for i in range(3):
+        lo[i] = ws_lo[i] if ws_lo[i] <= p[i] else p[i]  # np.minimum
+        hi[i] = ws_hi[i] if ws_hi[i] >= p[i] else p[i]  # np.maximum
+    for k in range(kinds.shape[0]):
+        if kinds[k] == 2:
+            continue  # planes after the boxes and balls, as Zones._boxes then Zones._planes
+        f = params[k]
+        ball = kinds[k] == 1
+        if ball:
+            r = f[3]
+            zlo = (f[0] - r, f[1] - r, f[2] - r)
+            zhi = (f[0] + r, f[1] + r, f[2] + r)
+        else:
+            zlo = (f[0], f[1], f[2])
+            zhi = (f[3], f[4], f[5])
+        if (
+            zhi[0] <= lo[0]
+            or zhi[1] <= lo[1]
+            or zhi[2] <= lo[2]
+            or zlo[0] >= hi[0]
+            or zlo[1] >= hi[1]
+            or zlo[2] >= hi[2]
+        ):
+            continue  # already clear of the box
+        if ball:
+            d0 = _clamp1(f[0], lo[0], hi[0]) - f[0]
+            d1 = _clamp1(f[1], lo[1], hi[1]) - f[1]
+            d2 = _clamp1(f[2], lo[2], hi[2]) - f[2]
+            if dot3(fused, d0, d1, d2, d0, d1, d2) >= f[3] * f[3]:
+                continue  # the box misses the ball
+        below = (p[0] <= zlo[0], p[1] <= zlo[1], p[2] <= zlo[2])
+        above = (p[0] >= zhi[0], p[1] >= zhi[1], p[2] >= zhi[2])
+        if not (below[0] or below[1] or below[2] or above[0] or above[1] or above[2]):
+            if ball:
+                e0, e1, e2 = p[0] - f[0], p[1] - f[1], p[2] - f[2]
+                if dot3(fused, e0, e1, e2, e0, e1, e2) >= f[3] * f[3]:
+                    # In a corner of the cube, outside the ball: shrink toward p instead.
+                    _shrink_off_ball(fused, p, lo, hi, f[0], f[1], f[2], f[3])
+            continue  # otherwise p is inside the zone: let it out
+        # Room kept by each possible cut; prefer cuts that keep the target in (np.argmax: the
+        # first of the highest).
+        k_hi, k_lo = -1, -1
+        best_hi = best_lo = 0.0
+        for i in range(3):
+            room_hi = zlo[i] - lo[i] if below[i] else -math.inf
+            room_lo = hi[i] - zhi[i] if above[i] else -math.inf
+            score_hi = room_hi + (1e6 if below[i] and toward[i] <= zlo[i] else 0.0)
+            score_lo = room_lo + (1e6 if above[i] and toward[i] >= zhi[i] else 0.0)
+            if k_hi < 0 or score_hi > best_hi:
+                k_hi, best_hi = i, score_hi
+            if k_lo < 0 or score_lo > best_lo:
+                k_lo, best_lo = i, score_lo
+        if best_hi >= best_lo:
+            hi[k_hi] = zlo[k_hi] if zlo[k_hi] < hi[k_hi] else hi[k_hi]  # min(hi, zlo)
+        else:
+            lo[k_lo] = zhi[k_lo] if zhi[k_lo] > lo[k_lo] else lo[k_lo]  # max(lo, zhi)
+    for k in range(kinds.shape[0]):
+        if kinds[k] != 2:
+            continue
+        f = params[k]
+        c = f[3]
+        # Lowest value of n.x over the box is at the corner picked by the signs of n.
+        low = dot3(
+            fused,
+            f[0],
+            f[1],
+            f[2],
+            lo[0] if f[0] > 0 else hi[0],
+            lo[1] if f[1] > 0 else hi[1],
+            lo[2] if f[2] > 0 else hi[2],
+        )
+        if low >= c:
+            continue
+        slack = dot3(fused, f[0], f[1], f[2], p[0], p[1], p[2]) - c
+        if slack <= 0:
+            continue  # p on the wrong side: let it out
+        # Shrink the box toward p until that corner is on the plane.
+        s = slack / (slack + (c - low))
+        for i in range(3):
+            if f[i] > 0:
+                lo[i] = p[i] + s * (lo[i] - p[i])
+            if f[i] < 0:
+                hi[i] = p[i] + s * (hi[i] - p[i])
+
+
+@jit
+def _clamp1(x: float, lo: float, hi: float) -> float:
+    """``np.minimum(np.maximum(x, lo), hi)`` of one value."""
+    y = x if x >= lo else lo
+    return y if y <= hi else hi
+
+
+@jit
+def _shrink_off_ball(
+    fused: bool, p: np.ndarray, lo: np.ndarray, hi: np.ndarray, cx: float, cy: float, cz: float, r: float
+) -> None:
+    """Scale the box ``lo``, ``hi`` (in place) toward ``p`` until its point nearest the centre is
+    on or outside the ball (bisection, 40 rounds)."""
+    good, bad = 0.0, 1.0  # scale factors: 0 is the point p itself, which is outside
+    for _ in range(40):
+        mid = 0.5 * (good + bad)
+        d0 = _clamp1(cx, p[0] + mid * (lo[0] - p[0]), p[0] + mid * (hi[0] - p[0])) - cx
+        d1 = _clamp1(cy, p[1] + mid * (lo[1] - p[1]), p[1] + mid * (hi[1] - p[1])) - cy
+        d2 = _clamp1(cz, p[2] + mid * (lo[2] - p[2]), p[2] + mid * (hi[2] - p[2])) - cz
+        if dot3(fused, d0, d1, d2, d0, d1, d2) >= r * r:
+            good = mid
+        else:
+            bad = mid
+    for i in range(3):
+        lo_i, hi_i = lo[i], hi[i]
+        lo[i] = p[i] + good * (lo_i - p[i])
+        hi[i] = p[i] + good * (hi_i - p[i])
+
+
+@jit
 def _reach_below(quat: np.ndarray, tz: np.ndarray, rho: np.ndarray) -> float:
     """The most any point (axial ``tz``, radial ``rho``, TCP frame) can be below the TCP at
     orientation ``quat`` turned by any angle about the vertical (m; negative: all above)."""
@@ -727,21 +821,6 @@ def _directions(z: KeepOut, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return away_up, ~away_up
     n = np.asarray(z.normal)
     return n > 0, n < 0
-
-
-def _shrink_off_ball(
-    p: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: np.ndarray, r: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scale the box toward p until its point nearest the centre is on or outside the ball."""
-    good, bad = 0.0, 1.0  # scale factors: 0 is the point p itself, which is outside
-    for _ in range(40):
-        mid = 0.5 * (good + bad)
-        d = np.minimum(np.maximum(c, p + mid * (lo - p)), p + mid * (hi - p)) - c
-        if float(d.dot(d)) >= r * r:
-            good = mid
-        else:
-            bad = mid
-    return p + good * (lo - p), p + good * (hi - p)
 
 
 def _as_floats(z: KeepOut) -> tuple[str, tuple[float, ...]]:

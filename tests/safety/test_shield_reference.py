@@ -223,3 +223,80 @@ def test_tool_projection_at_the_floor_matches_the_numpy_one(n_points: int) -> No
         got, want = new.project_tool(p, quats), old.project_tool(p, quats)
         assert got is not None and want is not None
         assert got.tobytes() == want.tobytes(), (got, want)
+
+
+zone_sets = st.lists(
+    st.one_of(
+        st.builds(
+            lambda c, r: {"kind": "sphere", "center": list(c), "radius": r},
+            st.tuples(st.floats(0.2, 0.8), st.floats(-0.4, 0.4), st.floats(0.0, 0.7)),
+            st.floats(0.01, 0.2),
+        ),
+        st.builds(
+            lambda a, d: {"kind": "box", "min": list(a), "max": [x + e for x, e in zip(a, d, strict=True)]},
+            st.tuples(st.floats(0.2, 0.8), st.floats(-0.4, 0.4), st.floats(0.0, 0.7)),
+            st.tuples(*[st.floats(0.01, 0.3)] * 3),
+        ),
+        st.builds(
+            lambda n, o: {"kind": "half_space", "normal": list(n), "offset": o},
+            st.sampled_from([(0.0, 0.0, 1.0), (-0.6, 0.0, 0.8), (0.0, 1.0, 0.0), (0.6, -0.48, 0.64)]),
+            st.floats(-0.4, 0.4),
+        ),
+    ),
+    min_size=1,
+    max_size=4,
+)
+points = st.tuples(st.floats(0.1, 0.9), st.floats(-0.5, 0.5), st.floats(-0.1, 0.8))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keep_out=zone_sets, p=points, toward=points)
+def test_free_box_matches_the_numpy_one(
+    mode: str, keep_out: list[dict[str, object]], p: tuple[float, ...], toward: tuple[float, ...]
+) -> None:
+    """Zones.free_box (compiled) against 22fbb8f's numpy one: every bit of the box, from inside
+    and outside zones and the workspace, toward any target."""
+    config = SafetyConfig.from_mapping({"keep_out": keep_out})
+    args = (config.workspace, config.keep_out, config.keep_out_margin_m, None)
+    new, old = zones.Zones(*args), _zones_reference.Zones(*args)
+    pa, ta = np.array(p), np.array(toward)
+    got, want = new.free_box(pa, ta), old.free_box(pa, ta)
+    assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes(), (got, want)
+
+
+def test_free_box_near_zones_matches_the_numpy_one() -> None:
+    """free_box from points in and around zones' bounding cubes (a ball's corners, where the box
+    shrinks by bisection), on faces (ties between cuts), toward targets on either side."""
+    rng = np.random.default_rng(5)
+    for _ in range(1500):
+        keep_out: list[dict[str, object]] = []
+        for _ in range(int(rng.integers(1, 4))):
+            kind = rng.choice(["sphere", "box", "half_space"], p=[0.45, 0.45, 0.1])
+            c = rng.uniform([0.3, -0.3, 0.1], [0.7, 0.3, 0.6])
+            if kind == "sphere":
+                keep_out.append(
+                    {"kind": "sphere", "center": c.tolist(), "radius": float(rng.uniform(0.02, 0.15))}
+                )
+            elif kind == "box":
+                h = rng.uniform(0.02, 0.15, 3)
+                keep_out.append({"kind": "box", "min": (c - h).tolist(), "max": (c + h).tolist()})
+            else:
+                n = rng.normal(size=3)
+                keep_out.append(
+                    {"kind": "half_space", "normal": (n / np.linalg.norm(n)).tolist(), "offset": -0.5}
+                )
+        config = SafetyConfig.from_mapping({"keep_out": keep_out})
+        args = (config.workspace, config.keep_out, config.keep_out_margin_m, None)
+        new, old = zones.Zones(*args), _zones_reference.Zones(*args)
+        zone = keep_out[int(rng.integers(len(keep_out)))]
+        centre = np.array(zone.get("center", zone.get("min", [0.5, 0.0, 0.3])), dtype=float)
+        p = centre + rng.uniform(-0.2, 0.2, 3)
+        if rng.random() < 0.3:  # on a face of the zone's cube: equal rooms, ties between cuts
+            p[int(rng.integers(3))] = centre[int(rng.integers(3))]
+        toward = p + rng.uniform(-0.3, 0.3, 3)
+        got, want = new.free_box(p, toward), old.free_box(p, toward)
+        assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes(), (
+            keep_out,
+            p,
+            toward,
+        )
