@@ -54,7 +54,16 @@ from .rotation_kernels import (
     rotvec_to_q,
     tool_tilt_q,
 )
-from .zones import _PROJECT_ROUNDS, _project, _tool_tick, first_inside, tool_clear_at
+from .zones import (
+    _PROJECT_ROUNDS,
+    _TOOL_ROUNDS,
+    _project,
+    _project_tool,
+    _tool_depths,
+    _tool_tick,
+    first_inside,
+    tool_clear_at,
+)
 
 __all__ = [
     "CONSTANTS",
@@ -89,13 +98,25 @@ CONSTANTS = (
     "reject",
     "hold_on_tracking",
     "worst_stop_z",
+    "tool_offsets_fused",
 )
 _MAX_T, _MAX_R, _HAS_TILT, _MAX_TILT, _NZ = 0, 1, 2, 3, 4
-_REACH, _FLOOR, _LOOKAHEAD, _TOOL_FLOOR, _REJECT, _HOLD, _WORST_STOP_Z = 7, 8, 9, 10, 11, 12, 13
+_REACH, _FLOOR, _LOOKAHEAD, _TOOL_FLOOR, _REJECT, _HOLD, _WORST_STOP_Z, _OFFSETS = 7, 8, 9, 10, 11, 12, 13, 14
 #: The work array of a tick (:data:`WORK` values): ee_target's orientation, (projected) position,
 #: the tool's first depth index at the target's and at the last command's orientation and its
-#: floor; ee_track's position and orientation; ee_motion's command (position, orientation).
-W_QUAT, W_POS, W_K_TARGET, W_K_LAST, W_TOOL_FLOOR, W_TRACKED, W_COMMAND, WORK = 0, 4, 7, 8, 9, 10, 17, 24
+#: floor; ee_track's position and orientation; ee_motion's command (position, orientation);
+#: ee_tick's position moved for the tool.
+W_QUAT, W_POS, W_K_TARGET, W_K_LAST, W_TOOL_FLOOR, W_TRACKED, W_COMMAND, W_MOVED, WORK = (
+    0,
+    4,
+    7,
+    8,
+    9,
+    10,
+    17,
+    24,
+    27,
+)
 
 # Bits of the results.
 TRACKING = 1  # ee_target: the last command is too far from the arm; ee_track: the target is
@@ -108,6 +129,9 @@ ROTATION_DIRECT = 64  # ee_motion: the orientation took the target's exactly
 TOOL_CLEAR = 128  # ee_motion: the new command's tool cannot reach the floor or a zone
 UNPROJECTED = 256  # ee_target: the target is not allowed and no allowed point was found (or reject mode)
 CLAMPED = 512  # ee_tick: the aim was clamped into the box (the rule: workspace)
+TOOL_MOVED = 1024  # ee_tick: the target moved so that the tool is out (Shield._tool_target)
+TOOL_WAS_IN_FLOOR = 2048  # ... and, the tool being out at the target's orientation, in at the
+TOOL_WAS_IN_ZONE = 4096  # last command's: below the floor, or in a zone
 
 
 @jit
@@ -366,10 +390,33 @@ def ee_tick(
     if not go_on or t_bits & (TRACKING | UNPROJECTED):
         return t_bits, 0, 0, 1
     near = t_bits & TOOL_NEAR != 0
-    if near and (work[W_K_TARGET] >= 0.0 or work[W_K_LAST] >= 0.0):
-        return t_bits, 0, 0, 1  # the tool's projection: Shield._tool_target
-    tool_floor = work[W_TOOL_FLOOR] if near else -math.inf
     pos_free, quat_free = work[W_POS : W_POS + 3], work[W_QUAT : W_QUAT + 4]
+    if near and (work[W_K_TARGET] >= 0.0 or work[W_K_LAST] >= 0.0):
+        # The tool in at the target's orientation or the last command's: Shield._tool_target.
+        if c[_OFFSETS] < 0.0 or (work[W_K_TARGET] >= 0.0 and c[_REJECT] != 0.0):
+            return t_bits, 0, 0, 1  # offsets numpy rounds otherwise (one point), or a hold
+        moved = work[W_MOVED : W_MOVED + 3]
+        how = (fused, c[_OFFSETS] != 0.0)
+        lo_ws, hi_ws = box[0], box[1]
+        if not _project_tool(
+            how, pos_free, quat_free, q_last, 2, tool, lo_ws, hi_ws, kinds, params, _TOOL_ROUNDS, moved
+        ) and not _project_tool(
+            how, pos_free, quat_free, q_last, 1, tool, lo_ws, hi_ws, kinds, params, _TOOL_ROUNDS, moved
+        ):
+            if work[W_K_TARGET] >= 0.0:
+                return t_bits, 0, 0, 1  # no way out for the tool: a hold
+            moved[0], moved[1], moved[2] = pos_free[0], pos_free[1], pos_free[2]
+        t_bits |= TOOL_MOVED
+        if work[W_K_TARGET] < 0.0 and (
+            moved[0] != pos_free[0] or moved[1] != pos_free[1] or moved[2] != pos_free[2]
+        ):
+            n = kinds.shape[0] + 1
+            k = _tool_depths(pos_free, q_last, tool, c[_FLOOR], kinds, params, np.zeros(n), np.zeros(n))
+            t_bits |= (
+                TOOL_WAS_IN_ZONE if k > 0 else TOOL_WAS_IN_FLOOR
+            )  # Zones.tool_violation's kind, or workspace
+        pos_free = moved
+    tool_floor = work[W_TOOL_FLOOR] if near else -math.inf
     r_bits, m_bits, reached = ee_rest(
         fused,
         pos_free,

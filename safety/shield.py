@@ -215,6 +215,7 @@ class Shield:
                 1.0 if config.on_workspace_violation == "reject" else 0.0,
                 1.0 if config.tracking.on_violation == "hold" else 0.0,
                 self._worst_stop_z,
+                -1.0 if self._zones.offsets_fused is None else float(self._zones.offsets_fused),
             ],
             dtype=float,
         )
@@ -420,10 +421,19 @@ class Shield:
                 k_target, k_last = int(work[ek.W_K_TARGET]), int(work[ek.W_K_LAST])
                 tool_floor = float(work[ek.W_TOOL_FLOOR])
             if k_target >= 0 or k_last >= 0:
-                moved = self._tool_target(pos, quat, k_target, fired)
-                if moved is None:
-                    return None
-                pos = moved
+                if bits & ek.TOOL_MOVED:  # ee_tick did what _tool_target does
+                    if k_target >= 0:
+                        fired.append("workspace" if k_target == 0 else "keep_out")
+                    elif bits & ek.TOOL_WAS_IN_FLOOR:
+                        fired.append("workspace")
+                    elif bits & ek.TOOL_WAS_IN_ZONE:
+                        fired.append("keep_out")
+                    pos = work[ek.W_MOVED : ek.W_MOVED + 3]
+                else:
+                    moved = self._tool_target(pos, quat, k_target, fired)
+                    if moved is None:
+                        return None
+                    pos = moved
 
         # The allowed target before the clamps that depend on the arm and the filter (tracking,
         # box): its motion is the target's own, which the filter may follow (ee_motion).

@@ -106,9 +106,9 @@ class Zones:
         self.kernel_box = np.stack([self.lo, self.hi])
         self.kernel_tool_zr = np.stack([self._tool_z, self._tool_rho])  # (2, n): axial, radial
         self.tool_reach_or_none = self._tool_reach if self.has_tool else -1.0
-        # How numpy rounds the tool's offsets (tool @ R.T): project_tool's kernel rounds the
-        # same way, or (None: a way it does not know) takes numpy's offsets.
-        self._offsets_fused = matmul_rounding(len(pts)) if self.has_tool else NUMPY_DOT_FUSED
+        #: How numpy rounds the tool's offsets (tool @ R.T): project_tool's kernel rounds the
+        #: same way, or (None: a way it does not know) takes numpy's offsets.
+        self.offsets_fused = matmul_rounding(len(pts)) if self.has_tool else NUMPY_DOT_FUSED
         self._load_kernels()
 
     def _load_kernels(self) -> None:
@@ -275,12 +275,12 @@ class Zones:
         (the TCP counts as one) just out.
         """
         q = np.empty(3)
-        if self._offsets_fused is None:
+        if self.offsets_fused is None:
             offsets = np.concatenate([np.zeros((1, 3))] + [self.tool @ quat_to_matrix(r).T for r in quats])
             np.minimum(np.maximum(_f64(p), self.lo), self.hi, out=q)
             ok = _project_points(q, offsets, self.lo, self.hi, self._kinds, self._params, _TOOL_ROUNDS)
             return q if ok else None
-        fused = (NUMPY_DOT_FUSED, self._offsets_fused)
+        fused = (NUMPY_DOT_FUSED, self.offsets_fused)
         a, b = _f64(quats[0]), _f64(quats[-1])  # one orientation or two
         ok = _project_tool(
             fused,
