@@ -128,10 +128,17 @@ INSIDE = 32  # ee_track: the (clamped) target is inside the filter's box
 ROTATION_DIRECT = 64  # ee_motion: the orientation took the target's exactly
 TOOL_CLEAR = 128  # ee_motion: the new command's tool cannot reach the floor or a zone
 UNPROJECTED = 256  # ee_target: the target is not allowed and no allowed point was found (or reject mode)
-CLAMPED = 512  # ee_tick: the aim was clamped into the box (the rule: workspace)
+CLAMPED = 512  # ee_rest: the aim was clamped into the box (its tool floor included)
 TOOL_MOVED = 1024  # ee_tick: the target moved so that the tool is out (Shield._tool_target)
 TOOL_WAS_IN_FLOOR = 2048  # ... and, the tool being out at the target's orientation, in at the
 TOOL_WAS_IN_ZONE = 4096  # last command's: below the floor, or in a zone
+TOOL_DEEPER_FLOOR = 8192  # ee_motion: a tool point of the command deeper below the floor than the
+TOOL_DEEPER_ZONE = 16384  # command before's (after a seed: the seed's), or deeper in a zone
+
+#: The tool's record (Shield._tool_state), updated by ee_motion: whether the depths of the last
+#: command (after a seed: the seed's, ``Zones.tool_penetration`` of the seed pose) are known,
+#: whether they are all zero, then the depths (below the floor, in each grown zone).
+T_KNOWN, T_ZERO, T_DEPTHS = 0, 1, 2
 
 
 @jit
@@ -284,6 +291,9 @@ def ee_motion(
     c: np.ndarray,
     kinds: np.ndarray,
     params: np.ndarray,
+    tool: np.ndarray,
+    tool_state: np.ndarray,
+    seed_pose: np.ndarray,
     out: np.ndarray,
 ) -> int:
     """One step of the end effector's motion filter toward ``aim``, ``quat`` (``Axes.step`` on
@@ -292,7 +302,10 @@ def ee_motion(
     quaternion). ``pos_free``, ``quat_free``: the allowed target before the clamps that depend on
     the arm and the filter; ``prev`` (``[known, position, quaternion]``) the last tick's, for the
     target's velocity, then this tick's. Bits: the step's (``motion.JERK`` ... ``CHANGED``),
-    :data:`ROTATION_DIRECT`, :data:`TOOL_CLEAR`."""
+    :data:`ROTATION_DIRECT`, :data:`TOOL_CLEAR`, and (the shield's check of every command's tool
+    against ``tool_state``, :data:`T_KNOWN` ...; ``seed_pose``: the seed's position and
+    quaternion) :data:`TOOL_DEEPER_FLOOR` or :data:`TOOL_DEEPER_ZONE`: refused (the shield
+    holds, which reseeds what was committed here)."""
     n = 6
     for i in range(3, n):
         pva[P, i] = 0.0
@@ -353,6 +366,26 @@ def ee_motion(
     out[3], out[4], out[5], out[6] = qx, qy, qz, qw
     if tool_clear_at(kinds, params, c[_REACH], c[_FLOOR], x_new[0], x_new[1], x_new[2]):
         bits |= TOOL_CLEAR
+        if tool_state[T_ZERO] != 0.0:
+            return bits  # far from the floor and every zone: every depth stays zero
+    if c[_REACH] < 0.0:
+        return bits  # no tool points
+    # No tool point deeper than the last command's (the shield's tool check, Zones.tool_over).
+    n = kinds.shape[0] + 1
+    depths = tool_state[T_DEPTHS : T_DEPTHS + n]
+    if tool_state[T_KNOWN] == 0.0:
+        _tool_depths(seed_pose[0:3], seed_pose[3:7], tool, c[_FLOOR], kinds, params, np.zeros(n), depths)
+        tool_state[T_KNOWN] = 1.0
+    now = np.empty(n)
+    k = _tool_depths(out[0:3], out[3:7], tool, c[_FLOOR], kinds, params, depths, now)
+    if k >= 0:
+        return bits | (TOOL_DEEPER_FLOOR if k == 0 else TOOL_DEEPER_ZONE)
+    zero = 1.0
+    for i in range(n):
+        depths[i] = now[i]
+        if now[i] != 0.0:
+            zero = 0.0
+    tool_state[T_ZERO] = zero
     return bits
 
 
@@ -378,6 +411,8 @@ def ee_tick(
     dt: float,
     go_on: bool,
     box_fixed: bool,
+    tool_state: np.ndarray,
+    seed_pose: np.ndarray,
     work: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """:func:`ee_target`, then :func:`ee_rest`, as far as none of the shield's Python steps is
@@ -435,6 +470,9 @@ def ee_tick(
         dt,
         tool_floor,
         box_fixed,
+        tool,
+        tool_state,
+        seed_pose,
         work,
     )
     return t_bits, r_bits, m_bits, reached
@@ -459,6 +497,9 @@ def ee_rest(
     dt: float,
     tool_floor: float,
     box_fixed: bool,
+    tool: np.ndarray,
+    tool_state: np.ndarray,
+    seed_pose: np.ndarray,
     work: np.ndarray,
 ) -> tuple[int, int, int]:
     """From the allowed target ``pos_free``, ``quat_free``: :func:`ee_track`, then the box and the
@@ -467,7 +508,7 @@ def ee_rest(
     ``box_fixed`` (no zones, the box is the workspace's: ``Zones.free_box`` gives the same box
     while the last command is inside it), else the shield looks for a new box. As the shield:
     the tool's floor (``tool_floor``, -inf for none) raises the box's floor as far as braking
-    stays above it. The bits of ee_track and ee_motion (0 if not run) and the stages reached
+    stays above it, and an aim below it is clamped too. The bits of ee_track and ee_motion (0 if not run) and the stages reached
     (2: stopped after ee_track, for a hold or a new box; 3: done)."""
     tracked = work[W_TRACKED : W_TRACKED + 7]
     r_bits = ee_track(fused, pos_free, quat_free, m_pos, m_quat, q_last, lo, hi, c, tracked)
@@ -518,6 +559,9 @@ def ee_rest(
         c,
         kinds,
         params,
+        tool,
+        tool_state,
+        seed_pose,
         work[W_COMMAND : W_COMMAND + 7],
     )
     return r_bits, m_bits, 3

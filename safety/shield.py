@@ -155,10 +155,10 @@ class Shield:
             config.workspace, config.keep_out, config.keep_out_margin_m, config.tool.as_array()
         )
         # The tool's depths (Zones.tool_penetration) of the last end-effector command: the next
-        # may be no deeper. None after a seed: then the seed pose's (_tool_seed).
-        self._tool_pen: np.ndarray | None = None
-        self._tool_pen_zero = False  # whether _tool_pen is known to be all zeros
-        self._tool_seed: Pose | None = None
+        # may be no deeper (ee_motion checks and updates them: ee_kernels.T_KNOWN ...). Unknown
+        # after a seed: then the seed pose's (_tool_seed_pose: position, quaternion).
+        self._tool_state = np.zeros(2 + 1 + len(config.keep_out))
+        self._tool_seed_pose = np.zeros(7)
         t, r, j = config.translation, config.rotation, config.joints
         # Per-axis limits at norm / sqrt(3): the norm of the 3-vector then never exceeds the limit.
         # One 6-axis group, translation then rotation, so each tick is one vectorised step.
@@ -196,7 +196,6 @@ class Shield:
         self._worst_stop_z = float(
             stop_distance(self._ee.vmax[2:3], self._ee.amax[2:3], self._ee.amax[2:3], self._ee.jmax[2:3])[0]
         )
-        self._tool_buf = np.zeros(1 + len(self._zones.keep_out))
         self._set_box(self._zones.lo, self._zones.hi)
         # What the end effector's kernels read (safety.ee_kernels.CONSTANTS), and the last
         # allowed target ([known, position, quaternion]) for the target's velocity.
@@ -236,40 +235,19 @@ class Shield:
         """Load the end effector's compiled kernels now (from numba's cache; compiled on a
         machine's first run), with the argument types of every tick, on scratch state."""
         zones, ee, c = self._zones, self._ee, self._ee_constants
-        kinds, params, tool = zones.kernel_kinds, zones.kernel_params, (zones.tool, zones.kernel_tool_zr)
+        kinds, params, tool = zones.kernel_kinds, zones.kernel_params, zones.tool
         p, q, work = np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]), np.empty(ek.WORK)
-        lo, hi, box = self._lo6, self._hi6, zones.kernel_box
+        lo, hi, box, limits, dt = self._lo6, self._hi6, zones.kernel_box, ee.limits, 0.01
         prev, state = np.zeros(8), np.zeros_like(ee.state)
-        ee_target(_FUSED, q, p, p, q, q, state, box, kinds, params, *tool, c, work)
+        tools = (np.zeros_like(self._tool_state), np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]))
+        ee_target(_FUSED, q, p, p, q, q, state, box, kinds, params, tool, zones.kernel_tool_zr, c, work)
         ee_track(_FUSED, p, q, p, q, q, lo, hi, c, work[ek.W_TRACKED : ek.W_TRACKED + 7])
-        bounds = (ee.limits, lo, hi, ee.vlo, ee.vmax)
-        ee_motion(_FUSED, p, q, q, p, q, prev, state, *bounds, 0.01, c, kinds, params, work[ek.W_COMMAND :])
-        limits, dt = ee.limits, 0.01
-        ee_tick(
-            _FUSED,
-            q,
-            p,
-            p,
-            q,
-            q,
-            state,
-            limits,
-            box,
-            lo,
-            hi,
-            kinds,
-            params,
-            *tool,
-            c,
-            prev,
-            dt,
-            True,
-            True,
-            work,
-        )
-        ee_rest(
-            _FUSED, p, q, p, q, q, state, limits, lo, hi, kinds, params, c, prev, dt, -math.inf, True, work
-        )
+        bounds = (limits, lo, hi, ee.vlo, ee.vmax, dt, c, kinds, params, tool)
+        ee_motion(_FUSED, p, q, q, p, q, prev, state, *bounds, *tools, work[ek.W_COMMAND :])
+        at = (state, limits, box, lo, hi, kinds, params, tool, zones.kernel_tool_zr, c, prev, dt)
+        ee_tick(_FUSED, q, p, p, q, q, *at, True, True, *tools, work)
+        rest = (state, limits, lo, hi, kinds, params, c, prev, dt, -math.inf, True, tool)
+        ee_rest(_FUSED, p, q, p, q, q, *rest, *tools, work)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -393,6 +371,8 @@ class Shield:
             float(dt),
             go_on,
             box_fixed,
+            self._tool_state,
+            self._tool_seed_pose,
             work,
         )
         if bits & ek.TRACKING:
@@ -458,6 +438,9 @@ class Shield:
                 float(dt),
                 tool_floor,
                 box_fixed,
+                zones.tool,
+                self._tool_state,
+                self._tool_seed_pose,
                 work,
             )
         elif reached < 2:
@@ -475,7 +458,7 @@ class Shield:
         if reached < 3:
             m_bits = self._ee_step(pos, quat, pos_free, quat_free, r_bits, tool_floor, dt, fired, command)
         elif r_bits & ek.CLAMPED:
-            fired.append("workspace")  # ee_tick clamped the aim into the box (no zones: box_fixed)
+            fired.append("keep_out" if self.config.keep_out else "workspace")  # the aim, clamped into the box
         if m_bits & CHANGED:  # as _record: the bounds the one-step target broke
             if m_bits & VELOCITY:
                 fired.append("velocity")
@@ -486,14 +469,11 @@ class Shield:
             if m_bits & POSITION:
                 fired.append("workspace")
         p_new, q_new = command[:3], command[3:]
-        if self._tool_pen_zero and m_bits & ek.TOOL_CLEAR:
-            pass  # far from the floor and every zone: every depth stays zero
-        elif zones.has_tool:
-            # A hold follows a refusal, and reseeds the filter the step above committed.
-            kind = self._tool_check(p_new, q_new)
-            if kind is not None:  # a turn the translation could not rise for in time
-                fired.append(kind)
-                return None
+        if m_bits & (ek.TOOL_DEEPER_FLOOR | ek.TOOL_DEEPER_ZONE):
+            # A tool point deeper than the command before's: a turn the translation could not
+            # rise for in time. The hold reseeds the filter the step committed.
+            fired.append("workspace" if m_bits & ek.TOOL_DEEPER_FLOOR else "keep_out")
+            return None
         self._quat = q_new
         pose = Pose(p_new, q_new)
         return self._ee_joint_check(pose, measured, dt, fired)
@@ -597,6 +577,9 @@ class Shield:
                 self._ee_constants,
                 zones.kernel_kinds,
                 zones.kernel_params,
+                zones.tool,
+                self._tool_state,
+                self._tool_seed_pose,
                 command,
             )
         )
@@ -667,25 +650,6 @@ class Shield:
         if kind is None and bool((moved != pos).any()):
             fired.append(zones.tool_violation(pos, self._quat) or "workspace")
         return moved
-
-    def _tool_check(self, p: np.ndarray, quat: np.ndarray) -> str | None:
-        """``"workspace"`` (a tool point below the floor) or ``"keep_out"`` if the command pose
-        ``(p, quat)`` puts a tool point deeper than the command before it (after a seed: than
-        the seed's pose); None if allowed, and then its depths become the next bound."""
-        zones = self._zones
-        if self._tool_pen is None:
-            seed = self._tool_seed
-            self._tool_pen = (
-                zones.tool_penetration(np.asarray(seed.position, dtype=float), np.asarray(seed.quaternion))
-                if seed is not None
-                else np.zeros(1 + len(zones.keep_out))
-            )
-        k = zones.tool_over(p, quat, self._tool_pen, self._tool_buf)
-        if k >= 0:
-            return "workspace" if k == 0 else "keep_out"
-        self._tool_pen, self._tool_buf = self._tool_buf, self._tool_pen
-        self._tool_pen_zero = not bool(self._tool_pen.any())
-        return None
 
     def _penetration(self, q: np.ndarray) -> np.ndarray:
         """How far each joint is outside the margin band (0 inside); zeros if the shape is off."""
@@ -1013,9 +977,12 @@ class Shield:
         self._fk_pen = None
         self._fk_tilt_bound = None
         self._fk_seed = self._joints.p.copy() if self._fk is not None else None
-        self._tool_pen = None
-        self._tool_pen_zero = False  # known only once _tool_check has computed the seed's
-        self._tool_seed = measured.ee
+        # The tool's depths: the seed pose's, computed by ee_motion when first needed.
+        self._tool_state[ek.T_KNOWN] = self._tool_state[ek.T_ZERO] = 0.0
+        seed_quat = np.asarray(measured.ee.quaternion, dtype=float)
+        if p.shape == (3,) and seed_quat.shape == (4,):  # else _filter_ee refuses the pose
+            self._tool_seed_pose[:3] = p
+            self._tool_seed_pose[3:] = seed_quat
 
 
 def _record(res: StepResult, fired: list[str], position_kind: str | None) -> None:
