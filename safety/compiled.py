@@ -15,6 +15,7 @@ says the same of a small matrix product, per shape.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from fractions import Fraction
@@ -116,6 +117,7 @@ def _probe_numpy_dot() -> bool:
     return fused_votes > 0 and plain_votes == 0
 
 
+@functools.cache  # a property of this process's numpy: probed once per shape
 def matmul_rounding(rows: int) -> bool | None:
     """How numpy rounds ``a @ b.T`` for ``a`` of shape ``(rows, 3)`` and ``b`` of ``(3, 3)``
     (``Zones.project_tool``'s offsets): True if each element is :func:`dot3` with fused
