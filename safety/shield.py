@@ -66,12 +66,7 @@ from .motion import (
     stop_distance,
 )
 from .rotation_kernels import q_normalize
-from .rotations import (
-    quat_multiply,
-    quat_normalize,
-    quat_to_matrix,
-    rotvec_to_quat,
-)
+from .rotations import quat_normalize, quat_to_matrix
 from .types import Decision, Measured, Pose, Target
 from .zones import Zones
 
@@ -719,17 +714,6 @@ class Shield:
             )
         self._arm_in_zone = i
 
-    def _untilt(self, quat: np.ndarray, tilt: float, max_tilt: float) -> np.ndarray:
-        """Rotate the tool axis back onto the cone of half-angle ``max_tilt`` (shortest way)."""
-        z = quat_to_matrix(quat)[:, 2]
-        axis = np.cross(z, self._nominal_z)
-        n = float(np.linalg.norm(axis))
-        if n < 1e-12:  # pointing exactly away from nominal: any perpendicular axis will do
-            helper = np.array([1.0, 0.0, 0.0]) if abs(self._nominal_z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-            axis = np.cross(self._nominal_z, helper)
-            n = float(np.linalg.norm(axis))
-        return quat_normalize(quat_multiply(rotvec_to_quat(axis / n * (tilt - max_tilt)), quat))
-
     # --- joints -----------------------------------------------------------------------------
 
     def _filter_joints(
@@ -996,17 +980,6 @@ def _record(res: StepResult, fired: list[str], position_kind: str | None) -> Non
     ):
         if flag and kind is not None:
             fired.append(kind)
-
-
-def _dist(a: np.ndarray, b: np.ndarray) -> float:
-    d = a - b
-    return math.sqrt(float(d.dot(d)))
-
-
-def _angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Rotation angle between two unit quaternions (cheap form, for bounds)."""
-    d = min(1.0, abs(float(a.dot(b))))
-    return 2.0 * math.acos(d)
 
 
 def _unit_quaternion(q: Any) -> np.ndarray:
