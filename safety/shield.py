@@ -680,7 +680,10 @@ class Shield:
                 self._set_box(cand_lo, cand_hi)
                 self._escape_ee = None
                 return None
-            aim = pos
+            # Out, but braking does not fit in a box that excludes the zones yet: stop here, on
+            # the ratchet, until it does. Aiming at the target instead let a relaxed axis carry
+            # the command back into the grown zone (0.18 mm into a sphere, found by hypothesis).
+            aim = p
         else:
             # A ratchet is only ever relaxed (a zone left stays left: the box excludes it).
             up, down = up & esc[0], down & esc[1]
