@@ -5,19 +5,24 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 EXTRAS ?= server,agent,franka,xarm,realsense,dev
 
-.PHONY: demo test typecheck install sysdeps simdeps proto lint bench clean fuzz
+.PHONY: demo test typecheck install kernels sysdeps simdeps proto lint bench clean fuzz
 
-demo: $(STAMP) simdeps
+demo: $(STAMP) simdeps kernels
 	$(PY) -m vla_demo
 
-test: $(STAMP) sysdeps typecheck
+test: $(STAMP) sysdeps typecheck kernels
 	$(PY) -m pytest -q
+
+# numba compiles the shield's, the trajectory's and the sim's kernels on a machine's first use
+# (tens of seconds on 2 cores) and caches them: done here, not inside the first timed start-up.
+kernels: $(STAMP)
+	$(PY) -m robot_agent.kernels
 
 # The four packages stay mypy --strict clean (settings in pyproject.toml's [tool.mypy]); about 20 s cold.
 typecheck: $(STAMP)
 	$(PY) -m mypy --strict vla safety inference_server robot_agent
 
-install: $(STAMP)
+install: $(STAMP) kernels
 
 # torch==2.13.0 first: a plain `torch` requirement with nothing installed pulls a multi-GB CUDA build.
 # dm-robotics-panda --no-deps: the MuJoCo sim reads only the Franka Panda and Hand model files it
