@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inference_server.config import BACKEND_NAMES, PRECISIONS, ServerConfig, load_config
+from inference_server.config import BACKEND_NAMES, PRECISIONS, ServerConfig, load_config, machine_cpus
 from inference_server.errors import ServerError
 from safety.config_loader import default_of, show_default
 from vla.malloc import keep_large_buffers
@@ -50,6 +50,14 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
     parse.__name__ = f"integer >= {low}"  # argparse shows it in "invalid <name> value"
     return parse
+
+
+def _cpu_threads(text: str) -> int:
+    """``--cpu-threads``: an integer in 0..this machine's CPUs (``config.machine_cpus``)."""
+    value = _int_at_least(0)(text)
+    if value > (cpus := machine_cpus()):
+        raise argparse.ArgumentTypeError(f"{value} is above {cpus}, this machine's CPUs")
+    return value
 
 
 def configure_logging(level: str) -> None:
@@ -97,9 +105,9 @@ def _model_overrides(parser: argparse.ArgumentParser) -> None:
         help=f"override the bundle's backend {_default('backend', _AS_MANIFEST)}",
     )  # fmt: skip
     parser.add_argument(
-        "--cpu-threads", type=_int_at_least(0), default=s,
-        help=f"threads of the model's CPU kernels (torch, onnxruntime); 0 = every CPU but one, left to the "
-        f"event loop {_default('cpu_threads')}",
+        "--cpu-threads", type=_cpu_threads, default=s,
+        help=f"threads of the model's CPU kernels (torch, onnxruntime), at most this machine's CPUs; 0 = every "
+        f"CPU but one, left to the event loop {_default('cpu_threads')}",
     )  # fmt: skip
 
 

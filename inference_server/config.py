@@ -11,6 +11,7 @@ the same constructor::
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from inference_server.errors import ConfigError
 from safety.config_loader import build, check_keys, check_types, read_toml
 
-__all__ = ["BACKEND_NAMES", "DEVICES", "PRECISIONS", "ServerConfig", "load_config"]
+__all__ = ["BACKEND_NAMES", "DEVICES", "PRECISIONS", "ServerConfig", "load_config", "machine_cpus"]
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 BACKEND_NAMES = ("torch", "onnx", "tensorrt", "torch_tensorrt", "python")
@@ -28,6 +29,15 @@ DEVICES = ("cpu", "cuda")  # plus "cuda:N"
 MAX_REQUEST_BYTES_LIMIT = ((1 << 31) - 1 - (64 << 20)) // 2
 _INT32_MAX = (1 << 31) - 1
 _UINT32_MAX = (1 << 32) - 1
+
+
+def machine_cpus() -> int:
+    """The logical CPUs of this machine (``os.cpu_count()``, 1 when unknown): the most
+    ``cpu_threads`` may ask for. More kernel threads than CPUs only wait at each barrier, and
+    onnxruntime creating 999999 of them held the server at load for 7.5 minutes, deaf to Ctrl-C;
+    2**63 ended it with an overflow from onnxruntime or torch."""
+    return os.cpu_count() or 1
+
 
 
 @dataclass(frozen=True)
@@ -121,10 +131,11 @@ class ServerConfig:
             "tls_client_ca",
             "needs TLS: set tls_cert and tls_key too",
         )
+        cpus = machine_cpus()
         _check(
-            self.cpu_threads >= 0,
+            0 <= self.cpu_threads <= cpus,
             "cpu_threads",
-            f"is {self.cpu_threads}, expected >= 0 (0: every CPU but one)",
+            f"is {self.cpu_threads}, expected 0..{cpus}, this machine's CPUs (0: every CPU but one)",
         )
         _check(self.max_batch >= 1, "max_batch", f"is {self.max_batch}, expected >= 1")
         _check(

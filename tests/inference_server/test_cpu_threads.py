@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inference_server import ConfigError, ServerConfig, cli, load_bundle
+from inference_server import config as config_module
 from inference_server.backends import base, create_backend
 from inference_server.config import load_config
 from inference_server.new_bundle import write_example_bundle
@@ -51,13 +52,34 @@ def test_the_default_counts_the_cpus_this_process_may_use(example: Path) -> None
         assert base.cpu_threads(load_bundle(example)) == 2
 
 
-def test_a_negative_count_is_refused_naming_the_field() -> None:
-    with pytest.raises(ConfigError, match="cpu_threads is -1, expected >= 0") as info:
-        ServerConfig(policy=Path("b"), cpu_threads=-1)
+@pytest.fixture
+def eight_cpus() -> Iterator[None]:
+    """A machine of 8 CPUs, so counts up to 8 are valid whatever runs the tests."""
+    with mock.patch.object(config_module.os, "cpu_count", return_value=8):
+        yield
+
+
+@pytest.mark.parametrize("count", [-1, 9, 999999, 2**63])
+def test_a_count_outside_0_to_the_cpus_is_refused_naming_the_field(count: int, eight_cpus: None) -> None:
+    # 999999 held the onnx server at load for 7.5 minutes, deaf to Ctrl-C; 2**63 overflowed there.
+    with pytest.raises(ConfigError, match=f"cpu_threads is {count}, expected 0..8, this machine's CPUs") as info:
+        ServerConfig(policy=Path("b"), cpu_threads=count)
     assert info.value.field == "cpu_threads"
+    assert ServerConfig(policy=Path("b"), cpu_threads=8).cpu_threads == 8
 
 
-def test_the_file_and_the_flag_set_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", [[], ["bench"]])
+def test_the_flag_above_the_cpus_is_refused_in_one_line(
+    command: list[str], eight_cpus: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--policy", "b", "--cpu-threads", "999999"])
+    assert "argument --cpu-threads: 999999 is above 8, this machine's CPUs" in capsys.readouterr().err
+
+
+def test_the_file_and_the_flag_set_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], eight_cpus: None
+) -> None:
     path = tmp_path / "server.toml"
     path.write_text('policy = "b"\ncpu_threads = 3\n')
     assert load_config(path).cpu_threads == 3
@@ -99,7 +121,7 @@ def test_onnxruntime_session_gets_the_count(example: Path, threads: int) -> None
         backend.close()
 
 
-async def test_the_server_hands_its_setting_to_the_backend(tmp_path: Path) -> None:
+async def test_the_server_hands_its_setting_to_the_backend(tmp_path: Path, eight_cpus: None) -> None:
     seen = []
 
     def factory(bundle: Any) -> Any:
