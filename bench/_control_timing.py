@@ -44,6 +44,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from _children import die_with_parent
+
 from robot_agent.agent import Agent
 from robot_agent.config import AgentConfig
 from robot_agent.control import ControlLoop
@@ -376,7 +378,8 @@ def thread_usage(
 
 
 SENTINEL = """
-import json, os, sys, threading, time
+import json, os, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the bench's to handle: it ends this process
 rate, realtime = float(sys.argv[1]), sys.argv[2] == "1"
 if realtime:
     try:
@@ -423,15 +426,23 @@ class Sentinel:
         self.result: dict[str, float] = {}
 
     def __enter__(self) -> Sentinel:
-        self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._proc = subprocess.Popen(
+            self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=die_with_parent()
+        )
         assert self._proc.stdout is not None
         if self._proc.stdout.readline().strip() != b"ready":
             raise SystemExit("the sentinel process did not start")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Its figures when the block ended normally; when it raised (Ctrl-C reached the sentinel
+        too), the process is ended and the block's exception goes on, not one about its output."""
         import json
 
+        if exc_type is not None:
+            self._proc.kill()
+            self._proc.communicate(timeout=10)
+            return
         out, _ = self._proc.communicate(b"", timeout=10)
         self.result = json.loads(out.decode().strip().splitlines()[-1])
 
@@ -443,8 +454,11 @@ HOG = "import sys\nprint('ready', flush=True)\nwhile True:\n    sum(range(1000))
 def cpu_hogs(n: int) -> Iterator[list[int]]:
     """``n`` processes spinning pure Python (nice 0), running when the block starts (each said
     so), killed when it ends; yields their pids."""
+    preexec = die_with_parent()  # a bench killed outright leaves no hog spinning
     procs = [
-        subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [sys.executable, "-c", HOG], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=preexec
+        )
         for _ in range(n)
     ]
     try:

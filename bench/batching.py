@@ -55,7 +55,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
+import math
 import multiprocessing
 import os
 import subprocess
@@ -71,10 +73,12 @@ from typing import Any
 
 import grpc
 import numpy as np
+from _children import die_with_parent, exit_on_sigterm
 from _stats import summarize, write_json
 from grpc_overhead import child_env, free_port, scene, stop, wait_serving
 
 from inference_server.backends.base import cpu_threads
+from inference_server.config import ServerConfig, machine_cpus
 from vla import eventloop
 from vla.codec import encode_image_into, to_tensor
 from vla.v1 import policy_pb2 as pb
@@ -84,6 +88,8 @@ DEFAULT_SESSIONS = (1, 2, 4, 8)
 DEFAULT_MAX_BATCH = (1, 8)
 DEFAULT_DELAYS_MS = (0.0, 2.0)
 DEFAULT_SECONDS = 8.0
+# A process per session, each one stream and one session id: the server's defaults refuse more.
+MAX_SESSIONS = min(ServerConfig.max_streams, ServerConfig.max_sessions)
 #: Round trips each session makes before the window opens (connection, first-call costs).
 WARMUP_ROUND_TRIPS = 20
 #: Wall seconds a server setting costs beyond its cells (start, load, warm-up, stop); an estimate.
@@ -442,7 +448,7 @@ def start_server(bundle: Path, setting: Setting, threads: int) -> tuple[subproce
          "--port", str(port), "--no-metrics", "--log-level", "warning",
          "--max-batch", str(setting.max_batch), "--max-queue-delay-ms", str(setting.delay_ms),
          "--max-request-rate-hz", "100000", "--max-request-burst", "100000", "--cpu-threads", str(threads)],
-        env=child_env(),
+        env=child_env(), preexec_fn=die_with_parent(),  # the bench killed outright: the server goes too
     )  # fmt: skip
     return server, f"127.0.0.1:{port}"
 
@@ -507,7 +513,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     stop(server)
     finally:
         for pipe in pipes:
-            pipe.send(None)
+            with contextlib.suppress(OSError):  # a session already ended (Ctrl-C reached it too)
+                pipe.send(None)
         for process in processes:
             process.join(10)
             if process.is_alive():
@@ -553,11 +560,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or min(args.sessions) < 1 or min(args.max_batch) < 1 or min(args.delays_ms) < 0:
-        parser.error("--seconds must be > 0, --sessions and --max-batch >= 1, --delays-ms >= 0")
-    if args.cpu_threads < 0:
-        parser.error("--cpu-threads must be >= 0")
-    results = run(args)
+    if not (
+        0 < args.seconds < math.inf
+        and min(args.sessions) >= 1
+        and min(args.max_batch) >= 1
+        and all(0 <= d < math.inf for d in args.delays_ms)
+    ):
+        parser.error(
+            "--seconds must be finite and > 0, --sessions and --max-batch >= 1, --delays-ms finite and >= 0"
+        )
+    if max(args.sessions) > MAX_SESSIONS:
+        parser.error(
+            f"--sessions: at most {MAX_SESSIONS} (a process each; the server's --max-streams default)"
+        )
+    if not 0 <= args.cpu_threads <= (cpus := machine_cpus()):
+        parser.error(f"--cpu-threads must be 0..{cpus}, this machine's CPUs")
+    if args.json is not None and not args.json.parent.is_dir():
+        parser.error(f"--json: no folder {args.json.parent} to write {args.json.name} in")
+    exit_on_sigterm()  # kill PID: the server and the sessions are stopped as on Ctrl-C
+    try:
+        results = run(args)
+    except KeyboardInterrupt:
+        print("batching: interrupted; the server and the sessions were stopped", file=sys.stderr)
+        return 130
     print(report(results))
     if args.json is not None:
         write_json(args.json, {"benchmark": "batching", **results})

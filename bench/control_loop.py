@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _children import die_with_parent, exit_on_sigterm
 from _control_timing import MODES, BenchAgent, LagProbe, Sentinel, cpu_hogs, thread_times, thread_usage
 from _stats import summarize, write_json
 
@@ -108,7 +109,7 @@ def start_server(bundle: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "inference_server", "--policy", str(bundle), "--host", "127.0.0.1",
          "--port", str(port), "--no-metrics", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent(),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -433,6 +434,7 @@ def main() -> None:
         "code costs, without the preemptions of other processes on a busy machine) (default: wall)",
     )  # fmt: skip
     args = parser.parse_args()
+    exit_on_sigterm()  # kill PID: the server and the hogs are stopped as on Ctrl-C
     if args.tick_only:
         results_t = [
             asyncio.run(
@@ -545,4 +547,7 @@ def _print_cells(results: list[dict[str, Any]]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("control_loop: interrupted; the server, the hogs and the sentinel were stopped")

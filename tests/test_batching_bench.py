@@ -164,3 +164,24 @@ def test_the_ceiling_is_the_batch_over_its_cost_in_calls_of_one(batching: Module
         {"rows": [], "ratios": [], "model_alone_ms": curve, "model_threads": {"server": 2}}
     )
     assert report.splitlines()[-1].startswith("model alone (2 CPU threads)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seconds", "nan"], "--seconds must be finite and > 0"),  # was ValueError after timing the model
+        (["--seconds", "inf"], "--seconds must be finite and > 0"),  # was a run without end
+        (["--delays-ms", "nan"], "--delays-ms finite and >= 0"),
+        (["--sessions", "1", "65"], "--sessions: at most 64"),  # was 100000 processes spawned at once
+        (["--cpu-threads", "100000"], "--cpu-threads must be 0.."),  # was a hang creating the threads
+        (["--json", "/no/such/folder/out.json"], "--json: no folder /no/such/folder"),  # was after the run
+    ],
+)
+def test_bad_flags_are_refused_in_one_line_before_anything_runs(
+    batching: ModuleType, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        batching.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

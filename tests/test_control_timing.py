@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import threading
 import time
@@ -224,3 +225,19 @@ def test_cpu_hogs_run_during_the_block_and_are_gone_after(timing: ModuleType) ->
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_sentinel_block_ended_by_ctrl_c_raises_that_not_its_empty_output(timing: ModuleType) -> None:
+    # Ctrl-C reached the sentinel's process too: it died printing nothing, and __exit__ parsing its
+    # output raised IndexError over the KeyboardInterrupt. It now ignores SIGINT; the bench ends it.
+    sentinel = timing.Sentinel(100, realtime=False)
+    with pytest.raises(KeyboardInterrupt), sentinel:
+        os.kill(sentinel._proc.pid, signal.SIGINT)
+        raise KeyboardInterrupt
+    assert sentinel._proc.returncode == -signal.SIGKILL and sentinel.result == {}
+    sentinel = timing.Sentinel(100, realtime=False)
+    with pytest.raises(KeyboardInterrupt), sentinel:
+        os.kill(sentinel._proc.pid, signal.SIGKILL)  # or it died some other way
+        sentinel._proc.wait(10)
+        raise KeyboardInterrupt
+    assert sentinel._proc.returncode is not None and sentinel.result == {}
