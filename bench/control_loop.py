@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import os
 import socket
 import subprocess
@@ -64,6 +65,8 @@ from _control_timing import MODES, BenchAgent, LagProbe, Sentinel, cpu_hogs, thr
 from _stats import summarize, write_json
 
 from robot_agent.config import AgentConfig
+
+MAX_HOGS = 64  # CPU-bound processes beside the agent: far past any machine's saturation here
 
 POLICY = """
 import numpy as np
@@ -387,11 +390,12 @@ def _print_tick_only(results: list[dict[str, Any]]) -> None:
                   f"{s['max']:>8.1f} {int(s['count']):>6d}")  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument(
-        "--rates", type=float, nargs="+", default=[100.0, 250.0, 500.0], help="(default: 100 250 500)"
-    )
+        "--rates", type=float, nargs="+", default=[100.0, 250.0, 500.0],
+        help="control rates, Hz, a cell each (default: 100 250 500)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=10.0, help="per cell (default: 10)")
     parser.add_argument(
         "--hogs", type=int, nargs="+", default=[0, 2], metavar="N",
@@ -421,7 +425,9 @@ def main() -> None:
     )
     parser.add_argument("--rtt-ms", type=float, default=5.0, help="--tick-only: answer after (default: 5)")
     parser.add_argument(
-        "--profile", metavar="PATH", help="--tick-only: cProfile the ticks into PATH, print the top"
+        "--profile",
+        metavar="PATH",
+        help="--tick-only: cProfile the ticks into PATH, print the top (default: none)",
     )
     parser.add_argument(
         "--engine", choices=("kinematic", "mujoco"), default="kinematic",
@@ -433,7 +439,8 @@ def main() -> None:
         help="--tick-only: time with the wall clock, or with this thread's CPU time (what the agent's "
         "code costs, without the preemptions of other processes on a busy machine) (default: wall)",
     )  # fmt: skip
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
     exit_on_sigterm()  # kill PID: the server and the hogs are stopped as on Ctrl-C
     if args.tick_only:
         results_t = [
@@ -503,6 +510,30 @@ def main() -> None:
             },
         )
         print(f"wrote {args.json}")
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One line naming the flag (``parser.error``, exit 2) for a value the run cannot use, before
+    anything starts: 0 s or 0 Hz divided by zero, NaN seconds failed in ``int()``, a negative hog
+    count ran as none, a missing --json folder failed after the run."""
+    finite = math.isfinite
+    if not all(finite(r) and r > 0 for r in args.rates):
+        parser.error(f"--rates: {' '.join(f'{r:g}' for r in args.rates)}; each must be a finite rate > 0 Hz")
+    if not (finite(args.seconds) and args.seconds > 0):
+        parser.error(f"--seconds: {args.seconds:g}; must be finite and > 0")
+    if not all(0 <= n <= MAX_HOGS for n in args.hogs):
+        parser.error(f"--hogs: {' '.join(map(str, args.hogs))}; each must be 0..{MAX_HOGS} (a process each)")
+    if not (finite(args.replan_ms) and args.replan_ms > 0):
+        parser.error(f"--replan-ms: {args.replan_ms:g}; must be finite and > 0")
+    if not (finite(args.rtt_ms) and args.rtt_ms >= 0):
+        parser.error(f"--rtt-ms: {args.rtt_ms:g}; must be finite and >= 0")
+    if args.switch_interval_ms is not None and not (
+        finite(args.switch_interval_ms) and args.switch_interval_ms > 0
+    ):
+        parser.error(f"--switch-interval-ms: {args.switch_interval_ms:g}; must be finite and > 0")
+    for flag, path in (("--json", args.json), ("--profile", args.profile)):
+        if path is not None and not Path(path).absolute().parent.is_dir():
+            parser.error(f"{flag}: no folder {Path(path).parent} to write {Path(path).name} in")
 
 
 def _print_cells(results: list[dict[str, Any]]) -> None:
